@@ -1,0 +1,38 @@
+# Eldercall: `make run` to try it, `make test` to check it.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/eldercall.toml
+
+.PHONY: run test lint unit integration system-deps venv clean bench
+
+$(BIN)/eldercall: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	touch $@
+
+venv: $(BIN)/eldercall
+
+# Debian packages the tests need. Installed only when missing and when we are root
+# (CI is); otherwise it says what to install.
+system-deps:
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+	  else echo "please install mosquitto and mosquitto-clients (apt-get install mosquitto mosquitto-clients)"; exit 1; fi; \
+	fi
+
+run: venv
+	$(BIN)/eldercall demo --config $(CONFIG)
+
+lint: venv
+	$(BIN)/ruff check dispatcher devices simulator tests
+	$(BIN)/ruff format --check dispatcher devices simulator tests
+	$(BIN)/mypy
+
+test: venv system-deps lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

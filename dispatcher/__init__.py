@@ -1,0 +1,1 @@
+"""Eldercall: the call-dispatch daemon of a home-care call command centre."""

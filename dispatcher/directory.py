@@ -1,0 +1,126 @@
+"""Who is who: the district's areas, staff, residents and duty shifts.
+
+Pure data, loaded from the files in the data folder (see ``dispatcher.datafiles``)
+and read by routing. No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, time
+from enum import StrEnum
+
+
+class Level(StrEnum):
+    """The three levels of service, from the top."""
+
+    DISTRICT = "district"  # the command centre and its hotline, always staffed
+    STREET = "street"  # 街道
+    COMMUNITY = "community"  # 社区
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"  # command-centre hotline operator
+    STAFF = "staff"  # community or street duty staff
+    SUPERVISOR = "supervisor"  # street or district supervisor
+
+
+@dataclass(frozen=True)
+class Area:
+    id: str
+    level: Level
+    name: str
+    parent_id: str | None  # None only for the district
+
+
+@dataclass(frozen=True)
+class Staff:
+    id: str
+    name: str
+    phone: str | None
+    area_id: str
+    role: Role
+    language: str = "zh"  # "zh" or "en": which message catalogue to use
+    api_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A resident's emergency contact (family, neighbour), in the order to call them."""
+
+    name: str
+    relation: str
+    phone: str
+    language: str = "zh"
+
+
+@dataclass(frozen=True)
+class Resident:
+    id: str
+    name: str
+    birth_date: date
+    address: str
+    community_id: str
+    device_id: str
+    phone: str | None = None
+    contacts: tuple[Contact, ...] = ()
+    # Medical notes are for the operator's screen only, never for SMS.
+    notes: str = ""
+
+    def age_on(self, day: date) -> int:
+        before_birthday = (day.month, day.day) < (self.birth_date.month, self.birth_date.day)
+        return day.year - self.birth_date.year - before_birthday
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A weekly duty shift: ``staff_id`` is on duty for ``area_id`` on these weekdays.
+
+    ``weekdays`` are ISO numbers (1 Monday .. 7 Sunday) of the day the shift starts;
+    a shift whose ``end`` is not after ``start`` runs overnight into the next day,
+    and ``start == end`` means a full 24 hours.
+    """
+
+    area_id: str
+    staff_id: str
+    weekdays: frozenset[int]
+    start: time
+    end: time
+    role: str = "primary"
+
+
+@dataclass(frozen=True)
+class Directory:
+    areas: dict[str, Area]
+    staff: dict[str, Staff]
+    residents: dict[str, Resident]
+    shifts: tuple[Shift, ...]
+    timezone: str = "Asia/Shanghai"
+    residents_by_device: dict[str, Resident] = field(init=False, compare=False)
+    staff_by_token: dict[str, Staff] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "residents_by_device", {r.device_id: r for r in self.residents.values()}
+        )
+        object.__setattr__(
+            self, "staff_by_token", {s.api_token: s for s in self.staff.values() if s.api_token}
+        )
+
+    @property
+    def district(self) -> Area:
+        return next(a for a in self.areas.values() if a.level is Level.DISTRICT)
+
+    def chain(self, area_id: str | None) -> list[Area]:
+        """The area and its parents up to the district, nearest first.
+
+        An unknown or missing area (an unregistered device) is the district alone.
+        """
+        out: list[Area] = []
+        area = self.areas.get(area_id) if area_id else None
+        while area is not None:
+            out.append(area)
+            area = self.areas.get(area.parent_id) if area.parent_id else None
+        if not out or out[-1].level is not Level.DISTRICT:
+            out.append(self.district)
+        return out

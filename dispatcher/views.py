@@ -1,0 +1,148 @@
+"""What operators see of calls and of the duty rota: the read models of the service layer.
+
+These are the shapes the REST API returns and the CLI prints. They are built by
+``dispatcher.services`` from the database; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from dispatcher.directory import Staff
+
+
+class Outcome(StrEnum):
+    """How a call ended, as the operator records it on resolving."""
+
+    HELPED_BY_PHONE = "helped_by_phone"
+    VISIT = "visit"  # someone went to the home
+    AMBULANCE = "ambulance"  # 120 called
+    SERVICE_DONE = "service_done"  # a service request was carried out
+    FALSE_ALARM = "false_alarm"
+    CANCELLED_BY_RESIDENT = "cancelled_by_resident"
+    TECHNICAL_FIXED = "technical_fixed"
+    OTHER = "other"
+
+
+class TimelineEntryView(BaseModel):
+    at: datetime
+    actor: str  # "device", "system", a staff id, or a phone number
+    action: str  # "opened", "joined", "escalated", "sms_queued", "acknowledged", ...
+    channel: str  # "mqtt", "api", "cli", "sms", "system"
+    detail: str = ""
+
+
+class NotificationView(BaseModel):
+    id: int
+    recipient: str  # a staff id, or "contact:<name>" for a resident's contact
+    to_number: str
+    step: int
+    status: str  # pending, sending, sent, delivered, failed, cancelled
+    provider_sid: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class ContactView(BaseModel):
+    name: str
+    relation: str
+    phone: str
+
+
+class ResidentView(BaseModel):
+    id: str
+    name: str
+    age: int
+    address: str
+    community_id: str
+    community_name: str
+    phone: str | None = None
+    notes: str = ""
+    contacts: list[ContactView] = Field(default_factory=list)
+
+
+class CallView(BaseModel):
+    call_id: str
+    device_id: str
+    kind: str  # emergency, fall, service, technical
+    priority: str  # critical, normal, technical
+    state: str  # open, acknowledged, responder_on_site, cancelled, resolved
+    opened_at: datetime
+    unknown_device: bool
+    press_count: int
+    resident: ResidentView | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    outcome: str | None = None
+    note: str | None = None
+    escalation_step: int = 0
+    next_escalation_at: datetime | None = None
+    detail: str = ""  # technical alerts: what is wrong with the device
+    timeline: list[TimelineEntryView] = Field(default_factory=list)
+    notifications: list[NotificationView] = Field(default_factory=list)
+
+
+class StaffView(BaseModel):
+    id: str
+    name: str
+    phone: str | None
+    role: str
+    shift_role: str = "primary"
+
+
+class OnDutyView(BaseModel):
+    """Who answers for an area now, and at which level that answer was found."""
+
+    area_id: str  # the area asked about
+    area_name: str
+    found_at_area_id: str
+    found_at_level: str  # community, street or district
+    staff: list[StaffView]
+
+
+class CallNotFoundError(LookupError):
+    pass
+
+
+class InvalidTransitionError(ValueError):
+    """The call cannot do that in its present state (for example, resolve twice)."""
+
+
+class Operations(Protocol):
+    """The operator-facing service layer, as the API and the CLI use it."""
+
+    def staff_for_token(self, token: str) -> Staff | None: ...
+
+    async def list_calls(self, state: str | None = None) -> list[CallView]:
+        """Calls in a state; ``None`` or ``"active"`` means every call not yet resolved,
+        ``"all"`` every call. Newest first; timeline and notifications left empty."""
+        ...
+
+    async def get_call(self, call_id: str) -> CallView:
+        """One call with its timeline and notifications. Raises CallNotFoundError."""
+        ...
+
+    async def acknowledge(self, call_id: str, staff_id: str, channel: str, note: str = "") -> CallView:
+        """Raises CallNotFoundError, InvalidTransitionError (already resolved)."""
+        ...
+
+    async def resolve(
+        self, call_id: str, staff_id: str, channel: str, outcome: Outcome, note: str = ""
+    ) -> CallView:
+        """Raises CallNotFoundError, InvalidTransitionError (already resolved)."""
+        ...
+
+    async def on_duty(
+        self, at: datetime | None = None, community_id: str | None = None
+    ) -> list[OnDutyView]:
+        """Who is on duty at ``at`` (default now) for one community, or for every
+        community and the command centre when none is given."""
+        ...
