@@ -1,0 +1,151 @@
+"""Configuration: one TOML file, every key overridable by ``ELDERCALL_<SECTION>__<KEY>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from devices.protocol import DEFAULT_TOPIC_ROOT
+
+
+class MqttSettings(BaseModel):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = None
+    topic_root: str = DEFAULT_TOPIC_ROOT
+    client_id: str = "eldercall-dispatcher"
+    # 5 (MQTT 5) or 4 (MQTT 3.1.1)
+    protocol: Literal[4, 5] = 5
+    # Seconds a persistent session survives the dispatcher being away (MQTT 5).
+    session_expiry_s: int = 7 * 24 * 3600
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must look like mqtt://host:port or mqtts://host:port")
+        return value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class DatabaseSettings(BaseModel):
+    url: str = "sqlite+aiosqlite:///var/eldercall.db"
+
+
+class SmsSettings(BaseModel):
+    provider: Literal["twilio", "log"] = "log"
+    account_sid: str = "AC00000000000000000000000000000000"
+    auth_token: str = "local-sink-token"
+    from_number: str = "+8610000000000"
+    api_base: str = "https://api.twilio.com"
+
+
+class HttpSettings(BaseModel):
+    listen: str = "127.0.0.1:8080"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("must be host:port")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+class DataSettings(BaseModel):
+    dir: Path = Path("config/data")
+    timezone: str = "Asia/Shanghai"
+
+
+class EscalationSettings(BaseModel):
+    """How often the due-escalation and outbox pollers look, in seconds."""
+
+    poll_interval_s: float = 1.0
+
+
+class DeviceSettings(BaseModel):
+    heartbeat_s: int = 3600  # the interval devices are asked for
+    missed_heartbeats: int = 3  # a device silent this many intervals raises an alert
+    offline_grace_s: int = 300  # a Last Will offline not followed by a return within this
+    rejected_alert_threshold: int = 5  # rejected messages from one device in an hour
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ELDERCALL_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    devices: DeviceSettings = Field(default_factory=DeviceSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the TOML file.
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (TOML), then the environment over it, then ``overrides`` over both.
+
+    Relative paths in ``[data] dir`` are taken from the current directory.
+    """
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"{path}: no such configuration file")
+    from_file = type(
+        "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}}
+    )
+    try:
+        return from_file(**overrides)
+    except Exception as exc:  # pydantic's ValidationError or a TOML syntax error
+        raise ConfigError(f"{path or 'configuration'}: {exc}") from exc

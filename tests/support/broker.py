@@ -1,0 +1,1 @@
+"""Fixtures: a real Mosquitto broker per test session, a unique topic root per test."""

@@ -1,0 +1,1 @@
+"""Fixtures: a local Twilio-compatible SMS endpoint."""
