@@ -1,0 +1,269 @@
+"""An in-memory stand-in for ``dispatcher.views.Operations``, for the API and CLI tests.
+
+It keeps a handful of calls in a dict and applies the same state rules the service
+layer promises: acknowledging an open call records who and how, acknowledging it
+again is harmless, acknowledging or resolving a resolved call is an
+``InvalidTransitionError``. Not a pytest plugin: import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from dispatcher.clock import FakeClock
+from dispatcher.directory import Role, Staff
+from dispatcher.views import (
+    CallNotFoundError,
+    CallView,
+    ContactView,
+    InvalidTransitionError,
+    NotificationView,
+    OnDutyView,
+    Outcome,
+    ResidentView,
+    StaffView,
+    TimelineEntryView,
+)
+
+# 2026-11-28 08:15 in Shanghai.
+T0 = datetime(2026, 11, 28, 0, 15, tzinfo=UTC)
+
+ZHANG = Staff(
+    id="s-zhang",
+    name="张伟",
+    phone="+8613800000001",
+    area_id="c-yangguang",
+    role=Role.STAFF,
+    api_token="token-zhang",
+)
+LI = Staff(
+    id="s-li",
+    name="李娜",
+    phone="+8613800000002",
+    area_id="district",
+    role=Role.OPERATOR,
+    api_token="token-li",
+)
+
+WANG = ResidentView(
+    id="r-wang",
+    name="王秀英",
+    age=82,
+    address="阳光社区 3号楼 2单元 401",
+    community_id="c-yangguang",
+    community_name="阳光社区",
+    phone="+8610000000401",
+    notes="高血压",
+    contacts=[ContactView(name="王明", relation="son", phone="+8613900000009")],
+)
+
+_RESOLVABLE = ("open", "acknowledged", "responder_on_site", "cancelled")
+
+
+@dataclass
+class Recorded:
+    """What the fake was asked to do, for tests to check the API passed it on right."""
+
+    method: str
+    call_id: str | None = None
+    staff_id: str | None = None
+    channel: str | None = None
+    note: str | None = None
+    outcome: Outcome | None = None
+    at: datetime | None = None
+    community_id: str | None = None
+
+
+@dataclass
+class FakeOperations:
+    clock: FakeClock = field(default_factory=lambda: FakeClock(T0 + timedelta(minutes=5)))
+    staff: dict[str, Staff] = field(default_factory=dict)
+    calls: dict[str, CallView] = field(default_factory=dict)
+    # community id -> who answers for it; "*" is the answer when no community is asked for
+    duty: dict[str, list[OnDutyView]] = field(default_factory=dict)
+    # True: acknowledging an acknowledged call raises, like a stricter service might
+    strict_ack: bool = False
+    log: list[Recorded] = field(default_factory=list)
+
+    def staff_for_token(self, token: str) -> Staff | None:
+        return next((s for s in self.staff.values() if s.api_token == token), None)
+
+    async def list_calls(self, state: str | None = None) -> list[CallView]:
+        self.log.append(Recorded("list_calls", note=state))
+        if state in (None, "active"):
+            chosen = [c for c in self.calls.values() if c.state != "resolved"]
+        elif state == "all":
+            chosen = list(self.calls.values())
+        else:
+            chosen = [c for c in self.calls.values() if c.state == state]
+        chosen.sort(key=lambda c: c.opened_at, reverse=True)
+        return [c.model_copy(update={"timeline": [], "notifications": []}) for c in chosen]
+
+    async def get_call(self, call_id: str) -> CallView:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise CallNotFoundError(call_id)
+        return call.model_copy(deep=True)
+
+    async def acknowledge(
+        self, call_id: str, staff_id: str, channel: str, note: str = ""
+    ) -> CallView:
+        self.log.append(Recorded("acknowledge", call_id, staff_id, channel, note))
+        call = self._call(call_id)
+        if call.state == "resolved":
+            raise InvalidTransitionError(f"call {call_id} is already resolved")
+        if call.state == "open":
+            now = self.clock.now()
+            call.state = "acknowledged"
+            call.acknowledged_at = now
+            call.acknowledged_by = staff_id
+            call.next_escalation_at = None
+            call.timeline.append(
+                TimelineEntryView(
+                    at=now, actor=staff_id, action="acknowledged", channel=channel, detail=note
+                )
+            )
+        elif self.strict_ack:
+            raise InvalidTransitionError(f"call {call_id} is already {call.state}")
+        return call.model_copy(deep=True)
+
+    async def resolve(
+        self, call_id: str, staff_id: str, channel: str, outcome: Outcome, note: str = ""
+    ) -> CallView:
+        self.log.append(Recorded("resolve", call_id, staff_id, channel, note, outcome))
+        call = self._call(call_id)
+        if call.state not in _RESOLVABLE:
+            raise InvalidTransitionError(f"call {call_id} is already {call.state}")
+        now = self.clock.now()
+        call.state = "resolved"
+        call.resolved_at = now
+        call.resolved_by = staff_id
+        call.outcome = outcome.value
+        call.note = note or None
+        call.timeline.append(
+            TimelineEntryView(
+                at=now, actor=staff_id, action="resolved", channel=channel, detail=outcome.value
+            )
+        )
+        return call.model_copy(deep=True)
+
+    async def on_duty(
+        self, at: datetime | None = None, community_id: str | None = None
+    ) -> list[OnDutyView]:
+        self.log.append(Recorded("on_duty", at=at, community_id=community_id))
+        if community_id is None:
+            return list(self.duty.get("*", []))
+        if community_id not in self.duty:
+            raise KeyError(community_id)
+        return list(self.duty[community_id])
+
+    def _call(self, call_id: str) -> CallView:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise CallNotFoundError(call_id)
+        return call
+
+
+def sample_ops() -> FakeOperations:
+    """Two staff with tokens, three calls (open with a resident, open from an unknown
+    device, resolved) and a duty rota for one community."""
+    ops = FakeOperations(staff={ZHANG.id: ZHANG, LI.id: LI})
+    ops.calls["C-20261128-0001"] = CallView(
+        call_id="C-20261128-0001",
+        device_id="dev-0401",
+        kind="emergency",
+        priority="critical",
+        state="open",
+        opened_at=T0,
+        unknown_device=False,
+        press_count=2,
+        resident=WANG,
+        escalation_step=1,
+        next_escalation_at=T0 + timedelta(minutes=6),
+        timeline=[
+            TimelineEntryView(at=T0, actor="device", action="opened", channel="mqtt"),
+            TimelineEntryView(
+                at=T0 + timedelta(seconds=1),
+                actor="system",
+                action="sms_queued",
+                channel="system",
+                detail="step 0 to s-zhang",
+            ),
+        ],
+        notifications=[
+            NotificationView(
+                id=1,
+                recipient="s-zhang",
+                to_number="+8613800000001",
+                step=0,
+                status="delivered",
+                provider_sid="SM0001",
+                attempts=1,
+                created_at=T0 + timedelta(seconds=1),
+                sent_at=T0 + timedelta(seconds=2),
+            )
+        ],
+    )
+    ops.calls["C-20261128-0002"] = CallView(
+        call_id="C-20261128-0002",
+        device_id="dev-stray",
+        kind="service",
+        priority="normal",
+        state="open",
+        opened_at=T0 + timedelta(minutes=2),
+        unknown_device=True,
+        press_count=1,
+        timeline=[
+            TimelineEntryView(
+                at=T0 + timedelta(minutes=2), actor="device", action="opened", channel="mqtt"
+            )
+        ],
+    )
+    ops.calls["C-20261127-0009"] = CallView(
+        call_id="C-20261127-0009",
+        device_id="dev-0401",
+        kind="fall",
+        priority="critical",
+        state="resolved",
+        opened_at=T0 - timedelta(hours=20),
+        unknown_device=False,
+        press_count=1,
+        resident=WANG,
+        acknowledged_at=T0 - timedelta(hours=20) + timedelta(minutes=1),
+        acknowledged_by="s-li",
+        resolved_at=T0 - timedelta(hours=19),
+        resolved_by="s-li",
+        outcome="visit",
+    )
+    community = OnDutyView(
+        area_id="c-yangguang",
+        area_name="阳光社区",
+        found_at_area_id="c-yangguang",
+        found_at_level="community",
+        staff=[
+            StaffView(
+                id=ZHANG.id, name=ZHANG.name, phone=ZHANG.phone, role="staff", shift_role="primary"
+            )
+        ],
+    )
+    night = OnDutyView(
+        area_id="c-hehua",
+        area_name="荷花社区",
+        found_at_area_id="st-east",
+        found_at_level="street",
+        staff=[StaffView(id="s-zhao", name="赵强", phone=None, role="supervisor")],
+    )
+    centre = OnDutyView(
+        area_id="district",
+        area_name="指挥中心",
+        found_at_area_id="district",
+        found_at_level="district",
+        staff=[StaffView(id=LI.id, name=LI.name, phone=LI.phone, role="operator")],
+    )
+    ops.duty = {
+        "c-yangguang": [community],
+        "c-hehua": [night],
+        "*": [community, night, centre],
+    }
+    return ops
