@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -104,3 +105,79 @@ async def next_message(client: aiomqtt.Client, within: float = 5.0) -> aiomqtt.M
 def payload_json(message: aiomqtt.Message) -> Any:
     assert isinstance(message.payload, bytes | bytearray)
     return json.loads(message.payload)
+
+
+class FakeCentre:
+    """A stand-in for the dispatcher on the MQTT side: records events and acks them.
+
+    ``drop_first`` leaves the first sends of every ref unanswered, to make devices
+    resend. Heartbeats are recorded but, as the spec says, never answered.
+    """
+
+    def __init__(self, client: aiomqtt.Client, topic_root: str, *, drop_first: int = 0) -> None:
+        self.client = client
+        self.root = topic_root
+        self.drop_first = drop_first
+        self.answering = True
+        self.events: list[tuple[str, dict[str, Any]]] = []  # (device_id, event)
+        self.arrived = asyncio.Condition()
+        self._seen: dict[tuple[str, str], int] = {}
+        self._calls: dict[str, str] = {}  # device_id -> call_id
+
+    def of_type(self, event_type: str, device_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            e
+            for d, e in self.events
+            if e.get("type") == event_type and (device_id is None or d == device_id)
+        ]
+
+    async def wait_for(self, predicate: Any, within: float = 5.0) -> None:
+        """Until ``predicate()`` is true (checked at every event)."""
+        try:
+            async with asyncio.timeout(within), self.arrived:
+                await self.arrived.wait_for(predicate)
+        except TimeoutError:
+            pytest.fail(f"the fake centre did not see what it waited for within {within} s")
+
+    async def send_cmd(self, device_id: str, body: dict[str, Any]) -> None:
+        topic = f"{self.root}/dev/{device_id}/cmd"
+        await self.client.publish(topic, json.dumps(body).encode(), qos=1)
+
+    async def run(self) -> None:
+        async for message in self.client.messages:
+            device_id = message.topic.value.split("/")[-2]
+            event = payload_json(message)
+            async with self.arrived:
+                self.events.append((device_id, event))
+                self.arrived.notify_all()
+            if event.get("type") == "heartbeat" or not self.answering:
+                continue
+            key = (device_id, event["ref"])
+            self._seen[key] = self._seen.get(key, 0) + 1
+            if self._seen[key] <= self.drop_first:
+                continue
+            ack: dict[str, Any] = {"ref": event["ref"], "result": "ok"}
+            if event["type"] in ("emergency", "fall", "service"):
+                call_id = self._calls.setdefault(device_id, f"C-{len(self._calls) + 1:04d}")
+                ack["call_id"] = call_id
+            elif event["type"] in ("cancel", "presence") and device_id in self._calls:
+                ack["call_id"] = self._calls[device_id]
+            await self.client.publish(
+                f"{self.root}/dev/{device_id}/ack", json.dumps(ack).encode(), qos=1
+            )
+
+
+@asynccontextmanager
+async def fake_centre(
+    url: str, topic_root: str, *, drop_first: int = 0
+) -> AsyncIterator[FakeCentre]:
+    async with mqtt_client(url) as client:
+        await client.subscribe(f"{topic_root}/dev/+/event", qos=1)
+        centre = FakeCentre(client, topic_root, drop_first=drop_first)
+        task = asyncio.create_task(centre.run())
+        try:
+            yield centre
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await task
