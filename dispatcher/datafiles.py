@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, time
 from pathlib import Path
@@ -307,12 +307,15 @@ class ShiftRow(_RowModel):
 M = TypeVar("M", bound=_RowModel)
 
 
-def _parse(rows: list[Row], model: type[M], problems: list[str]) -> list[tuple[Row, M]]:
-    """Validate each row; a bad row adds one problem per bad column and is left out."""
-    out: list[tuple[Row, M]] = []
+def _parse(rows: list[Row], model: type[M], problems: list[str]) -> Iterator[tuple[Row, M]]:
+    """Validate each row; a bad row adds one problem per bad column and is left out.
+
+    A generator, so that the caller's reference checks of a row are reported in line
+    order with the syntax problems of the rows around it.
+    """
     for row in rows:
         try:
-            out.append((row, model.model_validate(row.values)))
+            parsed = model.model_validate(row.values)
         except ValidationError as exc:
             for err in exc.errors():
                 column = ".".join(str(p) for p in err["loc"])
@@ -320,7 +323,8 @@ def _parse(rows: list[Row], model: type[M], problems: list[str]) -> list[tuple[R
                     problems.append(f"{row.where}: {column} {err['ctx']['error']}")
                 else:
                     problems.append(f"{row.where}: {column}: {err['msg']}")
-    return out
+            continue
+        yield row, parsed
 
 
 def _check(problems: list[str]) -> None:
