@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 from devices.protocol import DEFAULT_TOPIC_ROOT
+from dispatcher.escalation import DEFAULT_POLICIES, Policy, Step, Target
 
 
 class MqttSettings(BaseModel):
@@ -92,10 +93,34 @@ class DataSettings(BaseModel):
     timezone: str = "Asia/Shanghai"
 
 
-class EscalationSettings(BaseModel):
-    """How often the due-escalation and outbox pollers look, in seconds."""
+class StepSettings(BaseModel):
+    delay_s: int = Field(ge=0)
+    targets: list[Target] = Field(min_length=1)
 
-    poll_interval_s: float = 1.0
+
+class PolicySettings(BaseModel):
+    steps: list[StepSettings] = Field(min_length=1)
+    repeat_every_s: int = Field(gt=0)
+
+
+class EscalationSettings(BaseModel):
+    # How often the due-escalation and outbox pollers look, in seconds. They are
+    # also woken at once by new work; the poll is what survives a restart.
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    # Policies replacing the built-in ones (dispatcher.escalation), by call kind.
+    policies: dict[Literal["emergency", "fall", "service", "technical"], PolicySettings] = Field(
+        default_factory=dict
+    )
+
+    def resolved_policies(self) -> dict[str, Policy]:
+        out = dict(DEFAULT_POLICIES)
+        for kind, p in self.policies.items():
+            out[kind] = Policy(
+                name=kind,
+                steps=tuple(Step(s.delay_s, tuple(s.targets)) for s in p.steps),
+                repeat_every_s=p.repeat_every_s,
+            )
+        return out
 
 
 class DeviceSettings(BaseModel):
@@ -146,6 +171,7 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}}
     )
     try:
-        return from_file(**overrides)
+        settings: Settings = from_file(**overrides)
+        return settings
     except Exception as exc:  # pydantic's ValidationError or a TOML syntax error
         raise ConfigError(f"{path or 'configuration'}: {exc}") from exc

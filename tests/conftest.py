@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.support.broker",
     "tests.support.sms",
+    "tests.support.app",
 ]

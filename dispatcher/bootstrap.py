@@ -1,0 +1,208 @@
+"""The one place where adapters are chosen and wired: settings in, a running daemon out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dispatcher import logs, migrate
+from dispatcher.clock import Clock, SystemClock
+from dispatcher.config import ConfigError, Settings, load_settings
+from dispatcher.datafiles import DataFileError, load_directory
+from dispatcher.db import make_engine, make_sessionmaker
+from dispatcher.directory import Directory
+from dispatcher.escalator import Escalator
+from dispatcher.intake import Intake, IntakeSettings
+from dispatcher.mqtt import MqttGateway
+from dispatcher.operations import CallOperations
+from dispatcher.sms import LogSmsSender, SmsSender
+from dispatcher.sms_outbox import SmsOutbox
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Wakeup:
+    """Lets one component tell a poller there is work now, without waiting for its poll."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __call__(self) -> None:
+        self.event.set()
+
+
+@dataclass
+class App:
+    settings: Settings
+    directory: Directory
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    sms: SmsSender
+    intake: Intake
+    escalator: Escalator
+    outbox: SmsOutbox
+    operations: CallOperations
+    mqtt: MqttGateway
+    escalate_now: Wakeup
+    send_now: Wakeup
+
+    async def aclose(self) -> None:
+        await self.sms.aclose()
+        await self.engine.dispose()
+
+
+def make_sms_sender(settings: Settings) -> SmsSender:
+    if settings.sms.provider == "twilio":
+        from dispatcher.twilio_sms import TwilioSmsSender
+
+        return TwilioSmsSender(settings.sms)
+    return LogSmsSender(settings.sms.from_number)
+
+
+async def build(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    directory: Directory | None = None,
+    sms: SmsSender | None = None,
+) -> App:
+    """Wire the daemon. Loads the data folder (raising DataFileError on a bad file)
+    and brings the database schema up to date."""
+    clock = clock or SystemClock()
+    directory = directory or load_directory(settings.data.dir, settings.data.timezone)
+    _ensure_sqlite_folder(settings.database.url)
+    engine = make_engine(settings.database.url)
+    await migrate.upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    sms = sms or make_sms_sender(settings)
+    escalate_now, send_now = Wakeup(), Wakeup()
+    intake = Intake(
+        sessions,
+        directory,
+        clock,
+        settings.escalation.resolved_policies(),
+        IntakeSettings(
+            timezone=settings.data.timezone,
+            rejected_alert_threshold=settings.devices.rejected_alert_threshold,
+        ),
+    )
+    mqtt = MqttGateway(settings.mqtt, intake, sessions, clock)
+    escalator = Escalator(sessions, directory, clock, on_change=send_now)
+    operations = CallOperations(sessions, directory, clock, on_change=mqtt.wake_outbox)
+
+    def _intake_changed() -> None:
+        escalate_now()
+        mqtt.wake_outbox()
+
+    intake._on_change = _intake_changed
+    return App(
+        settings=settings,
+        directory=directory,
+        clock=clock,
+        engine=engine,
+        sessions=sessions,
+        sms=sms,
+        intake=intake,
+        escalator=escalator,
+        outbox=SmsOutbox(sessions, sms, clock),
+        operations=operations,
+        mqtt=mqtt,
+        escalate_now=escalate_now,
+        send_now=send_now,
+    )
+
+
+async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None:
+    """Run every part of the daemon until ``stop`` is set; a part that fails is
+    logged and restarted, so one fault never stops the others."""
+    interval = app.settings.escalation.poll_interval_s
+    parts: dict[str, Callable[[], Awaitable[None]]] = {
+        "mqtt": lambda: app.mqtt.run(stop),
+        "escalator": lambda: _poll(app.escalator.run_due, app.escalate_now, interval, stop),
+        "sms_outbox": lambda: _poll(app.outbox.send_due, app.send_now, interval, stop),
+    }
+    if serve_http:
+        from dispatcher.api import create_app, serve_api
+
+        api = create_app(app.operations)
+        http = app.settings.http
+        parts["http"] = lambda: serve_api(api, http.host, http.port, stop)
+    log.info("dispatcher_started", parts=sorted(parts))
+    await asyncio.gather(*(_keep_running(name, part, stop) for name, part in parts.items()))
+    log.info("dispatcher_stopped")
+
+
+async def _poll(
+    work: Callable[[], Awaitable[int]], wake: Wakeup, interval: float, stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        wake.event.clear()
+        done = await work()
+        if done:
+            continue  # there may be more right behind
+        waits = {asyncio.ensure_future(wake.event.wait()), asyncio.ensure_future(stop.wait())}
+        await asyncio.wait(
+            waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in waits:
+            task.cancel()
+
+
+async def _keep_running(
+    name: str, part: Callable[[], Awaitable[None]], stop: asyncio.Event
+) -> None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await part()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("part_failed", part=name, restart_in_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+
+
+def _ensure_sqlite_folder(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def main_run(config_path: str | None) -> int:
+    """``eldercall run``: the daemon in the foreground until SIGINT or SIGTERM."""
+    logs.configure()
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        log.error("config_invalid", error=str(exc))
+        return 2
+    try:
+        asyncio.run(_run_until_signalled(settings))
+    except DataFileError as exc:
+        log.error("data_invalid", error=str(exc))
+        return 2
+    return 0
+
+
+async def _run_until_signalled(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    app = await build(settings)
+    try:
+        await run(app, stop)
+    finally:
+        await app.aclose()

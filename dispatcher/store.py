@@ -1,0 +1,101 @@
+"""Database helpers shared by the services: small functions over an open session.
+
+Each service method opens one transaction and calls these; nothing here commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from devices.protocol import CallUpdate
+from dispatcher import db
+from dispatcher.calls import DEVICE_TEXT, Call, CallKind, CallState, Transition
+
+
+async def next_call_id(session: AsyncSession, now: datetime, timezone: str) -> str:
+    """``C-YYYYMMDD-NNNN`` numbered per local day; atomic on SQLite and PostgreSQL."""
+    day = now.astimezone(ZoneInfo(timezone)).strftime("%Y%m%d")
+    bumped = await session.execute(
+        update(db.call_sequences)
+        .where(db.call_sequences.c.day == day)
+        .values(last=db.call_sequences.c.last + 1)
+        .returning(db.call_sequences.c.last)
+    )
+    seq = bumped.scalar_one_or_none()
+    if seq is None:
+        await session.execute(insert(db.call_sequences).values(day=day, last=1))
+        seq = 1
+    return f"C-{day}-{seq:04d}"
+
+
+async def active_resident_call(session: AsyncSession, device_id: str) -> Call | None:
+    """The device's one active (unresolved) resident call, if any."""
+    found = await session.scalars(
+        select(Call)
+        .where(
+            db.calls.c.device_id == device_id,
+            db.calls.c.state != CallState.RESOLVED.value,
+            db.calls.c.kind != CallKind.TECHNICAL.value,
+        )
+        .order_by(db.calls.c.opened_at.desc())
+        .limit(1)
+    )
+    return found.first()
+
+
+async def active_alert(session: AsyncSession, device_id: str, alert_key: str) -> Call | None:
+    found = await session.scalars(
+        select(Call).where(
+            db.calls.c.device_id == device_id,
+            db.calls.c.state != CallState.RESOLVED.value,
+            db.calls.c.alert_key == alert_key,
+        )
+    )
+    return found.first()
+
+
+async def lock_call(session: AsyncSession, call_id: str) -> Call | None:
+    """Load a call for update (a row lock on PostgreSQL; SQLite's write lock is taken
+    at BEGIN IMMEDIATE)."""
+    return await session.get(Call, call_id, with_for_update=True, populate_existing=True)
+
+
+async def record(session: AsyncSession, call: Call, transition: Transition, now: datetime) -> None:
+    """Append a transition's timeline and queue its device update, in the caller's
+    transaction: the update leaves only if the change is committed."""
+    for entry in transition.timeline:
+        entry.call_id = call.id
+        session.add(entry)
+    if transition.device_update is not None:
+        update_msg = CallUpdate(
+            call_id=call.id,
+            state=transition.device_update,
+            text=DEVICE_TEXT[transition.device_update],
+        )
+        await queue_device_message(session, call.device_id, update_msg.model_dump_json(), now)
+
+
+async def queue_device_message(
+    session: AsyncSession, device_id: str, payload: str, now: datetime
+) -> None:
+    await session.execute(
+        insert(db.device_outbox).values(device_id=device_id, payload=payload, created_at=now)
+    )
+
+
+async def cancel_pending_sms(session: AsyncSession, call_id: str, why: str) -> int:
+    result = await session.execute(
+        update(db.sms_outbox)
+        .where(db.sms_outbox.c.call_id == call_id, db.sms_outbox.c.status == "pending")
+        .values(status="cancelled", error=why)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def count(session: AsyncSession, table: Any) -> int:
+    return int((await session.execute(select(func.count()).select_from(table))).scalar_one())

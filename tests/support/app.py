@@ -1,0 +1,61 @@
+"""Building the dispatcher in-process for tests: real SQLite, fake clock, fake SMS."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dispatcher.bootstrap import App, build
+from dispatcher.clock import FakeClock
+from dispatcher.config import Settings, load_settings
+from dispatcher.sms import FakeSmsSender, SmsSender
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "config" / "data"
+# Tuesday 24 November 2026, 10:00 in Shanghai: the community's day staff are on duty.
+TUESDAY_10AM = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+# The hotline at that time, the c-lh community's staff, the s-hx street supervisor.
+HOTLINE = {"+8613800138000", "+8613916200101", "+8613916200104"}
+COMMUNITY_LH = {"+8613761400301", "+8613761400302"}
+SUPERVISOR_HX = {"+8613817300201"}
+R0001_CONTACTS = {"+8613601110001", "+8613601110002"}
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'eldercall.db'}"},
+        "data": {"dir": str(DATA), "timezone": "Asia/Shanghai"},
+        "escalation": {"poll_interval_s": 0.05},
+    }
+    base.update(overrides)
+    return load_settings(None, **base)
+
+
+async def built_app(settings: Settings, clock: FakeClock, sms: SmsSender | None = None) -> App:
+    return await build(settings, clock=clock, sms=sms or FakeSmsSender())
+
+
+def event(ref: str, type_: str, **fields: Any) -> bytes:
+    return json.dumps({"ref": ref, "type": type_, **fields}).encode()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(TUESDAY_10AM)
+
+
+@pytest.fixture
+def fake_sms() -> FakeSmsSender:
+    return FakeSmsSender()
+
+
+@pytest.fixture
+async def app(tmp_path: Path, clock: FakeClock, fake_sms: FakeSmsSender) -> AsyncIterator[App]:
+    built = await built_app(settings_for(tmp_path), clock, fake_sms)
+    yield built
+    await built.aclose()
