@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -167,11 +166,10 @@ async def test_bad_input_over_mqtt_gets_clear_answers_and_the_daemon_keeps_servi
         topic = f"{topic_root}/dev/dev-0002/event"
         # Ordinary MQTT tools, as device makers' acceptance tests would use them.
         for raw in ("{not json", '{"type": "emergency"}', json.dumps({"ref": "r" * 65})):
-            subprocess.run(
-                ["mosquitto_pub", "-p", str(mosquitto.port), "-q", "1", "-t", topic, "-m", raw],
-                check=True,
-                timeout=10,
+            pub = await asyncio.create_subprocess_exec(
+                "mosquitto_pub", "-p", str(mosquitto.port), "-q", "1", "-t", topic, "-m", raw
             )
+            assert await asyncio.wait_for(pub.wait(), 10) == 0
         await press(dev, topic_root, "dev-0002", {"ref": "k1", "type": "explode"})
         invalid = await until(dev, "ack")
         assert invalid == {"ref": "k1", "result": "invalid", "error": "type: unknown type"}
