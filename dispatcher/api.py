@@ -43,6 +43,7 @@ log = structlog.get_logger(__name__)
 
 PREFIX = "/api/v1"
 MAX_NOTE = 2000
+_EARLIEST, _LATEST = 1900, 9000  # years accepted in on-duty questions
 
 
 class CallStateFilter(StrEnum):
@@ -89,11 +90,18 @@ class ResolveBody(BaseModel):
 class _Refused(Exception):
     """An answer other than success, decided by a route: becomes ``{"error": message}``."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        detail: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self.detail = detail
 
 
 # ---------------------------------------------------------------- dependencies
@@ -252,6 +260,14 @@ async def on_call(
     ] = None,
 ) -> OnCallAnswer:
     """Who is on duty at a time (default now) for a community, or for all of them."""
+    if at is not None and not (_EARLIEST <= at.year <= _LATEST):
+        # Far-off years overflow when the rota converts them between time zones.
+        msg = f"the year must be {_EARLIEST}..{_LATEST}"
+        raise _Refused(
+            422,
+            f"query parameter at: {msg}",
+            detail=[{"loc": ["query", "at"], "msg": msg, "type": "value_error"}],
+        )
     when = at if at is not None else request.app.state.clock.now()
     try:
         on_duty = await ops.on_duty(at=when, community_id=community)
@@ -304,6 +320,8 @@ def _answer(request: Request, status: int, message: str, **extra: Any) -> JSONRe
 
 async def _on_refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, _Refused)
+    if exc.detail is not None:
+        return _answer(request, exc.status, exc.message, headers=exc.headers, detail=exc.detail)
     return _answer(request, exc.status, exc.message, headers=exc.headers)
 
 
@@ -325,7 +343,11 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return _answer(request, exc.status_code, str(exc.detail), headers=exc.headers)
+    message = str(exc.detail)
+    if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
+        # The router's own answers: say which route, so a wrong URL is easy to spot.
+        message = f"{message.lower()}: {request.method} {request.url.path}"
+    return _answer(request, exc.status_code, message, headers=exc.headers)
 
 
 async def _on_not_found(request: Request, exc: Exception) -> JSONResponse:
@@ -448,8 +470,8 @@ class ApiServer:
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self._host in ("0.0.0.0", "") else self._host
-        return f"http://{host}:{self.port}"
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self._host, self._host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET

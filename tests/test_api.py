@@ -107,10 +107,13 @@ async def test_openapi_document_lists_the_routes(client: httpx.AsyncClient) -> N
     assert "/api/v1/openapi.json" in docs.text
 
 
-async def test_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None:
+async def test_unknown_route_or_method_is_json(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/v1/nothing", headers=ZHANG)
     assert r.status_code == 404
-    assert "error" in r.json()
+    assert r.json() == {"error": "not found: GET /api/v1/nothing"}
+    r = await client.delete("/api/v1/health")
+    assert r.status_code == 405
+    assert r.json() == {"error": "method not allowed: DELETE /api/v1/health"}
 
 
 # ---------------------------------------------------------------- calls
@@ -359,11 +362,15 @@ async def test_oncall_defaults_to_now_and_every_community(
     assert ops.log[-1].community_id is None
 
 
-@pytest.mark.parametrize("at", ["tomorrow", "2026-11-28T08:00:00", "2026-13-01T00:00:00Z"])
+@pytest.mark.parametrize(
+    "at",
+    ["tomorrow", "2026-11-28T08:00:00", "2026-13-01T00:00:00Z", "9999-12-31T23:59:59-08:00"],
+)
 async def test_oncall_with_a_bad_time_is_422(client: httpx.AsyncClient, at: str) -> None:
     r = await client.get("/api/v1/oncall", params={"at": at}, headers=ZHANG)
     assert r.status_code == 422
     assert r.json()["error"].startswith("query parameter at:")
+    assert r.json()["detail"][0]["loc"] == ["query", "at"]
 
 
 async def test_oncall_unknown_community_is_404(client: httpx.AsyncClient) -> None:
