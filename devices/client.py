@@ -255,6 +255,9 @@ class DeviceClient:
                         self._set_offline()
             except aiomqtt.MqttError as exc:
                 self._log.warning("device_link_down", error=str(exc), attempt=attempt)
+            except Exception:
+                # A device must not die of a bug or a surprise: log it, reconnect.
+                self._log.exception("device_loop_failed", attempt=attempt)
             if self._stop.is_set():
                 break
             delay = self._backoff(attempt)
@@ -387,6 +390,8 @@ class DeviceClient:
         ``ref`` may be given to replay an earlier event. Waits through broker outages;
         cancel the call (or use ``asyncio.timeout``) to give up.
         """
+        if self._stop.is_set() or self._task is None:
+            raise DeviceStopped(f"device {self.device_id} is not running")
         kind = EventType(event_type)
         ref = ref or self.new_ref()
         payload = self._event_payload(ref, kind, fields)

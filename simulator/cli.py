@@ -34,8 +34,13 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"number of homes (default {DEFAULT_HOMES}, or every device of --devices-from)",
     )
-    homes.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
-    homes.add_argument("--topic-root", default=DEFAULT_TOPIC_ROOT)
+    homes.add_argument(
+        "--broker",
+        default="mqtt://127.0.0.1:1883",
+        metavar="URL",
+        help="the MQTT broker (default %(default)s)",
+    )
+    homes.add_argument("--topic-root", default=DEFAULT_TOPIC_ROOT, help="(default %(default)s)")
     homes.add_argument(
         "--devices-from",
         type=Path,
@@ -53,15 +58,38 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     homes.add_argument("--accident-rate", type=float, default=1.0, metavar="PER_H")
     homes.add_argument("--fall-rate", type=float, default=0.3, metavar="PER_H")
     homes.add_argument("--burst-rate", type=float, default=0.3, metavar="PER_H")
-    homes.add_argument("--heartbeat", type=float, default=300.0, metavar="S")
+    homes.add_argument(
+        "--heartbeat",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="devices' heartbeat interval until the centre sets one (default %(default)s)",
+    )
     homes.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
 
     op = parser.add_argument_group("virtual operator")
     op.add_argument("--operator", action="store_true", help="also run a virtual operator")
-    op.add_argument("--api", default="http://127.0.0.1:8080", metavar="URL")
+    op.add_argument(
+        "--api",
+        default="http://127.0.0.1:8080",
+        metavar="URL",
+        help="the dispatcher's API (default %(default)s)",
+    )
     op.add_argument("--token", help="the operator's API token (staff.csv api_token)")
-    op.add_argument("--ack-after", type=float, default=15.0, metavar="S")
-    op.add_argument("--resolve-after", type=float, default=60.0, metavar="S")
+    op.add_argument(
+        "--ack-after",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="acknowledge open calls this old (default %(default)s)",
+    )
+    op.add_argument(
+        "--resolve-after",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="resolve calls this long after acknowledging (default %(default)s)",
+    )
 
 
 class SimulateError(Exception):

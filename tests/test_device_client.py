@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import pytest
 
-from devices.client import DeviceClient
+from devices.client import DeviceClient, DeviceStopped
 from devices.protocol import AckResult, CallUpdate, CallUpdateState
 from dispatcher.broker import MosquittoProcess
 from tests.support.broker import fake_centre, mqtt_client, next_message, payload_json
@@ -255,3 +255,27 @@ async def test_a_device_that_cannot_connect_fails_clearly(topic_root: str) -> No
         async with dev:
             pass
     assert not dev.online
+
+
+async def test_press_on_a_stopped_device_fails_at_once(
+    mosquitto: MosquittoProcess, topic_root: str
+) -> None:
+    dev = device(mosquitto.url, topic_root)
+    with pytest.raises(DeviceStopped):
+        await dev.press("emergency")  # never started
+    async with dev:
+        pass
+    with pytest.raises(DeviceStopped):
+        await dev.press("emergency")
+
+
+async def test_stopping_releases_a_press_still_waiting_for_its_ack(
+    mosquitto: MosquittoProcess, topic_root: str
+) -> None:
+    dev = device(mosquitto.url, topic_root)
+    async with dev:
+        press = asyncio.create_task(dev.press("service"))  # nobody answers
+        await asyncio.sleep(0.1)
+    with pytest.raises(DeviceStopped):
+        async with asyncio.timeout(2):
+            await press
