@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from devices.client import DeviceClient
 from dispatcher.broker import (
     MAX_QUEUED_MESSAGES,
     BrokerError,
@@ -15,7 +16,7 @@ from dispatcher.broker import (
     MosquittoProcess,
     start_broker,
 )
-from tests.support.broker import mqtt_client, next_message
+from tests.support.broker import fake_centre, mqtt_client, next_message, payload_json
 
 pytestmark = pytest.mark.integration
 
@@ -98,10 +99,10 @@ async def test_queued_messages_beyond_the_default_limit_are_all_kept(
     async with mqtt_client(mosquitto.url, max_inflight_messages=200) as pub:
         for i in range(count):
             await pub.publish(topic, str(i).encode(), qos=1)
-    received = []
+    received: list[int] = []
     async with mqtt_client(mosquitto.url, identifier=sub_id, persistent=True) as sub:
         while len(received) < count:
-            received.append(int((await next_message(sub)).payload))  # type: ignore[arg-type]
+            received.append(int(payload_json(await next_message(sub))))
         # End the session so the broker does not keep it for the rest of the run.
         await sub.unsubscribe(topic)
     assert sorted(received) == list(range(count))
@@ -137,3 +138,23 @@ async def test_start_broker_prefers_mosquitto(tmp_path: Path) -> None:
     finally:
         await broker.stop()
     assert (tmp_path / "mosquitto.conf").exists()
+
+
+async def test_embedded_broker_serves_the_reference_device(tmp_path: Path) -> None:
+    broker = await start_broker(tmp_path, prefer="amqtt")
+    try:
+        async with (
+            fake_centre(broker.url, "demo", protocol=broker.protocol) as centre,
+            DeviceClient(
+                f"d-{uuid.uuid4().hex[:8]}",
+                url=broker.url,
+                topic_root="demo",
+                protocol=broker.protocol,
+                resend_after_s=0.3,
+            ) as device,
+        ):
+            ack = await device.press("emergency")
+            assert ack.call_id == "C-0001"
+            assert len(centre.of_type("emergency")) == 1
+    finally:
+        await broker.stop()

@@ -169,9 +169,9 @@ class FakeCentre:
 
 @asynccontextmanager
 async def fake_centre(
-    url: str, topic_root: str, *, drop_first: int = 0
+    url: str, topic_root: str, *, drop_first: int = 0, protocol: int = 5
 ) -> AsyncIterator[FakeCentre]:
-    async with mqtt_client(url) as client:
+    async with mqtt_client(url, protocol=protocol) as client:
         await client.subscribe(f"{topic_root}/dev/+/event", qos=1)
         centre = FakeCentre(client, topic_root, drop_first=drop_first)
         task = asyncio.create_task(centre.run())
