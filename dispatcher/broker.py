@@ -57,12 +57,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _accepts(host: str, port: int) -> bool:
+def port_accepts(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` right now."""
     try:
         with socket.create_connection((host, port), timeout=0.2):
             return True
     except OSError:
         return False
+
+
+_accepts = port_accepts  # the name dispatcher.demo imports
 
 
 class MosquittoProcess:
@@ -173,7 +177,7 @@ class MosquittoProcess:
                     f"mosquitto exited with code {self._proc.returncode} at start\n"
                     + self.log_tail()
                 )
-            if _accepts(self.host, self._port):
+            if port_accepts(self.host, self._port):
                 log.info("mosquitto_started", port=self._port, pid=self._proc.pid)
                 return
             time.sleep(0.01)
