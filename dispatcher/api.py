@@ -404,6 +404,9 @@ class _RequestLog:
                 log.error("api.request", **fields)
             elif status >= 400:
                 log.warning("api.request", **fields)
+            elif scope["method"] == "GET":
+                # Consoles poll the queue every second or so: reads are debug, changes info.
+                log.debug("api.request", **fields)
             else:
                 log.info("api.request", **fields)
 

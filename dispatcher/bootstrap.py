@@ -23,7 +23,7 @@ from dispatcher.escalator import Escalator
 from dispatcher.intake import Intake, IntakeSettings
 from dispatcher.mqtt import MqttGateway
 from dispatcher.operations import CallOperations
-from dispatcher.sms import LogSmsSender, SmsSender
+from dispatcher.sms import SmsSender, build_sms_sender
 from dispatcher.sms_outbox import SmsOutbox
 
 log = structlog.get_logger(__name__)
@@ -60,14 +60,6 @@ class App:
         await self.engine.dispose()
 
 
-def make_sms_sender(settings: Settings) -> SmsSender:
-    if settings.sms.provider == "twilio":
-        from dispatcher.twilio_sms import TwilioSmsSender
-
-        return TwilioSmsSender(settings.sms)
-    return LogSmsSender(settings.sms.from_number)
-
-
 async def build(
     settings: Settings,
     *,
@@ -83,7 +75,7 @@ async def build(
     engine = make_engine(settings.database.url)
     await migrate.upgrade(engine)
     sessions = make_sessionmaker(engine)
-    sms = sms or make_sms_sender(settings)
+    sms = sms or build_sms_sender(settings.sms)
     escalate_now, send_now = Wakeup(), Wakeup()
     intake = Intake(
         sessions,
@@ -133,7 +125,7 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
     if serve_http:
         from dispatcher.api import create_app, serve_api
 
-        api = create_app(app.operations)
+        api = create_app(app.operations, app.clock)
         http = app.settings.http
         parts["http"] = lambda: serve_api(api, http.host, http.port, stop)
     log.info("dispatcher_started", parts=sorted(parts))
@@ -150,9 +142,7 @@ async def _poll(
         if done:
             continue  # there may be more right behind
         waits = {asyncio.ensure_future(wake.event.wait()), asyncio.ensure_future(stop.wait())}
-        await asyncio.wait(
-            waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED
-        )
+        await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
         for task in waits:
             task.cancel()
 
