@@ -130,7 +130,9 @@ class Operations(Protocol):
         """One call with its timeline and notifications. Raises CallNotFoundError."""
         ...
 
-    async def acknowledge(self, call_id: str, staff_id: str, channel: str, note: str = "") -> CallView:
+    async def acknowledge(
+        self, call_id: str, staff_id: str, channel: str, note: str = ""
+    ) -> CallView:
         """Raises CallNotFoundError, InvalidTransitionError (already resolved)."""
         ...
 
