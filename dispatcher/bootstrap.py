@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -25,18 +25,10 @@ from dispatcher.mqtt import MqttGateway
 from dispatcher.operations import CallOperations
 from dispatcher.sms import SmsSender, build_sms_sender
 from dispatcher.sms_outbox import SmsOutbox
+from dispatcher.supervision import LinkSupervisor
+from dispatcher.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class Wakeup:
-    """Lets one component tell a poller there is work now, without waiting for its poll."""
-
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __call__(self) -> None:
-        self.event.set()
 
 
 @dataclass
@@ -52,6 +44,7 @@ class App:
     outbox: SmsOutbox
     operations: CallOperations
     mqtt: MqttGateway
+    supervisor: LinkSupervisor
     escalate_now: Wakeup
     send_now: Wakeup
 
@@ -76,7 +69,12 @@ async def build(
     await migrate.upgrade(engine)
     sessions = make_sessionmaker(engine)
     sms = sms or build_sms_sender(settings.sms)
-    escalate_now, send_now = Wakeup(), Wakeup()
+    escalate_now, send_now, publish_now = Wakeup(), Wakeup(), Wakeup()
+
+    def escalate_and_publish() -> None:
+        escalate_now()
+        publish_now()
+
     intake = Intake(
         sessions,
         directory,
@@ -86,16 +84,8 @@ async def build(
             timezone=settings.data.timezone,
             rejected_alert_threshold=settings.devices.rejected_alert_threshold,
         ),
+        on_change=escalate_and_publish,
     )
-    mqtt = MqttGateway(settings.mqtt, intake, sessions, clock)
-    escalator = Escalator(sessions, directory, clock, on_change=send_now)
-    operations = CallOperations(sessions, directory, clock, on_change=mqtt.wake_outbox)
-
-    def _intake_changed() -> None:
-        escalate_now()
-        mqtt.wake_outbox()
-
-    intake._on_change = _intake_changed
     return App(
         settings=settings,
         directory=directory,
@@ -104,10 +94,13 @@ async def build(
         sessions=sessions,
         sms=sms,
         intake=intake,
-        escalator=escalator,
+        escalator=Escalator(sessions, directory, clock, on_change=send_now),
         outbox=SmsOutbox(sessions, sms, clock),
-        operations=operations,
-        mqtt=mqtt,
+        operations=CallOperations(sessions, directory, clock, on_change=publish_now),
+        mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now),
+        supervisor=LinkSupervisor(
+            sessions, intake, clock, settings.devices, on_change=escalate_now
+        ),
         escalate_now=escalate_now,
         send_now=send_now,
     )
@@ -121,6 +114,9 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         "mqtt": lambda: app.mqtt.run(stop),
         "escalator": lambda: _poll(app.escalator.run_due, app.escalate_now, interval, stop),
         "sms_outbox": lambda: _poll(app.outbox.send_due, app.send_now, interval, stop),
+        "supervision": lambda: _poll(
+            app.supervisor.check, Wakeup(), app.settings.devices.check_interval_s, stop
+        ),
     }
     if serve_http:
         from dispatcher.api import create_app, serve_api

@@ -128,6 +128,7 @@ class DeviceSettings(BaseModel):
     missed_heartbeats: int = 3  # a device silent this many intervals raises an alert
     offline_grace_s: int = 300  # a Last Will offline not followed by a return within this
     rejected_alert_threshold: int = 5  # rejected messages from one device in an hour
+    check_interval_s: float = Field(default=30.0, gt=0)  # how often links are checked
 
 
 class Settings(BaseSettings):

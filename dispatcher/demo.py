@@ -16,7 +16,7 @@ import structlog
 
 from dispatcher import logs
 from dispatcher.bootstrap import build, run
-from dispatcher.broker import _accepts, start_broker
+from dispatcher.broker import port_accepts, start_broker
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.datafiles import DataFileError
 from dispatcher.smssink import SinkMessage, SmsSinkServer, format_sms_line
@@ -55,7 +55,7 @@ async def _demo(base: Settings, homes: int) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     await asyncio.to_thread(DEMO_DIR.mkdir, parents=True, exist_ok=True)
-    port = None if _accepts("127.0.0.1", 1883) else 1883  # 1883 when it is free
+    port = None if port_accepts("127.0.0.1", 1883) else 1883  # 1883 when it is free
     broker = await start_broker(DEMO_DIR / "broker", port=port)
     sink = SmsSinkServer(
         account_sid=base.sms.account_sid, auth_token=base.sms.auth_token, on_message=_print_sms

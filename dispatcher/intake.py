@@ -96,8 +96,12 @@ class Intake:
         self._on_change()
         return ack
 
-    async def on_status(self, device_id: str, payload: bytes) -> None:
-        """The device's retained ``status`` (online, or offline from its Last Will)."""
+    async def on_status(self, device_id: str, payload: bytes, *, retained: bool = False) -> None:
+        """The device's retained ``status`` (online, or offline from its Last Will).
+
+        A retained copy (delivered again when we subscribe) is old news: it only
+        introduces a device we have never heard of, and never counts as contact.
+        """
         try:
             status = DeviceStatus.model_validate_json(payload)
         except ValueError:
@@ -105,6 +109,11 @@ class Intake:
             return
         now = self._clock.now()
         async with self._sessions.begin() as session:
+            known = await session.scalar(
+                select(db.device_links.c.device_id).where(db.device_links.c.device_id == device_id)
+            )
+            if retained and known:
+                return
             await _upsert_link(session, device_id, now, status=status.state)
             if status.state == "online":
                 await self._clear_alert(session, device_id, "offline", now, "device back online")

@@ -31,6 +31,7 @@ from dispatcher import db
 from dispatcher.clock import Clock
 from dispatcher.config import MqttSettings
 from dispatcher.intake import Intake
+from dispatcher.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
 
@@ -44,18 +45,16 @@ class MqttGateway:
         intake: Intake,
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
+        outbox_wake: Wakeup,
     ) -> None:
         self._settings = settings
         self._intake = intake
         self._sessions = sessions
         self._clock = clock
         self._topics = Topics(settings.topic_root)
-        self._outbox_wake = asyncio.Event()
+        # Set when device messages were queued: publish them now, not at the next poll.
+        self._outbox_wake = outbox_wake.event
         self.connected = asyncio.Event()
-
-    def wake_outbox(self) -> None:
-        """Called when device messages were queued: publish them now, not at the next poll."""
-        self._outbox_wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -146,7 +145,7 @@ class MqttGateway:
                 if ack is not None:
                     await client.publish(self._topics.ack(where[0]), ack.to_payload(), qos=1)
             elif where[1] == "status":
-                await self._intake.on_status(where[0], payload)
+                await self._intake.on_status(where[0], payload, retained=message.retain)
         except aiomqtt.MqttError:
             raise  # the connection is gone: no PUBACK, the broker redelivers
         except Exception:

@@ -1,0 +1,72 @@
+"""Link supervision: silent or offline devices raise technical alerts; their return
+clears them. Fake clock, real SQLite."""
+
+from __future__ import annotations
+
+from dispatcher.bootstrap import App
+from dispatcher.clock import FakeClock
+from tests.support.app import event
+
+TOPIC = "eldercall/v1/dev/x/event"
+HOUR = 3600  # the configured heartbeat interval (default)
+
+
+async def alerts(app: App) -> list[tuple[str, str, str]]:
+    return [(c.device_id, c.detail, c.state) for c in await app.operations.list_calls("all")]
+
+
+async def test_missed_heartbeats_raise_an_alert_and_a_heartbeat_clears_it(
+    app: App, clock: FakeClock
+) -> None:
+    await app.intake.on_event("dev-0007", TOPIC, event("h1", "heartbeat"))
+    clock.advance(3 * HOUR - 1)
+    assert await app.supervisor.check() == 0
+    clock.advance(2)
+    assert await app.supervisor.check() == 1
+    assert await app.supervisor.check() == 0  # one alert, not one per check
+    [(device, detail, state)] = await alerts(app)
+    assert device == "dev-0007" and "heartbeat" in detail and state == "open"
+
+    await app.intake.on_event("dev-0007", TOPIC, event("h2", "heartbeat"))
+    [(_, _, state)] = await alerts(app)
+    assert state == "resolved"
+
+
+async def test_offline_beyond_the_grace_period_raises_an_alert_online_clears_it(
+    app: App, clock: FakeClock
+) -> None:
+    await app.intake.on_status("dev-0008", b'{"state": "online"}')
+    await app.intake.on_status("dev-0008", b'{"state": "offline"}')
+    clock.advance(299)
+    assert await app.supervisor.check() == 0
+    clock.advance(2)
+    assert await app.supervisor.check() == 1
+    [(device, detail, state)] = await alerts(app)
+    assert device == "dev-0008" and "offline" in detail and state == "open"
+    await app.intake.on_status("dev-0008", b'{"state": "online"}')
+    assert [a[2] for a in await alerts(app)] == ["resolved"]
+
+
+async def test_back_within_the_grace_period_raises_nothing(app: App, clock: FakeClock) -> None:
+    await app.intake.on_status("dev-0009", b'{"state": "offline"}')
+    clock.advance(120)
+    await app.intake.on_status("dev-0009", b'{"state": "online"}')
+    clock.advance(600)
+    assert await app.supervisor.check() == 0
+    assert await alerts(app) == []
+
+
+async def test_unreadable_status_changes_nothing(app: App, clock: FakeClock) -> None:
+    await app.intake.on_status("dev-0010", b"offline!!")
+    clock.advance(10 * HOUR)
+    assert await app.supervisor.check() == 0
+
+
+async def test_a_retained_status_seen_again_on_resubscribe_is_not_contact(
+    app: App, clock: FakeClock
+) -> None:
+    await app.intake.on_status("dev-0011", b'{"state": "online"}')
+    clock.advance(3 * HOUR + 1)
+    # The dispatcher restarted and the broker hands it the old retained status again.
+    await app.intake.on_status("dev-0011", b'{"state": "online"}', retained=True)
+    assert await app.supervisor.check() == 1
