@@ -24,8 +24,15 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # sys.stderr looked up at each log call, not once: it may be replaced later
+        # (a test's capture, a daemonising wrapper), and a closed stream must not
+        # break logging for the rest of the process.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (uvicorn, aiomqtt) stay quiet.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
