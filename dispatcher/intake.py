@@ -235,9 +235,16 @@ class Intake:
             return None
         return Ack(ref=ref, result=AckResult.DUPLICATE, call_id=seen[0])
 
+    async def on_unhandled(
+        self, device_id: str | None, topic: str, payload: bytes, reason: str
+    ) -> None:
+        """A message that cannot be handled at all (a topic that names no valid device,
+        or a failure of our own): recorded with its raw bytes, never silently dropped."""
+        await self._reject(device_id, topic, payload, Rejected(reason=reason), self._clock.now())
+
     async def _reject(
         self,
-        device_id: str,
+        device_id: str | None,
         topic: str,
         raw: bytes,
         why: Rejected | Invalid,
@@ -257,7 +264,8 @@ class Intake:
                     answered=ref is not None,
                 )
             )
-            await self._alert_if_unreadable(session, device_id, now)
+            if device_id is not None:
+                await self._alert_if_unreadable(session, device_id, now)
         log.warning("event_rejected", device_id=device_id, ref=ref, reason=reason)
         if ref is None:
             return None

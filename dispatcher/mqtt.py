@@ -24,6 +24,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices.protocol import DeviceStatus, Topics
@@ -139,20 +140,26 @@ class MqttGateway:
         where = self._topics.device_of(topic)
         try:
             if where is None:
-                log.warning("mqtt_unexpected_topic", topic=topic)
+                await self._intake.on_unhandled(None, topic, payload, "topic names no valid device")
             elif where[1] == "event":
                 ack = await self._intake.on_event(where[0], topic, payload)
                 if ack is not None:
                     await client.publish(self._topics.ack(where[0]), ack.to_payload(), qos=1)
             elif where[1] == "status":
                 await self._intake.on_status(where[0], payload, retained=message.retain)
-        except aiomqtt.MqttError:
-            raise  # the connection is gone: no PUBACK, the broker redelivers
-        except Exception:
-            # A bug or a database outage: do not acknowledge, so the broker delivers
-            # the message again after we reconnect; meanwhile keep the loop alive.
-            log.exception("mqtt_message_failed", topic=topic)
+        except (aiomqtt.MqttError, SQLAlchemyError, OSError):
+            # The broker or the database is unreachable: no PUBACK, so the broker
+            # delivers the message again once we have reconnected.
+            log.exception("mqtt_message_deferred", topic=topic)
             raise aiomqtt.MqttError("message handling failed; reconnecting") from None
+        except Exception as exc:
+            # A fault of our own on this message. Redelivering it would block every
+            # message behind it, so record it (raw bytes and all) and carry on; the
+            # device, unanswered, resends, and a device whose messages keep failing
+            # raises a technical alert.
+            log.exception("mqtt_message_failed", topic=topic)
+            device_id = where[0] if where else None
+            await self._intake.on_unhandled(device_id, topic, payload, f"internal error: {exc!r}")
         if message.qos > 0:
             client._client.ack(message.mid, message.qos)
 

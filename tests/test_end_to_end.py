@@ -16,7 +16,9 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
+from sqlalchemy import select
 
+from dispatcher import db
 from dispatcher.bootstrap import App, build, run
 from dispatcher.broker import MosquittoProcess, free_port
 from dispatcher.clock import FakeClock
@@ -233,3 +235,35 @@ async def test_events_sent_while_the_dispatcher_is_down_are_answered_when_it_ret
             stop.set()
             await asyncio.wait_for(task, 10)
             await app.aclose()
+
+
+async def test_a_message_that_fails_is_recorded_and_does_not_block_the_rest(
+    tmp_path: Path,
+    mosquitto: MosquittoProcess,
+    sms_sink: SmsSinkServer,
+    topic_root: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with (
+        running_dispatcher(tmp_path, mosquitto, sms_sink, topic_root) as d,
+        device(mosquitto.url, topic_root, "dev-0004") as dev,
+    ):
+        handle_event = d.app.intake.on_event
+
+        async def failing_on_boom(device_id: str, topic: str, payload: bytes) -> Any:
+            if b"boom" in payload:
+                raise RuntimeError("a bug of ours")
+            return await handle_event(device_id, topic, payload)
+
+        monkeypatch.setattr(d.app.intake, "on_event", failing_on_boom)
+        await press(dev, topic_root, "dev-0004", {"ref": "boom", "type": "emergency"})
+        await dev.publish(f"{topic_root}/dev/not a device!/event", b'{"ref":"x"}', qos=1)
+        await press(dev, topic_root, "dev-0004", {"ref": "after", "type": "emergency"})
+        ack = await until(dev, "ack")
+        assert ack["ref"] == "after" and ack["result"] == "ok"  # "boom" got no answer
+
+        async with d.app.sessions() as s:
+            rows = (await s.execute(select(db.rejected_messages))).all()
+        reasons = {r.topic.rsplit("/", 2)[-2]: r.reason for r in rows}
+        assert "a bug of ours" in reasons["dev-0004"]
+        assert reasons["not a device!"] == "topic names no valid device"
