@@ -267,3 +267,32 @@ async def test_a_message_that_fails_is_recorded_and_does_not_block_the_rest(
         reasons = {r.topic.rsplit("/", 2)[-2]: r.reason for r in rows}
         assert "a bug of ours" in reasons["dev-0004"]
         assert reasons["not a device!"] == "topic names no valid device"
+
+
+async def test_a_broker_outage_only_delays_the_device_update(
+    tmp_path: Path, own_mosquitto: MosquittoProcess, sms_sink: SmsSinkServer, topic_root: str
+) -> None:
+    async with (
+        running_dispatcher(tmp_path, own_mosquitto, sms_sink, topic_root) as d,
+        httpx.AsyncClient(headers=TOKEN) as http,
+    ):
+        # The resident's device keeps a persistent session, as the reference device does.
+        async with mqtt_client(own_mosquitto.url, identifier="dev-0005", persistent=True) as dev:
+            await dev.subscribe(f"{topic_root}/dev/dev-0005/ack", qos=1)
+            await dev.subscribe(f"{topic_root}/dev/dev-0005/cmd", qos=1)
+            await press(dev, topic_root, "dev-0005", {"ref": "o1", "type": "emergency"})
+            call_id = (await until(dev, "ack"))["call_id"]
+            assert (await until(dev, "cmd"))["state"] == "received"
+
+        await asyncio.to_thread(own_mosquitto.stop)  # the broker goes away (saves its state)
+        answer = await http.post(f"{d.api}/calls/{call_id}/ack")
+        assert answer.status_code == 200  # operators keep working during the outage
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(own_mosquitto.start)
+
+        async with mqtt_client(own_mosquitto.url, identifier="dev-0005", persistent=True) as dev:
+            update = await until(dev, "cmd", within=20)  # once the dispatcher is back
+            assert update["state"] == "acknowledged" and update["call_id"] == call_id
+            await press(dev, topic_root, "dev-0005", {"ref": "o2", "type": "service"})
+            again = await until(dev, "ack", within=10)
+            assert again["ref"] == "o2" and again["call_id"] == call_id  # joined the open call
