@@ -6,10 +6,11 @@ Each service method opens one transaction and calls these; nothing here commits.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.protocol import CallUpdate
@@ -18,19 +19,23 @@ from dispatcher.calls import DEVICE_TEXT, Call, CallKind, CallState, Transition
 
 
 async def next_call_id(session: AsyncSession, now: datetime, timezone: str) -> str:
-    """``C-YYYYMMDD-NNNN`` numbered per local day; atomic on SQLite and PostgreSQL."""
+    """``C-YYYYMMDD-NNNN`` numbered per local day.
+
+    One upsert statement, so two transactions opening the first calls of a day at the
+    same moment cannot both start at 1 (on PostgreSQL the second waits for the row).
+    """
     day = now.astimezone(ZoneInfo(timezone)).strftime("%Y%m%d")
-    bumped = await session.execute(
-        update(db.call_sequences)
-        .where(db.call_sequences.c.day == day)
-        .values(last=db.call_sequences.c.last + 1)
+    dialect = session.get_bind().dialect.name
+    upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(db.call_sequences)
+    seq = await session.scalar(
+        upsert.values(day=day, last=1)
+        .on_conflict_do_update(
+            index_elements=[db.call_sequences.c.day],
+            set_={"last": db.call_sequences.c.last + 1},
+        )
         .returning(db.call_sequences.c.last)
     )
-    seq = bumped.scalar_one_or_none()
-    if seq is None:
-        await session.execute(insert(db.call_sequences).values(day=day, last=1))
-        seq = 1
-    return f"C-{day}-{seq:04d}"
+    return f"C-{day}-{int(seq or 0):04d}"
 
 
 async def active_resident_call(session: AsyncSession, device_id: str) -> Call | None:
@@ -95,7 +100,3 @@ async def cancel_pending_sms(session: AsyncSession, call_id: str, why: str) -> i
         .values(status="cancelled", error=why)
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def count(session: AsyncSession, table: Any) -> int:
-    return int((await session.execute(select(func.count()).select_from(table))).scalar_one())

@@ -3,6 +3,8 @@ on a real SQLite database, with a fake clock and a fake SMS sender (no sleeping)
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import select
 
 from devices.protocol import AckResult
@@ -223,3 +225,16 @@ async def test_temporary_sms_failure_is_retried_permanent_is_on_timeline(
     assert statuses["+8613916200101"] == "failed"
     assert statuses["+8613800138000"] == "sent" and statuses["+8613916200104"] == "sent"
     assert any(e.action == "sms_failed" for e in view.timeline)
+
+
+async def test_call_ids_are_numbered_per_local_day(app: App, clock: FakeClock) -> None:
+    ids = []
+    for n, device in enumerate(("dev-0001", "dev-0002")):
+        ack = await app.intake.on_event(device, TOPIC, event(f"d{n}", "service"))
+        assert ack is not None
+        ids.append(ack.call_id)
+    # 16:00 UTC is midnight in Shanghai: a new day, a new count.
+    clock.set(datetime(2026, 11, 24, 16, 0, tzinfo=UTC))
+    ack = await app.intake.on_event("dev-0003", TOPIC, event("d3", "service"))
+    assert ack is not None
+    assert [*ids, ack.call_id] == ["C-20261124-0001", "C-20261124-0002", "C-20261125-0001"]
