@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import make_url
@@ -169,24 +170,34 @@ def _ensure_sqlite_folder(url: str) -> None:
 def main_run(config_path: str | None) -> int:
     """``eldercall run``: the daemon in the foreground until SIGINT or SIGTERM."""
     logs.configure()
+    return run_main(config_path, _run_until_signalled)
+
+
+def run_main(config_path: str | None, body: Callable[[Settings], Coroutine[Any, Any, None]]) -> int:
+    """Load the configuration and run ``body`` in a new event loop; 2 on a bad
+    configuration or data file (said in one log line naming file and line), else 0."""
     try:
         settings = load_settings(config_path)
+        asyncio.run(body(settings))
     except ConfigError as exc:
         log.error("config_invalid", error=str(exc))
         return 2
-    try:
-        asyncio.run(_run_until_signalled(settings))
     except DataFileError as exc:
         log.error("data_invalid", error=str(exc))
         return 2
     return 0
 
 
-async def _run_until_signalled(settings: Settings) -> None:
-    stop = asyncio.Event()
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM end the run cleanly: ``stop`` is set, every part winds down."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+
+async def _run_until_signalled(settings: Settings) -> None:
+    stop = asyncio.Event()
+    stop_on_signals(stop)
     app = await build(settings)
     try:
         await run(app, stop)

@@ -9,16 +9,14 @@ that the first escalation steps can be seen before calls are acknowledged.
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 
 import structlog
 
 from dispatcher import logs
-from dispatcher.bootstrap import build, run
+from dispatcher.bootstrap import build, run, run_main, stop_on_signals
 from dispatcher.broker import port_accepts, start_broker
-from dispatcher.config import ConfigError, Settings, load_settings
-from dispatcher.datafiles import DataFileError
+from dispatcher.config import Settings
 from dispatcher.smssink import SinkMessage, SmsSinkServer, format_sms_line
 
 log = structlog.get_logger(__name__)
@@ -32,17 +30,7 @@ RESOLVE_AFTER_S = 30.0
 
 def main_demo(config_path: str | None, homes: int) -> int:
     logs.configure(json=False)
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        log.error("config_invalid", error=str(exc))
-        return 2
-    try:
-        asyncio.run(_demo(settings, homes))
-    except DataFileError as exc:
-        log.error("data_invalid", error=str(exc))
-        return 2
-    return 0
+    return run_main(config_path, lambda settings: _demo(settings, homes))
 
 
 async def _demo(base: Settings, homes: int) -> None:
@@ -50,9 +38,7 @@ async def _demo(base: Settings, homes: int) -> None:
     from simulator.operator import run_virtual_operator
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
 
     await asyncio.to_thread(DEMO_DIR.mkdir, parents=True, exist_ok=True)
     port = None if port_accepts("127.0.0.1", 1883) else 1883  # 1883 when it is free
