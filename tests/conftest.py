@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.support.broker",
     "tests.support.sms",
     "tests.support.app",
+    "tests.support.postgres",
 ]
 
 

@@ -1,4 +1,7 @@
-"""Building the dispatcher in-process for tests: real SQLite, fake clock, fake SMS."""
+"""Building the dispatcher in-process for tests: a real database, fake clock, fake SMS.
+
+The ``app`` fixture runs each test twice, on SQLite (the default) and on PostgreSQL
+(production), with ids ``[sqlite]`` and ``[postgres]``."""
 
 from __future__ import annotations
 
@@ -26,9 +29,13 @@ SUPERVISOR_HX = {"+8613817300201"}
 R0001_CONTACTS = {"+8613601110001", "+8613601110002"}
 
 
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'eldercall.db'}"
+
+
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
-        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'eldercall.db'}"},
+        "database": {"url": sqlite_url(tmp_path)},
         "data": {"dir": str(DATA), "timezone": "Asia/Shanghai"},
         "escalation": {"poll_interval_s": 0.05},
     }
@@ -54,8 +61,20 @@ def fake_sms() -> FakeSmsSender:
     return FakeSmsSender()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database of one test, on each backend in turn. A sync fixture, so that it
+    may ask for the PostgreSQL one only when it is needed (see tests/support/postgres.py)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return sqlite_url(tmp_path)
+
+
 @pytest.fixture
-async def app(tmp_path: Path, clock: FakeClock, fake_sms: FakeSmsSender) -> AsyncIterator[App]:
-    built = await built_app(settings_for(tmp_path), clock, fake_sms)
+async def app(
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+) -> AsyncIterator[App]:
+    settings = settings_for(tmp_path, database={"url": database_url})
+    built = await built_app(settings, clock, fake_sms)
     yield built
     await built.aclose()
