@@ -22,6 +22,12 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
 	  else echo "please install mosquitto and mosquitto-clients (apt-get install mosquitto mosquitto-clients)"; exit 1; fi; \
 	fi
+	@# PostgreSQL server binaries: the database tests run on it too (tests/support/postgres.py).
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "please install postgresql (apt-get install postgresql)"; exit 1; fi; \
+	fi
 
 run: venv
 	$(BIN)/eldercall demo --config $(CONFIG)
