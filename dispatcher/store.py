@@ -39,7 +39,9 @@ async def next_call_id(session: AsyncSession, now: datetime, timezone: str) -> s
 
 
 async def active_resident_call(session: AsyncSession, device_id: str) -> Call | None:
-    """The device's one active (unresolved) resident call, if any."""
+    """The device's one active (unresolved) resident call, if any, locked like
+    :func:`lock_call`: on PostgreSQL a press racing an operator's resolve must wait
+    and then not find the resolved call, rather than join it unseen."""
     found = await session.scalars(
         select(Call)
         .where(
@@ -49,17 +51,23 @@ async def active_resident_call(session: AsyncSession, device_id: str) -> Call | 
         )
         .order_by(db.calls.c.opened_at.desc())
         .limit(1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     return found.first()
 
 
 async def active_alert(session: AsyncSession, device_id: str, alert_key: str) -> Call | None:
+    """The device's active alert of this kind, if any, locked (see above)."""
     found = await session.scalars(
-        select(Call).where(
+        select(Call)
+        .where(
             db.calls.c.device_id == device_id,
             db.calls.c.state != CallState.RESOLVED.value,
             db.calls.c.alert_key == alert_key,
         )
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     return found.first()
 

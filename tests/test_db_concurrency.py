@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Row, select
+from sqlalchemy import Row, select, text
 
-from dispatcher import db
+from devices.protocol import AckResult
+from dispatcher import calls as lifecycle
+from dispatcher import db, store
 from dispatcher.bootstrap import App
 from dispatcher.clock import FakeClock
 from dispatcher.sms import FakeSmsSender
 from dispatcher.sms_outbox import SmsOutbox
-from tests.support.app import built_app, event, settings_for
+from dispatcher.views import Outcome
+from tests.support.app import HOTLINE, built_app, event, settings_for
 
 TOPIC = "eldercall/v1/dev/x/event"
 # Step times of the default emergency policy: 0, 60, 180 s, then every 180 s.
@@ -49,6 +52,24 @@ async def open_calls(app: App, count: int) -> list[str]:
 async def outbox_rows(app: App) -> list[Row[Any]]:
     async with app.sessions() as s:
         return list(await s.execute(select(db.sms_outbox).order_by(db.sms_outbox.c.id)))
+
+
+async def someone_waits_for_a_lock(app: App, database_url: str) -> None:
+    """Until another transaction is waiting for a row lock (PostgreSQL says so), or a
+    moment (SQLite cannot say; there the whole database is the lock)."""
+    if not database_url.startswith("postgresql"):
+        await asyncio.sleep(0.1)
+        return
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    for _ in range(1000):
+        async with app.engine.connect() as conn:  # a fresh snapshot of the activity
+            if await conn.scalar(waiting):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("nobody waited for the lock")
 
 
 async def test_two_outboxes_never_send_one_row_twice(
@@ -158,3 +179,32 @@ async def test_acknowledgements_racing_two_escalators_lose_no_step_and_leave_no_
         else:
             assert view.state == "open" and view.escalation_step == len(STEP_TIMES), index
             assert {n.status for n in view.notifications} == {"sent"}
+
+
+async def test_a_press_racing_the_resolution_of_its_call_opens_a_new_call(
+    app: App, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+) -> None:
+    [first] = await open_calls(app, 1)
+    now = clock.now()
+    async with app.sessions.begin() as operator:
+        # An operator resolving the call (as CallOperations does), caught before its commit.
+        call = await store.lock_call(operator, first)
+        assert call is not None
+        resolving = lifecycle.resolve(call, "wang-fang", "api", Outcome.HELPED_BY_PHONE, now)
+        await store.record(operator, call, resolving, now)
+        await operator.flush()
+        # Meanwhile the resident presses again.
+        again = event("again", "emergency")
+        pressing = asyncio.create_task(app.intake.on_event("dev-0001", TOPIC, again))
+        await someone_waits_for_a_lock(app, database_url)
+        assert not pressing.done()
+    ack = await asyncio.wait_for(pressing, 10)
+    # Not joined to the call just resolved (where nobody would ever see it): a new call.
+    assert ack is not None and ack.result is AckResult.OK
+    assert ack.call_id is not None and ack.call_id != first
+    assert (await app.operations.get_call(first)).press_count == 1
+    assert (await app.operations.get_call(ack.call_id)).state == "open"
+    await app.escalator.run_due()
+    await app.outbox.send_due()
+    assert {m.to for m in fake_sms.sent} == HOTLINE
+    assert all(ack.call_id in m.body for m in fake_sms.sent)
