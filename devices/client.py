@@ -471,13 +471,21 @@ async def _publish_unless_lost(
     publish = asyncio.ensure_future(client.publish(topic, payload, qos=1))
     lost = asyncio.ensure_future(link_lost.wait())
     try:
-        await asyncio.wait({publish, lost}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({publish, lost}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        # Our caller was cancelled (a simulator stopping its homes, a timeout): stop the
+        # publish and let the cancellation through. Raising MqttError here instead would
+        # swallow it, and press() would go on resending as if nobody had asked it to stop.
+        publish.cancel()
+        raise
     finally:
         lost.cancel()
-        if not publish.done():
-            publish.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await publish
+    if publish not in done:
+        publish.cancel()
+        # asyncio.wait lets the publish wind down without raising its outcome here, and
+        # without suppressing a cancellation of our own that may arrive meanwhile.
+        await asyncio.wait({publish})
+        if publish.cancelled() or publish.exception() is not None:
             raise aiomqtt.MqttError("link lost before PUBACK")
     publish.result()
 

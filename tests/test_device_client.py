@@ -279,3 +279,22 @@ async def test_stopping_releases_a_press_still_waiting_for_its_ack(
     with pytest.raises(DeviceStopped):
         async with asyncio.timeout(2):
             await press
+
+
+async def test_cancelling_a_press_waiting_for_its_puback_cancels_it(
+    own_mosquitto: MosquittoProcess, topic_root: str
+) -> None:
+    """Whoever cancels a press (a simulator stopping its homes) must see it end."""
+    pid = own_mosquitto.pid
+    assert pid is not None
+    async with device(own_mosquitto.url, topic_root) as dev:
+        os.kill(pid, signal.SIGSTOP)  # a hung broker: the publish waits for its PUBACK
+        try:
+            press = asyncio.create_task(dev.press("emergency"))
+            await asyncio.sleep(0.1)  # however long: without a PUBACK it stays there
+            assert not press.done()
+            press.cancel()
+            await asyncio.wait({press}, timeout=2)
+            assert press.cancelled()
+        finally:
+            os.kill(pid, signal.SIGCONT)
