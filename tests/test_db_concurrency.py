@@ -101,7 +101,7 @@ async def test_two_outboxes_never_send_one_row_twice(
     assert {(r.status, r.attempts) for r in after} == {("sent", 1)}
 
 
-async def test_a_claim_in_flight_elsewhere_is_skipped_on_postgres_waited_for_on_sqlite(
+async def test_a_claim_in_flight_elsewhere_is_skipped_not_waited_for(
     app: App, database_url: str, fake_sms: FakeSmsSender
 ) -> None:
     first, second = await open_calls(app, 2)

@@ -38,9 +38,10 @@ SERVER_USER = "postgres"  # initdb and postgres refuse to run as root
 def find_pg_bin() -> Path | None:
     """The folder holding initdb and pg_ctl: $ELDERCALL_PG_BIN, the newest Debian
     /usr/lib/postgresql/<major>/bin, or the one on PATH."""
+    if os.environ.get(BIN_ENV):  # asked for explicitly: that one or none
+        chosen = Path(os.environ[BIN_ENV])
+        return chosen if (chosen / "initdb").is_file() and (chosen / "pg_ctl").is_file() else None
     candidates: list[Path] = []
-    if os.environ.get(BIN_ENV):
-        candidates.append(Path(os.environ[BIN_ENV]))
     majors = [p for p in DEBIAN_PG_ROOT.glob("*/bin") if p.parent.name.isdigit()]
     candidates += sorted(majors, key=lambda p: int(p.parent.name), reverse=True)
     on_path = shutil.which("initdb")
@@ -138,12 +139,21 @@ def postgres() -> Iterator[PostgresServer]:
     bin_dir = find_pg_bin()
     if bin_dir is None:
         pytest.fail(
-            "PostgreSQL server binaries (initdb, pg_ctl) are not installed; the tests "
-            "run every database test on PostgreSQL too: apt-get install postgresql "
-            f"(or `make system-deps`), or point {BIN_ENV} at their folder. "
+            f"PostgreSQL server binaries (initdb, pg_ctl) not found (in ${BIN_ENV} if set, "
+            f"else {DEBIAN_PG_ROOT}/<version>/bin or PATH); the tests run every database "
+            "test on PostgreSQL too: apt-get install postgresql (or `make system-deps`). "
             "To run only the SQLite half: pytest -k 'not postgres'",
             pytrace=False,
         )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(SERVER_USER)
+        except KeyError:
+            pytest.fail(
+                f"running as root, the tests start PostgreSQL as the {SERVER_USER!r} user, "
+                "which does not exist: apt-get install postgresql creates it",
+                pytrace=False,
+            )
     server = PostgresServer(bin_dir)
     try:
         server.start()
