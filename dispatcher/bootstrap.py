@@ -84,6 +84,7 @@ async def build(
         IntakeSettings(
             timezone=settings.data.timezone,
             rejected_alert_threshold=settings.devices.rejected_alert_threshold,
+            heartbeat_s=settings.devices.heartbeat_s,
         ),
         on_change=escalate_and_publish,
     )

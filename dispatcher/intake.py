@@ -21,6 +21,7 @@ from devices.protocol import (
     CALL_TYPES,
     Ack,
     AckResult,
+    ConfigCommand,
     DeviceStatus,
     Event,
     EventType,
@@ -53,6 +54,7 @@ ALERT_TEXT = {
 class IntakeSettings:
     timezone: str
     rejected_alert_threshold: int = 5  # unreadable messages from one device per hour
+    heartbeat_s: int = 3600  # the interval devices are told to use
 
 
 class Intake:
@@ -117,7 +119,11 @@ class Intake:
             await _upsert_link(session, device_id, now, status=status.state)
             if status.state == "online":
                 await self._clear_alert(session, device_id, "offline", now, "device back online")
+                # The centre sets the heartbeat interval that supervision expects.
+                config = ConfigCommand(heartbeat_s=self._settings.heartbeat_s)
+                await store.queue_device_message(session, device_id, config.model_dump_json(), now)
         log.info("device_status", device_id=device_id, state=status.state)
+        self._on_change()
 
     async def _accept(self, device_id: str, event: Event, raw: bytes, now: datetime) -> Ack:
         async with self._sessions.begin() as session:

@@ -3,6 +3,11 @@ clears them. Fake clock, real SQLite."""
 
 from __future__ import annotations
 
+import json
+
+from sqlalchemy import select
+
+from dispatcher import db
 from dispatcher.bootstrap import App
 from dispatcher.clock import FakeClock
 from tests.support.app import event
@@ -70,3 +75,15 @@ async def test_a_retained_status_seen_again_on_resubscribe_is_not_contact(
     # The dispatcher restarted and the broker hands it the old retained status again.
     await app.intake.on_status("dev-0011", b'{"state": "online"}', retained=True)
     assert await app.supervisor.check() == 1
+
+
+async def test_a_device_coming_online_is_told_the_heartbeat_interval(app: App) -> None:
+    await app.intake.on_status("dev-0012", b'{"state": "online"}')
+    async with app.sessions() as session:
+        rows = (await session.execute(select(db.device_outbox))).all()
+    assert [(r.device_id, json.loads(r.payload)) for r in rows] == [
+        ("dev-0012", {"type": "config", "heartbeat_s": HOUR})
+    ]
+    await app.intake.on_status("dev-0012", b'{"state": "online"}', retained=True)
+    async with app.sessions() as session:
+        assert len((await session.execute(select(db.device_outbox))).all()) == 1
