@@ -70,8 +70,9 @@ class Event(BaseModel):
     type: EventType
     ts: datetime | None = None
     battery: Annotated[int, Field(ge=0, le=100, strict=True)] | None = None
-    rssi: Annotated[int, Field(strict=True)] | None = None
-    fw: Annotated[str, Field(max_length=64)] | None = None
+    # Bounded so that no integer a device sends can overflow a database column.
+    rssi: Annotated[int, Field(ge=-1000, le=1000, strict=True)] | None = None
+    fw: Annotated[str, Field(max_length=64, pattern=r"^[\x20-\x7e]*$")] | None = None
 
     @field_validator("ts", mode="before")
     @classmethod

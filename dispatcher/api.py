@@ -74,17 +74,24 @@ class OnCallAnswer(BaseModel):
     on_duty: list[OnDutyView]
 
 
+# A note is text for people: line breaks and tabs, but no other control characters
+# (a NUL would not even fit in a PostgreSQL text column).
+Note = Annotated[
+    str, Field(default="", max_length=MAX_NOTE, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")
+]
+
+
 class AckBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(default="", max_length=MAX_NOTE)
+    note: Note = ""
 
 
 class ResolveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     outcome: Outcome
-    note: str = Field(default="", max_length=MAX_NOTE)
+    note: Note = ""
 
 
 class _Refused(Exception):

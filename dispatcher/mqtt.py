@@ -24,7 +24,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices.protocol import DeviceStatus, Topics
@@ -147,9 +147,10 @@ class MqttGateway:
                     await client.publish(self._topics.ack(where[0]), ack.to_payload(), qos=1)
             elif where[1] == "status":
                 await self._intake.on_status(where[0], payload, retained=message.retain)
-        except (aiomqtt.MqttError, SQLAlchemyError, OSError):
+        except (aiomqtt.MqttError, OperationalError, InterfaceError, OSError):
             # The broker or the database is unreachable: no PUBACK, so the broker
-            # delivers the message again once we have reconnected.
+            # delivers the message again once we have reconnected. (Any other database
+            # error is about this message, and redelivering it would only repeat it.)
             log.exception("mqtt_message_deferred", topic=topic)
             raise aiomqtt.MqttError("message handling failed; reconnecting") from None
         except Exception as exc:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher import db, store
@@ -56,16 +56,33 @@ class LinkSupervisor:
                 )
             )
         opened = 0
-        for key, devices in (("heartbeat_missed", silent), ("offline", offline)):
-            for device_id in devices:
-                opened += await self._raise(device_id, key)
+        for device_id in silent:
+            opened += await self._raise(
+                device_id, "heartbeat_missed", links.last_seen_at < silent_since
+            )
+        for device_id in offline:
+            opened += await self._raise(
+                device_id,
+                "offline",
+                (links.status == "offline") & (links.status_at < offline_since),
+            )
         if opened:
             self._on_change()
         return opened
 
-    async def _raise(self, device_id: str, key: str) -> int:
+    async def _raise(self, device_id: str, key: str, still: ColumnElement[bool]) -> int:
         now = self._clock.now()
         async with self._sessions.begin() as session:
+            # Checked again inside the transaction: the device may have just come back.
+            if (
+                await session.scalar(
+                    select(db.device_links.c.device_id)
+                    .where(db.device_links.c.device_id == device_id, still)
+                    .with_for_update()
+                )
+                is None
+            ):
+                return 0
             if await store.active_alert(session, device_id, key) is not None:
                 return 0
             call = await self._intake.open_alert(session, device_id, key, now)

@@ -245,6 +245,18 @@ async def test_ack_with_a_note_of_the_wrong_type_is_422(client: httpx.AsyncClien
     assert r.json()["error"].startswith("note:")
 
 
+async def test_a_note_with_control_characters_is_422_but_lines_are_fine(
+    client: httpx.AsyncClient, ops: FakeOperations
+) -> None:
+    r = await client.post(f"/api/v1/calls/{OPEN}/ack", headers=ZHANG, json={"note": "a\x00b"})
+    assert r.status_code == 422 and r.json()["error"].startswith("note:")
+    assert ops.log == []
+    ok = await client.post(
+        f"/api/v1/calls/{OPEN}/ack", headers=ZHANG, json={"note": "line 1\nline 2\tend"}
+    )
+    assert ok.status_code == 200
+
+
 async def test_resolve(client: httpx.AsyncClient, ops: FakeOperations) -> None:
     r = await client.post(
         f"/api/v1/calls/{OPEN}/resolve",

@@ -1,5 +1,5 @@
 """The call pipeline in-process: intake → call → escalation → SMS outbox → operator,
-on a real SQLite database, with a fake clock and a fake SMS sender (no sleeping)."""
+on a real database (SQLite and PostgreSQL), with a fake clock and a fake SMS sender."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ clears them. Fake clock, real SQLite."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from dispatcher import db
@@ -87,3 +89,20 @@ async def test_a_device_coming_online_is_told_the_heartbeat_interval(app: App) -
     await app.intake.on_status("dev-0012", b'{"state": "online"}', retained=True)
     async with app.sessions() as session:
         assert len((await session.execute(select(db.device_outbox))).all()) == 1
+
+
+async def test_a_heartbeat_arriving_during_the_check_raises_no_alert(
+    app: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await app.intake.on_event("dev-0013", TOPIC, event("h1", "heartbeat"))
+    clock.advance(3 * HOUR + 1)
+    raise_alert = app.supervisor._raise
+
+    async def heartbeat_first(device_id: str, key: str, still: Any) -> int:
+        # The device is heard between the check's read and its transaction.
+        await app.intake.on_event(device_id, TOPIC, event("h2", "heartbeat"))
+        return await raise_alert(device_id, key, still)
+
+    monkeypatch.setattr(app.supervisor, "_raise", heartbeat_first)
+    assert await app.supervisor.check() == 0
+    assert await alerts(app) == []

@@ -1,0 +1,85 @@
+"""Validation of device payloads at the edge (devices/protocol.py): what is accepted,
+what is answered ``invalid`` with a reason, and what cannot be answered at all."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from devices.protocol import Event, EventType, Invalid, Rejected, Topics, parse_event
+
+
+def raw(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_a_full_event_is_accepted_and_unknown_fields_are_ignored() -> None:
+    parsed = parse_event(
+        raw(
+            ref="a1",
+            type="emergency",
+            ts="2026-11-28T08:15:02+08:00",
+            battery=87,
+            rssi=-70,
+            fw="1.2.3",
+            device_id="someone-else",
+            extra={"x": 1},
+        )
+    )
+    assert isinstance(parsed, Event)
+    assert parsed.type is EventType.EMERGENCY and parsed.battery == 87 and parsed.rssi == -70
+    assert parsed.ts is not None and parsed.ts.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[1, 2]", "not a JSON object"),
+        (raw(type="fall"), "ref"),
+        (raw(ref="", type="fall"), "ref"),
+        (raw(ref="r" * 65, type="fall"), "ref"),
+        (raw(ref="caf\u00e9", type="fall"), "ref"),
+        (raw(ref=5, type="fall"), "ref"),
+        (b'{"pad": "' + b"x" * 5000 + b'"}', "more than 4096"),
+    ],
+)
+def test_what_cannot_be_answered_is_rejected_with_a_reason(payload: bytes, reason: str) -> None:
+    parsed = parse_event(payload)
+    assert isinstance(parsed, Rejected) and reason in parsed.reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"type": "explode"}, "type: unknown type"),
+        ({}, "type"),
+        ({"type": "fall", "battery": 101}, "battery"),
+        ({"type": "fall", "battery": "80"}, "battery"),
+        ({"type": "fall", "rssi": 3_000_000_000}, "rssi"),
+        ({"type": "fall", "fw": "1.0\x00"}, "fw"),
+        ({"type": "fall", "ts": "yesterday"}, "ts"),
+        ({"type": "fall", "ts": "2026-11-28T08:15:02"}, "ts"),
+        ({"type": "fall", "ts": 1764288902}, "ts"),
+        ({"type": "fall", "pad": "x" * 5000}, "more than 4096"),
+    ],
+)
+def test_a_malformed_event_with_a_ref_is_invalid_with_a_reason(
+    fields: dict[str, Any], where: str
+) -> None:
+    parsed = parse_event(raw(ref="k1", **fields))
+    assert isinstance(parsed, Invalid) and parsed.ref == "k1" and where in parsed.error
+
+
+def test_topics_name_the_device_and_refuse_what_is_not_a_device() -> None:
+    t = Topics("eldercall/v1")
+    assert t.device_of("eldercall/v1/dev/dev-0001/event") == ("dev-0001", "event")
+    assert t.device_of("eldercall/v1/dev/bad id/event") is None
+    assert t.device_of("eldercall/v1/dev/" + "x" * 65 + "/event") is None
+    assert t.device_of("other/v1/dev/dev-0001/event") is None
+    assert t.event("d1") == "eldercall/v1/dev/d1/event" and t.centre_status.endswith(
+        "centre/status"
+    )
