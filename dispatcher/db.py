@@ -159,6 +159,8 @@ sms_outbox = Table(
     # pending → sending → sent (→ provider statuses) | failed | cancelled
     Column("status", String(16), nullable=False),
     Column("provider_sid", String(64), nullable=True),
+    # The provider's own word on the message: Twilio's "queued", later "delivered"...
+    Column("provider_status", String(16), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("claimed_at", UTCDateTime, nullable=True),

@@ -108,6 +108,7 @@ class SmsOutbox:
                 .values(
                     status="sent",
                     provider_sid=receipt.sid,
+                    provider_status=receipt.status,
                     attempts=attempts + 1,
                     sent_at=self._clock.now(),
                     error=None,

@@ -43,6 +43,7 @@ class NotificationView(BaseModel):
     step: int
     status: str  # pending, sending, sent, delivered, failed, cancelled
     provider_sid: str | None = None
+    provider_status: str | None = None  # Twilio's status, e.g. "queued"
     attempts: int = 0
     error: str | None = None
     created_at: datetime

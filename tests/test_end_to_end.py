@@ -155,6 +155,7 @@ async def test_press_to_resolve_over_real_parts(
         shown = (await http.get(f"{d.api}/calls/{call_id}")).json()
         assert [n["status"] for n in shown["notifications"]] == ["sent"] * sent
         assert all(n["provider_sid"].startswith("SM") for n in shown["notifications"])
+        assert {n["provider_status"] for n in shown["notifications"]} == {"queued"}
 
 
 async def test_bad_input_over_mqtt_gets_clear_answers_and_the_daemon_keeps_serving(
