@@ -17,7 +17,9 @@ import asyncio
 import contextlib
 import random
 import ssl
+from collections.abc import Coroutine
 from datetime import datetime
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -37,6 +39,8 @@ from dispatcher.wakeup import Wakeup
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_S = 30.0
+# How long a stop waits for a message in hand to be committed and answered.
+IN_HAND_GRACE_S = 10.0
 
 
 class MqttGateway:
@@ -56,6 +60,7 @@ class MqttGateway:
         # Set when device messages were queued: publish them now, not at the next poll.
         self._outbox_wake = outbox_wake.event
         self.connected = asyncio.Event()
+        self._in_hand: set[asyncio.Future[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -122,6 +127,7 @@ class MqttGateway:
             for task in tasks | {stopper}:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            await self._finish_in_hand()
         for task in done & tasks:
             task.result()  # re-raises what ended the reader or the publisher
         if stopper in done:
@@ -132,7 +138,23 @@ class MqttGateway:
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            await self.handle(client, message)
+            await self._unstoppable(self.handle(client, message))
+
+    async def _unstoppable(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` so that a stop waits for it: a stop must not cut a
+        transaction in half (a cancelled transaction can leave SQLite's write lock
+        held by a connection nobody owns any more)."""
+        task = asyncio.ensure_future(work)
+        self._in_hand.add(task)
+        task.add_done_callback(self._in_hand.discard)
+        await asyncio.shield(task)
+
+    async def _finish_in_hand(self) -> None:
+        if self._in_hand:
+            _, late = await asyncio.wait(set(self._in_hand), timeout=IN_HAND_GRACE_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._in_hand, return_exceptions=True)
 
     async def handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         topic = message.topic.value
@@ -178,7 +200,7 @@ class MqttGateway:
                 ).all()
             for row in rows:
                 await client.publish(self._topics.cmd(row.device_id), row.payload.encode(), qos=1)
-                await self._mark_published(row.id, self._clock.now())
+                await self._unstoppable(self._mark_published(row.id, self._clock.now()))
             if len(rows) < 200:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._outbox_wake.wait(), 1.0)
