@@ -201,6 +201,19 @@ device_links = Table(
     Column("battery", Integer, nullable=True),
 )
 
+# Per-phone short numbers for calls, for SMS replies such as "7A" (dispatcher.replycodes).
+reply_codes = Table(
+    "reply_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("phone", String(32), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("call_id", String(32), ForeignKey("calls.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Index("ix_reply_codes_phone_active", "phone", "active"),
+)
+
 mapper_registry = registry(metadata=metadata)
 _mapped = False
 
@@ -265,6 +278,7 @@ __all__ = [
     "map_domain",
     "metadata",
     "rejected_messages",
+    "reply_codes",
     "sms_outbox",
     "timeline",
 ]

@@ -9,14 +9,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 import structlog
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dispatcher import db, routing, store
+from dispatcher import db, notify, routing, store
 from dispatcher.calls import Call, CallState, TimelineEntry, take_due_step
 from dispatcher.clock import Clock
 from dispatcher.directory import Directory
-from dispatcher.messages import call_sms
 
 log = structlog.get_logger(__name__)
 
@@ -96,25 +95,13 @@ class Escalator:
                 )
             )
             return 0
-        rows = [
-            {
-                "call_id": call.id,
-                "step": index,
-                "recipient": p.id,
-                "to_number": p.phone,
-                "body": call_sms(call, resident, self._directory, p.language, index),
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for p in people
-        ]
-        await session.execute(insert(db.sms_outbox), rows)
+        queued = await notify.queue_step(
+            session, call, resident, self._directory, people, index, now
+        )
         names = "; ".join(f"{p.name} ({p.why})" for p in people)
         session.add(
             TimelineEntry(
                 now, "system", "escalated", "sms", f"step {index + 1} ({targets}): {names}", call.id
             )
         )
-        return len(rows)
+        return queued

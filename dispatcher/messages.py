@@ -23,7 +23,12 @@ _KIND = {
 
 
 def call_sms(
-    call: Call, resident: Resident | None, directory: Directory, language: str, step: int
+    call: Call,
+    resident: Resident | None,
+    directory: Directory,
+    language: str,
+    step: int,
+    reply_code: int | None = None,
 ) -> str:
     lang = language if language in _KIND else "zh"
     kind = _KIND[lang][call.kind]
@@ -46,6 +51,8 @@ def call_sms(
     extra = f" {call.detail}" if call.kind is CallKind.TECHNICAL and call.detail else ""
     if lang == "zh":
         head = "【Eldercall】" + ("仍无人确认！" if reminder else "")
-        return f"{head}{kind} {call.id}：{who}{extra}。请尽快处理并在系统中确认。"
+        reply = f"回复 {reply_code}A 确认" if reply_code is not None else "请在系统中确认"
+        return f"{head}{kind} {call.id}：{who}{extra}。请尽快处理，{reply}。"
     head = "[Eldercall] " + ("STILL UNANSWERED: " if reminder else "")
-    return f"{head}{kind} {call.id}: {who}{extra}. Please act and acknowledge."
+    reply = f"reply {reply_code}A to acknowledge" if reply_code is not None else "acknowledge"
+    return f"{head}{kind} {call.id}: {who}{extra}. Please act and {reply}."

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.protocol import CallUpdate
-from dispatcher import db
+from dispatcher import db, replycodes
 from dispatcher.calls import DEVICE_TEXT, Call, CallKind, CallState, Transition
 
 
@@ -91,6 +91,8 @@ async def record(session: AsyncSession, call: Call, transition: Transition, now:
             text=DEVICE_TEXT[transition.device_update],
         )
         await queue_device_message(session, call.device_id, update_msg.model_dump_json(), now)
+    if call.state is CallState.RESOLVED:
+        await replycodes.retire(session, call.id)  # its reply numbers may serve later calls
 
 
 async def queue_device_message(
