@@ -212,6 +212,24 @@ def resolve(
     return t
 
 
+def escalate_now(call: Call, staff_id: str, channel: str, now: datetime) -> Transition:
+    """Someone asks for the next step at once (an SMS reply "7E": "I cannot go").
+
+    An acknowledged call goes back to escalating: whoever took it has given it
+    back. The first answer time stays on record for the service-level figures.
+    """
+    _require_active(call, "escalate")
+    t = Transition()
+    call.updated_at = now
+    if call.state in (CallState.ACKNOWLEDGED, CallState.CANCELLED):
+        call.state = CallState.OPEN
+        t.device_update = CallUpdateState.RECEIVED
+    if call.state is CallState.OPEN:
+        call.next_escalation_at = now
+    t.note(now, staff_id, "escalation_requested", channel, f"state {call.state}")
+    return t
+
+
 def cancel(call: Call, now: datetime) -> Transition:
     """The resident cancelled: escalation stops, an operator still confirms the call."""
     t = Transition()

@@ -112,6 +112,12 @@ class CallOperations:
             call_id, lambda c, now: lifecycle.resolve(c, staff_id, channel, outcome, now, note)
         )
 
+    async def escalate_now(self, call_id: str, staff_id: str, channel: str) -> CallView:
+        """A notified person cannot help ("7E"): the next step fires at once."""
+        return await self._change(
+            call_id, lambda c, now: lifecycle.escalate_now(c, staff_id, channel, now)
+        )
+
     async def _change(
         self, call_id: str, change: Callable[[Call, datetime], Transition]
     ) -> CallView:

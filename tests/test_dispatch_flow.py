@@ -238,3 +238,19 @@ async def test_call_ids_are_numbered_per_local_day(app: App, clock: FakeClock) -
     ack = await app.intake.on_event("dev-0003", TOPIC, event("d3", "service"))
     assert ack is not None
     assert [*ids, ack.call_id] == ["C-20261124-0001", "C-20261124-0002", "C-20261125-0001"]
+
+
+async def test_escalate_now_gives_an_acknowledged_call_back_and_fires_the_next_step(
+    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+) -> None:
+    ack = await app.intake.on_event("dev-0001", TOPIC, event("x1", "emergency"))
+    assert ack is not None and ack.call_id is not None
+    await tick(app)
+    await app.operations.acknowledge(ack.call_id, "demo-operator", "api")
+    clock.advance(5)
+    view = await app.operations.escalate_now(ack.call_id, "demo-operator", "sms")
+    assert view.state == "open"
+    before = len(fake_sms.sent)
+    await tick(app)  # no waiting out the step's 60 s delay
+    assert {m.to for m in fake_sms.sent[before:]} == HOTLINE | COMMUNITY_LH
+    assert (await device_updates(app, "dev-0001"))[-1].count('"received"') == 1
