@@ -28,6 +28,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dispatcher import webhooks
 from dispatcher.clock import Clock, SystemClock
 from dispatcher.directory import Staff
 from dispatcher.views import (
@@ -421,8 +422,11 @@ class _RequestLog:
 # ---------------------------------------------------------------- app and server
 
 
-def create_app(ops: Operations, clock: Clock | None = None) -> FastAPI:
-    """The API over ``ops``; ``clock`` gives "now" for on-duty questions without a time."""
+def create_app(
+    ops: Operations, clock: Clock | None = None, twilio: webhooks.TwilioWebhooks | None = None
+) -> FastAPI:
+    """The API over ``ops``; ``clock`` gives "now" for on-duty questions without a time;
+    ``twilio`` adds Twilio's webhooks under ``/twilio`` (signed, no bearer token)."""
     app = FastAPI(
         title="Eldercall operator API",
         version="1",
@@ -434,6 +438,9 @@ def create_app(ops: Operations, clock: Clock | None = None) -> FastAPI:
     app.state.ops = ops
     app.state.clock = clock or SystemClock()
     app.include_router(router)
+    if twilio is not None:
+        app.state.twilio = twilio
+        app.include_router(webhooks.router)
     app.add_exception_handler(_Refused, _on_refused)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

@@ -24,6 +24,7 @@ from dispatcher.escalator import Escalator
 from dispatcher.intake import Intake, IntakeSettings
 from dispatcher.mqtt import MqttGateway
 from dispatcher.operations import CallOperations
+from dispatcher.phone import PhoneDesk
 from dispatcher.sms import SmsSender, build_sms_sender
 from dispatcher.sms_outbox import SmsOutbox
 from dispatcher.supervision import LinkSupervisor
@@ -48,6 +49,7 @@ class App:
     supervisor: LinkSupervisor
     escalate_now: Wakeup
     send_now: Wakeup
+    phone: PhoneDesk  # SMS replies and voice keys (Twilio's webhooks)
 
     async def aclose(self) -> None:
         await self.sms.aclose()
@@ -88,6 +90,7 @@ async def build(
         ),
         on_change=escalate_and_publish,
     )
+    operations = CallOperations(sessions, directory, clock, on_change=publish_now)
     return App(
         settings=settings,
         directory=directory,
@@ -98,13 +101,14 @@ async def build(
         intake=intake,
         escalator=Escalator(sessions, directory, clock, on_change=send_now),
         outbox=SmsOutbox(sessions, sms, clock),
-        operations=CallOperations(sessions, directory, clock, on_change=publish_now),
+        operations=operations,
         mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now),
         supervisor=LinkSupervisor(
             sessions, intake, clock, settings.devices, on_change=escalate_now
         ),
         escalate_now=escalate_now,
         send_now=send_now,
+        phone=PhoneDesk(sessions, directory, clock, operations, on_escalate=escalate_now),
     )
 
 
@@ -122,8 +126,10 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
     }
     if serve_http:
         from dispatcher.api import create_app, serve_api
+        from dispatcher.webhooks import TwilioWebhooks
 
-        api = create_app(app.operations, app.clock)
+        twilio = TwilioWebhooks.from_settings(app.phone, app.settings)
+        api = create_app(app.operations, app.clock, twilio=twilio)
         http = app.settings.http
         parts["http"] = lambda: serve_api(api, http.host, http.port, stop)
     log.info("dispatcher_started", parts=sorted(parts))

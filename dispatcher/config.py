@@ -59,12 +59,27 @@ class SmsSettings(BaseModel):
     provider: Literal["twilio", "log"] = "log"
     account_sid: str = "AC00000000000000000000000000000000"
     auth_token: str = "local-sink-token"
+    # Twilio's secondary auth token, also accepted on webhooks while the token is rotated.
+    auth_token_secondary: str = ""
     from_number: str = "+8610000000000"
     api_base: str = "https://api.twilio.com"
 
 
 class HttpSettings(BaseModel):
     listen: str = "127.0.0.1:8080"
+    # The base URL Twilio reaches us at (https://centre.example.org) when a proxy stands in
+    # front: Twilio signs that URL. None: the request's own URL.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError("must look like https://host[:port][/path]")
+        return value.rstrip("/")
 
     @field_validator("listen")
     @classmethod
