@@ -10,6 +10,7 @@ they do for an operator at the console.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,6 +35,7 @@ MACHINE_ANSWERS = frozenset(
     {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
 )
 _TAKEN = (CallState.ACKNOWLEDGED, CallState.RESPONDER_ON_SITE)
+REMEMBERED_SMS = 1000  # answered MessageSids kept, so a resent SMS does not act twice
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,28 @@ class PhoneDesk:
         self._ops = operations
         self._on_escalate = on_escalate  # wakes the escalator after a "7E"
         self._people = people_by_phone(directory)
+        self._answered: OrderedDict[str, str] = OrderedDict()
 
     # ------------------------------------------------------------ SMS
 
     async def on_sms(self, from_number: str, body: str, message_sid: str = "") -> str:
-        """Act on an inbound SMS; returns the answer to send back to its sender."""
+        """Act on an inbound SMS; returns the answer to send back to its sender.
+
+        Twilio may post one message twice (a timeout on its side, a replayed request):
+        a ``MessageSid`` already answered gets the same answer and acts no more, so a
+        "7E" never skips two steps. (Remembered in memory: a restart forgets.)
+        """
+        if message_sid and message_sid in self._answered:
+            log.info("sms_in.repeated", message_sid=message_sid)
+            return self._answered[message_sid]
+        answer = await self._answer_sms(from_number, body, message_sid)
+        if message_sid:
+            self._answered[message_sid] = answer
+            while len(self._answered) > REMEMBERED_SMS:
+                self._answered.popitem(last=False)
+        return answer
+
+    async def _answer_sms(self, from_number: str, body: str, message_sid: str) -> str:
         bound = log.bind(message_sid=message_sid, from_tail=from_number[-4:])
         senders = self._people.get(normalize_phone(from_number), [])
         if not senders:

@@ -15,9 +15,10 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from dispatcher import db
-from dispatcher.api import create_app
+from dispatcher.api import ApiServer, create_app
 from dispatcher.bootstrap import App
 from dispatcher.clock import FakeClock
+from dispatcher.config import ConfigError, load_settings
 from dispatcher.views import Outcome
 from dispatcher.webhooks import TwilioWebhooks
 from tests.support.app import event
@@ -211,6 +212,35 @@ async def test_without_a_public_url_the_request_url_is_what_is_signed(app: App) 
     assert (await app.operations.get_call(call_id)).state == "acknowledged"
 
 
+async def test_the_real_server_checks_the_url_it_was_called_at(app: App) -> None:
+    call_id = await open_call(app)
+    hooks = TwilioWebhooks.from_settings(app.phone, app.settings)  # no public_url
+    assert hooks.auth_tokens == (app.settings.sms.auth_token,)
+    server = ApiServer(create_app(app.operations, app.clock, twilio=hooks), "127.0.0.1", 0)
+    await server.start()
+    try:
+        params = sms(DEMO_OPERATOR, "1A")
+        signature = sign("/twilio/sms", params, hooks.auth_tokens[0], base=server.base_url)
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            response = await post(client, "/twilio/sms", params, signature=signature)
+    finally:
+        await server.stop()
+    assert response.status_code == 200
+    assert (await app.operations.get_call(call_id)).state == "acknowledged"
+
+
+def test_public_url_and_secondary_token_settings() -> None:
+    settings = load_settings(
+        None,
+        http={"public_url": "https://centre.example.org/"},
+        sms={"auth_token": "a", "auth_token_secondary": "b"},
+    )
+    assert settings.http.public_url == "https://centre.example.org"
+    assert load_settings(None).http.public_url is None
+    with pytest.raises(ConfigError, match="public_url"):
+        load_settings(None, http={"public_url": "centre.example.org"})
+
+
 # ---------------------------------------------------------------- SMS replies
 
 
@@ -251,6 +281,19 @@ async def test_e_passes_the_call_to_the_next_step_at_once(
     ]
     assert await app.escalator.run_due() == 1  # no waiting out the step's 60 s
     assert {r.step for r in await outbox(app, call_id)} == {0, 1}
+
+
+async def test_an_sms_posted_twice_acts_once(app: App, twilio: httpx.AsyncClient) -> None:
+    call_id = await open_call(app)
+    params = sms(DEMO_OPERATOR, "1E")
+    first = await post(twilio, "/twilio/sms", params)
+    await app.escalator.run_due()
+    before = await snapshot(app)
+    second = await post(twilio, "/twilio/sms", params)  # same MessageSid, same signature
+    assert second.status_code == 200 and second.text == first.text
+    assert await snapshot(app) == before
+    view = await app.operations.get_call(call_id)
+    assert [e.action for e in view.timeline].count("escalation_requested") == 1
 
 
 async def test_c_closes_a_service_request(app: App, twilio: httpx.AsyncClient) -> None:
