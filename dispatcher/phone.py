@@ -166,18 +166,17 @@ class PhoneDesk:
         return answer
 
     async def _act(self, call: Call, action: Action, actor: Person, lang: str) -> tuple[str, str]:
+        if call.state is CallState.RESPONDER_ON_SITE and action is not Action.CLOSE:
+            return phone_texts.responder_on_site(lang, call.id), "on_site"
         if action is Action.ACKNOWLEDGE:
             if call.state in _TAKEN:
                 by = self._name(call.acknowledged_by)
                 return phone_texts.already_acknowledged(lang, call.id, by), "already"
-            view = await self._ops.acknowledge(call.id, actor.id, "sms")
-            if view.acknowledged_by not in (None, actor.id):
-                by = self._name(view.acknowledged_by)
-                return phone_texts.already_acknowledged(lang, call.id, by), "already"
+            # Open (or handed back by a "7E", or cancelled): this acknowledgement takes it,
+            # even if the call's first answer, kept for the figures, was someone else's.
+            await self._ops.acknowledge(call.id, actor.id, "sms")
             return phone_texts.acknowledged(lang, call.id), "acknowledged"
         if action is Action.ESCALATE:
-            if call.state is CallState.RESPONDER_ON_SITE:
-                return phone_texts.responder_on_site(lang, call.id), "on_site"
             await self._ops.escalate_now(call.id, actor.id, "sms")
             self._on_escalate()
             return phone_texts.escalated(lang, call.id), "escalated"
@@ -265,12 +264,9 @@ class PhoneDesk:
         if digits != "1" or call.state not in (CallState.OPEN, CallState.CANCELLED):
             return self._prompt_or_state(call, person)
         try:
-            view = await self._ops.acknowledge(call.id, person.id, "voice")
+            await self._ops.acknowledge(call.id, person.id, "voice")
         except InvalidTransitionError:
             text = phone_texts.voice_already_closed(lang)
-            return VoiceAnswer(VoiceStep.SAY_AND_HANG_UP, lang, text)
-        if view.acknowledged_by != person.id:
-            text = phone_texts.voice_already_acknowledged(lang)
             return VoiceAnswer(VoiceStep.SAY_AND_HANG_UP, lang, text)
         bound.info("voice.acknowledged")
         text = phone_texts.voice_acknowledged(lang, call.id)

@@ -67,8 +67,8 @@ def already_acknowledged(language: str, call_id: str, by: str) -> str:
 
 def responder_on_site(language: str, call_id: str) -> str:
     if lang_of(language) == "zh":
-        return f"{call_id} 已有服务人员到达现场，未转交。"
-    return f"A responder is already on site for {call_id}; not passed on."
+        return f"{call_id} 已有服务人员到达现场，无需操作。"
+    return f"A responder is already on site for {call_id}; nothing to do."
 
 
 def escalated(language: str, call_id: str) -> str:

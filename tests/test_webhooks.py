@@ -5,6 +5,7 @@ acknowledge, pass on or close calls; voice calls that ask to press 1."""
 from __future__ import annotations
 
 import json
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from typing import Any
@@ -63,7 +64,7 @@ async def post(
 
 def sms(sender: str, body: str) -> dict[str, str]:
     return {
-        "MessageSid": "SM" + "1" * 32,
+        "MessageSid": "SM" + uuid.uuid4().hex,  # Twilio's sids are unique per message
         "AccountSid": "AC" + "0" * 32,
         "From": sender,
         "To": OUR_NUMBER,
@@ -281,6 +282,22 @@ async def test_e_passes_the_call_to_the_next_step_at_once(
     ]
     assert await app.escalator.run_due() == 1  # no waiting out the step's 60 s
     assert {r.step for r in await outbox(app, call_id)} == {0, 1}
+    # Someone else takes the call handed back: their acknowledgement stops it again.
+    assert await text(twilio, EMMA, "1A") == f"Acknowledged {call_id}. Thank you, please act now."
+    assert (await app.operations.get_call(call_id)).state == "acknowledged"
+
+
+async def test_a_responder_on_site_is_neither_acknowledged_nor_passed_on(
+    app: App, twilio: httpx.AsyncClient
+) -> None:
+    call_id = await open_call(app)
+    topic = "eldercall/v1/dev/dev-0001/event"
+    await app.intake.on_event("dev-0001", topic, event("on-site", "presence"))
+    before = await snapshot(app)
+    for body in ("1A", "1E"):
+        answer = await text(twilio, DEMO_OPERATOR, body)
+        assert answer == f"{call_id} 已有服务人员到达现场，无需操作。"
+    assert await snapshot(app) == before
 
 
 async def test_an_sms_posted_twice_acts_once(app: App, twilio: httpx.AsyncClient) -> None:
