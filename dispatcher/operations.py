@@ -196,6 +196,8 @@ class CallOperations:
             c.answered_by,
             c.answered_channel,
             c.answered_level,
+            c.acknowledged_at,
+            c.acknowledged_by,
             c.resolved_at,
         ).where(c.opened_at >= start, c.opened_at < end)
         async with self._sessions() as session:
@@ -205,8 +207,10 @@ class CallOperations:
                 call_id=row.id,
                 kind=row.kind,
                 opened_at=row.opened_at,
-                answered_at=row.answered_at,
-                answered_by=row.answered_by,
+                # A call answered by code that bypassed the lifecycle's record of the
+                # first answer still has its first acknowledgement.
+                answered_at=row.answered_at or row.acknowledged_at,
+                answered_by=row.answered_by or row.acknowledged_by,
                 answered_channel=row.answered_channel,
                 answered_level=row.answered_level,
                 closed_at=row.resolved_at,
