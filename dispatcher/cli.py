@@ -542,7 +542,11 @@ def _figure_cells(f: Figures) -> list[str]:
 
 
 def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{round(value, 1):g}s"
+    if value is None:
+        return "-"
+    if value < 600:
+        return f"{round(value, 1):g}s"
+    return _duration(timedelta(seconds=value))  # a long wait reads better as 1h05m
 
 
 def _parse_period_end(option: str, text: str) -> datetime:
