@@ -42,7 +42,6 @@ appear in the overall and per-kind figures only.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -194,11 +193,12 @@ def figures(records: Sequence[CallRecord], now: datetime) -> Figures:
     )
 
 
-def nearest_rank(ordered: Sequence[float], percentile: float) -> float | None:
+def nearest_rank(ordered: Sequence[float], percentile: int) -> float | None:
     """The smallest value that at least ``percentile``% of ``ordered`` are at or below."""
     if not ordered:
         return None
-    rank = max(1, math.ceil(percentile / 100 * len(ordered)))
+    # Whole numbers: 70 / 100 * 10 in floating point is 7.000000000000001, a rank too far.
+    rank = max(1, -(-percentile * len(ordered) // 100))
     return ordered[rank - 1]
 
 
