@@ -197,7 +197,7 @@ def nearest_rank(ordered: Sequence[float], percentile: int) -> float | None:
     """The smallest value that at least ``percentile``% of ``ordered`` are at or below."""
     if not ordered:
         return None
-    # Whole numbers: 70 / 100 * 10 in floating point is 7.000000000000001, a rank too far.
+    # Whole numbers: 7 / 100 * 100 in floating point is 7.000000000000001, a rank too far.
     rank = max(1, -(-percentile * len(ordered) // 100))
     return ordered[rank - 1]
 

@@ -109,8 +109,8 @@ def test_median_and_90th_percentile() -> None:
     assert (one.overall.median_s, one.overall.p90_s) == (42, 42)
     assert nearest_rank([float(s) for s in range(1, 21)], 90) == 18
     assert nearest_rank([float(s) for s in range(1, 71)], 90) == 63
-    # 70% of 10 is exactly the 7th, whatever floating point makes of 70 / 100 * 10
-    assert nearest_rank([float(s) for s in range(1, 11)], 70) == 7
+    # 7% of 100 is exactly the 7th, whatever floating point makes of 7 / 100 * 100
+    assert nearest_rank([float(s) for s in range(1, 101)], 7) == 7
     assert nearest_rank([], 90) is None
 
 
