@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dispatcher import webhooks
 from dispatcher.clock import Clock, SystemClock
 from dispatcher.directory import Staff
+from dispatcher.reports import AnswerTimes
 from dispatcher.views import (
     CallNotFoundError,
     CallView,
@@ -282,6 +283,48 @@ async def on_call(
     except LookupError as exc:
         raise _Refused(404, f"no community {community}") from exc
     return OnCallAnswer(at=when, on_duty=on_duty)
+
+
+@router.get(
+    "/reports/answer-times",
+    response_model=AnswerTimes,
+    responses=_ERRORS,
+    tags=["reports"],
+)
+async def answer_times(
+    ops: OpsDep,
+    staff: StaffDep,
+    since: Annotated[
+        datetime,
+        Query(
+            description="Start of the period (included), ISO 8601: 2026-11-01, "
+            "2026-11-01T08:00 or with an offset; a time without one is in the data's time zone"
+        ),
+    ],
+    until: Annotated[
+        datetime | None,
+        Query(description="End of the period (excluded), as `since`; default now"),
+    ] = None,
+) -> AnswerTimes:
+    """Answer times of the calls opened in the period against the social-alarm targets
+    (97.5% within 60 s, 99% within 180 s): overall, per level, per operator, per kind
+    and per channel; technical alerts apart. Any staff member may read it."""
+    for name, when in (("since", since), ("until", until)):
+        if when is not None and not (_EARLIEST <= when.year <= _LATEST):
+            msg = f"the year must be {_EARLIEST}..{_LATEST}"
+            raise _Refused(
+                422,
+                f"query parameter {name}: {msg}",
+                detail=[{"loc": ["query", name], "msg": msg, "type": "value_error"}],
+            )
+    try:
+        return await ops.answer_times(since, until)
+    except ValueError as exc:
+        raise _Refused(
+            422,
+            f"query parameters since, until: {exc}",
+            detail=[{"loc": ["query", "until"], "msg": str(exc), "type": "value_error"}],
+        ) from exc
 
 
 # ---------------------------------------------------------------- errors

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from dispatcher.reports import AnswerTimes
 from dispatcher.views import CallView, OnDutyView, Outcome
 
 API_PREFIX = "/api/v1"
@@ -36,6 +37,7 @@ class OnCall(BaseModel):
 _CALL = TypeAdapter(CallView)
 _CALLS = TypeAdapter(list[CallView])
 _ONCALL = TypeAdapter(OnCall)
+_ANSWER_TIMES = TypeAdapter(AnswerTimes)
 
 
 class ApiClient:
@@ -96,6 +98,14 @@ class ApiClient:
         if at is not None:
             params["at"] = at.isoformat()
         return self._parse(_ONCALL, self._request("GET", "/oncall", params=params))
+
+    def answer_times(self, since: datetime, until: datetime | None = None) -> AnswerTimes:
+        """A naive ``since`` or ``until`` is in the daemon's data time zone."""
+        params = {"since": since.isoformat()}
+        if until is not None:
+            params["until"] = until.isoformat()
+        data = self._request("GET", "/reports/answer-times", params=params)
+        return self._parse(_ANSWER_TIMES, data)
 
     # ------------------------------------------------------------ plumbing
 

@@ -104,6 +104,12 @@ class Call:
     outcome: str | None = None
     note: str | None = None
     updated_at: datetime | None = None
+    # The first answer, for the service-level figures (dispatcher.reports): set once,
+    # never moved by a later acknowledgement or a call given back (escalate_now).
+    answered_at: datetime | None = None
+    answered_by: str | None = None
+    answered_channel: str | None = None
+    answered_level: str | None = None  # filled by the service layer from the directory
 
     @property
     def is_active(self) -> bool:
@@ -185,6 +191,7 @@ def acknowledge(
         return t  # idempotent: the first acknowledgement stands
     call.acknowledged_at = call.acknowledged_at or now
     call.acknowledged_by = call.acknowledged_by or staff_id
+    _answered(call, staff_id, channel, now)
     if call.state in (CallState.OPEN, CallState.CANCELLED):
         call.state = CallState.ACKNOWLEDGED
     call.next_escalation_at = None
@@ -202,6 +209,7 @@ def resolve(
     if call.acknowledged_at is None:
         # Resolving answers the call too: answer time is the resolve time.
         call.acknowledged_at, call.acknowledged_by = now, staff_id
+    _answered(call, staff_id, channel, now)
     call.state = CallState.RESOLVED
     call.resolved_at, call.resolved_by = now, staff_id
     call.outcome, call.note = outcome.value, note or None
@@ -285,6 +293,11 @@ def _restart_escalation(call: Call, now: datetime) -> None:
     call.escalation_started_at = now
     call.escalation_step = 0
     call.next_escalation_at = now if call.state is CallState.OPEN else None
+
+
+def _answered(call: Call, who: str, channel: str, now: datetime) -> None:
+    if call.answered_at is None:
+        call.answered_at, call.answered_by, call.answered_channel = now, who, channel
 
 
 def _require_active(call: Call, what: str) -> None:

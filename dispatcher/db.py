@@ -97,8 +97,14 @@ calls = Table(
     Column("outcome", String(32), nullable=True),
     Column("note", Text, nullable=True),
     Column("updated_at", UTCDateTime, nullable=True),
+    # The first answer (service levels, dispatcher.reports); NULL until answered.
+    Column("answered_at", UTCDateTime, nullable=True),
+    Column("answered_by", String(100), nullable=True),
+    Column("answered_channel", String(16), nullable=True),
+    Column("answered_level", String(16), nullable=True),
     Index("ix_calls_device_state", "device_id", "state"),
     Index("ix_calls_next_escalation_at", "next_escalation_at"),
+    Index("ix_calls_opened_at", "opened_at"),  # service-level reports by period
 )
 
 timeline = Table(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher import calls as lifecycle
-from dispatcher import db, rota, store
+from dispatcher import db, reports, rota, store
 from dispatcher.calls import Call, CallState, TimelineEntry, Transition
 from dispatcher.clock import Clock
 from dispatcher.directory import Directory, Level, Resident, Staff
@@ -127,6 +128,9 @@ class CallOperations:
             if call is None:
                 raise CallNotFoundError(f"no call {call_id}")
             transition = change(call, now)  # may raise InvalidTransitionError: rolls back
+            if call.answered_by is not None and call.answered_level is None:
+                # Recorded as it is when answered: a later move to another area changes nothing.
+                call.answered_level = reports.answerer_level(self._directory, call.answered_by)
             await store.record(session, call, transition, now)
             if not call.is_escalating:
                 cancelled = await store.cancel_pending_sms(session, call.id, f"call {call.state}")
@@ -174,6 +178,49 @@ class CallOperations:
             )
         return out
 
+    async def answer_times(
+        self, since: datetime, until: datetime | None = None
+    ) -> reports.AnswerTimes:
+        now = self._clock.now()
+        zone = ZoneInfo(self._directory.timezone)
+        start = _aware(since, zone)
+        end = _aware(until, zone) if until is not None else now
+        if start >= end:
+            raise ValueError("the period is empty: since must be before until")
+        c = db.calls.c
+        query = select(
+            c.id,
+            c.kind,
+            c.opened_at,
+            c.answered_at,
+            c.answered_by,
+            c.answered_channel,
+            c.answered_level,
+            c.acknowledged_at,
+            c.acknowledged_by,
+            c.resolved_at,
+        ).where(c.opened_at >= start, c.opened_at < end)
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        records = [
+            reports.CallRecord(
+                call_id=row.id,
+                kind=row.kind,
+                opened_at=row.opened_at,
+                # A call answered by code that bypassed the lifecycle's record of the
+                # first answer still has its first acknowledgement.
+                answered_at=row.answered_at or row.acknowledged_at,
+                answered_by=row.answered_by or row.acknowledged_by,
+                answered_channel=row.answered_channel,
+                answered_level=row.answered_level,
+                closed_at=row.resolved_at,
+            )
+            for row in rows
+        ]
+        return reports.answer_times(
+            records, since=start, until=end, now=now, directory=self._directory
+        )
+
     def _view(self, call: Call) -> CallView:
         resident = self._directory.residents.get(call.resident_id or "")
         return CallView(
@@ -212,3 +259,8 @@ class CallOperations:
                 ContactView(name=c.name, relation=c.relation, phone=c.phone) for c in r.contacts
             ],
         )
+
+
+def _aware(when: datetime, zone: ZoneInfo) -> datetime:
+    """A naive time is in the data's time zone."""
+    return when.replace(tzinfo=zone) if when.tzinfo is None else when

@@ -13,6 +13,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from dispatcher.directory import Staff
+from dispatcher.reports import AnswerTimes
 
 
 class Outcome(StrEnum):
@@ -148,4 +149,10 @@ class Operations(Protocol):
     ) -> list[OnDutyView]:
         """Who is on duty at ``at`` (default now) for one community, or for every
         community and the command centre when none is given."""
+        ...
+
+    async def answer_times(self, since: datetime, until: datetime | None = None) -> AnswerTimes:
+        """Answer-time figures of the calls opened in ``[since, until)`` (``until``
+        defaults to now; a naive time is in the data's time zone). Raises ValueError
+        when ``since`` is not before ``until``. See ``dispatcher.reports``."""
         ...

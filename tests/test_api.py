@@ -51,6 +51,7 @@ async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
         ("POST", f"/api/v1/calls/{OPEN}/ack"),
         ("POST", f"/api/v1/calls/{OPEN}/resolve"),
         ("GET", "/api/v1/oncall"),
+        ("GET", "/api/v1/reports/answer-times?since=2026-11-01"),
     ],
 )
 @pytest.mark.parametrize(
@@ -95,6 +96,7 @@ async def test_openapi_document_lists_the_routes(client: httpx.AsyncClient) -> N
         "/api/v1/calls/{call_id}/ack",
         "/api/v1/calls/{call_id}/resolve",
         "/api/v1/oncall",
+        "/api/v1/reports/answer-times",
     ):
         assert path in paths, path
     assert "post" in paths["/api/v1/calls/{call_id}/resolve"]

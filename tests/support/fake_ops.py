@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from dispatcher import reports
 from dispatcher.clock import FakeClock
-from dispatcher.directory import Role, Staff
+from dispatcher.directory import Area, Directory, Level, Role, Staff
 from dispatcher.views import (
     CallNotFoundError,
     CallView,
@@ -73,6 +75,7 @@ class Recorded:
     outcome: Outcome | None = None
     at: datetime | None = None
     community_id: str | None = None
+    until: datetime | None = None
 
 
 @dataclass
@@ -85,6 +88,9 @@ class FakeOperations:
     # True: acknowledging an acknowledged call raises, like a stricter service might
     strict_ack: bool = False
     log: list[Recorded] = field(default_factory=list)
+    # what the answer-time figures are computed from, and who is who in them
+    records: list[reports.CallRecord] = field(default_factory=list)
+    directory: Directory | None = None
 
     def staff_for_token(self, token: str) -> Staff | None:
         return next((s for s in self.staff.values() if s.api_token == token), None)
@@ -157,6 +163,19 @@ class FakeOperations:
         if community_id not in self.duty:
             raise KeyError(community_id)
         return list(self.duty[community_id])
+
+    async def answer_times(
+        self, since: datetime, until: datetime | None = None
+    ) -> reports.AnswerTimes:
+        self.log.append(Recorded("answer_times", at=since, until=until))
+        assert self.directory is not None, "give the fake a directory for reports"
+        zone = ZoneInfo(self.directory.timezone)
+        now = self.clock.now()
+        start = since if since.tzinfo else since.replace(tzinfo=zone)
+        end = now if until is None else until if until.tzinfo else until.replace(tzinfo=zone)
+        return reports.answer_times(
+            self.records, since=start, until=end, now=now, directory=self.directory
+        )
 
     def _call(self, call_id: str) -> CallView:
         call = self.calls.get(call_id)
@@ -266,4 +285,43 @@ def sample_ops() -> FakeOperations:
         "c-hehua": [night],
         "*": [community, night, centre],
     }
+    ops.directory = Directory(
+        areas={
+            "district": Area("district", Level.DISTRICT, "指挥中心", None),
+            "st-east": Area("st-east", Level.STREET, "东街道", "district"),
+            "c-yangguang": Area("c-yangguang", Level.COMMUNITY, "阳光社区", "st-east"),
+        },
+        staff={ZHANG.id: ZHANG, LI.id: LI},
+        residents={},
+        shifts=(),
+    )
+    # Answered at 20 s and 50 s by the hotline, 90 s by the community, one waiting
+    # for 3 minutes at T0 + 5 min, one technical alert answered at 4 min.
+    ops.records = [
+        _record("C-1", "emergency", 0, 20, LI.id, "api", "district"),
+        _record("C-2", "fall", 60, 110, LI.id, "cli", "district"),
+        _record("C-3", "service", 90, 180, ZHANG.id, "sms", "community"),
+        _record("C-4", "emergency", 120, None, None, None, None),
+        _record("C-5", "technical", 0, 240, LI.id, "api", "district"),
+    ]
     return ops
+
+
+def _record(
+    call_id: str,
+    kind: str,
+    opened_s: int,
+    answered_s: int | None,
+    by: str | None,
+    channel: str | None,
+    level: str | None,
+) -> reports.CallRecord:
+    return reports.CallRecord(
+        call_id=call_id,
+        kind=kind,
+        opened_at=T0 + timedelta(seconds=opened_s),
+        answered_at=None if answered_s is None else T0 + timedelta(seconds=answered_s),
+        answered_by=by,
+        answered_channel=channel,
+        answered_level=level,
+    )
