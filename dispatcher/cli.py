@@ -143,6 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
         "(local times are in the directory's time zone)",
     )
     oncall.set_defaults(handler=_oncall)
+
+    rota_cmd = sub.add_parser("rota", help="the duty rota: check it")
+    rota_sub = rota_cmd.add_subparsers(title="rota commands", metavar="ROTA_COMMAND")
+    check = rota_sub.add_parser(
+        "check",
+        help="report gaps, overlaps and people on duty without a phone (offline); "
+        "exit 1 when the command centre has a gap",
+    )
+    _config_option(check)
+    check.add_argument(
+        "--days", type=_positive_int, default=28, help="how many days to check (default 28)"
+    )
+    check.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        help="start of the check (default now); like --at of oncall",
+    )
+    check.set_defaults(handler=_rota_check)
     return parser
 
 
@@ -341,6 +360,19 @@ def _oncall(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rota_check(args: argparse.Namespace) -> int:
+    try:
+        rotacli = _import("dispatcher.rotacli", "rota check")
+    except _Unavailable as exc:
+        return _unavailable(exc.command, exc.reason, args)
+    now = _now()
+    config = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
+    start = None
+    if args.start:
+        start = _parse_at(args.start, _zone(_settings(config).data.timezone), now)
+    return int(rotacli.main_check(config, args.days, start, now))
+
+
 # ---------------------------------------------------------------- formatting
 
 
@@ -444,6 +476,8 @@ def _oncall_lines(answer: OnCall, s: _Session) -> list[str]:
                 f": nobody on duty there; answered at {duty.found_at_level} level"
                 f" by {duty.found_at_area_id}"
             )
+        else:
+            head += f": found at {duty.found_at_level} level"
         lines.append(head)
         if not duty.staff:
             lines.append("  nobody")

@@ -127,7 +127,7 @@ class Directory:
                 source="weekly shift",
             )
             merged[shift.area_id] = Schedule(
-                schedule.area_id, schedule.rules + (rule,), schedule.shifts, schedule.timezone
+                schedule.area_id, (*schedule.rules, rule), schedule.shifts, schedule.timezone
             )
         object.__setattr__(self, "schedule_by_area", merged)
 

@@ -150,9 +150,7 @@ def rotation_on_call(directory: Directory, rotation_id: str, at: datetime) -> li
     return [p.staff for p in _people(directory, settled)]
 
 
-def intervals(
-    directory: Directory, area_id: str, start: datetime, end: datetime
-) -> list[Interval]:
+def intervals(directory: Directory, area_id: str, start: datetime, end: datetime) -> list[Interval]:
     """Who is on duty for exactly ``area_id`` from when to when within [start, end),
     with their role; a person's consecutive pieces in one role are merged. Sorted by
     start, then primaries first."""

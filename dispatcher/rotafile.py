@@ -62,7 +62,7 @@ def _clock(value: Any, *, end: bool) -> time:
         return time(0, 0)
     if not isinstance(value, str) or not _TIME_RE.fullmatch(value):
         top = "24:00" if end else "23:59"
-        raise ValueError(f"{value!r} is not a time \"HH:MM\" between 00:00 and {top}")
+        raise ValueError(f'{value!r} is not a time "HH:MM" between 00:00 and {top}')
     return time.fromisoformat(value)
 
 
@@ -70,7 +70,7 @@ def _days(value: Any) -> frozenset[int]:
     from dispatcher.datafiles import parse_days  # the same day specs as rota.csv
 
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a day spec like \"mon-fri\" or \"sat,sun\"")
+        raise ValueError(f'{value!r} is not a day spec like "mon-fri" or "sat,sun"')
     return parse_days(value)
 
 
@@ -281,25 +281,26 @@ def load_rota_file(
             rule_line = line_of("schedule.rule", rule_index, rule_count)
             rat = where("schedule.rule", rule_index, rule_count)
             rule_index += 1
-            r = parse(RuleModel, rule_data, rat, f"{label}: rule: ")
-            if r is None:
+            rm = parse(RuleModel, rule_data, rat, f"{label}: rule: ")
+            if rm is None:
                 continue
-            if (r.rotation is None) == (r.staff is None):
+            r2 = rm
+            if (r2.rotation is None) == (r2.staff is None):
                 problems.append(f"{rat}: {label}: a rule names a rotation or a staff, not both")
                 continue
-            if r.rotation is not None and r.rotation not in rotations:
-                problems.append(f"{rat}: {label}: rotation {r.rotation!r} is not defined")
-            if r.staff is not None and r.staff not in staff:
-                problems.append(f"{rat}: {label}: staff {r.staff!r} is not in staff.csv")
+            if r2.rotation is not None and r2.rotation not in rotations:
+                problems.append(f"{rat}: {label}: rotation {r2.rotation!r} is not defined")
+            if r2.staff is not None and r2.staff not in staff:
+                problems.append(f"{rat}: {label}: staff {r2.staff!r} is not in staff.csv")
             rules.append(
                 Rule(
-                    weekdays=r.days,
-                    start=r.start,
-                    end=r.end,
-                    role=r.role,
-                    rotation_id=r.rotation,
-                    staff_id=r.staff,
-                    shared=r.shared,
+                    weekdays=r2.days,
+                    start=r2.start,
+                    end=r2.end,
+                    role=r2.role,
+                    rotation_id=r2.rotation,
+                    staff_id=r2.staff,
+                    shared=r2.shared,
                     source=f"{path.name}:{rule_line}" if rule_line else path.name,
                 )
             )
@@ -319,9 +320,9 @@ def load_rota_file(
         seen.add(o.id)
         if o.area not in areas:
             problems.append(f"{at}: {label}: area {o.area!r} is not in areas.csv")
-        for key, person in (("staff", o.staff), ("replaces", o.replaces)):
-            if person is not None and person not in staff:
-                problems.append(f"{at}: {label}: {key} {person!r} is not in staff.csv")
+        for key, someone in (("staff", o.staff), ("replaces", o.replaces)):
+            if someone is not None and someone not in staff:
+                problems.append(f"{at}: {label}: {key} {someone!r} is not in staff.csv")
         start, end = (_localise(t, zone) for t in (o.start, o.end))
         try:
             overrides.append(

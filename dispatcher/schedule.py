@@ -177,7 +177,9 @@ class Rule:
         end = timedelta(hours=self.end.hour, minutes=self.end.minute)
         return end - start if end > start else end - start + _DAY
 
-    def windows(self, tz: ZoneInfo, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    def windows(
+        self, tz: ZoneInfo, start: datetime, end: datetime
+    ) -> list[tuple[datetime, datetime]]:
         """The rule's windows, as instants, that overlap [start, end)."""
         first = start.astimezone(tz).date() - _DAY
         last = end.astimezone(tz).date()
@@ -472,6 +474,6 @@ def segments(
     """[start, end) cut where anything changes, with who is on duty in each piece."""
     book = list(overrides)
     points = change_points(schedule, rotations, book, start, end)
-    ends = points[1:] + [end.astimezone(UTC)]
+    ends = [*points[1:], end.astimezone(UTC)]
     for begins, finishes in zip(points, ends, strict=True):
         yield begins, finishes, duties(schedule, rotations, book, begins)
