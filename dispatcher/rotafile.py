@@ -240,10 +240,13 @@ def load_rota_file(
     zone = top.timezone or timezone or DEFAULT_TIMEZONE
 
     rotations: dict[str, Rotation] = {}
+    broken: set[str] = set()  # rotations reported already: no knock-on "not defined"
     for i, data in enumerate(top.rotation):
         at = where("rotation", i, len(top.rotation))
         r = parse(RotationModel, data, at, "rotation: ")
         if r is None:
+            if isinstance(data, dict) and isinstance(data.get("id"), str):
+                broken.add(data["id"])
             continue
         label = f"rotation {r.id!r}"
         if r.id in rotations:
@@ -288,7 +291,7 @@ def load_rota_file(
             if (r2.rotation is None) == (r2.staff is None):
                 problems.append(f"{rat}: {label}: a rule names a rotation or a staff, not both")
                 continue
-            if r2.rotation is not None and r2.rotation not in rotations:
+            if r2.rotation is not None and r2.rotation not in rotations.keys() | broken:
                 problems.append(f"{rat}: {label}: rotation {r2.rotation!r} is not defined")
             if r2.staff is not None and r2.staff not in staff:
                 problems.append(f"{rat}: {label}: staff {r2.staff!r} is not in staff.csv")
