@@ -66,7 +66,7 @@ def test_the_example_rota_loads_as_designed() -> None:
         ("wang-fang", "li-qiang", "chen-jing"),
     )
     assert hotline.timezone == "Asia/Shanghai"
-    assert [r.source for r in d.schedules["d-jb"].rules][0].startswith("rota.toml:")
+    assert d.schedules["d-jb"].rules[0].source.startswith("rota.toml:")
     kinds = {o.id: o.kind for o in d.overrides}
     assert kinds == {
         "ma-lin-leave": OverrideKind.REMOVE,
