@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from dispatcher import schedule as model
+from dispatcher import schedule_eval as model
 from dispatcher.directory import Area, Directory, Level, Role, Staff
-from dispatcher.schedule import BACKUP, PRIMARY, Duty, OverrideKind, Schedule
+from dispatcher.schedule import BACKUP, PRIMARY, OverrideKind, Schedule
+from dispatcher.schedule_eval import Duty
 
 __all__ = [
     "BACKUP",

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dispatcher import rota
-from dispatcher import schedule as model
+from dispatcher import schedule_eval as model
 from dispatcher.directory import Area, Directory, Level, Staff
 from dispatcher.schedule import Schedule
 
