@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from dispatcher.views import CallView, OnDutyView, Outcome
+from dispatcher.views import CallView, OnDutyView, Outcome, OverrideView
 
 API_PREFIX = "/api/v1"
 
@@ -36,6 +36,8 @@ class OnCall(BaseModel):
 _CALL = TypeAdapter(CallView)
 _CALLS = TypeAdapter(list[CallView])
 _ONCALL = TypeAdapter(OnCall)
+_OVERRIDE = TypeAdapter(OverrideView)
+_OVERRIDES = TypeAdapter(list[OverrideView])
 
 
 class ApiClient:
@@ -97,6 +99,18 @@ class ApiClient:
             params["at"] = at.isoformat()
         return self._parse(_ONCALL, self._request("GET", "/oncall", params=params))
 
+    def list_overrides(self, include_past: bool = False) -> list[OverrideView]:
+        params = {"include_past": "true"} if include_past else {}
+        data = self._request("GET", "/rota/overrides", params=params)
+        return self._parse(_OVERRIDES, data.get("overrides"))
+
+    def create_override(self, body: dict[str, Any]) -> OverrideView:
+        return self._parse(_OVERRIDE, self._request("POST", "/rota/overrides", json=body))
+
+    def delete_override(self, override_id: str) -> OverrideView:
+        path = f"/rota/overrides/{_segment(override_id)}"
+        return self._parse(_OVERRIDE, self._request("DELETE", path))
+
     # ------------------------------------------------------------ plumbing
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -118,6 +132,9 @@ class ApiClient:
             data = None
         if response.status_code == 401:
             raise ApiError("the API token was refused", 401)
+        if response.status_code == 403:
+            error = data.get("error") if isinstance(data, dict) else None
+            raise ApiError(str(error or "not allowed for this API token"), 403)
         if response.is_error:
             error = data.get("error") if isinstance(data, dict) else None
             if response.status_code in (404, 409, 422) and error:

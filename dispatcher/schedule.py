@@ -1,9 +1,9 @@
 """The rota as data: rotations, schedules of rules, dated shifts and overrides.
 
 Reading them at an instant is ``dispatcher.schedule_eval``'s; per area of a
-directory, ``dispatcher.rota``'s. Pure: no clock and no I/O; every question takes the instant it is about. Instants
-are aware datetimes; wall-clock times (hand-offs, rule windows) are naive and read
-in the rotation's or schedule's IANA time zone.
+directory, ``dispatcher.rota``'s. Pure: no clock and no I/O; every question takes
+the instant it is about. Instants are aware datetimes; wall-clock times (hand-offs,
+rule windows) are naive and read in the rotation's or schedule's IANA time zone.
 
 Rotations
     An ordered list of people taking turns. A rotation is anchored by its first

@@ -3,6 +3,8 @@ at once for the on-duty answer and routing; kept across a restart."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -10,11 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import insert
+from structlog.testing import capture_logs
 
-from dispatcher import rota
-from dispatcher.api import create_app
+from dispatcher import cli, db, rota
+from dispatcher.api import ApiServer, create_app
 from dispatcher.bootstrap import App
 from dispatcher.clock import FakeClock
+from dispatcher.rotacheck import RotaGapError
 from tests.support.app import TUESDAY_10AM, built_app, settings_for
 
 SUPERVISOR = {"Authorization": "Bearer demo-zhao-min-91c6ab04"}  # zhao-min, district supervisor
@@ -169,11 +174,6 @@ async def test_api_overrides_survive_a_restart(tmp_path: Path) -> None:
 async def test_the_daemon_refuses_to_start_on_a_stored_override_that_empties_the_centre(
     tmp_path: Path,
 ) -> None:
-    from sqlalchemy import insert
-
-    from dispatcher import db
-    from dispatcher.rotacheck import RotaGapError
-
     settings = settings_for(tmp_path)
     first = await built_app(settings, FakeClock(T))
     try:
@@ -196,3 +196,46 @@ async def test_the_daemon_refuses_to_start_on_a_stored_override_that_empties_the
         await first.aclose()
     with pytest.raises(RotaGapError, match="command centre d-jb has nobody on duty"):
         await built_app(settings, FakeClock(T))
+
+
+async def test_the_cli_makes_lists_and_deletes_overrides(
+    app: App, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no config/eldercall.toml: the default zone, Asia/Shanghai
+    monkeypatch.setattr(cli, "_now", app.clock.now)
+    server = ApiServer(create_app(app.operations, app.clock, app.overrides), "127.0.0.1", 0)
+    await server.start()
+
+    async def run(*argv: str, token: str = "demo-zhao-min-91c6ab04") -> tuple[int, str]:
+        code = await asyncio.to_thread(
+            cli.main, [*argv, "--api", server.base_url, "--token", token]
+        )
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    try:
+        with capture_logs():  # the server's log lines, kept off the CLI's output
+            await _cli_session(run)
+    finally:
+        await server.stop()
+
+
+async def _cli_session(run: Any) -> None:
+    code, out = await run(
+        "rota", "override", "replace", "--area", "c-lh", "--staff", "wu-hong",
+        "--replaces", "huang-lei", "--start", "09:00", "--end", "13:00", "--reason", "ill",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "c-lh  replace wu-hong instead of huang-lei  2026-11-24 09:00 - 2026-11-24 13:00" in out
+    made = re.findall(r"ov-[0-9a-f]{10}", out)[0]
+    code, out = await run("oncall", "--community", "c-lh", token="demo-operator-token")
+    assert code == 0 and "wu-hong" in out and "huang-lei" not in out, out
+    assert "柳湖社区 (c-lh): found at community level" in out
+    code, out = await run("rota", "overrides")
+    assert code == 0 and made in out and "ma-lin-leave" in out, out
+    code, out = await run("rota", "overrides", token="demo-operator-token")
+    assert code == 1 and "only supervisors" in out, out
+    code, out = await run("rota", "delete-override", made)
+    assert code == 0 and f"deleted {made}" in out, out
+    code, out = await run("oncall", "--community", "c-lh", token="demo-operator-token")
+    assert "huang-lei" in out, out
