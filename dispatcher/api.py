@@ -30,8 +30,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatcher import webhooks
 from dispatcher.clock import Clock, SystemClock
-from dispatcher.directory import Staff
+from dispatcher.directory import Role, Staff
+from dispatcher.overrides import (
+    OverrideInFile,
+    OverrideNotFound,
+    OverrideRefused,
+    OverrideRequest,
+    RotaOverrides,
+    is_from_api,
+)
 from dispatcher.reports import AnswerTimes
+from dispatcher.schedule import Override, OverrideKind
 from dispatcher.views import (
     CallNotFoundError,
     CallView,
@@ -39,6 +48,7 @@ from dispatcher.views import (
     OnDutyView,
     Operations,
     Outcome,
+    OverrideView,
 )
 
 log = structlog.get_logger(__name__)
@@ -113,6 +123,26 @@ class _Refused(Exception):
         self.detail = detail
 
 
+class OverrideList(BaseModel):
+    overrides: list[OverrideView]
+
+
+class OverrideBody(BaseModel):
+    """A new rota override: ``replace`` (``staff`` takes ``replaces``'s duty), ``add``
+    (``staff`` also on duty) or ``remove`` (``staff`` off), for [start, end)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    area: str = Field(min_length=1, max_length=64, description="a community, street or district id")
+    kind: OverrideKind
+    staff: str = Field(min_length=1, max_length=64)
+    replaces: str | None = Field(default=None, min_length=1, max_length=64)
+    role: Literal["primary", "backup"] | None = None
+    start: AwareDatetime
+    end: AwareDatetime
+    reason: Note = ""
+
+
 # ---------------------------------------------------------------- dependencies
 
 _bearer = HTTPBearer(
@@ -154,8 +184,23 @@ def _staff(
     return _authenticate(request, request.headers.get("authorization"))
 
 
+def _supervisor(staff: Annotated[Staff, Depends(_staff)]) -> Staff:
+    if staff.role is not Role.SUPERVISOR:
+        raise _Refused(403, "only supervisors may see or change rota overrides")
+    return staff
+
+
+def _overrides(request: Request) -> RotaOverrides:
+    found: RotaOverrides | None = request.app.state.overrides
+    if found is None:
+        raise _Refused(503, "rota overrides are not available in this server")
+    return found
+
+
 OpsDep = Annotated[Operations, Depends(_ops)]
 StaffDep = Annotated[Staff, Depends(_staff)]
+SupervisorDep = Annotated[Staff, Depends(_supervisor)]
+OverridesDep = Annotated[RotaOverrides, Depends(_overrides)]
 CallId = Annotated[str, Path(min_length=1, max_length=64, description="e.g. C-20261128-0007")]
 Channel = Annotated[
     Literal["api", "cli"],
@@ -327,6 +372,98 @@ async def answer_times(
         ) from exc
 
 
+_OVERRIDE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    403: {"model": ErrorBody, "description": "Only supervisors may do this"},
+}
+
+
+def _override_view(o: Override) -> OverrideView:
+    return OverrideView(
+        id=o.id,
+        area_id=o.area_id,
+        kind=o.kind.value,
+        staff_id=o.staff_id,
+        replaces=o.replaces,
+        role=o.role,
+        start=o.start,
+        end=o.end,
+        reason=o.reason,
+        created_by=o.created_by,
+        source="api" if is_from_api(o) else "file",
+    )
+
+
+@router.get(
+    "/rota/overrides", response_model=OverrideList, responses=_OVERRIDE_ERRORS, tags=["duty"]
+)
+async def list_overrides(
+    supervisor: SupervisorDep,
+    overrides: OverridesDep,
+    include_past: Annotated[bool, Query(description="also those already over")] = False,
+) -> OverrideList:
+    """The rota overrides in force or to come (the file's and the API's), by start."""
+    return OverrideList(
+        overrides=[_override_view(o) for o in overrides.list(include_past=include_past)]
+    )
+
+
+@router.post(
+    "/rota/overrides",
+    response_model=OverrideView,
+    status_code=201,
+    responses=_OVERRIDE_ERRORS,
+    tags=["duty"],
+)
+async def create_override(
+    body: OverrideBody, supervisor: SupervisorDep, overrides: OverridesDep
+) -> OverrideView:
+    """Make a rota override; it takes effect at once (routing reads it)."""
+    for name, value in (("start", body.start), ("end", body.end)):
+        if not (_EARLIEST <= value.year <= _LATEST):
+            raise _Refused(422, f"{name}: the year must be {_EARLIEST}..{_LATEST}")
+    request = OverrideRequest(
+        area_id=body.area,
+        kind=body.kind,
+        staff_id=body.staff,
+        start=body.start,
+        end=body.end,
+        replaces=body.replaces,
+        role=body.role,
+        reason=body.reason,
+    )
+    try:
+        made = await overrides.create(supervisor, request)
+    except OverrideRefused as exc:
+        raise _Refused(422, str(exc)) from exc
+    return _override_view(made)
+
+
+@router.delete(
+    "/rota/overrides/{override_id}",
+    response_model=OverrideView,
+    responses={
+        **_OVERRIDE_ERRORS,
+        404: {"model": ErrorBody, "description": "No such override"},
+        409: {"model": ErrorBody, "description": "The override is written in the rota file"},
+    },
+    tags=["duty"],
+)
+async def delete_override(
+    override_id: Annotated[str, Path(min_length=1, max_length=64)],
+    supervisor: SupervisorDep,
+    overrides: OverridesDep,
+) -> OverrideView:
+    """Delete an override made through the API; it stops applying at once."""
+    try:
+        gone = await overrides.delete(supervisor, override_id)
+    except OverrideNotFound as exc:
+        raise _Refused(404, f"no override {override_id}") from exc
+    except OverrideInFile as exc:
+        raise _Refused(409, str(exc)) from exc
+    return _override_view(gone)
+
+
 # ---------------------------------------------------------------- errors
 
 
@@ -466,10 +603,14 @@ class _RequestLog:
 
 
 def create_app(
-    ops: Operations, clock: Clock | None = None, twilio: webhooks.TwilioWebhooks | None = None
+    ops: Operations,
+    clock: Clock | None = None,
+    twilio: webhooks.TwilioWebhooks | None = None,
+    overrides: RotaOverrides | None = None,
 ) -> FastAPI:
     """The API over ``ops``; ``clock`` gives "now" for on-duty questions without a time;
-    ``twilio`` adds Twilio's webhooks under ``/twilio`` (signed, no bearer token)."""
+    ``twilio`` adds Twilio's webhooks under ``/twilio`` (signed, no bearer token);
+    ``overrides`` serves the rota override routes (503 without it)."""
     app = FastAPI(
         title="Eldercall operator API",
         version="1",
@@ -480,6 +621,7 @@ def create_app(
     )
     app.state.ops = ops
     app.state.clock = clock or SystemClock()
+    app.state.overrides = overrides
     app.include_router(router)
     if twilio is not None:
         app.state.twilio = twilio

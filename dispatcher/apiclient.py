@@ -13,7 +13,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dispatcher.reports import AnswerTimes
-from dispatcher.views import CallView, OnDutyView, Outcome
+from dispatcher.views import CallView, OnDutyView, Outcome, OverrideView
 
 API_PREFIX = "/api/v1"
 
@@ -38,6 +38,8 @@ _CALL = TypeAdapter(CallView)
 _CALLS = TypeAdapter(list[CallView])
 _ONCALL = TypeAdapter(OnCall)
 _ANSWER_TIMES = TypeAdapter(AnswerTimes)
+_OVERRIDE = TypeAdapter(OverrideView)
+_OVERRIDES = TypeAdapter(list[OverrideView])
 
 
 class ApiClient:
@@ -107,6 +109,18 @@ class ApiClient:
         data = self._request("GET", "/reports/answer-times", params=params)
         return self._parse(_ANSWER_TIMES, data)
 
+    def list_overrides(self, include_past: bool = False) -> list[OverrideView]:
+        params = {"include_past": "true"} if include_past else {}
+        data = self._request("GET", "/rota/overrides", params=params)
+        return self._parse(_OVERRIDES, data.get("overrides"))
+
+    def create_override(self, body: dict[str, Any]) -> OverrideView:
+        return self._parse(_OVERRIDE, self._request("POST", "/rota/overrides", json=body))
+
+    def delete_override(self, override_id: str) -> OverrideView:
+        path = f"/rota/overrides/{_segment(override_id)}"
+        return self._parse(_OVERRIDE, self._request("DELETE", path))
+
     # ------------------------------------------------------------ plumbing
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -128,6 +142,9 @@ class ApiClient:
             data = None
         if response.status_code == 401:
             raise ApiError("the API token was refused", 401)
+        if response.status_code == 403:
+            error = data.get("error") if isinstance(data, dict) else None
+            raise ApiError(str(error or "not allowed for this API token"), 403)
         if response.is_error:
             error = data.get("error") if isinstance(data, dict) else None
             if response.status_code in (404, 409, 422) and error:

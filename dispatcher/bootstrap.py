@@ -24,7 +24,9 @@ from dispatcher.escalator import Escalator
 from dispatcher.intake import Intake, IntakeSettings
 from dispatcher.mqtt import MqttGateway
 from dispatcher.operations import CallOperations
+from dispatcher.overrides import RotaOverrides
 from dispatcher.phone import PhoneDesk
+from dispatcher.rotacheck import RotaGapError, require_command_centre
 from dispatcher.sms import SmsSender, build_sms_sender
 from dispatcher.sms_outbox import SmsOutbox
 from dispatcher.supervision import LinkSupervisor
@@ -50,6 +52,7 @@ class App:
     escalate_now: Wakeup
     send_now: Wakeup
     phone: PhoneDesk  # SMS replies and voice keys (Twilio's webhooks)
+    overrides: RotaOverrides
 
     async def aclose(self) -> None:
         await self.sms.aclose()
@@ -63,14 +66,26 @@ async def build(
     directory: Directory | None = None,
     sms: SmsSender | None = None,
 ) -> App:
-    """Wire the daemon. Loads the data folder (raising DataFileError on a bad file)
-    and brings the database schema up to date."""
+    """Wire the daemon. Loads the data folder (raising DataFileError on a bad file),
+    brings the database schema up to date and adds the rota overrides stored in it;
+    raises RotaGapError when the command centre has a gap in the next
+    ``[rota] startup_check_days`` days."""
     clock = clock or SystemClock()
     directory = directory or load_directory(settings.data.dir, settings.data.timezone)
+    check_days = settings.rota.startup_check_days
+    # Once before touching the database (the files alone), once with its overrides.
+    require_command_centre(directory, clock.now(), check_days)
     _ensure_sqlite_folder(settings.database.url)
     engine = make_engine(settings.database.url)
     await migrate.upgrade(engine)
     sessions = make_sessionmaker(engine)
+    overrides = RotaOverrides(sessions, directory, clock)
+    try:
+        await overrides.load()
+        require_command_centre(directory, clock.now(), check_days)
+    except BaseException:
+        await engine.dispose()
+        raise
     sms = sms or build_sms_sender(settings.sms)
     escalate_now, send_now, publish_now = Wakeup(), Wakeup(), Wakeup()
 
@@ -109,6 +124,7 @@ async def build(
         escalate_now=escalate_now,
         send_now=send_now,
         phone=PhoneDesk(sessions, directory, clock, operations, on_escalate=escalate_now),
+        overrides=overrides,
     )
 
 
@@ -129,7 +145,7 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         from dispatcher.webhooks import TwilioWebhooks
 
         twilio = TwilioWebhooks.from_settings(app.phone, app.settings)
-        api = create_app(app.operations, app.clock, twilio=twilio)
+        api = create_app(app.operations, app.clock, twilio=twilio, overrides=app.overrides)
         http = app.settings.http
         parts["http"] = lambda: serve_api(api, http.host, http.port, stop)
     log.info("dispatcher_started", parts=sorted(parts))
@@ -191,6 +207,9 @@ def run_main(config_path: str | None, body: Callable[[Settings], Coroutine[Any, 
         return 2
     except DataFileError as exc:
         log.error("data_invalid", error=str(exc))
+        return 2
+    except RotaGapError as exc:
+        log.error("rota_gap", error=str(exc))
         return 2
     return 0
 

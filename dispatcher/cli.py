@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dispatcher.apiclient import ApiClient, ApiError, OnCall
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.reports import AnswerTimes, Figures
-from dispatcher.views import CallView, Outcome
+from dispatcher.views import CallView, Outcome, OverrideView
 
 PROG = "eldercall"
 DEFAULT_CONFIG = "config/eldercall.toml"
@@ -158,6 +158,51 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--until", metavar="TIME", help="to (excluded), as --since; default now")
     report.add_argument("--json", action="store_true", help="print JSON instead of tables")
     report.set_defaults(handler=_report)
+
+    rota_cmd = sub.add_parser("rota", help="the duty rota: check it")
+    rota_sub = rota_cmd.add_subparsers(title="rota commands", metavar="ROTA_COMMAND")
+    check = rota_sub.add_parser(
+        "check",
+        help="report gaps, overlaps and people on duty without a phone (offline); "
+        "exit 1 when the command centre has a gap",
+    )
+    _config_option(check)
+    check.add_argument(
+        "--days", type=_positive_int, default=28, help="how many days to check (default 28)"
+    )
+    check.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        help="start of the check (default now); like --at of oncall",
+    )
+    check.set_defaults(handler=_rota_check)
+
+    overrides = rota_sub.add_parser(
+        "overrides", parents=[api], help="list rota overrides (supervisors)"
+    )
+    overrides.add_argument("--all", action="store_true", help="also those already over")
+    overrides.add_argument("--json", action="store_true", help="print JSON")
+    overrides.set_defaults(handler=_rota_overrides)
+
+    add = rota_sub.add_parser(
+        "override", parents=[api], help="make a rota override, in force at once (supervisors)"
+    )
+    add.add_argument("kind", choices=["replace", "add", "remove"])
+    add.add_argument("--area", required=True, metavar="ID", help="community, street or district")
+    add.add_argument("--staff", required=True, metavar="ID", help="who takes, joins or leaves")
+    add.add_argument("--replaces", metavar="ID", help="replace: whose duty is taken")
+    add.add_argument("--role", choices=["primary", "backup"])
+    add.add_argument("--start", required=True, metavar="TIME", help="like --at of oncall")
+    add.add_argument("--end", required=True, metavar="TIME")
+    add.add_argument("--reason", default="", help="sickness, holiday, swap...")
+    add.set_defaults(handler=_rota_override)
+
+    remove = rota_sub.add_parser(
+        "delete-override", parents=[api], help="delete an override made through the API"
+    )
+    remove.add_argument("override_id", metavar="ID")
+    remove.set_defaults(handler=_rota_delete_override)
     return parser
 
 
@@ -368,6 +413,69 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rota_check(args: argparse.Namespace) -> int:
+    try:
+        rotacli = _import("dispatcher.rotacli", "rota check")
+    except _Unavailable as exc:
+        return _unavailable(exc.command, exc.reason, args)
+    now = _now()
+    config = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
+    start = None
+    if args.start:
+        start = _parse_at(args.start, _zone(_settings(config).data.timezone), now)
+    return int(rotacli.main_check(config, args.days, start, now))
+
+
+def _override_line(o: OverrideView, s: _Session) -> str:
+    who = f"{o.staff_id} instead of {o.replaces}" if o.replaces else o.staff_id
+    role = f" as {o.role}" if o.role else ""
+    reason = f": {o.reason}" if o.reason else ""
+    return (
+        f"{o.id}  {o.area_id}  {o.kind} {who}{role}  "
+        f"{s.local(o.start, '%Y-%m-%d %H:%M')} - {s.local(o.end, '%Y-%m-%d %H:%M')}"
+        f"  ({o.source}, by {o.created_by}){reason}"
+    )
+
+
+def _rota_overrides(args: argparse.Namespace) -> int:
+    with _Session(args) as s:
+        found = s.client.list_overrides(include_past=args.all)
+        if args.json:
+            _print_json([o.model_dump(mode="json") for o in found])
+            return 0
+        if not found:
+            print("no overrides")
+        for o in found:
+            print(_override_line(o, s))
+        if found:
+            print(f"times in {s.tz_name}")
+    return 0
+
+
+def _rota_override(args: argparse.Namespace) -> int:
+    with _Session(args) as s:
+        body = {
+            "area": args.area,
+            "kind": args.kind,
+            "staff": args.staff,
+            "replaces": args.replaces,
+            "role": args.role,
+            "start": _parse_at(args.start, s.tz, s.now).isoformat(),
+            "end": _parse_at(args.end, s.tz, s.now).isoformat(),
+            "reason": args.reason,
+        }
+        made = s.client.create_override(body)
+        print(f"made {_override_line(made, s)}")
+    return 0
+
+
+def _rota_delete_override(args: argparse.Namespace) -> int:
+    with _Session(args) as s:
+        gone = s.client.delete_override(args.override_id)
+        print(f"deleted {_override_line(gone, s)}")
+    return 0
+
+
 # ---------------------------------------------------------------- formatting
 
 
@@ -471,6 +579,8 @@ def _oncall_lines(answer: OnCall, s: _Session) -> list[str]:
                 f": nobody on duty there; answered at {duty.found_at_level} level"
                 f" by {duty.found_at_area_id}"
             )
+        else:
+            head += f": found at {duty.found_at_level} level"
         lines.append(head)
         if not duty.staff:
             lines.append("  nobody")

@@ -146,6 +146,12 @@ class DeviceSettings(BaseModel):
     check_interval_s: float = Field(default=30.0, gt=0)  # how often links are checked
 
 
+class RotaSettings(BaseModel):
+    # The daemon refuses to start when the command centre has nobody on duty at some
+    # time in this many days from now (0: no check).
+    startup_check_days: int = Field(default=28, ge=0, le=366)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ELDERCALL_", env_nested_delimiter="__", extra="forbid"
@@ -158,6 +164,7 @@ class Settings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     devices: DeviceSettings = Field(default_factory=DeviceSettings)
+    rota: RotaSettings = Field(default_factory=RotaSettings)
 
     @classmethod
     def settings_customise_sources(

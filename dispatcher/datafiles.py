@@ -23,13 +23,16 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Val
 
 from devices.protocol import DEVICE_ID_RE
 from dispatcher.directory import Area, Contact, Directory, Level, Resident, Role, Shift, Staff
+from dispatcher.rotafile import load_rota_file
+from dispatcher.schedule import OverrideBook
 
 AREAS = "areas.csv"
 STAFF = "staff.csv"
 RESIDENTS = "residents.csv"
 CONTACTS = "contacts.csv"
-ROTA = "rota.csv"
-FILES = (AREAS, STAFF, RESIDENTS, CONTACTS, ROTA)
+ROTA = "rota.csv"  # weekly shifts: the simple form of the rota, still read
+ROTA_TOML = "rota.toml"  # rotations, schedules and overrides (dispatcher.rotafile)
+FILES = (AREAS, STAFF, RESIDENTS, CONTACTS)  # and at least one of ROTA, ROTA_TOML
 
 # Ids of areas, staff and residents: they appear in URLs, logs and CLI arguments.
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -336,7 +339,10 @@ def _check(problems: list[str]) -> None:
 
 
 def load_directory(path: Path, timezone: str = "Asia/Shanghai") -> Directory:
-    """Read the five data files in the folder ``path`` into a :class:`Directory`.
+    """Read the data files in the folder ``path`` into a :class:`Directory`.
+
+    The rota is ``rota.toml`` (rotations, schedules, overrides), ``rota.csv`` (weekly
+    shifts, each read as a rule for one person), or both.
 
     ``timezone`` is the IANA name the rota's times are in. Raises
     :class:`DataFileError` naming the file, line and problem.
@@ -351,6 +357,8 @@ def load_directory(path: Path, timezone: str = "Asia/Shanghai") -> Directory:
     if not path.is_dir():
         raise DataFileError([f"{path}: no such data folder"])
     missing = [f"{path / name}: no such file" for name in FILES if not (path / name).is_file()]
+    if not (path / ROTA).is_file() and not (path / ROTA_TOML).is_file():
+        missing.append(f"{path}: no rota: neither {ROTA_TOML} nor {ROTA} is there")
     _check(missing)
 
     problems: list[str] = []
@@ -360,7 +368,10 @@ def load_directory(path: Path, timezone: str = "Asia/Shanghai") -> Directory:
     residents = _load_residents(path / RESIDENTS, areas, problems)
     _check(problems)
     contacts = _load_contacts(path / CONTACTS, residents, problems)
-    shifts = _load_rota(path / ROTA, areas, staff, problems)
+    shifts = _load_rota(path / ROTA, areas, staff, problems) if (path / ROTA).is_file() else []
+    rota_file = None
+    if (path / ROTA_TOML).is_file():
+        rota_file = load_rota_file(path / ROTA_TOML, areas, staff, timezone, problems)
     _check(problems)
 
     return Directory(
@@ -372,6 +383,9 @@ def load_directory(path: Path, timezone: str = "Asia/Shanghai") -> Directory:
         },
         shifts=tuple(shifts),
         timezone=timezone,
+        rotations=rota_file.rotations if rota_file else {},
+        schedules=rota_file.schedules if rota_file else {},
+        overrides=OverrideBook(rota_file.overrides if rota_file else ()),
     )
 
 

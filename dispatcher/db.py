@@ -220,6 +220,23 @@ reply_codes = Table(
     Index("ix_reply_codes_phone_active", "phone", "active"),
 )
 
+# Rota overrides made through the API (dispatcher.overrides); the file's are in rota.toml.
+rota_overrides = Table(
+    "rota_overrides",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("area_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # replace, add, remove
+    Column("staff_id", String(64), nullable=False),
+    Column("replaces", String(64), nullable=True),
+    Column("role", String(16), nullable=True),
+    Column("start_at", UTCDateTime, nullable=False),
+    Column("end_at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 mapper_registry = registry(metadata=metadata)
 _mapped = False
 
@@ -285,6 +302,7 @@ __all__ = [
     "metadata",
     "rejected_messages",
     "reply_codes",
+    "rota_overrides",
     "sms_outbox",
     "timeline",
 ]

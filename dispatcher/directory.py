@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date, time
 from enum import StrEnum
 
+from dispatcher.schedule import OverrideBook, Rotation, Rule, Schedule
+
 
 class Level(StrEnum):
     """The three levels of service, from the top."""
@@ -96,8 +98,15 @@ class Directory:
     residents: dict[str, Resident]
     shifts: tuple[Shift, ...]
     timezone: str = "Asia/Shanghai"
+    # The rota file's rotations and schedules (by area id), and the overrides in force:
+    # the book is shared and mutable, so overrides made through the API apply at once.
+    rotations: dict[str, Rotation] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    overrides: OverrideBook = field(default_factory=OverrideBook, compare=False)
     residents_by_device: dict[str, Resident] = field(init=False, compare=False)
     staff_by_token: dict[str, Staff] = field(init=False, compare=False)
+    # Each area's schedule with the weekly shifts (rota.csv) added as rules for a person.
+    schedule_by_area: dict[str, Schedule] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -106,6 +115,21 @@ class Directory:
         object.__setattr__(
             self, "staff_by_token", {s.api_token: s for s in self.staff.values() if s.api_token}
         )
+        merged = dict(self.schedules)
+        for shift in self.shifts:
+            schedule = merged.get(shift.area_id) or Schedule(shift.area_id, timezone=self.timezone)
+            rule = Rule(
+                weekdays=shift.weekdays,
+                start=shift.start,
+                end=shift.end,
+                role=shift.role,
+                staff_id=shift.staff_id,
+                source="weekly shift",
+            )
+            merged[shift.area_id] = Schedule(
+                schedule.area_id, (*schedule.rules, rule), schedule.shifts, schedule.timezone
+            )
+        object.__setattr__(self, "schedule_by_area", merged)
 
     @property
     def district(self) -> Area:

@@ -164,6 +164,7 @@ class CallOperations:
                     area_name=d.areas[area_id].name,
                     found_at_area_id=found.found_at.id,
                     found_at_level=found.found_at.level.value,
+                    found_at_area_name=found.found_at.name,
                     staff=[
                         StaffView(
                             id=o.staff.id,

@@ -1,22 +1,39 @@
-"""Who is on duty: reading the weekly rota at a given instant.
+"""Who is on duty: the rota (``dispatcher.schedule``) read for a directory's areas.
 
-Pure functions of a :class:`Directory` and an aware ``datetime``: no clock reads
-and no I/O, so routing and its tests choose the instant. Shift times are wall-clock
-times in ``directory.timezone``; a shift belongs to the weekday it starts on, so a
-Friday 22:00-08:00 shift is what covers Saturday 03:00.
+Pure functions of a :class:`Directory` and aware datetimes: no clock reads and no
+I/O, so routing and its tests choose the instant. Each area's schedule is its rota
+file schedule plus its weekly shifts (``rota.csv``, each a rule for one person);
+overrides in ``directory.overrides`` apply on top. See ``dispatcher.schedule`` for
+rotations, rules, daylight saving and overrides.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
-from dispatcher.directory import Area, Directory, Level, Role, Shift, Staff
+from dispatcher import schedule_eval as model
+from dispatcher.directory import Area, Directory, Level, Role, Staff
+from dispatcher.schedule import BACKUP, PRIMARY, OverrideKind, Schedule
+from dispatcher.schedule_eval import Duty
 
-PRIMARY = "primary"
-BACKUP = "backup"
-_DAY = timedelta(days=1)
+__all__ = [
+    "BACKUP",
+    "PRIMARY",
+    "Interval",
+    "OnDuty",
+    "Responsibility",
+    "district_gaps",
+    "gaps",
+    "hotline",
+    "intervals",
+    "on_duty",
+    "person_intervals",
+    "responsible",
+    "rotation_on_call",
+    "supervisors",
+]
 
 
 @dataclass(frozen=True)
@@ -42,55 +59,175 @@ class Responsibility:
     def fell_back(self) -> bool:
         return self.found_at.id != self.asked.id
 
+    @property
+    def level(self) -> Level:
+        """The level the answer was found at: community, street or district."""
+        return self.found_at.level
 
-def _local_wall_time(directory: Directory, at: datetime) -> datetime:
+
+@dataclass(frozen=True)
+class Interval:
+    """``staff_id`` on duty for ``area_id`` in ``role`` over [start, end) (aware, UTC).
+
+    What the iCalendar export and ``rota check`` read; ``area_name`` is the
+    schedule's name.
+    """
+
+    staff_id: str
+    staff_name: str
+    area_id: str
+    area_name: str
+    role: str
+    start: datetime
+    end: datetime
+
+    @property
+    def schedule_name(self) -> str:
+        return self.area_name
+
+
+def _schedule(directory: Directory, area_id: str) -> Schedule | None:
+    return directory.schedule_by_area.get(area_id)
+
+
+def _check_aware(at: datetime) -> None:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"rota lookups need a timezone-aware datetime, got {at!r}")
-    # Naive local wall-clock time: shifts are written as wall-clock times, so compare
-    # in those terms (this also reads sensibly across a DST change, should the zone
-    # have one).
-    return at.astimezone(ZoneInfo(directory.timezone)).replace(tzinfo=None)
 
 
-def _covers(shift: Shift, local: datetime) -> bool:
-    """Whether ``shift`` covers the naive local time ``local``.
+def duties(directory: Directory, area_id: str, at: datetime) -> list[Duty]:
+    """Every reason someone is on duty for exactly ``area_id`` at ``at`` (see
+    :func:`dispatcher.schedule.duties`)."""
+    _check_aware(at)
+    found = _schedule(directory, area_id)
+    if found is None:
+        found = Schedule(area_id, timezone=directory.timezone)
+    return model.duties(found, directory.rotations, directory.overrides.for_area(area_id), at)
 
-    A shift lasts at most 24 hours, so only one that started today or yesterday can
-    cover ``local``; the window is half-open, [start, end).
-    """
-    start = timedelta(hours=shift.start.hour, minutes=shift.start.minute)
-    end = timedelta(hours=shift.end.hour, minutes=shift.end.minute)
-    length = end - start if end > start else end - start + _DAY  # overnight or 24 h
-    today: date = local.date()
-    for day in (today, today - _DAY):
-        if day.isoweekday() not in shift.weekdays:
-            continue
-        begins = datetime.combine(day, datetime.min.time()) + start
-        if begins <= local < begins + length:
-            return True
-    return False
+
+def _people(directory: Directory, pairs: Iterable[tuple[str, str]]) -> list[OnDuty]:
+    out = []
+    for staff_id, role in pairs:
+        staff = directory.staff.get(staff_id)
+        if staff is not None:
+            out.append(OnDuty(staff=staff, shift_role=role))
+    return out
 
 
 def on_duty(directory: Directory, area_id: str, at: datetime) -> list[OnDuty]:
-    """The people whose shift for exactly ``area_id`` covers ``at``.
+    """The people on duty for exactly ``area_id`` at ``at``, overrides applied.
 
-    Primaries come before backups, then in rota file order. Someone on two
-    overlapping shifts is listed once, with the more senior role.
+    Primaries come before backups, then in rule order. Someone on duty for two
+    reasons is listed once, with the more senior role.
     """
-    local = _local_wall_time(directory, at)
-    covering = [
-        (0 if shift.role == PRIMARY else 1, index, shift)
-        for index, shift in enumerate(directory.shifts)
-        if shift.area_id == area_id and _covers(shift, local)
+    return _people(directory, model.settle(duties(directory, area_id, at)))
+
+
+def rotation_on_call(directory: Directory, rotation_id: str, at: datetime) -> list[Staff]:
+    """Who ``rotation_id`` has on call at ``at``: normally one person.
+
+    Overrides that take that person off (``remove``) or hand their duty on
+    (``replace``) in a schedule that uses the rotation apply here too; ``add``
+    overrides do not (they add to a schedule, not to a rotation). Empty when the
+    person is off with nobody in their place. Raises ``KeyError`` for an unknown
+    rotation.
+    """
+    _check_aware(at)
+    rotation = directory.rotations[rotation_id]
+    person = rotation.on_call(at)
+    areas = {
+        s.area_id
+        for s in directory.schedule_by_area.values()
+        if any(r.rotation_id == rotation_id for r in s.rules)
+    }
+    found = [Duty(person, PRIMARY, f"rotation {rotation_id}")]
+    relevant = [
+        o
+        for area in sorted(areas)
+        for o in directory.overrides.for_area(area)
+        if o.active(at) and o.kind is not OverrideKind.ADD
     ]
-    out: list[OnDuty] = []
-    seen: set[str] = set()
-    for _, _, shift in sorted(covering, key=lambda c: (c[0], c[1])):
-        staff = directory.staff.get(shift.staff_id)
-        if staff is None or staff.id in seen:
+    settled = model.settle(model.apply_overrides(found, relevant))
+    return [p.staff for p in _people(directory, settled)]
+
+
+def intervals(directory: Directory, area_id: str, start: datetime, end: datetime) -> list[Interval]:
+    """Who is on duty for exactly ``area_id`` from when to when within [start, end),
+    with their role; a person's consecutive pieces in one role are merged. Sorted by
+    start, then primaries first."""
+    _check_aware(start)
+    _check_aware(end)
+    area = directory.areas.get(area_id)
+    schedule = _schedule(directory, area_id)
+    if area is None or schedule is None or end <= start:
+        return []
+    book = directory.overrides.for_area(area_id)
+    open_: dict[tuple[str, str], list[datetime]] = {}
+    done: list[tuple[str, str, datetime, datetime]] = []
+    for begins, ends, found in model.segments(schedule, directory.rotations, book, start, end):
+        now_on = set(model.settle(found))
+        for key in list(open_):
+            if key not in now_on:
+                span = open_.pop(key)
+                done.append((key[0], key[1], span[0], span[1]))
+        for key in now_on:
+            if key in open_:
+                open_[key][1] = ends
+            else:
+                open_[key] = [begins, ends]
+    for key, span in open_.items():
+        done.append((key[0], key[1], span[0], span[1]))
+    out = []
+    for staff_id, role, begins, ends in done:
+        staff = directory.staff.get(staff_id)
+        out.append(
+            Interval(
+                staff_id=staff_id,
+                staff_name=staff.name if staff else staff_id,
+                area_id=area_id,
+                area_name=area.name,
+                role=role,
+                start=begins,
+                end=ends,
+            )
+        )
+    return sorted(out, key=lambda i: (i.start, i.role != PRIMARY, i.staff_id))
+
+
+def person_intervals(
+    directory: Directory, staff_id: str, start: datetime, end: datetime
+) -> list[Interval]:
+    """Every duty of ``staff_id`` in [start, end), in every area, sorted by start."""
+    out = [
+        i
+        for area_id in directory.areas
+        for i in intervals(directory, area_id, start, end)
+        if i.staff_id == staff_id
+    ]
+    return sorted(out, key=lambda i: (i.start, i.area_id))
+
+
+def district_gaps(
+    directory: Directory, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The periods in [start, end) when the district command centre has nobody on duty."""
+    return area_gaps(directory, directory.district.id, start, end)
+
+
+def area_gaps(
+    directory: Directory, area_id: str, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The periods in [start, end) when ``area_id`` itself has nobody on duty."""
+    schedule = _schedule(directory, area_id) or Schedule(area_id, timezone=directory.timezone)
+    book = directory.overrides.for_area(area_id)
+    out: list[tuple[datetime, datetime]] = []
+    for begins, ends, found in model.segments(schedule, directory.rotations, book, start, end):
+        if _people(directory, model.settle(found)):
             continue
-        seen.add(staff.id)
-        out.append(OnDuty(staff=staff, shift_role=shift.role))
+        if out and out[-1][1] == begins:
+            out[-1] = (out[-1][0], ends)
+        else:
+            out.append((begins, ends))
     return out
 
 

@@ -108,6 +108,23 @@ class OnDutyView(BaseModel):
     found_at_area_id: str
     found_at_level: str  # community, street or district
     staff: list[StaffView]
+    found_at_area_name: str = ""
+
+
+class OverrideView(BaseModel):
+    """A change to an area's rota for a period (see dispatcher.schedule)."""
+
+    id: str
+    area_id: str
+    kind: str  # replace, add, remove
+    staff_id: str  # who takes the duty, is added, or is off
+    replaces: str | None = None  # replace: whose duty
+    role: str | None = None
+    start: datetime
+    end: datetime
+    reason: str = ""
+    created_by: str  # a staff id (API), or the rota file's name
+    source: str  # "api" (can be deleted through the API) or "file"
 
 
 class CallNotFoundError(LookupError):

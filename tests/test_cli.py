@@ -265,7 +265,7 @@ async def test_oncall_for_a_community_at_a_local_time(
     assert ops.log[-1].community_id == "c-yangguang"
     lines = r.out.splitlines()
     assert lines[0] == "On duty at 2026-11-28 07:30 (Asia/Shanghai)"
-    assert "阳光社区 (c-yangguang)" in lines
+    assert "阳光社区 (c-yangguang): found at community level" in lines
     assert lines[-1].split() == ["张伟", "s-zhang", "staff", "primary", "+8613800000001"]
 
 

@@ -27,8 +27,10 @@ def test_a_bad_rota_line_stops_the_daemon_with_file_and_line(
 ) -> None:
     data = tmp_path / "data"
     shutil.copytree(DATA, data)
+    (data / "rota.toml").unlink()
     rota = data / "rota.csv"
-    lines = rota.read_text(encoding="utf-8").splitlines()
+    legacy = Path(__file__).resolve().parent / "data" / "legacy_rota.csv"
+    lines = legacy.read_text(encoding="utf-8").splitlines()
     lines.append("c-lh,nobody-here,primary,mon-fri,08:00,18:00")
     rota.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -19,13 +19,19 @@ from dispatcher.datafiles import DataFileError, load_directory, parse_days, read
 from dispatcher.directory import Level, Role
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "data"
+# The example's rota as weekly shifts, the simple form an older data folder has.
+LEGACY_ROTA = Path(__file__).resolve().parent / "data" / "legacy_rota.csv"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
+    """A copy of the example with its rota in the old form, rota.csv (rota.toml has
+    its own tests in test_rotafile.py)."""
     folder = tmp_path / "data"
     shutil.copytree(EXAMPLE, folder)
+    (folder / "rota.toml").unlink()
+    shutil.copy(LEGACY_ROTA, folder / "rota.csv")
     return folder
 
 
@@ -94,8 +100,22 @@ def test_example_loads_with_the_designed_counts() -> None:
     assert all(1 <= len(r.contacts) <= 3 for r in d.residents.values())
     assert sum(1 for r in d.residents.values() if r.notes) >= 5
 
-    assert len(d.shifts) == 14
+    assert d.shifts == ()
+    assert sorted(d.rotations) == ["c-lh-backup", "c-lh-day", "hotline", "streets-evening"]
+    assert sorted(d.schedules) == sorted(d.areas)
     assert d.timezone == "Asia/Shanghai"
+
+
+def test_an_old_folder_with_rota_csv_still_loads(data: Path) -> None:
+    d = load_directory(data)
+    assert len(d.shifts) == 14
+    assert d.rotations == {} and d.schedules == {}
+    tuesday = datetime(2026, 11, 24, 10, tzinfo=SHANGHAI)
+    assert [o.staff.id for o in rota.hotline(d, tuesday)] == [
+        "demo-operator",
+        "wang-fang",
+        "emma-liu",
+    ]
 
 
 def test_example_contacts_keep_their_order_and_language() -> None:
@@ -128,8 +148,8 @@ def test_demo_operator_has_its_token_and_is_on_the_hotline_all_week() -> None:
         assert "demo-operator" in on_line, at
 
 
-def test_end_24_00_loads_as_midnight() -> None:
-    d = load_directory(EXAMPLE)
+def test_end_24_00_loads_as_midnight(data: Path) -> None:
+    d = load_directory(data)
     demo = next(s for s in d.shifts if s.staff_id == "demo-operator")
     assert (demo.start, demo.end) == (time(0, 0), time(0, 0))
     assert demo.weekdays == frozenset(range(1, 8))
@@ -165,8 +185,13 @@ def test_read_rows_gives_line_numbers_past_comments_and_blank_lines(tmp_path: Pa
 
 
 def test_a_missing_file_is_named(data: Path) -> None:
+    (data / "staff.csv").unlink()
+    assert_problem(data, "staff.csv", None, "no such file")
+
+
+def test_a_folder_without_any_rota_is_refused(data: Path) -> None:
     (data / "rota.csv").unlink()
-    assert_problem(data, "rota.csv", None, "no such file")
+    assert f"{data}: no rota: neither rota.toml nor rota.csv is there" in problem(data)
 
 
 def test_a_missing_folder_is_named(tmp_path: Path) -> None:
@@ -322,4 +347,4 @@ def test_a_broken_file_loads_nothing(data: Path) -> None:
     with pytest.raises(DataFileError):
         load_directory(data)
     # and the untouched example still loads: nothing is cached between loads
-    assert len(load_directory(EXAMPLE).shifts) == 14
+    assert len(load_directory(EXAMPLE).rotations) == 4

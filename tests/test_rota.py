@@ -308,7 +308,10 @@ def test_the_example_district_is_never_without_someone() -> None:
 @pytest.mark.parametrize(
     ("area", "when", "level", "first"),
     [
-        ("c-lh", at(MON, "10:00"), Level.COMMUNITY, "huang-lei"),
+        ("c-lh", at(TUE, "10:00"), Level.COMMUNITY, "huang-lei"),
+        ("c-lh", at(MON, "10:00"), Level.COMMUNITY, "ma-lin"),  # the daily rotation
+        ("c-qs", at(TUE, "18:00"), Level.STREET, "sun-li"),  # the streets' evening turn
+        ("c-ml", at(TUE, "18:00"), Level.STREET, "sun-li"),
         ("c-ty", at(TUE, "10:00"), Level.STREET, "zhou-jun"),  # 桃源 has no Tuesday cover
         ("c-lh", at(SAT, "14:00"), Level.STREET, "sun-li"),  # 河西 works Saturdays
         ("c-ml", at(SAT, "14:00"), Level.DISTRICT, "demo-operator"),  # 东桥 does not
@@ -325,7 +328,7 @@ def test_the_example_rota_shows_the_fallback(
 
 
 def test_the_example_community_lists_primary_then_backup() -> None:
-    r = rota.responsible(load_directory(EXAMPLE), "c-lh", at(MON, "10:00"))
+    r = rota.responsible(load_directory(EXAMPLE), "c-lh", at(TUE, "10:00"))
     assert [(p.staff.id, p.shift_role) for p in r.on_duty] == [
         ("huang-lei", "primary"),
         ("ma-lin", "backup"),
@@ -334,7 +337,14 @@ def test_the_example_community_lists_primary_then_backup() -> None:
 
 def test_the_example_night_hotline() -> None:
     d = load_directory(EXAMPLE)
-    # Sunday 23:00 and the Monday 03:00 after it: li-qiang's Sunday night shift.
-    assert ids(rota.hotline(d, at(SUN, "23:00"))) == ["demo-operator", "li-qiang"]
-    assert ids(rota.hotline(d, at(MON + 7, "03:00"))) == ["demo-operator", "li-qiang"]
+    # The hotline rotation: 12 hours each for wang-fang, li-qiang, chen-jing from
+    # Tuesday 08:00; Sunday 20:00 is the 11th hand-off after it, chen-jing's turn.
+    assert ids(rota.hotline(d, at(TUE, "21:00"))) == ["demo-operator", "li-qiang"]
+    assert ids(rota.hotline(d, at(SUN, "23:00"))) == ["demo-operator", "chen-jing"]
+    assert ids(rota.hotline(d, at(MON + 7, "03:00"))) == ["demo-operator", "chen-jing"]
+    assert ids(rota.hotline(d, at(MON + 7, "08:00"))) == [
+        "demo-operator",
+        "wang-fang",
+        "emma-liu",
+    ]
     assert ids(rota.hotline(d, at(TUE, "10:00"))) == ["demo-operator", "wang-fang", "emma-liu"]
