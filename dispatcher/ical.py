@@ -382,12 +382,12 @@ def import_calendar(
 def _parse(data: bytes) -> Calendar:
     if not data.strip():
         raise IcsError("the file is empty, not an iCalendar file")
+    if b"BEGIN:VCALENDAR" not in data.upper():
+        raise IcsError("not an iCalendar file: no BEGIN:VCALENDAR")
     try:
         text = data.decode("utf-8-sig")  # Outlook may start the file with a BOM
     except UnicodeDecodeError as exc:
         raise IcsError(f"the file is not UTF-8 text, as iCalendar requires: {exc}") from exc
-    if "BEGIN:VCALENDAR" not in text.upper():
-        raise IcsError("not an iCalendar file: no BEGIN:VCALENDAR")
     # icalendar remembers a VTIMEZONE whose TZID is not an IANA name for the life of the
     # process and prefers it to a later file's own definition; forget earlier files'.
     tzp.use_zoneinfo()
