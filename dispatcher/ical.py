@@ -44,10 +44,10 @@ round trip.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import recurring_ical_events
@@ -73,9 +73,17 @@ DEFAULT_REFRESH: Final = timedelta(hours=1)
 
 UID_DOMAIN: Final = "eldercall"
 _DATE_PROPERTIES: Final = ("DTSTART", "DTEND", "RDATE", "EXDATE", "RECURRENCE-ID")
+# RFC 5545 3.6.1: at most once in a VEVENT.
+_SINGLE_PROPERTIES: Final = (  # those we read, and those the expander fails on if repeated
+    *("UID", "DTSTART", "DTEND", "DURATION", "RECURRENCE-ID", "SEQUENCE", "STATUS", "SUMMARY"),
+    *(X_ROLE, X_STAFF_ID, X_STAFF_NAME),
+)
 # A shift that starts within this much of the window still needs expanding: floating and
 # all-day times are compared by the expander before we place them in a zone (UTC-14..+14).
 _EXPANSION_MARGIN: Final = timedelta(days=2)
+
+
+T = TypeVar("T")
 
 
 class IcsError(ValueError):
@@ -361,8 +369,8 @@ def import_calendar(
     default_zone = _zone(default_timezone)
     calendar = _parse(data)
     series = _check_events(calendar, default_zone)
-    query = recurring_ical_events.CalendarQuery(calendar)  # not .of(): see module docstring
     try:
+        query = recurring_ical_events.CalendarQuery(calendar)  # not .of(): see module docstring
         occurrences = query.between(
             window_start.astimezone(UTC) - _EXPANSION_MARGIN,
             window_end.astimezone(UTC) + _EXPANSION_MARGIN,
@@ -373,7 +381,7 @@ def import_calendar(
         shift
         for occurrence in occurrences
         if str(occurrence.get("STATUS", "")).upper() != "CANCELLED"
-        for shift in [_shift(occurrence, series, default_zone)]
+        for shift in [_guarded(_shift, occurrence, series, default_zone)]
         if shift.start < window_end and shift.end > window_start
     ]
     return sorted(shifts, key=lambda s: (s.start, s.end, s.person, s.role, s.uid))
@@ -402,14 +410,15 @@ def _parse(data: bytes) -> Calendar:
     assert isinstance(calendar, Calendar)
     for component in calendar.walk():
         if component.errors:
-            problems = "; ".join(f"{name}: {message}" for name, message in component.errors)
+            problems = "; ".join(
+                f"{name or 'a line'}: {message}" for name, message in component.errors
+            )
             raise IcsError(f"{_describe(component)}: cannot read {problems}")
     return calendar
 
 
 def _describe(component: Component, index: int | None = None) -> str:
-    uid = component.get("UID")
-    summary = component.get("SUMMARY")
+    uid, summary = (_first(component.get(name)) for name in ("UID", "SUMMARY"))
     where = str(component.name or "component")
     if uid is not None:
         where = f"{where} UID {str(uid)!r}"
@@ -420,25 +429,55 @@ def _describe(component: Component, index: int | None = None) -> str:
     return where
 
 
+def _guarded(check: Callable[..., T], component: Component, *args: Any) -> T:
+    """``check(component, *args)``, with any error but ours reported as one about ``component``.
+
+    Our checks name what is wrong; this catches what they did not foresee in a malformed
+    file (the libraries raise TypeError, KeyError, ... on some), so that a caller only
+    ever sees :class:`IcsError`.
+    """
+    try:
+        return check(component, *args)
+    except IcsError:
+        raise
+    except Exception as exc:
+        raise IcsError(f"{_describe(component)}: cannot be read: {exc!r}") from exc
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else value
+
+
 def _check_events(calendar: Calendar, default_zone: ZoneInfo) -> set[str]:
     """Refuse events that cannot be shifts; return the UIDs of recurring series."""
     series: set[str] = set()
     for index, event in enumerate(calendar.walk("VEVENT"), start=1):
-        where = _describe(event, index)
-        if event.get("UID") is None:
-            raise IcsError(f"{where}: has no UID")
-        if event.get("DTSTART") is None:
-            raise IcsError(f"{where}: has no DTSTART")
-        for name, value, tzid in _date_values(event):
-            if tzid is not None and tzid.upper() != "UTC" and _is_naive_datetime(value):
-                raise IcsError(
-                    f"{where}: {name} uses TZID {tzid!r}, which is neither a VTIMEZONE "
-                    "in the file nor a known time zone"
-                )
-        _check_length(event, where, default_zone)
-        if any(event.get(p) is not None for p in ("RRULE", "RDATE", "RECURRENCE-ID")):
+        if _guarded(_check_event, event, index, default_zone):
             series.add(str(event["UID"]))
     return series
+
+
+def _check_event(event: Component, index: int, default_zone: ZoneInfo) -> bool:
+    """Refuse an event that cannot be a shift; whether it belongs to a recurring series."""
+    where = _describe(event, index)
+    for name in _SINGLE_PROPERTIES:
+        repeated = event.get(name)
+        if isinstance(repeated, list):
+            raise IcsError(f"{where}: has {len(repeated)} {name} properties, at most one allowed")
+    if event.get("UID") is None:
+        raise IcsError(f"{where}: has no UID")
+    if event.get("DTSTART") is None:
+        raise IcsError(f"{where}: has no DTSTART")
+    if not isinstance(event.decoded("DTSTART"), date):
+        raise IcsError(f"{where}: DTSTART is neither a date nor a date-time")
+    for name, value, tzid in _date_values(event):
+        if tzid is not None and tzid.upper() != "UTC" and _is_naive_datetime(value):
+            raise IcsError(
+                f"{where}: {name} uses TZID {tzid!r}, which is neither a VTIMEZONE "
+                "in the file nor a known time zone"
+            )
+    _check_length(event, where, default_zone)
+    return any(event.get(p) is not None for p in ("RRULE", "RDATE", "RECURRENCE-ID"))
 
 
 def _date_values(event: Component) -> Iterator[tuple[str, Any, str | None]]:
