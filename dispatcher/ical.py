@@ -369,14 +369,15 @@ def import_calendar(
     default_zone = _zone(default_timezone)
     calendar = _parse(data)
     series = _check_events(calendar, default_zone)
+    span = (
+        window_start.astimezone(UTC) - _EXPANSION_MARGIN,
+        window_end.astimezone(UTC) + _EXPANSION_MARGIN,
+    )
     try:
-        query = recurring_ical_events.CalendarQuery(calendar)  # not .of(): see module docstring
-        occurrences = query.between(
-            window_start.astimezone(UTC) - _EXPANSION_MARGIN,
-            window_end.astimezone(UTC) + _EXPANSION_MARGIN,
-        )
+        occurrences = _expand(calendar, *span)
     except Exception as exc:  # the expander's own errors (bad RRULE and the like)
-        raise IcsError(f"cannot expand the calendar's events: {exc}") from exc
+        where = _expansion_culprit(calendar, *span) or "the calendar's events"
+        raise IcsError(f"cannot expand {where}: {exc}") from exc
     shifts = [
         shift
         for occurrence in occurrences
@@ -385,6 +386,25 @@ def import_calendar(
         if shift.start < window_end and shift.end > window_start
     ]
     return sorted(shifts, key=lambda s: (s.start, s.end, s.person, s.role, s.uid))
+
+
+def _expand(calendar: Calendar, start: datetime, end: datetime) -> list[Component]:
+    # CalendarQuery, not recurring_ical_events.of(): see the module docstring.
+    occurrences: list[Component] = recurring_ical_events.CalendarQuery(calendar).between(start, end)
+    return occurrences
+
+
+def _expansion_culprit(calendar: Calendar, start: datetime, end: datetime) -> str | None:
+    """Which event the expander fails on (its errors do not say), found by trying each."""
+    zones = calendar.timezones
+    for uid in dict.fromkeys(str(e["UID"]) for e in calendar.events):
+        alone = Calendar()
+        alone.subcomponents = [*zones, *(e for e in calendar.events if str(e["UID"]) == uid)]
+        try:
+            _expand(alone, start, end)
+        except Exception:
+            return _describe(alone.subcomponents[len(zones)])
+    return None
 
 
 def _parse(data: bytes) -> Calendar:
@@ -408,6 +428,9 @@ def _parse(data: bytes) -> Calendar:
         raise IcsError(f"expected one VCALENDAR, found {found}")
     calendar = components[0]
     assert isinstance(calendar, Calendar)
+    calscale = str(calendar.get("CALSCALE", "GREGORIAN")).upper()
+    if calscale != "GREGORIAN":
+        raise IcsError(f"CALSCALE is {calscale}: only the Gregorian calendar is supported")
     for component in calendar.walk():
         if component.errors:
             problems = "; ".join(

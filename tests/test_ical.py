@@ -9,6 +9,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from icalendar import Calendar
 
 from dispatcher.ical import (
@@ -639,6 +641,26 @@ def bad(name: str, data: bytes, message: str) -> object:
         ),
         bad("nobody", ics(event("a", *TIMES, summary="")), "names nobody"),
         bad(
+            "repeated-sequence",
+            ics(event("a", *TIMES, "SEQUENCE:1", "SEQUENCE:2")),
+            "UID 'a' .*has 2 SEQUENCE properties",
+        ),
+        bad(
+            "repeated-dtstart",
+            ics(event("a", *TIMES, "DTSTART:20261124T003000Z")),
+            "has 2 DTSTART properties",
+        ),
+        bad(
+            "rrule-without-freq",
+            ics(event("a", *TIMES), event("shift-13", *TIMES, "RRULE:COUNT=3;BYDAY=MO")),
+            "cannot expand VEVENT UID 'shift-13' \\('Duty'\\): .*freq",
+        ),
+        bad(
+            "not-gregorian",
+            ics(event("a", *TIMES), header="CALSCALE:JULIAN"),
+            "CALSCALE is JULIAN: only the Gregorian calendar is supported",
+        ),
+        bad(
             # 01:30 does not exist that day: it is 02:30 BST, after the end at 02:00 BST
             "starts-in-the-spring-gap",
             ics(
@@ -672,3 +694,40 @@ def test_import_refuses_bad_arguments() -> None:
         import_calendar(
             data, default_timezone="UTC", window_start=utc(2027, 1, 1), window_end=utc(2026, 1, 1)
         )
+
+
+def test_a_repeated_uid_is_refused_by_name() -> None:
+    data = ics(event("a", *TIMES).replace("UID:a", "UID:a\nUID:b"))
+    with pytest.raises(IcsError, match="VEVENT UID 'a' \\('Duty'\\): has 2 UID properties"):
+        imported(data)
+
+
+FIXTURE_LINES = [
+    (DATA / name).read_bytes().split(b"\r\n") for name in ("google_rota.ics", "outlook_rota.ics")
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_damaged_app_file_gives_shifts_or_icserror_never_another_exception(
+    data: st.DataObject,
+) -> None:
+    lines = list(data.draw(st.sampled_from(FIXTURE_LINES)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(lines) - 1))
+        change = data.draw(st.sampled_from(["drop", "repeat", "cut", "poke"]))
+        if change == "drop":
+            del lines[at]
+        elif change == "repeat":
+            lines.insert(at, lines[data.draw(st.integers(0, len(lines) - 1))])
+        elif change == "cut":
+            lines[at] = lines[at][: data.draw(st.integers(0, len(lines[at])))]
+        elif lines[at]:
+            where = data.draw(st.integers(0, len(lines[at]) - 1))
+            byte = data.draw(st.sampled_from(list(b'0123456789:;=,"TZ-+ ABXP\xff')))
+            lines[at] = lines[at][:where] + bytes([byte]) + lines[at][where + 1 :]
+    try:
+        shifts = imported(b"\r\n".join(lines))
+    except IcsError:
+        return
+    assert all(s.start < s.end and s.start.tzinfo is UTC for s in shifts)
