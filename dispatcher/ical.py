@@ -51,8 +51,7 @@ from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import recurring_ical_events
-from icalendar import Calendar, Event, Timezone
-from icalendar.cal.component import Component
+from icalendar import Calendar, Component, Event, Timezone
 from icalendar.prop import vDuration
 from icalendar.timezone import tzp
 
