@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -44,19 +44,8 @@ def shift(staff: str, start: datetime, end: datetime, role: str = "primary") -> 
 
 def daily_rotation(zone: ZoneInfo, first: date, days: int) -> list[ShiftInterval]:
     """08:00-08:00 local each day, handing off between three people."""
-    people = ["zw", "ln", "wf"]
-    return [
-        shift(
-            people[n % 3],
-            datetime.combine(
-                first + timedelta(days=n), datetime.min.time().replace(hour=8)
-            ).replace(tzinfo=zone),
-            datetime.combine(
-                first + timedelta(days=n + 1), datetime.min.time().replace(hour=8)
-            ).replace(tzinfo=zone),
-        )
-        for n in range(days)
-    ]
+    eight = [datetime.combine(first + timedelta(days=n), time(8), zone) for n in range(days + 1)]
+    return [shift(["zw", "ln", "wf"][n % 3], eight[n], eight[n + 1]) for n in range(days)]
 
 
 def imported(data: bytes, zone: str = "Europe/London", **window: datetime) -> list[ImportedShift]:
