@@ -24,6 +24,7 @@ from dispatcher.escalator import Escalator
 from dispatcher.intake import Intake, IntakeSettings
 from dispatcher.mqtt import MqttGateway
 from dispatcher.operations import CallOperations
+from dispatcher.policies import POLICIES, PolicyBook, load_policies
 from dispatcher.sms import SmsSender, build_sms_sender
 from dispatcher.sms_outbox import SmsOutbox
 from dispatcher.supervision import LinkSupervisor
@@ -54,6 +55,15 @@ class App:
         await self.engine.dispose()
 
 
+def policy_book(settings: Settings, directory: Directory) -> PolicyBook:
+    """The data folder's policies.toml (or the built-in policies), then the
+    configuration's ``[escalation.policies.<kind>]`` over them."""
+    overrides = settings.escalation.resolved_policies()
+    return load_policies(settings.data.dir / POLICIES, directory).overridden(
+        {kind: overrides[kind] for kind in settings.escalation.policies}
+    )
+
+
 async def build(
     settings: Settings,
     *,
@@ -80,7 +90,7 @@ async def build(
         sessions,
         directory,
         clock,
-        settings.escalation.resolved_policies(),
+        policy_book(settings, directory),
         IntakeSettings(
             timezone=settings.data.timezone,
             rejected_alert_threshold=settings.devices.rejected_alert_threshold,

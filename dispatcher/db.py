@@ -97,8 +97,14 @@ calls = Table(
     Column("outcome", String(32), nullable=True),
     Column("note", Text, nullable=True),
     Column("updated_at", UTCDateTime, nullable=True),
+    # The acknowledgement timeout (dispatcher.calls, migration 0003_policy).
+    Column("held_by", String(64), nullable=True),
+    Column("ack_timeout_at", UTCDateTime, nullable=True),
+    Column("ack_step", Integer, nullable=False, default=0, server_default="0"),
+    Column("next_ack_escalation_at", UTCDateTime, nullable=True),
     Index("ix_calls_device_state", "device_id", "state"),
     Index("ix_calls_next_escalation_at", "next_escalation_at"),
+    Index("ix_calls_next_ack_escalation_at", "next_ack_escalation_at"),
 )
 
 timeline = Table(

@@ -161,3 +161,12 @@ def gaps(
             out.append(at)
         at += step
     return out
+
+
+def rotation_on_call(directory: Directory, rotation_id: str, at: datetime) -> list[Staff]:
+    """Who rotation ``rotation_id`` has on call at ``at``.
+
+    Replaced by the rota branch (rotations are its model); until then there are
+    no rotations, so this names nobody.
+    """
+    return []
