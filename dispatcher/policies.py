@@ -104,9 +104,11 @@ class _Problems:
         """The line of ``[a.b]`` or, for a key of an inline table, ``b = `` under ``[a]``."""
         key = r"\s*\.\s*".join(rf"[\"']?{re.escape(k)}[\"']?" for k in table)
         header = re.compile(rf"^\s*\[\[?\s*{key}\s*\]\]?\s*(#.*)?$")
-        for number, line in enumerate(self.lines, start=1):
-            if header.match(line):
-                return number
+        within = re.compile(rf"^\s*\[\[?\s*{key}\s*\.")  # [a.b.c] when [a.b] is asked
+        for pattern in (header, within):
+            for number, line in enumerate(self.lines, start=1):
+                if pattern.match(line):
+                    return number
         if len(table) > 1:
             parent = self._line_of(table[:-1])
             if parent:
