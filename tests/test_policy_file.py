@@ -26,7 +26,10 @@ steps = [
 [emergency.ack_timeout]
 after_s = 600
 repeat_every_s = 300
-steps = [{ delay_s = 0, targets = ["acknowledger"] }, { delay_s = 120, targets = ["street_supervisor"] }]
+steps = [
+  { delay_s = 0, targets = ["acknowledger"] },
+  { delay_s = 120, targets = ["street_supervisor"] },
+]
 
 [technical]
 ack_timeout = false
