@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 from dispatcher import db
 from dispatcher.bootstrap import App
 from dispatcher.clock import FakeClock
+from dispatcher.datafiles import DataFileError
 from dispatcher.escalator import Escalator
 from dispatcher.policies import POLICIES
 from dispatcher.sms import FakeSmsSender
@@ -30,6 +31,7 @@ from tests.support.app import (
     built_app,
     event,
     settings_for,
+    sqlite_url,
 )
 
 TOPIC = "eldercall/v1/dev/x/event"
@@ -291,3 +293,11 @@ steps = [{ delay_s = 0, targets = ["emergency_contacts:1"] }]
             assert to >= HOTLINE and "+8613916200105" in to  # and the district supervisor
     finally:
         await app.aclose()
+
+
+async def test_the_daemon_refuses_a_bad_policy_file(
+    tmp_path: Path, clock: FakeClock, fake_sms: FakeSmsSender
+) -> None:
+    bad = '[emergency]\nsteps = [{ delay_s = 0, targets = ["person:ghost"] }]\n'
+    with pytest.raises(DataFileError, match=r"policies.toml:2: .*no staff 'ghost'"):
+        await build(tmp_path, sqlite_url(tmp_path), clock, fake_sms, bad)
