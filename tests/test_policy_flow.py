@@ -122,6 +122,7 @@ async def test_a_step_naming_nobody_is_skipped_at_once_and_communities_have_thei
     await tick(lh_app)  # ONE poll: c-lh's step 2 finds nobody, step 3 fires now
     lh_view = await lh_app.operations.get_call(lh)
     assert {n.to_number for n in lh_view.notifications if n.step == 2} == SUPERVISOR_HX
+    assert lh_view.policy == "c-lh.emergency"
     skipped = [e for e in lh_view.timeline if e.action == "step_skipped"]
     assert len(skipped) == 1 and "step 2 (on_duty:community:backup)" in skipped[0].detail
     qs_view = await lh_app.operations.get_call(qs)
@@ -154,6 +155,8 @@ async def test_ack_timeout_escalates_to_the_holder_then_the_street_and_a_new_ack
     assert sent_to(fake_sms, before) == {DEMO_OPERATOR} | SUPERVISOR_HX
     view = await app.operations.get_call(call_id)
     assert view.state == "acknowledged" and view.acknowledged_by == "demo-operator"
+    assert view.held_by == "demo-operator" and view.policy == "emergency"
+    assert view.next_ack_escalation_at == clock.now() + timedelta(seconds=300)
 
     # Somebody acknowledges again: it stops, and starts afresh for them.
     await app.operations.acknowledge(call_id, "wang-fang", "sms")
@@ -301,3 +304,30 @@ async def test_the_daemon_refuses_a_bad_policy_file(
     bad = '[emergency]\nsteps = [{ delay_s = 0, targets = ["person:ghost"] }]\n'
     with pytest.raises(DataFileError, match=r"policies.toml:2: .*no staff 'ghost'"):
         await build(tmp_path, sqlite_url(tmp_path), clock, fake_sms, bad)
+
+
+async def test_a_policy_naming_nobody_at_all_cannot_spin_and_reaches_the_command_centre(
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+) -> None:
+    policy = """
+[emergency]
+repeat_every_s = 60
+steps = [
+  { delay_s = 0, targets = ["emergency_contacts"] },
+  { delay_s = 30, targets = ["emergency_contacts:1"] },
+  { delay_s = 90, targets = ["on_duty:community"] },
+]
+"""
+    app = await build(tmp_path, database_url, clock, fake_sms, policy)
+    try:
+        call_id = await press(app, "stranger-2", "s1")  # no contacts, no community
+        assert await app.escalator.run_due() == 3  # two skipped, the last falls back
+        assert await app.escalator.run_due() == 0  # and then it waits, it does not spin
+        await app.outbox.send_due()
+        assert sent_to(fake_sms) == HOTLINE
+        view = await app.operations.get_call(call_id)
+        names = [e.action for e in view.timeline]
+        assert names[1:] == ["step_skipped", "step_skipped", "step_fallback", "escalated"]
+        assert view.next_escalation_at == clock.now() + timedelta(seconds=90 + 60)
+    finally:
+        await app.aclose()
