@@ -258,7 +258,7 @@ class Escalator:
                 now,
                 "system",
                 action,
-                "sms",
+                ",".join(step.channels),
                 f"{label} ({targets}): {names}",
                 call.id,
             )
