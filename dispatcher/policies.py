@@ -52,6 +52,7 @@ from dispatcher.escalation import (
     AckTimeout,
     Policy,
     Step,
+    Target,
     TargetKind,
     parse_target,
 )
@@ -275,6 +276,8 @@ class _Reader:
         ok = True
         for spec in targets:
             problem = self._target_problem(spec)
+            if spec == Target.ACKNOWLEDGER.value and "ack_timeout" not in where:
+                problem = "target 'acknowledger' is only for the steps of an ack_timeout"
             if problem:
                 self.problems.add(where, f"step {number}: {problem}")
                 ok = False

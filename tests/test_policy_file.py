@@ -140,6 +140,10 @@ def test_the_shipped_example_file_loads(directory: Directory) -> None:
             ":3: [emergency.ack_timeout] after_s must be a whole number >= 1",
         ),
         ("[emergency\n", ":1: not valid TOML"),
+        (
+            '[service]\nsteps = [{ delay_s = 0, targets = ["acknowledger"] }]\n',
+            "target 'acknowledger' is only for the steps of an ack_timeout",
+        ),
     ],
 )
 def test_problems_are_reported_with_file_and_line(
