@@ -26,6 +26,7 @@ from dispatcher.mqtt import MqttGateway
 from dispatcher.operations import CallOperations
 from dispatcher.overrides import RotaOverrides
 from dispatcher.phone import PhoneDesk
+from dispatcher.policies import POLICIES, PolicyBook, load_policies
 from dispatcher.rotacheck import RotaGapError, require_command_centre
 from dispatcher.sms import SmsSender, build_sms_sender
 from dispatcher.sms_outbox import SmsOutbox
@@ -57,6 +58,15 @@ class App:
     async def aclose(self) -> None:
         await self.sms.aclose()
         await self.engine.dispose()
+
+
+def policy_book(settings: Settings, directory: Directory) -> PolicyBook:
+    """The data folder's policies.toml (or the built-in policies), then the
+    configuration's ``[escalation.policies.<kind>]`` over them."""
+    overrides = settings.escalation.resolved_policies()
+    return load_policies(
+        settings.data.dir / POLICIES, directory, rotation_ids=directory.rotations.keys()
+    ).overridden({kind: overrides[kind] for kind in settings.escalation.policies})
 
 
 async def build(
@@ -97,7 +107,7 @@ async def build(
         sessions,
         directory,
         clock,
-        settings.escalation.resolved_policies(),
+        policy_book(settings, directory),
         IntakeSettings(
             timezone=settings.data.timezone,
             rejected_alert_threshold=settings.devices.rejected_alert_threshold,

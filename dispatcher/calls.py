@@ -10,7 +10,7 @@ service layer stores both in the same transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from devices.protocol import CallUpdateState
@@ -110,6 +110,13 @@ class Call:
     answered_by: str | None = None
     answered_channel: str | None = None
     answered_level: str | None = None  # filled by the service layer from the directory
+    # The acknowledgement timeout (see escalation.AckTimeout), as data polled like the
+    # escalation steps: who holds the call now (the latest acknowledgement), when the
+    # timeout falls (its steps count from then), the next of its steps to fire, when.
+    held_by: str | None = None
+    ack_timeout_at: datetime | None = None
+    ack_step: int = 0
+    next_ack_escalation_at: datetime | None = None
 
     @property
     def is_active(self) -> bool:
@@ -118,6 +125,11 @@ class Call:
     @property
     def is_escalating(self) -> bool:
         return self.state is CallState.OPEN and self.next_escalation_at is not None
+
+    @property
+    def is_ack_escalating(self) -> bool:
+        """Acknowledged, and the acknowledgement timeout is running (or has fired)."""
+        return self.state is CallState.ACKNOWLEDGED and self.next_ack_escalation_at is not None
 
 
 def open_call(
@@ -169,6 +181,8 @@ def join(call: Call, kind: CallKind, now: datetime, policy_for_kind: Policy) -> 
         t.note(now, "system", "priority_raised", "system", f"{call.priority} → {kind}")
         call.kind, call.priority, call.policy = kind, PRIORITY_OF[kind], policy_for_kind
         _restart_escalation(call, now)
+        if call.state is CallState.ACKNOWLEDGED:
+            _start_ack_timer(call, now)
     elif call.state is CallState.CANCELLED:
         # The resident cancelled and then pressed again: they need help after all.
         t.note(now, "system", "reopened", "system", "pressed again after cancelling")
@@ -188,13 +202,25 @@ def acknowledge(
     _require_active(call, "acknowledge")
     t = Transition()
     if call.acknowledged_at is not None and call.state is CallState.ACKNOWLEDGED:
-        return t  # idempotent: the first acknowledgement stands
+        if call.ack_step == 0:
+            return t  # idempotent: the first acknowledgement stands
+        # The acknowledgement timeout has fired: a new acknowledgement stops it and
+        # starts it afresh for whoever now holds the call. The first answer time
+        # stays on record for the service-level figures.
+        call.held_by = staff_id
+        _start_ack_timer(call, now)
+        call.updated_at = now
+        again = note or "again: acknowledgement timeout reset"
+        t.note(now, staff_id, "acknowledged", channel, again)
+        return t
     call.acknowledged_at = call.acknowledged_at or now
     call.acknowledged_by = call.acknowledged_by or staff_id
     _answered(call, staff_id, channel, now)
+    call.held_by = staff_id
     if call.state in (CallState.OPEN, CallState.CANCELLED):
         call.state = CallState.ACKNOWLEDGED
     call.next_escalation_at = None
+    _start_ack_timer(call, now)
     call.updated_at = now
     t.note(now, staff_id, "acknowledged", channel, note)
     t.device_update = CallUpdateState.ACKNOWLEDGED
@@ -214,6 +240,7 @@ def resolve(
     call.resolved_at, call.resolved_by = now, staff_id
     call.outcome, call.note = outcome.value, note or None
     call.next_escalation_at = None
+    _stop_ack_timer(call)
     call.updated_at = now
     t.note(now, staff_id, "resolved", channel, f"{outcome.value}" + (f": {note}" if note else ""))
     t.device_update = CallUpdateState.RESOLVED if call.kind != CallKind.TECHNICAL else None
@@ -231,6 +258,7 @@ def escalate_now(call: Call, staff_id: str, channel: str, now: datetime) -> Tran
     call.updated_at = now
     if call.state in (CallState.ACKNOWLEDGED, CallState.CANCELLED):
         call.state = CallState.OPEN
+        _stop_ack_timer(call)
         t.device_update = CallUpdateState.RECEIVED
     if call.state is CallState.OPEN:
         call.next_escalation_at = now
@@ -256,8 +284,10 @@ def presence(call: Call, now: datetime) -> Transition:
     t = Transition()
     call.updated_at = now
     if call.state in (CallState.OPEN, CallState.ACKNOWLEDGED, CallState.CANCELLED):
+        # Help has arrived: neither escalation nor the acknowledgement timeout runs.
         call.state = CallState.RESPONDER_ON_SITE
         call.next_escalation_at = None
+        _stop_ack_timer(call)
     t.note(now, "device", "responder_on_site", "mqtt")
     t.device_update = CallUpdateState.RESPONDER_ON_SITE
     return t
@@ -270,6 +300,7 @@ def clear_technical(call: Call, now: datetime, why: str) -> Transition:
     call.resolved_at, call.resolved_by = now, "system"
     call.outcome = Outcome.TECHNICAL_FIXED.value
     call.next_escalation_at = None
+    _stop_ack_timer(call)
     call.updated_at = now
     t.note(now, "device", "cleared", "mqtt", why)
     return t
@@ -287,6 +318,54 @@ def take_due_step(call: Call, now: datetime) -> int | None:
     call.next_escalation_at = max(following, now)
     call.updated_at = now
     return index
+
+
+def skip_at_once(call: Call, now: datetime) -> None:
+    """The step just taken had nobody to notify: the next one falls due now, not
+    after its own delay (the steps after that keep their due times)."""
+    if call.is_escalating:
+        call.next_escalation_at = now
+
+
+def take_due_ack_step(call: Call, now: datetime) -> int | None:
+    """If a step of the acknowledgement timeout is due, advance past it and return
+    its index; else None."""
+    timeout = call.policy.ack_timeout
+    if (
+        not call.is_ack_escalating
+        or timeout is None
+        or call.ack_timeout_at is None
+        or call.next_ack_escalation_at is None
+        or call.next_ack_escalation_at > now
+    ):
+        return None
+    index = call.ack_step
+    call.ack_step += 1
+    call.next_ack_escalation_at = max(timeout.due_at(call.ack_timeout_at, call.ack_step), now)
+    call.updated_at = now
+    return index
+
+
+def skip_ack_at_once(call: Call, now: datetime) -> None:
+    """Like :func:`skip_at_once`, for the acknowledgement timeout's steps."""
+    if call.is_ack_escalating:
+        call.next_ack_escalation_at = now
+
+
+def _start_ack_timer(call: Call, now: datetime) -> None:
+    timeout = call.policy.ack_timeout
+    if timeout is None or call.state is not CallState.ACKNOWLEDGED:
+        _stop_ack_timer(call)
+        return
+    call.ack_timeout_at = now + timedelta(seconds=timeout.after_s)
+    call.ack_step = 0
+    call.next_ack_escalation_at = call.ack_timeout_at
+
+
+def _stop_ack_timer(call: Call) -> None:
+    call.ack_timeout_at = None
+    call.ack_step = 0
+    call.next_ack_escalation_at = None
 
 
 def _restart_escalation(call: Call, now: datetime) -> None:

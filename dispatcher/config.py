@@ -15,7 +15,7 @@ from pydantic_settings import (
 )
 
 from devices.protocol import DEFAULT_TOPIC_ROOT
-from dispatcher.escalation import DEFAULT_POLICIES, Policy, Step, Target
+from dispatcher.escalation import DEFAULT_POLICIES, Policy, Step, parse_target
 
 
 class MqttSettings(BaseModel):
@@ -110,12 +110,22 @@ class DataSettings(BaseModel):
 
 class StepSettings(BaseModel):
     delay_s: int = Field(ge=0)
-    targets: list[Target] = Field(min_length=1)
+    # Target specs, as in config/data/policies.toml (dispatcher.escalation.parse_target).
+    targets: list[str] = Field(min_length=1)
+    channels: list[Literal["sms", "voice"]] = Field(default=["sms"], min_length=1)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            parse_target(spec)  # a ValueError names the bad target
+        return value
 
 
 class PolicySettings(BaseModel):
     steps: list[StepSettings] = Field(min_length=1)
     repeat_every_s: int = Field(gt=0)
+    repeat: int | None = Field(default=None, ge=0)
 
 
 class EscalationSettings(BaseModel):
@@ -132,8 +142,11 @@ class EscalationSettings(BaseModel):
         for kind, p in self.policies.items():
             out[kind] = Policy(
                 name=kind,
-                steps=tuple(Step(s.delay_s, tuple(s.targets)) for s in p.steps),
+                steps=tuple(Step(s.delay_s, tuple(s.targets), tuple(s.channels)) for s in p.steps),
                 repeat_every_s=p.repeat_every_s,
+                repeat=p.repeat,
+                # The acknowledgement timeout is the built-in one (or policies.toml's).
+                ack_timeout=DEFAULT_POLICIES[kind].ack_timeout,
             )
         return out
 

@@ -102,9 +102,15 @@ calls = Table(
     Column("answered_by", String(100), nullable=True),
     Column("answered_channel", String(16), nullable=True),
     Column("answered_level", String(16), nullable=True),
+    # The acknowledgement timeout (dispatcher.calls, migration 0003_policy).
+    Column("held_by", String(64), nullable=True),
+    Column("ack_timeout_at", UTCDateTime, nullable=True),
+    Column("ack_step", Integer, nullable=False, default=0, server_default="0"),
+    Column("next_ack_escalation_at", UTCDateTime, nullable=True),
     Index("ix_calls_device_state", "device_id", "state"),
     Index("ix_calls_next_escalation_at", "next_escalation_at"),
     Index("ix_calls_opened_at", "opened_at"),  # service-level reports by period
+    Index("ix_calls_next_ack_escalation_at", "next_ack_escalation_at"),
 )
 
 timeline = Table(

@@ -2,91 +2,275 @@
 
 A policy is copied onto a call when the call opens (as JSON in the database), so
 editing a policy never changes a call already in progress.
+
+Step numbers of one escalation (``index``, 0-based) run on for ever:
+
+- ``0 .. last``: the policy's own steps, each ``delay_s`` after escalation started;
+- ``last + 1 .. last + repeat``: the last step again, every ``repeat_every_s``
+  (``repeat = None``, the built-in default, repeats it for ever);
+- after that the policy is *exhausted*, and the call still must not go silent:
+  :data:`EXHAUSTED_TARGETS` (the command-centre hotline and the district's
+  supervisors) are reminded every ``repeat_every_s`` until somebody acknowledges.
+
+An acknowledged call that nobody resolves escalates again through the policy's
+:class:`AckTimeout`: first the person who acknowledged it, then the next levels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 
 class Target(StrEnum):
-    """Who a step notifies. Each is resolved against the rota at the moment the step fires."""
+    """The named targets. Each is resolved against the rota at the moment the step fires.
+
+    Besides these, a target may be ``rotation:<id>``, ``person:<staff id>``,
+    ``on_duty:<community|street|district>[:<primary|backup>]`` or
+    ``emergency_contacts:<n>`` (the first n contacts); see :func:`parse_target`.
+    """
 
     HOTLINE = "hotline"  # the command centre's operators on duty
     COMMUNITY = "community"  # on duty for the resident's community, else street, else district
     STREET_SUPERVISOR = "street_supervisor"  # the supervisor of the resident's street
     EMERGENCY_CONTACTS = "emergency_contacts"  # the resident's family, in their order
+    DISTRICT_SUPERVISORS = "district_supervisors"  # the district's supervisors
+    ACKNOWLEDGER = "acknowledger"  # whoever holds the call (acknowledgement timeout)
+
+
+class TargetKind(StrEnum):
+    NAMED = "named"  # one of Target
+    ROTATION = "rotation"
+    PERSON = "person"
+    ON_DUTY = "on_duty"
+    CONTACTS = "emergency_contacts"
+
+
+LEVELS = ("community", "street", "district")
+SHIFT_ROLES = ("primary", "backup")
+CHANNELS = ("sms", "voice")
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ParsedTarget:
+    kind: TargetKind
+    name: str = ""  # the Target value, rotation id, staff id or level
+    role: str | None = None  # on_duty: primary or backup; None for both
+    count: int | None = None  # emergency_contacts:<n>
+
+
+def parse_target(spec: str) -> ParsedTarget:
+    """Read one target spec; raises ValueError saying what is wrong with it."""
+    head, _, rest = spec.partition(":")
+    if not rest:
+        try:
+            return ParsedTarget(TargetKind.NAMED, Target(spec).value)
+        except ValueError:
+            raise ValueError(f"unknown target {spec!r}") from None
+    if head == "rotation" or head == "person":
+        if not _ID_RE.match(rest):
+            raise ValueError(f"target {spec!r}: {rest!r} is not a valid {head} id")
+        return ParsedTarget(TargetKind(head), rest)
+    if head == "on_duty":
+        level, _, role = rest.partition(":")
+        if level not in LEVELS:
+            raise ValueError(f"target {spec!r}: the level must be one of {', '.join(LEVELS)}")
+        if role and role not in SHIFT_ROLES:
+            raise ValueError(f"target {spec!r}: the role must be primary or backup")
+        return ParsedTarget(TargetKind.ON_DUTY, level, role or None)
+    if head == "emergency_contacts":
+        if not rest.isdigit() or int(rest) < 1:
+            raise ValueError(f"target {spec!r}: the count must be a whole number from 1")
+        return ParsedTarget(TargetKind.CONTACTS, count=int(rest))
+    raise ValueError(f"unknown target {spec!r}")
+
+
+def _targets(specs: tuple[str, ...]) -> tuple[str, ...]:
+    if not specs:
+        raise ValueError("a step needs at least one target")
+    for spec in specs:
+        parse_target(spec)
+    return tuple(str(s) for s in specs)
 
 
 @dataclass(frozen=True)
 class Step:
-    """Fires ``delay_s`` after escalation starts and notifies every target in ``targets``."""
+    """Fires ``delay_s`` after escalation starts and notifies every target in ``targets``,
+    by each channel in ``channels``."""
 
     delay_s: int
-    targets: tuple[Target, ...]
+    targets: tuple[str, ...]
+    channels: tuple[str, ...] = ("sms",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", _targets(tuple(self.targets)))
+        if not self.channels:
+            raise ValueError("a step needs at least one channel")
+        for c in self.channels:
+            if c not in CHANNELS:
+                raise ValueError(f"unknown channel {c!r} (one of {', '.join(CHANNELS)})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "delay_s": self.delay_s,
+            "targets": [str(t) for t in self.targets],
+            "channels": list(self.channels),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Step:
+        return cls(
+            int(data["delay_s"]),
+            tuple(str(t) for t in data["targets"]),
+            tuple(str(c) for c in data.get("channels", ("sms",))),
+        )
+
+
+def _check_steps(steps: tuple[Step, ...], repeat_every_s: int) -> None:
+    if not steps:
+        raise ValueError("a policy needs at least one step")
+    delays = [s.delay_s for s in steps]
+    if delays[0] < 0:
+        raise ValueError("step delays must not be negative")
+    if delays != sorted(delays):
+        raise ValueError("steps must be in order of their delays")
+    if repeat_every_s <= 0:
+        raise ValueError("repeat_every_s must be positive")
+
+
+def _due(steps: tuple[Step, ...], repeat_every_s: int, start: datetime, index: int) -> datetime:
+    last = len(steps) - 1
+    if index <= last:
+        return start + timedelta(seconds=steps[index].delay_s)
+    return start + timedelta(seconds=steps[last].delay_s + (index - last) * repeat_every_s)
 
 
 @dataclass(frozen=True)
-class Policy:
-    """Ordered steps; after the last, the last step repeats every ``repeat_every_s``
-    until somebody acknowledges."""
+class AckTimeout:
+    """An acknowledged call not resolved ``after_s`` after the acknowledgement
+    escalates again through ``steps`` (delays counted from that deadline), the last
+    step repeating every ``repeat_every_s`` until an operator resolves the call or
+    somebody acknowledges it again."""
 
-    name: str
+    after_s: int
     steps: tuple[Step, ...]
     repeat_every_s: int
 
     def __post_init__(self) -> None:
-        if not self.steps:
-            raise ValueError("a policy needs at least one step")
-        delays = [s.delay_s for s in self.steps]
-        if delays != sorted(delays) or delays[0] < 0:
-            raise ValueError("step delays must be non-negative and in order")
-        if self.repeat_every_s <= 0:
-            raise ValueError("repeat_every_s must be positive")
+        if self.after_s <= 0:
+            raise ValueError("the acknowledgement timeout must be positive")
+        _check_steps(self.steps, self.repeat_every_s)
 
     def step(self, index: int) -> Step:
-        """The step fired as number ``index`` (0-based); past the end, the last step again."""
         return self.steps[min(index, len(self.steps) - 1)]
 
-    def due_at(self, started_at: datetime, index: int) -> datetime:
-        """When step number ``index`` falls due for an escalation started at ``started_at``."""
-        last = len(self.steps) - 1
-        if index <= last:
-            return started_at + timedelta(seconds=self.steps[index].delay_s)
-        repeats = index - last
-        return started_at + timedelta(
-            seconds=self.steps[last].delay_s + repeats * self.repeat_every_s
-        )
+    def due_at(self, deadline: datetime, index: int) -> datetime:
+        return _due(self.steps, self.repeat_every_s, deadline, index)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name,
+            "after_s": self.after_s,
             "repeat_every_s": self.repeat_every_s,
-            "steps": [{"delay_s": s.delay_s, "targets": list(s.targets)} for s in self.steps],
+            "steps": [s.to_json() for s in self.steps],
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Policy:
+    def from_json(cls, data: dict[str, Any]) -> AckTimeout:
         return cls(
-            name=str(data["name"]),
+            after_s=int(data["after_s"]),
             repeat_every_s=int(data["repeat_every_s"]),
-            steps=tuple(
-                Step(int(s["delay_s"]), tuple(Target(t) for t in s["targets"]))
-                for s in data["steps"]
-            ),
+            steps=tuple(Step.from_json(s) for s in data["steps"]),
         )
 
 
-_H, _C, _S, _E = (
-    Target.HOTLINE,
-    Target.COMMUNITY,
-    Target.STREET_SUPERVISOR,
-    Target.EMERGENCY_CONTACTS,
+# Once a policy's repeats are used up, these are reminded at the repeat interval:
+# an unanswered call may be a death, so it never goes silent.
+EXHAUSTED_TARGETS: tuple[str, ...] = (Target.HOTLINE.value, Target.DISTRICT_SUPERVISORS.value)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Ordered steps; after the last, the last step repeats every ``repeat_every_s``,
+    ``repeat`` times (None: for ever), then :data:`EXHAUSTED_TARGETS` are reminded at
+    that interval until somebody acknowledges."""
+
+    name: str
+    steps: tuple[Step, ...]
+    repeat_every_s: int
+    repeat: int | None = None
+    ack_timeout: AckTimeout | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        _check_steps(self.steps, self.repeat_every_s)
+        if self.repeat is not None and self.repeat < 0:
+            raise ValueError("repeat must not be negative")
+
+    @property
+    def last(self) -> int:
+        return len(self.steps) - 1
+
+    def is_exhausted(self, index: int) -> bool:
+        """Whether step number ``index`` comes after the policy's repeats are used up."""
+        return self.repeat is not None and index > self.last + self.repeat
+
+    def step(self, index: int) -> Step:
+        """The step fired as number ``index`` (0-based); past the end, the last step
+        again; once exhausted, the command-centre reminder."""
+        last = self.steps[min(index, self.last)]
+        if self.is_exhausted(index):
+            return Step(0, EXHAUSTED_TARGETS, last.channels)
+        return last
+
+    def due_at(self, started_at: datetime, index: int) -> datetime:
+        """When step number ``index`` falls due for an escalation started at ``started_at``."""
+        return _due(self.steps, self.repeat_every_s, started_at, index)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "repeat_every_s": self.repeat_every_s,
+            "steps": [s.to_json() for s in self.steps],
+            "repeat": self.repeat,
+            "ack_timeout": self.ack_timeout.to_json() if self.ack_timeout else None,
+        }
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Policy:
+        """Also reads the format of calls stored before issue 3 (no channels, no
+        repeat, no acknowledgement timeout): those keep escalating as they did."""
+        ack = data.get("ack_timeout")
+        repeat = data.get("repeat")
+        return cls(
+            name=str(data["name"]),
+            repeat_every_s=int(data["repeat_every_s"]),
+            steps=tuple(Step.from_json(s) for s in data["steps"]),
+            repeat=None if repeat is None else int(repeat),
+            ack_timeout=AckTimeout.from_json(ack) if ack else None,
+        )
+
+
+_H, _C, _S, _E, _D, _A = (
+    Target.HOTLINE.value,
+    Target.COMMUNITY.value,
+    Target.STREET_SUPERVISOR.value,
+    Target.EMERGENCY_CONTACTS.value,
+    Target.DISTRICT_SUPERVISORS.value,
+    Target.ACKNOWLEDGER.value,
 )
 
+# Acknowledged but still not resolved after 45 minutes: remind the person who took
+# it, then after 5 more minutes their street supervisor, after 10 the district's
+# supervisors and the hotline, and that again every 15 minutes.
+EMERGENCY_ACK_TIMEOUT = AckTimeout(
+    after_s=45 * 60,
+    steps=(Step(0, (_A,)), Step(300, (_A, _S)), Step(600, (_A, _S, _D, _H))),
+    repeat_every_s=900,
+)
 # Emergencies and falls: the hotline at once, the community after a minute, the
 # street supervisor and the family after three; then everyone again every three
 # minutes until a person acknowledges. Earlier targets stay on each later step, as
@@ -95,15 +279,26 @@ EMERGENCY = Policy(
     name="emergency",
     steps=(Step(0, (_H,)), Step(60, (_H, _C)), Step(180, (_H, _C, _S, _E))),
     repeat_every_s=180,
+    ack_timeout=EMERGENCY_ACK_TIMEOUT,
 )
-# A service request is not urgent, but it must not be forgotten either.
+# A service request is not urgent, but it must not be forgotten either: taken and
+# not done within four hours, the taker is reminded, an hour later their supervisor.
 SERVICE = Policy(
     name="service",
     steps=(Step(0, (_H,)), Step(900, (_H, _C))),
     repeat_every_s=1800,
+    ack_timeout=AckTimeout(
+        after_s=4 * 3600, steps=(Step(0, (_A,)), Step(3600, (_A, _S))), repeat_every_s=4 * 3600
+    ),
 )
-# A device that may not be able to call for help: the hotline, reminded every 4 h.
-TECHNICAL = Policy(name="technical", steps=(Step(0, (_H,)),), repeat_every_s=4 * 3600)
+# A device that may not be able to call for help: the hotline, reminded every 4 h;
+# taken and not fixed within a day, the taker is reminded daily.
+TECHNICAL = Policy(
+    name="technical",
+    steps=(Step(0, (_H,)),),
+    repeat_every_s=4 * 3600,
+    ack_timeout=AckTimeout(after_s=24 * 3600, steps=(Step(0, (_A,)),), repeat_every_s=24 * 3600),
+)
 
 DEFAULT_POLICIES: dict[str, Policy] = {
     "emergency": EMERGENCY,
@@ -111,3 +306,4 @@ DEFAULT_POLICIES: dict[str, Policy] = {
     "service": SERVICE,
     "technical": TECHNICAL,
 }
+KINDS = tuple(DEFAULT_POLICIES)

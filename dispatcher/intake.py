@@ -8,7 +8,7 @@ recognised as a duplicate of the call it already opened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,6 +35,7 @@ from dispatcher.calls import Call, CallKind
 from dispatcher.clock import Clock
 from dispatcher.directory import Directory
 from dispatcher.escalation import Policy
+from dispatcher.policies import PolicyBook, book
 
 log = structlog.get_logger(__name__)
 
@@ -63,14 +64,14 @@ class Intake:
         sessions: async_sessionmaker[AsyncSession],
         directory: Directory,
         clock: Clock,
-        policies: dict[str, Policy],
+        policies: Mapping[str, Policy] | PolicyBook,
         settings: IntakeSettings,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._sessions = sessions
         self._directory = directory
         self._clock = clock
-        self._policies = policies
+        self._policies = book(policies)
         self._settings = settings
         self._on_change = on_change  # wakes the escalator and the device outbox
 
@@ -167,7 +168,10 @@ class Intake:
             if call is None:
                 return await self._open(session, device_id, kind, now)
             await store.record(
-                session, call, lifecycle.join(call, kind, now, self._policies[kind]), now
+                session,
+                call,
+                lifecycle.join(call, kind, now, self._policies.for_call(kind, call.community_id)),
+                now,
             )
             return call
         if event.type in (EventType.CANCEL, EventType.PRESENCE):
@@ -203,7 +207,7 @@ class Intake:
             call_id=await store.next_call_id(session, now, self._settings.timezone),
             device_id=device_id,
             kind=kind,
-            policy=self._policies[kind.value],
+            policy=self._policies.for_call(kind.value, resident.community_id if resident else None),
             now=now,
             resident_id=resident.id if resident else None,
             community_id=resident.community_id if resident else None,

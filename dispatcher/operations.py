@@ -243,6 +243,9 @@ class CallOperations:
             escalation_step=call.escalation_step,
             next_escalation_at=call.next_escalation_at,
             detail=call.detail,
+            policy=call.policy.name,
+            held_by=call.held_by,
+            next_ack_escalation_at=call.next_ack_escalation_at,
         )
 
     def _resident_view(self, call: Call, r: Resident) -> ResidentView:

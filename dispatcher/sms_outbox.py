@@ -17,8 +17,9 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher import db
-from dispatcher.calls import CallState, TimelineEntry
+from dispatcher.calls import TimelineEntry
 from dispatcher.clock import Clock
+from dispatcher.escalator import outbox_row_wanted
 from dispatcher.sms import SmsSender, SmsSendError
 
 log = structlog.get_logger(__name__)
@@ -73,7 +74,7 @@ class SmsOutbox:
                         .where(
                             db.sms_outbox.c.status == "pending",
                             db.sms_outbox.c.next_attempt_at <= now,
-                            db.calls.c.state == CallState.OPEN.value,
+                            outbox_row_wanted(),
                         )
                         .order_by(db.sms_outbox.c.id)
                         .limit(self._batch)

@@ -88,6 +88,11 @@ class CallView(BaseModel):
     escalation_step: int = 0
     next_escalation_at: datetime | None = None
     detail: str = ""  # technical alerts: what is wrong with the device
+    # The escalation policy copied onto the call, and its acknowledgement timeout:
+    # who holds the call and when it next escalates for want of a resolve.
+    policy: str = ""
+    held_by: str | None = None
+    next_ack_escalation_at: datetime | None = None
     timeline: list[TimelineEntryView] = Field(default_factory=list)
     notifications: list[NotificationView] = Field(default_factory=list)
 

@@ -203,7 +203,9 @@ async def test_the_cli_makes_lists_and_deletes_overrides(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no config/eldercall.toml: the default zone, Asia/Shanghai
     monkeypatch.setattr(cli, "_now", app.clock.now)
-    server = ApiServer(create_app(app.operations, app.clock, overrides=app.overrides), "127.0.0.1", 0)
+    server = ApiServer(
+        create_app(app.operations, app.clock, overrides=app.overrides), "127.0.0.1", 0
+    )
     await server.start()
 
     async def run(*argv: str, token: str = "demo-zhao-min-91c6ab04") -> tuple[int, str]:

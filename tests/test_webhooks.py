@@ -148,7 +148,7 @@ async def test_an_sms_acknowledgement_stops_escalation_and_tells_the_device(
     assert (await device_states(app, "dev-0001"))[-1] == "acknowledged"
     # Nothing more leaves for this call: the unsent SMS are cancelled, no step follows.
     assert {r.status for r in await outbox(app, call_id)} == {"cancelled"}
-    clock.advance(3600)
+    clock.advance(45 * 60 - 1)  # (at 45 min the acknowledgement timeout begins)
     await app.escalator.run_due()
     assert await app.outbox.send_due() == 0
     assert {r.status for r in await outbox(app, call_id)} == {"cancelled"}
