@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,10 +61,38 @@ class SmsSettings(BaseModel):
     auth_token: str = "local-sink-token"
     from_number: str = "+8610000000000"
     api_base: str = "https://api.twilio.com"
+    # Twilio's secondary auth token while the primary is being rotated: webhooks signed
+    # with either are accepted.
+    auth_token_secondary: str = ""
+    # Delivery: at most one SMS per phone number per throttle_s for service requests
+    # and technical alerts (emergencies and falls are never held back); how often an
+    # unanswered voice call (busy, no answer, voicemail) is tried again before the
+    # person's next contact method; how often a temporary failure reported by a status
+    # callback (30003 unreachable handset...) is retried before moving on.
+    throttle_s: float = Field(default=60.0, ge=0)
+    voice_retries: int = Field(default=1, ge=0)
+    callback_retries: int = Field(default=3, ge=0)
 
 
 class HttpSettings(BaseModel):
     listen: str = "127.0.0.1:8080"
+    # Where Twilio reaches this daemon's webhooks (status callbacks, voice TwiML), as
+    # the provider sees it; signatures are checked against it. Default: from listen.
+    public_url: str = ""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError("must look like https://host[:port][/prefix]")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _default_public_url(self) -> HttpSettings:
+        if not self.public_url:
+            self.public_url = self.base_url
+        return self
 
     @field_validator("listen")
     @classmethod

@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, time
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dispatcher.contact_methods import ContactMethod
 
 
 class Level(StrEnum):
@@ -96,6 +100,9 @@ class Directory:
     residents: dict[str, Resident]
     shifts: tuple[Shift, ...]
     timezone: str = "Asia/Shanghai"
+    # Ordered ways to reach a person (staff id or contact:<resident>:<n>), from the
+    # optional contact_methods.csv; a person without rows gets SMS then voice.
+    contact_methods: dict[str, tuple[ContactMethod, ...]] = field(default_factory=dict)
     residents_by_device: dict[str, Resident] = field(init=False, compare=False)
     staff_by_token: dict[str, Staff] = field(init=False, compare=False)
 

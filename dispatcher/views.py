@@ -41,6 +41,7 @@ class NotificationView(BaseModel):
     recipient: str  # a staff id, or "contact:<name>" for a resident's contact
     to_number: str
     step: int
+    channel: str = "sms"  # "sms" or "voice"
     status: str  # pending, sending, sent, delivered, failed, cancelled
     provider_sid: str | None = None
     provider_status: str | None = None  # Twilio's status, e.g. "queued"
