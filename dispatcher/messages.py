@@ -112,6 +112,17 @@ def bundle_sms(language: str, items: Sequence[BundleItem]) -> str:
     return text(language, "sms.bundle", count=len(items), items=separator.join(lines))
 
 
+def also_sms(language: str, body: str, items: Sequence[BundleItem]) -> str:
+    """An urgent call's own SMS with the other calls pending for the person appended."""
+    lines = [
+        text(language, "sms.bundle_item", reply=_reply(language, i.reply_code), summary=i.summary)
+        for i in items
+    ]
+    separator = text(language, "sms.bundle_separator")
+    also = text(language, "sms.also", count=len(items), items=separator.join(lines))
+    return body + also
+
+
 def voice_script(
     call: Call,
     resident: Resident | None,

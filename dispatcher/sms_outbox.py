@@ -34,7 +34,7 @@ from dispatcher.calls import Call, CallKind, CallState, TimelineEntry
 from dispatcher.clock import Clock
 from dispatcher.contact_methods import Channel, methods_for, next_after, person_phone
 from dispatcher.directory import Directory
-from dispatcher.messages import BundleItem, bundle_sms
+from dispatcher.messages import BundleItem, also_sms, bundle_sms
 from dispatcher.sms import SmsSender, SmsSendError
 
 log = structlog.get_logger(__name__)
@@ -126,28 +126,41 @@ def _backoff(attempts: int, base: float = 1.0) -> float:
     return min(MAX_BACKOFF_S, base * 2.0 ** max(attempts - 1, 0)) * random.uniform(0.5, 1.0)
 
 
-def plan_bundle(rows: list[OutboxRow], limit: int = BUNDLE_MAX) -> list[OutboxRow]:
-    """The rows that leave together in one SMS to one number: urgent calls first, then
-    oldest first, at most ``limit`` distinct calls (every pending row of a chosen call)."""
-    ordered = sorted(rows, key=lambda r: (r.kind not in URGENT_KINDS, r.id))
-    calls: list[str] = []
-    for r in ordered:
-        if r.call_id not in calls and len(calls) < limit:
-            calls.append(r.call_id)
-    return [r for r in ordered if r.call_id in calls]
-
-
-def bundle_body(rows: list[OutboxRow]) -> str:
-    """The text for ``rows``: a call's own latest message, or one listing every call."""
+def _latest_per_call(rows: list[OutboxRow]) -> dict[str, OutboxRow]:
+    """Each call's newest row (its latest step), in the order the calls first appear."""
     calls: dict[str, OutboxRow] = {}
     for r in sorted(rows, key=lambda r: r.id):
-        calls[r.call_id] = r  # the latest step's row of each call
-    if len(calls) == 1:
-        return str(next(iter(calls.values())).body)
-    first = min(rows, key=lambda r: (r.kind not in URGENT_KINDS, r.id))
-    ordered = sorted(calls.values(), key=lambda r: (r.kind not in URGENT_KINDS, r.id))
-    items = [BundleItem(r.summary or r.call_id, r.reply_code) for r in ordered]
-    return bundle_sms(first.language, items)
+        calls[r.call_id] = r
+    return calls
+
+
+def plan_sms(rows: list[OutboxRow], limit: int = BUNDLE_MAX) -> list[tuple[list[OutboxRow], str]]:
+    """The SMS that leave for one number now, as (rows they answer for, text).
+
+    Every urgent call (emergency, fall) gets its own full message; the non-urgent calls
+    ride along with the first one as a list of codes. Without an urgent call, the
+    non-urgent ones leave together: one call's own message, or a list of up to ``limit``
+    calls with their reply codes. Rows of calls past ``limit`` stay for the next round.
+    """
+    urgent = _latest_per_call([r for r in rows if r.kind in URGENT_KINDS])
+    others = _latest_per_call([r for r in rows if r.kind not in URGENT_KINDS])
+    carried = list(others)[:limit]
+    carried_rows = [r for r in rows if r.kind not in URGENT_KINDS and r.call_id in carried]
+    items = [BundleItem(others[c].summary or c, others[c].reply_code) for c in carried]
+    plans: list[tuple[list[OutboxRow], str]] = []
+    for n, (call_id, latest) in enumerate(urgent.items()):
+        own = [r for r in rows if r.call_id == call_id and r.kind in URGENT_KINDS]
+        if n == 0 and items:
+            plans.append((own + carried_rows, also_sms(latest.language, latest.body, items)))
+        else:
+            plans.append((own, str(latest.body)))
+    if not urgent and carried:
+        if len(carried) == 1:
+            plans.append((carried_rows, str(others[carried[0]].body)))
+        else:
+            language = others[carried[0]].language
+            plans.append((carried_rows, bundle_sms(language, items)))
+    return plans
 
 
 def sms_outcome(status: str, error_code: int | None) -> Outcome:
@@ -255,9 +268,7 @@ class SmsOutbox:
                 else:
                     by_number.setdefault(r.to_number, []).append(r)
             for number, rows in by_number.items():
-                job = await self._claim_sms(session, number, rows, now)
-                if job is not None:
-                    jobs.append(job)
+                jobs.extend(await self._claim_sms(session, number, rows, now))
             for job in jobs:
                 await session.execute(
                     update(db.sms_outbox)
@@ -272,7 +283,7 @@ class SmsOutbox:
 
     async def _claim_sms(
         self, session: AsyncSession, number: str, due: list[OutboxRow], now: datetime
-    ) -> Job | None:
+    ) -> list[Job]:
         urgent = any(r.kind in URGENT_KINDS for r in due)
         if not urgent and self._throttle:
             last = await session.scalar(
@@ -291,9 +302,9 @@ class SmsOutbox:
                     .values(next_attempt_at=last + self._throttle)
                 )
                 log.info("sms_throttled", to=number, held=len(due), until=last + self._throttle)
-                return None
-        # Everything else pending for this number (held by the throttle, or not yet
-        # picked in this batch) leaves in the same message.
+                return []
+        # The non-urgent rows pending for this number but not due (held by the throttle,
+        # or past this batch) leave in the same message.
         others = list(
             (
                 await session.execute(
@@ -301,22 +312,19 @@ class SmsOutbox:
                     .where(
                         db.sms_outbox.c.to_number == number,
                         db.sms_outbox.c.channel == Channel.SMS.value,
+                        db.calls.c.kind.not_in(URGENT_KINDS),
                         db.sms_outbox.c.id.not_in([r.id for r in due]),
                     )
                     .with_for_update(skip_locked=True, of=db.sms_outbox)
                 )
             ).all()
         )
-        rows = plan_bundle(due + others)
-        primary = min(rows, key=lambda r: r.id)
-        return Job(
-            primary.id,
-            tuple(rows),
-            Channel.SMS.value,
-            number,
-            bundle_body(rows),
-            max(r.attempts for r in rows),
-        )
+        jobs = []
+        for rows, body in plan_sms(due + others):
+            primary = min(rows, key=lambda r: r.id)
+            attempts = max(r.attempts for r in rows)
+            jobs.append(Job(primary.id, tuple(rows), Channel.SMS.value, number, body, attempts))
+        return jobs
 
     # -- sending ----------------------------------------------------------------------------
 
