@@ -45,7 +45,7 @@ MAX_BACKOFF_S = 300.0
 # provider's 503: 30 s, 60 s, 120 s... before trying again.
 CALLBACK_BACKOFF_S = 30.0
 # At most this many calls in one bundled SMS (it stays well under Twilio's 1600 chars).
-BUNDLE_MAX = 8
+BUNDLE_MAX = 12
 URGENT_KINDS = frozenset({CallKind.EMERGENCY.value, CallKind.FALL.value})
 
 # Twilio's error codes in SMS status callbacks, and what they mean for us.
