@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher import db, notify
@@ -344,16 +344,28 @@ class SmsOutbox:
             log.exception("sms_sender_error", call_id=job.call_id, to=job.to)
             await self._failed(job, SmsSendError(repr(exc), permanent=False))
             return 0
+        now = self._clock.now()
+        t = db.sms_outbox
         async with self._sessions.begin() as session:
+            # Rows a callback already moved on (failed, or pending for a retry).
             await session.execute(
-                update(db.sms_outbox)
-                .where(db.sms_outbox.c.id.in_(job.row_ids))
+                update(t)
+                .where(t.c.id.in_(job.row_ids), t.c.status != "sending")
+                .values(attempts=t.c.attempts + 1, sent_at=now)
+            )
+            await session.execute(
+                update(t)
+                .where(t.c.id.in_(job.row_ids), t.c.status == "sending")
                 .values(
                     status="sent",
                     provider_sid=receipt.sid,
-                    provider_status=receipt.status,
-                    attempts=db.sms_outbox.c.attempts + 1,
-                    sent_at=self._clock.now(),
+                    # A status callback may have come first: keep what it said.
+                    provider_status=case(
+                        (t.c.provider_sid == receipt.sid, t.c.provider_status),
+                        else_=receipt.status,
+                    ),
+                    attempts=t.c.attempts + 1,
+                    sent_at=now,
                     error=None,
                 )
             )
@@ -502,13 +514,18 @@ class SmsOutbox:
                 if voice
                 else params.get("MessageStatus") or params.get("SmsStatus") or ""
             )
-            if found.status != "sent" or (sid and found.provider_sid and sid != found.provider_sid):
+            # A callback may beat our own record of the send ("sending": the provider
+            # answered, we have not written its sid yet); it then names a new sid.
+            # A late callback of the previous attempt names the old sid, whose status is
+            # already final, and is dropped below.
+            same_attempt = not sid or sid == found.provider_sid
+            in_flight = found.status == "sending"
+            if not in_flight and (found.status != "sent" or not same_attempt):
                 log.info("status_ignored", row=row_id, status=status, ours=found.status)
                 return True
+            known = found.provider_status if same_attempt else None
             final = _FINAL_VOICE if voice else _FINAL_SMS
-            if found.provider_status in final or _PROGRESS.get(status, 9) < _PROGRESS.get(
-                found.provider_status or "", 0
-            ):
+            if known in final or _PROGRESS.get(status, 9) < _PROGRESS.get(known or "", 0):
                 return True  # out of order or repeated: the row already knows better
             code_text = params.get("ErrorCode", "")
             code = int(code_text) if code_text.isdigit() else None
@@ -521,19 +538,26 @@ class SmsOutbox:
                     await session.execute(
                         select(*_COLUMNS)
                         .join(db.calls, db.calls.c.id == db.sms_outbox.c.call_id)
-                        .where(members, db.sms_outbox.c.status == "sent")
+                        .where(members, db.sms_outbox.c.status == found.status)
                         .with_for_update(of=db.sms_outbox)
                     )
                 ).all()
             )
+            changes: dict[str, Any] = {
+                "provider_status": status[:16],
+                "error_code": code,
+                "answered_by": answered_by,
+            }
+            if sid:
+                changes["provider_sid"] = sid
             await session.execute(
                 update(db.sms_outbox)
                 .where(db.sms_outbox.c.id.in_([r.id for r in rows]))
-                .values(provider_status=status[:16], error_code=code, answered_by=answered_by)
+                .values(**changes)
             )
             outcome = voice_outcome(status, answered_by) if voice else sms_outcome(status, code)
             retries = self._voice_retries if voice else self._callback_retries
-            attempts = max((r.attempts for r in rows), default=0)
+            attempts = max((r.attempts for r in rows), default=0) + int(in_flight)
             if outcome.kind == "retry" and attempts <= retries:
                 delay = _backoff(attempts, CALLBACK_BACKOFF_S)
                 await session.execute(
