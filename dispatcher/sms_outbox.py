@@ -420,7 +420,12 @@ class SmsOutbox:
             .where(db.sms_outbox.c.id.in_([r.id for r in rows]))
             .values(status="failed", bundle_id=None, error=reason[:500], error_code=code)
         )
-        for r in rows:
+        # Once per person and call: a bundle may hold several steps of one call.
+        done: set[tuple[str, str]] = set()
+        for r in sorted(rows, key=lambda r: r.id, reverse=True):  # the latest step first
+            if (r.call_id, r.recipient) in done:
+                continue
+            done.add((r.call_id, r.recipient))
             session.add(
                 TimelineEntry(now, "system", f"{r.channel}_failed", r.channel, reason, r.call_id)
             )

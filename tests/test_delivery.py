@@ -364,3 +364,42 @@ async def test_throttled_sms_leaves_when_the_window_ends(
     await tick(app)
     mine = fake_sms.to(WANG)
     assert len(mine) == 2 and second in mine[1].body and first not in mine[1].body
+
+
+async def test_a_bundle_reported_undelivered_moves_each_call_on(
+    app: App, fake_sms: FakeSmsSender
+) -> None:
+    first = await press(app, "dev-0001", "service", "u1")
+    second = await press(app, "dev-0002", "service", "u2")
+    await tick(app)
+    assert len(fake_sms.to(WANG)) == 1
+    bundled = [r for r in await rows(app) if r.to_number == WANG]
+    assert len(bundled) == 2 and {r.bundle_id for r in bundled} == {bundled[0].id}
+    sid = bundled[0].provider_sid
+    assert await app.outbox.record_status(
+        bundled[0].id, {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "21614"}
+    )
+    after = [r for r in await rows(app) if r.to_number == WANG]
+    assert [(r.channel, r.status) for r in after] == [
+        ("sms", "failed"),
+        ("sms", "failed"),
+        ("voice", "pending"),
+        ("voice", "pending"),
+    ]
+    assert {r.call_id for r in after if r.channel == "voice"} == {first, second}
+    for call_id in (first, second):
+        assert any(a == "notify_fallback" for a, _ in await timeline(app, call_id))
+
+
+async def test_a_delivered_bundle_marks_every_row_it_carried(
+    app: App, fake_sms: FakeSmsSender
+) -> None:
+    await press(app, "dev-0001", "service", "d1")
+    await press(app, "dev-0002", "service", "d2")
+    await tick(app)
+    bundled = [r for r in await rows(app) if r.to_number == WANG]
+    sid = bundled[0].provider_sid
+    for status in ("sent", "delivered", "sent"):  # the last one arrives late
+        await app.outbox.record_status(bundled[0].id, {"MessageSid": sid, "MessageStatus": status})
+    after = [r for r in await rows(app) if r.to_number == WANG]
+    assert [(r.status, r.provider_status) for r in after] == [("sent", "delivered")] * 2
