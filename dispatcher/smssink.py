@@ -644,6 +644,25 @@ def create_sink_app(state: SinkState) -> Starlette:
             ]
         )
 
+    async def list_calls(request: Request) -> Response:
+        with state.changed:
+            calls = list(state.calls)
+        return JSONResponse(
+            [
+                {
+                    "sid": c.sid,
+                    "to": c.to,
+                    "from": c.from_,
+                    "url": c.url,
+                    "status": c.status,
+                    "answered_by": c.answered_by,
+                    "status_callback": c.status_callback,
+                    "received_at": c.received_at.isoformat(),
+                }
+                for c in calls
+            ]
+        )
+
     async def clear_recorded(request: Request) -> Response:
         with state.changed:
             state.messages.clear()
@@ -691,6 +710,7 @@ def create_sink_app(state: SinkState) -> Starlette:
             Route(f"{base}/Calls/{{sid}}.json", fetch_call, methods=["GET"]),
             Route("/sink/messages", list_recorded, methods=["GET"]),
             Route("/sink/messages", clear_recorded, methods=["DELETE"]),
+            Route("/sink/calls", list_calls, methods=["GET"]),
             Route("/sink/fail", inject_faults, methods=["POST"]),
         ],
         exception_handlers={404: not_found, 405: not_found},
@@ -1000,7 +1020,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--status-callbacks", action="store_true", help="post sent/delivered callbacks"
     )
+    parser.add_argument(
+        "--script-sms",
+        action="append",
+        default=[],
+        metavar="NUMBER=STATUS[:CODE]",
+        help="e.g. +862155550101=undelivered:30006 (a landline)",
+    )
+    parser.add_argument(
+        "--script-voice",
+        action="append",
+        default=[],
+        metavar="NUMBER=OUTCOME",
+        help=f"calls to NUMBER end as one of {', '.join(VOICE_OUTCOMES)}",
+    )
     args = parser.parse_args(argv)
+    sms_scripts: list[tuple[str, str, int | None]] = []
+    voice_scripts: list[tuple[str, str]] = []
+    try:
+        for spec in args.script_sms:
+            number, _, outcome = spec.partition("=")
+            status, _, code = outcome.partition(":")
+            sms_scripts.append((number, status, int(code) if code else None))
+        for spec in args.script_voice:
+            number, _, outcome = spec.partition("=")
+            if outcome not in VOICE_OUTCOMES:
+                raise ValueError(f"{outcome!r} is not one of {VOICE_OUTCOMES}")
+            voice_scripts.append((number, outcome))
+    except ValueError as exc:
+        parser.error(f"bad script: {exc}")
 
     def show(message: SinkMessage) -> None:
         print(format_sms_line(message), flush=True)
@@ -1017,6 +1065,10 @@ def main(argv: list[str] | None = None) -> int:
         landlines=args.landline,
         status_callbacks=args.status_callbacks,
     )
+    for number, status, code in sms_scripts:
+        sink.script_sms(number, status, code)
+    for number, outcome in voice_scripts:
+        sink.script_voice(number, outcome)
     sink.start()
     print(f"SMS sink on {sink.url} (account {sink.account_sid})", file=sys.stderr, flush=True)
     try:

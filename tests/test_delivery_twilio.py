@@ -170,6 +170,19 @@ async def test_a_temporary_failure_is_retried_with_backoff(live: Live, clock: Fa
     assert not any(r.channel == "voice" for r in await live.rows())
 
 
+async def test_an_api_error_is_retried_with_backoff(live: Live, clock: FakeClock) -> None:
+    live.sink.fail_next(1, 503)  # the first POST: Twilio is having a bad moment
+    await live.press("dev-0001", "emergency", "e1")
+    await live.tick()
+    assert len(live.sink.messages) == len(HOTLINE) - 1
+    waiting = [r for r in await live.rows() if r.status == "pending"]
+    assert len(waiting) == 1 and "503" in waiting[0].error
+    assert waiting[0].next_attempt_at > clock.now()
+    clock.advance(5)
+    await live.app.outbox.send_due()
+    assert sorted(m.to for m in live.sink.messages) == sorted(HOTLINE)
+
+
 async def test_a_voicemail_is_not_an_answer_the_next_method_is_called(
     live: Live, clock: FakeClock
 ) -> None:

@@ -109,6 +109,10 @@ def test_calls_are_created_fetched_and_refused_like_twilio(sms_sink: SmsSinkServ
     sms_sink.fail_next(1, 503)
     assert httpx.post(url, data=form, auth=auth).status_code == 503
     assert [c.to for c in sms_sink.calls] == [MOBILE]
+    listed = httpx.get(f"{sms_sink.url}/sink/calls").json()
+    assert [(c["sid"], c["to"], c["url"]) for c in listed] == [
+        (call["sid"], MOBILE, "http://127.0.0.1:1/twiml")
+    ]
 
 
 async def test_the_library_places_a_call_and_its_progress_is_posted_signed(
