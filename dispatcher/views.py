@@ -47,6 +47,8 @@ class NotificationView(BaseModel):
     provider_status: str | None = None  # Twilio's status, e.g. "queued"
     attempts: int = 0
     error: str | None = None
+    error_code: int | None = None  # Twilio's ErrorCode from a delivery report
+    answered_by: str | None = None  # a voice call's AnsweredBy (human, machine_...)
     created_at: datetime
     sent_at: datetime | None = None
 
