@@ -16,7 +16,7 @@ from dispatcher import db, messages
 from dispatcher.bootstrap import App
 from dispatcher.calls import CallKind
 from dispatcher.clock import FakeClock
-from dispatcher.contact_methods import Channel, ContactMethod
+from dispatcher.contact_methods import Channel, ContactMethod, person_phone
 from dispatcher.datafiles import DataFileError, load_directory
 from dispatcher.notify import methods_to_use
 from dispatcher.routing import Recipient
@@ -403,3 +403,12 @@ async def test_a_delivered_bundle_marks_every_row_it_carried(
         await app.outbox.record_status(bundled[0].id, {"MessageSid": sid, "MessageStatus": status})
     after = [r for r in await rows(app) if r.to_number == WANG]
     assert [(r.status, r.provider_status) for r in after] == [("sent", "delivered")] * 2
+
+
+def test_the_phone_of_a_staff_member_or_an_emergency_contact() -> None:
+    directory = load_directory(DATA)
+    assert person_phone(directory, "wang-fang") == WANG
+    assert person_phone(directory, "contact:r-0001:2") == "+8613601110002"
+    assert person_phone(directory, "contact:r-0001:9") is None
+    assert person_phone(directory, "contact:nobody:1") is None
+    assert person_phone(directory, "nobody") is None

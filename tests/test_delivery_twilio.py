@@ -246,3 +246,39 @@ async def test_a_callback_with_a_bad_signature_gets_403_and_changes_nothing(
     # The secondary token, during a rotation, is accepted.
     assert await post("the-next-auth-token", params) == 204
     assert next(r for r in await live.rows() if r.id == sms.id).status == "failed"
+
+
+async def test_the_daemon_serves_the_status_route_and_checks_signatures(
+    tmp_path: Path, clock: FakeClock, sms_sink: SmsSinkServer
+) -> None:
+    from dispatcher.bootstrap import run
+
+    port = _free_port()
+    settings = settings_for(
+        tmp_path / "daemon",
+        sms=sms_settings_for(sms_sink).model_dump(),
+        http={"listen": f"127.0.0.1:{port}"},
+        mqtt={"url": "mqtt://127.0.0.1:1"},  # no broker: the MQTT part retries quietly
+    )
+    (tmp_path / "daemon").mkdir()
+    app = await build(settings, clock=clock)
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run(app, stop))
+    url = f"{settings.http.public_url}/twilio/status/1"
+    params = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "delivered"}
+    signature = RequestValidator(sms_sink.auth_token).compute_signature(url, params)
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(200):
+                try:
+                    forged = await client.post(url, data=params)
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.02)
+            signed = await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
+    finally:
+        stop.set()
+        await asyncio.wait_for(daemon, 10)
+        await app.aclose()
+    assert forged.status_code == 403
+    assert signed.status_code == 204  # no such row yet: accepted, nothing to change
