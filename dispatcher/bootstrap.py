@@ -125,7 +125,17 @@ async def build(
         sms=sms,
         intake=intake,
         escalator=Escalator(sessions, directory, clock, on_change=send_now),
-        outbox=SmsOutbox(sessions, sms, clock),
+        outbox=SmsOutbox(
+            sessions,
+            sms,
+            clock,
+            directory=directory,
+            public_url=settings.http.public_url or settings.http.base_url,
+            throttle_s=settings.sms.throttle_s,
+            voice_retries=settings.sms.voice_retries,
+            callback_retries=settings.sms.callback_retries,
+            on_change=send_now,
+        ),
         operations=operations,
         mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now),
         supervisor=LinkSupervisor(
@@ -156,6 +166,7 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
 
         twilio = TwilioWebhooks.from_settings(app.phone, app.settings)
         api = create_app(app.operations, app.clock, twilio=twilio, overrides=app.overrides)
+        api.include_router(delivery_router(app))
         http = app.settings.http
         parts["http"] = lambda: serve_api(api, http.host, http.port, stop)
     log.info("dispatcher_started", parts=sorted(parts))
@@ -192,6 +203,16 @@ async def _keep_running(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 30.0)
+
+
+def delivery_router(app: App) -> Any:
+    """Twilio's delivery status callbacks, signed for ``[http] public_url``."""
+    from dispatcher.delivery_webhooks import status_router
+
+    sms = app.settings.sms
+    return status_router(
+        app.outbox, app.settings.http.public_url, [sms.auth_token, sms.auth_token_secondary]
+    )
 
 
 def _ensure_sqlite_folder(url: str) -> None:

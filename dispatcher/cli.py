@@ -552,7 +552,7 @@ def _call_lines(call: CallView, s: _Session) -> list[str]:
                     f"#{n.id}",
                     f"step {n.step}",
                     n.recipient,
-                    n.to_number,
+                    n.to_number if n.channel == "sms" else f"{n.to_number} ({n.channel})",
                     n.status,
                     sent,
                     tries,

@@ -63,6 +63,14 @@ class SmsSettings(BaseModel):
     auth_token_secondary: str = ""
     from_number: str = "+8610000000000"
     api_base: str = "https://api.twilio.com"
+    # Delivery: at most one SMS per phone number per throttle_s for service requests
+    # and technical alerts (emergencies and falls are never held back); how often an
+    # unanswered voice call (busy, no answer, voicemail) is tried again before the
+    # person's next contact method; how often a temporary failure reported by a status
+    # callback (30003 unreachable handset...) is retried before moving on.
+    throttle_s: float = Field(default=60.0, ge=0)
+    voice_retries: int = Field(default=1, ge=0)
+    callback_retries: int = Field(default=3, ge=0)
 
 
 class HttpSettings(BaseModel):

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from devices.protocol import DEVICE_ID_RE
+from dispatcher.contact_methods import Channel, ContactMethod
 from dispatcher.directory import Area, Contact, Directory, Level, Resident, Role, Shift, Staff
 from dispatcher.rotafile import load_rota_file
 from dispatcher.schedule import OverrideBook
@@ -33,6 +34,8 @@ CONTACTS = "contacts.csv"
 ROTA = "rota.csv"  # weekly shifts: the simple form of the rota, still read
 ROTA_TOML = "rota.toml"  # rotations, schedules and overrides (dispatcher.rotafile)
 FILES = (AREAS, STAFF, RESIDENTS, CONTACTS)  # and at least one of ROTA, ROTA_TOML
+# Optional: ordered contact methods per person (dispatcher.contact_methods).
+CONTACT_METHODS = "contact_methods.csv"
 
 # Ids of areas, staff and residents: they appear in URLs, logs and CLI arguments.
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -298,6 +301,13 @@ class ContactRow(_RowModel):
     language: Language
 
 
+class ContactMethodRow(_RowModel):
+    staff: Text  # a staff id, or contact:<resident>:<order> for an emergency contact
+    order: Annotated[int, BeforeValidator(_order)]
+    kind: Annotated[str, AfterValidator(_choice(c.value for c in Channel))]
+    number: Phone
+
+
 class ShiftRow(_RowModel):
     area: Ident
     staff: Ident
@@ -373,6 +383,10 @@ def load_directory(path: Path, timezone: str = "Asia/Shanghai") -> Directory:
     if (path / ROTA_TOML).is_file():
         rota_file = load_rota_file(path / ROTA_TOML, areas, staff, timezone, problems)
     _check(problems)
+    methods: dict[str, tuple[ContactMethod, ...]] = {}
+    if (path / CONTACT_METHODS).is_file():
+        methods = _load_contact_methods(path / CONTACT_METHODS, staff, contacts, problems)
+        _check(problems)
 
     return Directory(
         areas=areas,
@@ -386,6 +400,7 @@ def load_directory(path: Path, timezone: str = "Asia/Shanghai") -> Directory:
         rotations=rota_file.rotations if rota_file else {},
         schedules=rota_file.schedules if rota_file else {},
         overrides=OverrideBook(rota_file.overrides if rota_file else ()),
+        contact_methods=methods,
     )
 
 
@@ -524,6 +539,35 @@ def _load_contacts(
         contact = Contact(name=c.name, relation=c.relation, phone=c.phone, language=c.language)
         contacts.setdefault(c.resident, []).append((c.order, contact))
     return contacts
+
+
+def _load_contact_methods(
+    path: Path,
+    staff: dict[str, Staff],
+    contacts: dict[str, list[tuple[int, Contact]]],
+    problems: list[str],
+) -> dict[str, tuple[ContactMethod, ...]]:
+    columns = ("staff", "order", "kind", "number")
+    known_contacts = {f"contact:{rid}:{n}" for rid, cs in contacts.items() for n, _ in cs}
+    found: dict[str, list[ContactMethod]] = {}
+    order_line: dict[tuple[str, int], int] = {}
+    for row, m in _parse(read_rows(path, columns), ContactMethodRow, problems):
+        if m.staff not in staff and m.staff not in known_contacts:
+            problems.append(
+                f"{row.where}: {m.staff!r} is neither a staff id in {STAFF} nor "
+                f"contact:<resident>:<order> of a contact in {CONTACTS}"
+            )
+            continue
+        key = (m.staff, m.order)
+        if key in order_line:
+            problems.append(
+                f"{row.where}: order {m.order} of {m.staff!r} is already used "
+                f"on line {order_line[key]}"
+            )
+            continue
+        order_line[key] = row.line
+        found.setdefault(m.staff, []).append(ContactMethod(m.order, Channel(m.kind), m.number))
+    return {who: tuple(sorted(ms, key=lambda m: m.order)) for who, ms in found.items()}
 
 
 def _load_rota(

@@ -179,7 +179,20 @@ sms_outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
     Column("error", Text, nullable=True),
+    # Delivery (0003): which channel ("sms" or "voice"), which of the person's contact
+    # methods this is (1 first), their language, the reply code the message carries,
+    # the short line naming the call in a bundled SMS, the row whose message carried
+    # this one when several were bundled, Twilio's error code and AnsweredBy.
+    Column("channel", String(8), nullable=False, default="sms", server_default="sms"),
+    Column("method_order", Integer, nullable=False, default=1, server_default="1"),
+    Column("language", String(8), nullable=False, default="zh", server_default="zh"),
+    Column("reply_code", Integer, nullable=True),
+    Column("summary", Text, nullable=True),
+    Column("bundle_id", Integer, nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Column("answered_by", String(32), nullable=True),
     Index("ix_sms_outbox_status_next", "status", "next_attempt_at"),
+    Index("ix_sms_outbox_to_number", "to_number"),
 )
 
 # Messages for devices (call updates, config), published when the broker is reachable.

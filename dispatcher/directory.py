@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, time
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dispatcher.contact_methods import ContactMethod
 
 from dispatcher.schedule import OverrideBook, Rotation, Rule, Schedule
 
@@ -103,6 +107,9 @@ class Directory:
     rotations: dict[str, Rotation] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     overrides: OverrideBook = field(default_factory=OverrideBook, compare=False)
+    # Ordered ways to reach a person (staff id or contact:<resident>:<n>), from the
+    # optional contact_methods.csv; a person without rows gets SMS then voice.
+    contact_methods: dict[str, tuple[ContactMethod, ...]] = field(default_factory=dict)
     residents_by_device: dict[str, Resident] = field(init=False, compare=False)
     staff_by_token: dict[str, Staff] = field(init=False, compare=False)
     # Each area's schedule with the weekly shifts (rota.csv) added as rules for a person.

@@ -1,25 +1,49 @@
-"""Message texts, per language. SMS never carries medical notes or key-safe codes:
-only what a responder needs to act (who, where, what kind, the call id)."""
+"""Message texts, per language, from the catalogues in ``dispatcher/catalogues``.
+
+Each language is one TOML file (``zh.toml``, ``en.toml``), loaded once; a person's
+``language`` picks it, and anything unknown falls back to Chinese. SMS and voice never
+carry medical notes or key-safe codes: only what a responder needs to act (who, where,
+what kind, the call id).
+"""
 
 from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from dispatcher.calls import Call, CallKind
 from dispatcher.directory import Directory, Resident
 
-_KIND = {
-    "zh": {
-        CallKind.EMERGENCY: "紧急呼叫",
-        CallKind.FALL: "跌倒报警",
-        CallKind.SERVICE: "服务请求",
-        CallKind.TECHNICAL: "设备故障",
-    },
-    "en": {
-        CallKind.EMERGENCY: "EMERGENCY call",
-        CallKind.FALL: "FALL detected",
-        CallKind.SERVICE: "Service request",
-        CallKind.TECHNICAL: "Device fault",
-    },
-}
+CATALOGUES = Path(__file__).with_name("catalogues")
+DEFAULT_LANGUAGE = "zh"
+LANGUAGES = ("zh", "en")
+
+
+@cache
+def catalogue(language: str) -> dict[str, dict[str, str]]:
+    """The texts of ``language`` as {section: {key: text}}, read once per process."""
+    lang = language if language in LANGUAGES else DEFAULT_LANGUAGE
+    with (CATALOGUES / f"{lang}.toml").open("rb") as f:
+        data = tomllib.load(f)
+    return {section: dict(texts) for section, texts in data.items()}
+
+
+def text(language: str, key: str, **values: object) -> str:
+    """The text ``section.key`` of ``language`` with its placeholders filled."""
+    section, _, name = key.partition(".")
+    return catalogue(language)[section][name].format(**values)
+
+
+def kind_name(language: str, kind: CallKind) -> str:
+    return text(language, f"kind.{kind.value}")
+
+
+def _place(resident: Resident, directory: Directory) -> str:
+    community = directory.areas.get(resident.community_id)
+    return f"{community.name} {resident.address}" if community else resident.address
 
 
 def call_sms(
@@ -30,29 +54,101 @@ def call_sms(
     step: int,
     reply_code: int | None = None,
 ) -> str:
-    lang = language if language in _KIND else "zh"
-    kind = _KIND[lang][call.kind]
-    reminder = step > 0
+    """The SMS about ``call`` for one person at escalation step ``step`` (0 is the first)."""
+    lang = language
     if resident is None:
-        who = (
-            f"未登记设备 {call.device_id}"
-            if lang == "zh"
-            else f"unregistered device {call.device_id}"
-        )
+        who = text(lang, "sms.who_unknown", device=call.device_id)
     else:
-        community = directory.areas.get(resident.community_id)
-        place = f"{community.name} {resident.address}" if community else resident.address
-        age = resident.age_on(call.opened_at.date())
-        who = (
-            f"{resident.name} {age}岁 {place}"
-            if lang == "zh"
-            else f"{resident.name}, {age}, {place}"
+        who = text(
+            lang,
+            "sms.who_resident",
+            name=resident.name,
+            age=resident.age_on(call.opened_at.date()),
+            place=_place(resident, directory),
         )
+    head = text(lang, "sms.head") + (text(lang, "sms.reminder") if step > 0 else "")
     extra = f" {call.detail}" if call.kind is CallKind.TECHNICAL and call.detail else ""
-    if lang == "zh":
-        head = "【Eldercall】" + ("仍无人确认！" if reminder else "")
-        reply = f"回复 {reply_code}A 确认" if reply_code is not None else "请在系统中确认"
-        return f"{head}{kind} {call.id}：{who}{extra}。请尽快处理，{reply}。"
-    head = "[Eldercall] " + ("STILL UNANSWERED: " if reminder else "")
-    reply = f"reply {reply_code}A to acknowledge" if reply_code is not None else "acknowledge"
-    return f"{head}{kind} {call.id}: {who}{extra}. Please act and {reply}."
+    return text(
+        lang,
+        "sms.call",
+        head=head,
+        kind=kind_name(lang, call.kind),
+        call_id=call.id,
+        who=who,
+        extra=extra,
+        reply=_reply(lang, reply_code),
+    )
+
+
+def _reply(language: str, reply_code: int | None) -> str:
+    if reply_code is None:
+        return text(language, "sms.reply_none")
+    return text(language, "sms.reply", code=reply_code)
+
+
+def call_summary(call: Call, resident: Resident | None, language: str) -> str:
+    """The short line naming ``call`` inside a bundled SMS: id, kind, resident's name."""
+    name = resident.name if resident is not None else call.device_id
+    return text(
+        language, "sms.summary", call_id=call.id, kind=kind_name(language, call.kind), name=name
+    )
+
+
+@dataclass(frozen=True)
+class BundleItem:
+    """One call in a bundled SMS: its summary line and the person's reply code for it."""
+
+    summary: str
+    reply_code: int | None
+
+
+def bundle_sms(language: str, items: Sequence[BundleItem]) -> str:
+    """One SMS listing several open calls, each with its reply code."""
+    lines = [
+        text(language, "sms.bundle_item", reply=_reply(language, i.reply_code), summary=i.summary)
+        for i in items
+    ]
+    separator = text(language, "sms.bundle_separator")
+    return text(language, "sms.bundle", count=len(items), items=separator.join(lines))
+
+
+def also_sms(language: str, body: str, items: Sequence[BundleItem]) -> str:
+    """An urgent call's own SMS with the other calls pending for the person appended."""
+    lines = [
+        text(language, "sms.bundle_item", reply=_reply(language, i.reply_code), summary=i.summary)
+        for i in items
+    ]
+    separator = text(language, "sms.bundle_separator")
+    also = text(language, "sms.also", count=len(items), items=separator.join(lines))
+    return body + also
+
+
+def voice_script(
+    call: Call,
+    resident: Resident | None,
+    directory: Directory,
+    language: str,
+    step: int = 0,
+) -> str:
+    """What a voice call reads about ``call``, ending with the request to press 1."""
+    lang = language
+    if resident is None:
+        who = text(lang, "voice.who_unknown")
+    else:
+        who = text(
+            lang,
+            "voice.who_resident",
+            name=resident.name,
+            age=resident.age_on(call.opened_at.date()),
+            place=_place(resident, directory),
+        )
+    # The day's sequence number, digit by digit, so a speech engine reads "0 0 0 4".
+    number = " ".join(call.id.rsplit("-", 1)[-1])
+    return text(
+        lang,
+        "voice.script",
+        reminder=text(lang, "voice.reminder") if step > 0 else "",
+        kind=kind_name(lang, call.kind),
+        who=who,
+        call_number=number,
+    )

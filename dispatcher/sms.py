@@ -1,4 +1,5 @@
-"""The SMS port: what the dispatcher needs from an SMS provider, and two senders with no I/O.
+"""The notification port: what the dispatcher needs from an SMS and voice provider
+(send an SMS, place a voice call), and two senders with no I/O.
 
 The real provider adapter lives in ``dispatcher.twilio_sms``. Nothing here retries: a
 failed send raises :class:`SmsSendError` and the outbox decides whether and when to try
@@ -71,6 +72,8 @@ class SmsSendError(Exception):
 
 
 class SmsSender(Protocol):
+    """A provider of SMS and voice calls (:data:`Notifier` is the same port)."""
+
     async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SmsReceipt:
         """Hand one SMS to the provider; raise :class:`SmsSendError` if it was not accepted.
 
@@ -79,9 +82,23 @@ class SmsSender(Protocol):
         """
         ...
 
+    async def place_call(
+        self, to: str, url: str, *, status_callback: str | None = None
+    ) -> SmsReceipt:
+        """Start one voice call to ``to`` whose script (TwiML) the provider fetches from ``url``.
+
+        Raise :class:`SmsSendError` if the provider did not accept it; returning means the
+        call was queued (its receipt's sid is the call's), not that anyone answered.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release connections. The sender is not used afterwards."""
         ...
+
+
+# The port under the name it has since it also places calls.
+Notifier = SmsSender
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,16 @@ class SentSms:
 
     to: str
     body: str
+    status_callback: str | None
+    sid: str
+
+
+@dataclass(frozen=True)
+class PlacedCall:
+    """One voice call a :class:`FakeSmsSender` accepted."""
+
+    to: str
+    url: str
     status_callback: str | None
     sid: str
 
@@ -110,6 +137,7 @@ class FakeSmsSender:
 
     def __init__(self) -> None:
         self.sent: list[SentSms] = []
+        self.calls: list[PlacedCall] = []
         self.attempts = 0
         self.failures: list[tuple[str, str, SmsSendError]] = []  # (to, body, error raised)
         self.closed = False
@@ -173,6 +201,24 @@ class FakeSmsSender:
         self.sent.append(sms)
         return SmsReceipt(sid=sms.sid, status="queued")
 
+    async def place_call(
+        self, to: str, url: str, *, status_callback: str | None = None
+    ) -> SmsReceipt:
+        if self.closed:
+            raise RuntimeError("FakeSmsSender used after aclose()")
+        self.attempts += 1
+        if self._fail_queue:
+            error = self._fail_queue.popleft()
+            fresh = SmsSendError(
+                error.message, permanent=error.permanent, status=error.status, code=error.code
+            )
+            self.failures.append((to, url, fresh))
+            raise fresh
+        # fail_number is about SMS (a landline); a landline takes calls.
+        call = PlacedCall(to=to, url=url, status_callback=status_callback, sid=_made_up_sid("CF"))
+        self.calls.append(call)
+        return SmsReceipt(sid=call.sid, status="queued")
+
     async def wait_for_sent(
         self,
         count: int = 1,
@@ -219,8 +265,20 @@ class LogSmsSender:
         )
         return SmsReceipt(sid=sid, status="queued")
 
+    async def place_call(
+        self, to: str, url: str, *, status_callback: str | None = None
+    ) -> SmsReceipt:
+        sid = _made_up_sid("LC")
+        log.info("call.logged", sid=sid, to=to, from_=self._from, url=url)
+        return SmsReceipt(sid=sid, status="queued")
+
     async def aclose(self) -> None:
         return None
+
+
+# In-memory and logging notifiers under the port's newer name.
+FakeNotifier = FakeSmsSender
+LogNotifier = LogSmsSender
 
 
 def build_sms_sender(settings: SmsSettings) -> SmsSender:

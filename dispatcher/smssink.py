@@ -1,11 +1,14 @@
-"""A local stand-in for Twilio's Messages API: records and prints every SMS.
+"""A local stand-in for Twilio's Messages and Calls APIs: records and prints every SMS.
 
-Serves enough of ``/2010-04-01/Accounts/{AccountSid}/Messages.json`` (shapes taken from
+Serves enough of ``/2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``Calls.json``
+(shapes taken from
 Twilio's OpenAPI description) that the real ``twilio`` library, pointed here through
 ``[sms] api_base``, creates and fetches messages as it would at Twilio: HTTP Basic auth
 with the account sid and auth token, Twilio's error codes for bad numbers, a Message
 resource on success, and optionally the delivery status callbacks Twilio would post,
-signed with ``X-Twilio-Signature``.
+signed with ``X-Twilio-Signature``. Per-number scripts make a number behave as a test
+needs: an SMS undelivered with 30006 (a landline), a call nobody answers, a call
+answered by a voicemail.
 
 :class:`SmsSinkServer` runs it with uvicorn in its own thread and event loop, so sync
 fixtures, async tests and the demo can all use it. ``python -m dispatcher.smssink`` runs
@@ -34,8 +37,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import httpx
 import structlog
@@ -68,6 +71,8 @@ TO_REQUIRED = 21604
 INVALID_STATUS_CALLBACK = 21609
 NOT_MOBILE = 21614
 BODY_TOO_LONG = 21617
+URL_REQUIRED = 21205
+INVALID_URL = 21205
 
 _DEFAULT_CODE_FOR_STATUS = {429: TOO_MANY_REQUESTS, 500: INTERNAL_ERROR, 503: SERVICE_UNAVAILABLE}
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
@@ -135,6 +140,71 @@ class SinkMessage:
 
 
 @dataclass(frozen=True)
+class SinkCall:
+    """One voice call the sink accepted; ``status`` follows its scripted progress."""
+
+    sid: str
+    to: str
+    from_: str
+    url: str | None
+    received_at: datetime
+    status_callback: str | None = None
+    status_callback_events: tuple[str, ...] = ()
+    machine_detection: str | None = None
+    account_sid: str = DEFAULT_ACCOUNT_SID
+    status: str = "queued"
+    answered_by: str | None = None
+    updated_at: datetime | None = None
+
+    def resource(self) -> dict[str, Any]:
+        """The Call resource JSON, as in Twilio's OpenAPI ``api.v2010.account.call``."""
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{self.sid}.json"
+        return {
+            "account_sid": self.account_sid,
+            "answered_by": self.answered_by,
+            "api_version": API_VERSION,
+            "caller_name": None,
+            "date_created": format_datetime(self.received_at),
+            "date_updated": format_datetime(self.updated_at or self.received_at),
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "forwarded_from": None,
+            "from": self.from_,
+            "from_formatted": self.from_,
+            "group_sid": None,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "queue_time": "0",
+            "sid": self.sid,
+            "start_time": None,
+            "status": self.status,
+            "subresource_uris": {
+                "recordings": uri.removesuffix(".json") + "/Recordings.json",
+                "notifications": uri.removesuffix(".json") + "/Notifications.json",
+            },
+            "to": self.to,
+            "to_formatted": self.to,
+            "trunk_sid": None,
+            "uri": uri,
+        }
+
+
+# What a scripted number does with a voice call.
+VOICE_OUTCOMES = ("human", "machine", "no-answer", "busy", "failed")
+
+
+@dataclass(frozen=True)
+class SmsScript:
+    """A scripted delivery outcome for SMS to one number: e.g. undelivered with 30006."""
+
+    status: str  # the final status posted: "undelivered", "failed" or "delivered"
+    error_code: int | None = None
+
+
+@dataclass(frozen=True)
 class SinkAttempt:
     """One POST to Messages.json, whatever the sink answered."""
 
@@ -153,6 +223,7 @@ class SinkCallback:
     url: str
     http_status: int | None  # the answer of the callback endpoint; None if it failed
     error: str | None = None
+    params: tuple[tuple[str, str], ...] = ()  # the form posted, signed
 
 
 def format_sms_line(message: SinkMessage) -> str:
@@ -209,6 +280,29 @@ class SinkState:
         self.attempts: list[SinkAttempt] = []
         self.callbacks: list[SinkCallback] = []
         self.faults: deque[tuple[int, int]] = deque()  # (HTTP status, Twilio code) to answer
+        self.calls: list[SinkCall] = []
+        # Per number: scripted outcomes used in turn; the last one stays for good
+        # unless it was given a count (then the number behaves normally afterwards).
+        self.sms_scripts: dict[str, deque[tuple[SmsScript, bool]]] = {}
+        self.voice_scripts: dict[str, deque[tuple[str, bool]]] = {}
+
+    def next_sms_script(self, to: str) -> SmsScript | None:
+        with self.changed:
+            return _next_script(self.sms_scripts, to)
+
+    def next_voice_script(self, to: str) -> str:
+        with self.changed:
+            return _next_script(self.voice_scripts, to) or "human"
+
+    def set_call(self, sid: str, **changes: Any) -> SinkCall | None:
+        with self.changed:
+            for index, call in enumerate(self.calls):
+                if call.sid == sid:
+                    updated = dataclasses.replace(call, updated_at=datetime.now(UTC), **changes)
+                    self.calls[index] = updated
+                    self.changed.notify_all()
+                    return updated
+        return None
 
     def record_attempt(self, http_status: int, code: int | None, to: str | None) -> None:
         with self.changed:
@@ -230,6 +324,19 @@ class SinkState:
                     self.changed.notify_all()
                     return updated
         return None
+
+
+T = TypeVar("T")
+
+
+def _next_script(scripts: dict[str, deque[tuple[T, bool]]], to: str) -> T | None:
+    queue = scripts.get(to)
+    if not queue:
+        return None
+    value, counted = queue[0]
+    if counted or len(queue) > 1:
+        queue.popleft()
+    return value
 
 
 def _authenticated(request: Request, state: SinkState) -> bool:
@@ -347,23 +454,30 @@ def create_sink_app(state: SinkState) -> Starlette:
                 log.exception("sms_sink.on_message_failed", sid=message.sid)
         else:
             log.info("sms_sink.received", sid=message.sid, to=to, body=body)
-        if state.status_callbacks:
-            task = asyncio.create_task(deliver(message))
-            background.add(task)
-            task.add_done_callback(background.discard)
+        script = state.next_sms_script(to)
+        if state.status_callbacks or (script is not None and callback is not None):
+            in_background(deliver(message, script or SmsScript("delivered")))
         return JSONResponse(
             message.resource(), status_code=201, headers={"Twilio-Request-Id": _new_sid("RQ")}
         )
 
-    async def deliver(message: SinkMessage) -> None:
-        """Move the message to sent then delivered, posting Twilio's status callbacks."""
-        for status in ("sent", "delivered"):
+    def in_background(work: Any) -> None:
+        task = asyncio.create_task(work)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    async def deliver(message: SinkMessage, script: SmsScript) -> None:
+        """Move the message to sent then its final status, posting Twilio's callbacks."""
+        for status in ("sent", script.status):
             await asyncio.sleep(state.callback_delay_s)
             state.set_status(message.sid, status)
             if message.status_callback:
-                await post_callback(message, status, message.status_callback)
+                code = script.error_code if status == script.status else None
+                await post_callback(message, status, message.status_callback, code)
 
-    async def post_callback(message: SinkMessage, status: str, url: str) -> None:
+    async def post_callback(
+        message: SinkMessage, status: str, url: str, error_code: int | None = None
+    ) -> None:
         params = {
             "AccountSid": message.account_sid,
             "ApiVersion": API_VERSION,
@@ -374,6 +488,11 @@ def create_sink_app(state: SinkState) -> Starlette:
             "SmsStatus": status,
             "To": message.to,
         }
+        if error_code is not None:
+            params["ErrorCode"] = str(error_code)
+        await post_signed(message.sid, status, url, params)
+
+    async def post_signed(sid: str, status: str, url: str, params: dict[str, str]) -> None:
         signature = RequestValidator(state.auth_token).compute_signature(url, params)
         client = http.get("client")
         if client is None:
@@ -387,10 +506,115 @@ def create_sink_app(state: SinkState) -> Starlette:
             answer = response.status_code
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            log.warning("sms_sink.callback_failed", sid=message.sid, url=url, reason=error)
+            log.warning("sms_sink.callback_failed", sid=sid, url=url, reason=error)
         with state.changed:
-            state.callbacks.append(SinkCallback(message.sid, status, url, answer, error))
+            state.callbacks.append(
+                SinkCallback(sid, status, url, answer, error, tuple(sorted(params.items())))
+            )
             state.changed.notify_all()
+
+    async def create_call(request: Request) -> Response:
+        raw = (await request.body()).decode("utf-8", errors="replace")
+        fields = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+        events = tuple(parse_qs(raw).get("StatusCallbackEvent", []))
+        to = fields.get("To", "").strip()
+        with state.changed:
+            fault = state.faults.popleft() if state.faults else None
+        if fault is not None:
+            state.record_attempt(fault[0], fault[1], to or None)
+            return _twilio_error(fault[0], fault[1], f"Injected fault: HTTP {fault[0]}")
+        if (refused := refusal(request)) is not None:
+            state.record_attempt(refused[0], refused[1], to or None)
+            return _twilio_error(*refused)
+        from_ = fields.get("From", "").strip()
+        url = fields.get("Url") or None
+        callback = fields.get("StatusCallback") or None
+        error: tuple[int, str] | None = None
+        if not to:
+            error = (TO_REQUIRED, "A 'To' phone number is required.")
+        elif not _E164.match(to):
+            error = (INVALID_TO, f"The 'To' number {to} is not a valid phone number.")
+        elif not from_:
+            error = (FROM_REQUIRED, "A 'From' phone number is required.")
+        elif url is None and not fields.get("Twiml") and not fields.get("ApplicationSid"):
+            error = (URL_REQUIRED, "Either Url, Twiml or ApplicationSid is required.")
+        elif url is not None and not _valid_callback_url(url):
+            error = (INVALID_URL, f"Url is not a valid URL: {url}")
+        elif callback is not None and not _valid_callback_url(callback):
+            error = (INVALID_STATUS_CALLBACK, f"The StatusCallback URL {callback} is not valid.")
+        if error is not None:
+            state.record_attempt(400, error[0], to or None)
+            log.info("sms_sink.call_refused", to=to, code=error[0], reason=error[1])
+            return _twilio_error(400, *error)
+        call = SinkCall(
+            sid=_new_sid("CA"),
+            to=to,
+            from_=from_,
+            url=url,
+            received_at=datetime.now(UTC).replace(microsecond=0),
+            status_callback=callback,
+            status_callback_events=events,
+            machine_detection=fields.get("MachineDetection") or None,
+            account_sid=state.account_sid,
+        )
+        with state.changed:
+            state.calls.append(call)
+            state.attempts.append(SinkAttempt(201, None, to, datetime.now(UTC)))
+            state.changed.notify_all()
+        log.info("sms_sink.call", sid=call.sid, to=to, url=url)
+        in_background(progress(call, state.next_voice_script(to)))
+        return JSONResponse(
+            call.resource(), status_code=201, headers={"Twilio-Request-Id": _new_sid("RQ")}
+        )
+
+    async def progress(call: SinkCall, outcome: str) -> None:
+        """Walk the call through Twilio's statuses for ``outcome``, posting callbacks."""
+        answered = outcome in ("human", "machine")
+        final = "completed" if answered else outcome
+        answered_by = None
+        if answered and call.machine_detection:
+            answered_by = "human" if outcome == "human" else "machine_end_beep"
+        steps: list[tuple[str, str]] = [("initiated", "initiated")]
+        if outcome != "failed":
+            steps.append(("ringing", "ringing"))
+        if answered:
+            steps.append(("answered", "in-progress"))
+        steps.append(("completed", final))
+        for sequence, (event, status) in enumerate(steps):
+            await asyncio.sleep(state.callback_delay_s)
+            state.set_call(call.sid, status=status, answered_by=answered_by if answered else None)
+            # Twilio always reports the end; the other events only when asked for.
+            if call.status_callback and (
+                event == "completed" or event in call.status_callback_events
+            ):
+                params = {
+                    "AccountSid": call.account_sid,
+                    "ApiVersion": API_VERSION,
+                    "CallSid": call.sid,
+                    "CallStatus": status,
+                    "Called": call.to,
+                    "Caller": call.from_,
+                    "Direction": "outbound-api",
+                    "From": call.from_,
+                    "SequenceNumber": str(sequence),
+                    "To": call.to,
+                }
+                if answered_by is not None and event in ("answered", "completed"):
+                    params["AnsweredBy"] = answered_by
+                if event == "completed":
+                    params["CallDuration"] = "12" if answered else "0"
+                await post_signed(call.sid, status, call.status_callback, params)
+
+    async def fetch_call(request: Request) -> Response:
+        if (refused := refusal(request)) is not None:
+            return _twilio_error(*refused)
+        with state.changed:
+            call = next((c for c in state.calls if c.sid == request.path_params["sid"]), None)
+        if call is None:
+            return _twilio_error(
+                404, NOT_FOUND, f"The requested resource {request.url.path} was not found"
+            )
+        return JSONResponse(call.resource())
 
     async def fetch_message(request: Request) -> Response:
         if (refused := refusal(request)) is not None:
@@ -420,11 +644,31 @@ def create_sink_app(state: SinkState) -> Starlette:
             ]
         )
 
+    async def list_calls(request: Request) -> Response:
+        with state.changed:
+            calls = list(state.calls)
+        return JSONResponse(
+            [
+                {
+                    "sid": c.sid,
+                    "to": c.to,
+                    "from": c.from_,
+                    "url": c.url,
+                    "status": c.status,
+                    "answered_by": c.answered_by,
+                    "status_callback": c.status_callback,
+                    "received_at": c.received_at.isoformat(),
+                }
+                for c in calls
+            ]
+        )
+
     async def clear_recorded(request: Request) -> Response:
         with state.changed:
             state.messages.clear()
             state.attempts.clear()
             state.callbacks.clear()
+            state.calls.clear()
             state.changed.notify_all()
         return Response(status_code=204)
 
@@ -462,8 +706,11 @@ def create_sink_app(state: SinkState) -> Starlette:
         routes=[
             Route(f"{base}/Messages.json", create_message, methods=["POST"]),
             Route(f"{base}/Messages/{{sid}}.json", fetch_message, methods=["GET"]),
+            Route(f"{base}/Calls.json", create_call, methods=["POST"]),
+            Route(f"{base}/Calls/{{sid}}.json", fetch_call, methods=["GET"]),
             Route("/sink/messages", list_recorded, methods=["GET"]),
             Route("/sink/messages", clear_recorded, methods=["DELETE"]),
+            Route("/sink/calls", list_calls, methods=["GET"]),
             Route("/sink/fail", inject_faults, methods=["POST"]),
         ],
         exception_handlers={404: not_found, 405: not_found},
@@ -623,6 +870,63 @@ class SmsSinkServer:
     def message(self, sid: str) -> SinkMessage | None:
         return self._state.find(sid)
 
+    @property
+    def calls(self) -> list[SinkCall]:
+        """A snapshot of the accepted voice calls, oldest first."""
+        with self._state.changed:
+            return list(self._state.calls)
+
+    def script_sms(
+        self, number: str, status: str, error_code: int | None = None, *, times: int | None = None
+    ) -> None:
+        """Make SMS to ``number`` end ``status`` (``undelivered`` with 30006 for a landline).
+
+        The outcome is reported to the message's ``StatusCallback`` (sent, then ``status``),
+        whether or not the sink posts callbacks for other numbers. With ``times`` it holds
+        for that many messages, then the number behaves normally; scripts queue in order.
+        """
+        script = SmsScript(status, error_code)
+        with self._state.changed:
+            queue = self._state.sms_scripts.setdefault(number, deque())
+            queue.extend([(script, True)] * times if times is not None else [(script, False)])
+
+    def script_voice(self, number: str, outcome: str, *, times: int | None = None) -> None:
+        """Make voice calls to ``number`` end as ``outcome``: ``human`` (the default),
+        ``machine`` (a voicemail answers), ``no-answer``, ``busy`` or ``failed``."""
+        if outcome not in VOICE_OUTCOMES:
+            raise ValueError(f"outcome must be one of {VOICE_OUTCOMES}")
+        with self._state.changed:
+            queue = self._state.voice_scripts.setdefault(number, deque())
+            queue.extend([(outcome, True)] * times if times is not None else [(outcome, False)])
+
+    def wait_for_calls(self, count: int = 1, timeout: float = 5.0) -> list[SinkCall]:
+        """Block until at least ``count`` voice calls were accepted; return them."""
+        deadline = time.monotonic() + timeout
+        with self._state.changed:
+            while len(self._state.calls) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"{len(self._state.calls)} of {count} calls after {timeout}s"
+                    )
+                self._state.changed.wait(left)
+            return list(self._state.calls)
+
+    async def wait_for_callbacks(
+        self,
+        predicate: Callable[[SinkCallback], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109  # a polling test helper
+    ) -> list[SinkCallback]:
+        """Wait (without blocking the loop) until a posted callback matches ``predicate``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [c for c in self.callbacks if predicate(c)]
+            if found:
+                return found
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no matching callback after {timeout}s: {self.callbacks}")
+            await asyncio.sleep(0.01)
+
     # -- what it does -----------------------------------------------------------------------
 
     def fail_next(self, count: int, status: int = 500, code: int | None = None) -> None:
@@ -652,6 +956,9 @@ class SmsSinkServer:
             self._state.attempts.clear()
             self._state.callbacks.clear()
             self._state.faults.clear()
+            self._state.calls.clear()
+            self._state.sms_scripts.clear()
+            self._state.voice_scripts.clear()
             self._state.changed.notify_all()
 
     def wait_for(
@@ -713,7 +1020,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--status-callbacks", action="store_true", help="post sent/delivered callbacks"
     )
+    parser.add_argument(
+        "--script-sms",
+        action="append",
+        default=[],
+        metavar="NUMBER=STATUS[:CODE]",
+        help="e.g. +862155550101=undelivered:30006 (a landline)",
+    )
+    parser.add_argument(
+        "--script-voice",
+        action="append",
+        default=[],
+        metavar="NUMBER=OUTCOME",
+        help=f"calls to NUMBER end as one of {', '.join(VOICE_OUTCOMES)}",
+    )
     args = parser.parse_args(argv)
+    sms_scripts: list[tuple[str, str, int | None]] = []
+    voice_scripts: list[tuple[str, str]] = []
+    try:
+        for spec in args.script_sms:
+            number, _, outcome = spec.partition("=")
+            status, _, code = outcome.partition(":")
+            sms_scripts.append((number, status, int(code) if code else None))
+        for spec in args.script_voice:
+            number, _, outcome = spec.partition("=")
+            if outcome not in VOICE_OUTCOMES:
+                raise ValueError(f"{outcome!r} is not one of {VOICE_OUTCOMES}")
+            voice_scripts.append((number, outcome))
+    except ValueError as exc:
+        parser.error(f"bad script: {exc}")
 
     def show(message: SinkMessage) -> None:
         print(format_sms_line(message), flush=True)
@@ -730,6 +1065,10 @@ def main(argv: list[str] | None = None) -> int:
         landlines=args.landline,
         status_callbacks=args.status_callbacks,
     )
+    for number, status, code in sms_scripts:
+        sink.script_sms(number, status, code)
+    for number, outcome in voice_scripts:
+        sink.script_voice(number, outcome)
     sink.start()
     print(f"SMS sink on {sink.url} (account {sink.account_sid})", file=sys.stderr, flush=True)
     try:

@@ -42,11 +42,14 @@ class NotificationView(BaseModel):
     recipient: str  # a staff id, or "contact:<name>" for a resident's contact
     to_number: str
     step: int
+    channel: str = "sms"  # "sms" or "voice"
     status: str  # pending, sending, sent, delivered, failed, cancelled
     provider_sid: str | None = None
     provider_status: str | None = None  # Twilio's status, e.g. "queued"
     attempts: int = 0
     error: str | None = None
+    error_code: int | None = None  # Twilio's ErrorCode from a delivery report
+    answered_by: str | None = None  # a voice call's AnsweredBy (human, machine_...)
     created_at: datetime
     sent_at: datetime | None = None
 

@@ -223,10 +223,14 @@ async def test_temporary_sms_failure_is_retried_permanent_is_on_timeline(
     clock.advance(5)
     await app.outbox.send_due()
     view = await app.operations.get_call(ack.call_id)
-    statuses = {n.to_number: n.status for n in view.notifications}
+    statuses = {n.to_number: n.status for n in view.notifications if n.channel == "sms"}
     assert statuses["+8613916200101"] == "failed"
     assert statuses["+8613800138000"] == "sent" and statuses["+8613916200104"] == "sent"
     assert any(e.action == "sms_failed" for e in view.timeline)
+    # Issue 3: a landline moves that person on to their next contact method (voice).
+    voice = [n for n in view.notifications if n.channel == "voice"]
+    assert [(n.to_number, n.status) for n in voice] == [("+8613916200101", "sent")]
+    assert [c.to for c in fake_sms.calls] == ["+8613916200101"]
 
 
 async def test_call_ids_are_numbered_per_local_day(app: App, clock: FakeClock) -> None:
