@@ -250,8 +250,9 @@ class Escalator:
                     )
                 )
                 return Fired.NOBODY
-        # The delivery helper adds channels=step.channels to queue_step.
-        await notify.queue_step(session, call, resident, self._directory, people, step_index, now)
+        await notify.queue_step(
+            session, call, resident, self._directory, people, step_index, now, step.channels
+        )
         names = "; ".join(f"{p.name} ({p.why})" for p in people)
         session.add(
             TimelineEntry(

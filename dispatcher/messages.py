@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from dispatcher.calls import Call, CallKind
+from dispatcher.calls import Call, CallKind, CallState
 from dispatcher.directory import Directory, Resident
 
 CATALOGUES = Path(__file__).with_name("catalogues")
@@ -66,7 +66,7 @@ def call_sms(
             age=resident.age_on(call.opened_at.date()),
             place=_place(resident, directory),
         )
-    head = text(lang, "sms.head") + (text(lang, "sms.reminder") if step > 0 else "")
+    head = text(lang, "sms.head") + _reminder(lang, "sms", call, step)
     extra = f" {call.detail}" if call.kind is CallKind.TECHNICAL and call.detail else ""
     return text(
         lang,
@@ -78,6 +78,14 @@ def call_sms(
         extra=extra,
         reply=_reply(lang, reply_code),
     )
+
+
+def _reminder(language: str, section: str, call: Call, step: int) -> str:
+    """What a repeated notification says first: still unanswered, or (the
+    acknowledgement timeout) taken by someone but still not resolved."""
+    if call.state is CallState.ACKNOWLEDGED:
+        return text(language, f"{section}.unresolved")
+    return text(language, f"{section}.reminder") if step > 0 else ""
 
 
 def _reply(language: str, reply_code: int | None) -> str:
@@ -147,7 +155,7 @@ def voice_script(
     return text(
         lang,
         "voice.script",
-        reminder=text(lang, "voice.reminder") if step > 0 else "",
+        reminder=_reminder(lang, "voice", call, step),
         kind=kind_name(lang, call.kind),
         who=who,
         call_number=number,

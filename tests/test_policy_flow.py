@@ -144,6 +144,8 @@ async def test_ack_timeout_escalates_to_the_holder_then_the_street_and_a_new_ack
     clock.advance(1)
     await tick(app)
     assert sent_to(fake_sms, before) == {DEMO_OPERATOR}  # the person who took it
+    [reminder] = fake_sms.sent[before:]
+    assert "已确认但仍未处理完毕" in reminder.body and "仍无人确认" not in reminder.body
     assert (await actions(app, call_id))[-2:] == ["ack_timeout", "ack_escalated"]
     # A restart between the steps neither loses nor repeats one.
     restarted = Escalator(app.sessions, app.directory, clock)
@@ -329,5 +331,32 @@ steps = [
         names = [e.action for e in view.timeline]
         assert names[1:] == ["step_skipped", "step_skipped", "step_fallback", "escalated"]
         assert view.next_escalation_at == clock.now() + timedelta(seconds=90 + 60)
+    finally:
+        await app.aclose()
+
+
+VOICE_POLICY = """
+[emergency]
+repeat_every_s = 180
+steps = [
+  { delay_s = 0, targets = ["person:demo-operator"], channels = ["sms", "voice"] },
+]
+"""
+
+
+async def test_a_step_asking_for_voice_calls_as_well_as_texting(
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+) -> None:
+    app = await build(tmp_path, database_url, clock, fake_sms, VOICE_POLICY)
+    try:
+        call_id = await press(app, "dev-0001", "v1")
+        await tick(app)
+        view = await app.operations.get_call(call_id)
+        assert {(n.channel, n.to_number) for n in view.notifications} == {
+            ("sms", DEMO_OPERATOR),
+            ("voice", DEMO_OPERATOR),
+        }
+        assert [c.to for c in fake_sms.calls] == [DEMO_OPERATOR]
+        assert sent_to(fake_sms) == {DEMO_OPERATOR}
     finally:
         await app.aclose()
