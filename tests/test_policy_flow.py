@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from dispatcher import db
+from dispatcher import db, rota
 from dispatcher.bootstrap import App
 from dispatcher.clock import FakeClock
 from dispatcher.datafiles import DataFileError
@@ -358,5 +358,40 @@ async def test_a_step_asking_for_voice_calls_as_well_as_texting(
         }
         assert [c.to for c in fake_sms.calls] == [DEMO_OPERATOR]
         assert sent_to(fake_sms) == {DEMO_OPERATOR}
+    finally:
+        await app.aclose()
+
+
+ROTATION_POLICY = """
+[emergency]
+repeat_every_s = 180
+steps = [
+  { delay_s = 0, targets = ["rotation:c-lh-day"] },
+  { delay_s = 60, targets = ["rotation:c-lh-backup"] },
+]
+"""
+
+
+async def test_rotation_targets_follow_the_example_rota_hand_offs(
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+) -> None:
+    app = await build(tmp_path, database_url, clock, fake_sms, ROTATION_POLICY)
+    try:
+        day = rota.rotation_on_call(app.directory, "c-lh-day", clock.now())
+        backup = rota.rotation_on_call(app.directory, "c-lh-backup", clock.now())
+        assert len(day) == 1 and len(backup) == 1 and day != backup
+        # The rotation's person is c-lh's primary on duty now, as the rota says.
+        assert day[0].id in {d.staff.id for d in rota.on_duty(app.directory, "c-lh", clock.now())}
+        await press(app, "dev-0001", "r1")
+        await tick(app)
+        assert sent_to(fake_sms) == {day[0].phone}
+        before = len(fake_sms.sent)
+        clock.advance(60)
+        await tick(app)
+        assert sent_to(fake_sms, before) == {backup[0].phone}
+        # A day later the daily rotation has handed over to the next person.
+        assert (
+            rota.rotation_on_call(app.directory, "c-lh-day", clock.now() + timedelta(days=1)) != day
+        )
     finally:
         await app.aclose()
