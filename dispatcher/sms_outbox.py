@@ -302,7 +302,8 @@ class SmsOutbox:
                     .where(db.sms_outbox.c.id.in_([r.id for r in due]))
                     .values(next_attempt_at=last + self._throttle)
                 )
-                log.info("sms_throttled", to=number, held=len(due), until=last + self._throttle)
+                until = (last + self._throttle).isoformat()
+                log.info("sms_throttled", to=number, held=len(due), until=until)
                 return []
         # The non-urgent rows pending for this number but not due (held by the throttle,
         # or past this batch) leave in the same message.
