@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 import structlog
 from sqlalchemy import ColumnElement, and_, or_, select
@@ -68,32 +69,26 @@ class Escalator:
         self._on_change = on_change  # wakes the SMS outbox
         self._batch = batch
 
+    async def _due(
+        self, session: AsyncSession, state: CallState, due_at: Any, now: datetime
+    ) -> list[str]:
+        """Ids of calls in ``state`` whose ``due_at`` has come, the most overdue first."""
+        found = await session.scalars(
+            select(db.calls.c.id)
+            .where(db.calls.c.state == state.value, due_at <= now)
+            .order_by(due_at)
+            .limit(self._batch)
+        )
+        return list(found)
+
     async def run_due(self) -> int:
         """Fire every step due now (escalation and acknowledgement timeout); returns
         how many fired, skipped steps included."""
         now = self._clock.now()
         async with self._sessions.begin() as session:
-            due = list(
-                await session.scalars(
-                    select(db.calls.c.id)
-                    .where(
-                        db.calls.c.state == CallState.OPEN.value,
-                        db.calls.c.next_escalation_at <= now,
-                    )
-                    .order_by(db.calls.c.next_escalation_at)
-                    .limit(self._batch)
-                )
-            )
-            ack_due = list(
-                await session.scalars(
-                    select(db.calls.c.id)
-                    .where(
-                        db.calls.c.state == CallState.ACKNOWLEDGED.value,
-                        db.calls.c.next_ack_escalation_at <= now,
-                    )
-                    .order_by(db.calls.c.next_ack_escalation_at)
-                    .limit(self._batch)
-                )
+            due = await self._due(session, CallState.OPEN, db.calls.c.next_escalation_at, now)
+            ack_due = await self._due(
+                session, CallState.ACKNOWLEDGED, db.calls.c.next_ack_escalation_at, now
             )
         fired = 0
         for call_id in due:
