@@ -3,15 +3,17 @@ what, and feeds that read back as the same shifts as the rota."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from dispatcher import ical, rota
-from dispatcher.api import create_app
+from dispatcher import cli, ical, rota
+from dispatcher.api import ApiServer, create_app
 from dispatcher.bootstrap import App
 from dispatcher.calendars import FEED_FUTURE, FEED_PAST, CalendarFeeds, feed_token
 
@@ -132,3 +134,30 @@ def test_the_public_url_is_the_base_of_the_feed_urls(app: App) -> None:
     feeds = CalendarFeeds(app.directory, app.clock, "https://centre.example.org/")
     urls = feeds.urls(app.directory.staff["ma-lin"], "http://ignored")
     assert str(urls["shifts"]).startswith("https://centre.example.org/api/v1/staff/ma-lin/")
+
+
+async def test_the_cli_prints_urls_a_calendar_app_can_fetch(
+    app: App, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no config/eldercall.toml
+    feeds = CalendarFeeds(app.directory, app.clock)
+    server = ApiServer(create_app(app.operations, app.clock, calendars=feeds), "127.0.0.1", 0)
+    await server.start()
+    try:
+        with capture_logs():
+            code = await asyncio.to_thread(
+                cli.main,
+                ["calendars", "--api", server.base_url, "--token", "demo-ma-lin-b81f7d25"],
+            )
+            out = capsys.readouterr().out
+            assert code == 0, out
+            token = token_of(app, "ma-lin")
+            mine = f"{server.base_url}/api/v1/staff/ma-lin/shifts.ics?token={token}"
+            assert f"your shifts: {mine}" in out
+            assert f"c-lh (柳湖社区): {server.base_url}/api/v1/rota/c-lh.ics?token={token}" in out
+            async with httpx.AsyncClient(trust_env=False) as plain:  # no bearer header
+                r = await plain.get(mine)
+        assert r.status_code == 200, r.text
+        assert read_back(app, r.content)
+    finally:
+        await server.stop()
