@@ -4,7 +4,9 @@ what, and feeds that read back as the same shifts as the rota."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +18,10 @@ from dispatcher import cli, ical, rota
 from dispatcher.api import ApiServer, create_app
 from dispatcher.bootstrap import App
 from dispatcher.calendars import FEED_FUTURE, FEED_PAST, CalendarFeeds, feed_token
+from dispatcher.clock import FakeClock
+from dispatcher.datafiles import load_directory
 
+DATA = Path(__file__).resolve().parent.parent / "config" / "data"
 OPERATOR = {"Authorization": "Bearer demo-wang-fang-3f9c1a7e"}  # wang-fang, operator
 
 
@@ -161,3 +166,26 @@ async def test_the_cli_prints_urls_a_calendar_app_can_fetch(
         assert read_back(app, r.content)
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize("zone", ["Europe/London", "Asia/Shanghai"])
+def test_a_feed_across_daylight_saving_reads_back_as_the_rota(tmp_path: Path, zone: str) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(DATA, data)
+    rota_toml = data / "rota.toml"
+    rota_toml.write_text(
+        f'timezone = "{zone}"\n' + rota_toml.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    directory = load_directory(data)
+    clock = FakeClock(datetime(2027, 3, 20, 12, 0, tzinfo=UTC))  # the spring change is ahead
+    feeds = CalendarFeeds(directory, clock)
+    now = clock.now()
+    for area in ("d-jb", "c-lh"):
+        data_ics = feeds.area_feed(area)
+        assert f"TZID:{zone}".encode() in data_ics
+        shifts = ical.import_calendar(
+            data_ics, window_start=now - FEED_PAST, window_end=now + FEED_FUTURE,
+            default_timezone=zone,
+        )  # fmt: skip
+        got = {(s.staff_id, s.role, s.start, s.end) for s in shifts}
+        assert got == expected(rota.intervals(directory, area, now - FEED_PAST, now + FEED_FUTURE))

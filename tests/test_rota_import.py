@@ -156,3 +156,29 @@ def test_a_bad_calendar_file_or_area_is_refused(
     assert code == 2 and "cannot read" in out
     code, out = run(capsys, cfg, str(ics), "--area", "c-zz")
     assert code == 2 and "no area 'c-zz'" in out
+
+
+def test_a_floating_overnight_shift_across_the_spring_change_keeps_its_real_length(
+    capsys: pytest.CaptureFixture[str], cfg: Path, data: Path, tmp_path: Path
+) -> None:
+    rota_toml = data / "rota.toml"
+    rota_toml.write_text(
+        'timezone = "Europe/London"\n' + rota_toml.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    night = tmp_path / "night.ics"
+    night.write_bytes(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
+        b"UID:night@test\r\nDTSTAMP:20270301T000000Z\r\nDTSTART:20270327T200000\r\n"
+        b"DTEND:20270328T080000\r\nSUMMARY:Emma Liu\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    code, out = run(capsys, cfg, str(night), "--area", "c-lh", "--from", "2027-03-20")
+    assert code == 0, out
+    assert "Europe/London" in out
+    text = rota_toml.read_text(encoding="utf-8")
+    # 20:00 GMT to 08:00 BST: 11 real hours, the skipped hour neither lost nor doubled.
+    assert "start = 2027-03-27T20:00:00+00:00\nend = 2027-03-28T08:00:00+01:00\n" in text
+    directory = load_directory(data)
+    on = lambda at: "emma-liu" in {d.staff.id for d in rota.on_duty(directory, "c-lh", at)}  # noqa: E731
+    assert on(datetime(2027, 3, 27, 20, 0, tzinfo=UTC))
+    assert on(datetime(2027, 3, 28, 6, 59, tzinfo=UTC))
+    assert not on(datetime(2027, 3, 28, 7, 0, tzinfo=UTC))
