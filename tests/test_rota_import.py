@@ -100,7 +100,7 @@ def test_an_import_adds_dated_shifts_that_put_people_on_duty(
     assert "after a restart" in out
     text = (data / "rota.toml").read_text(encoding="utf-8")
     assert text.startswith(before.rstrip("\n"))
-    assert text.count("[[shift]]") == 4
+    assert text.count("\n[[shift]]\n") == 4
     assert 'uid = "two@test"' in text and 'source = "duty.ics"' in text
     # 2026-12-02 09:00-13:00 in Shanghai: xu-yan, as backup, found by phone.
     assert on_duty(data, datetime(2026, 12, 2, 3, 0, tzinfo=UTC))["xu-yan"] == "backup"
