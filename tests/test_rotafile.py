@@ -226,7 +226,7 @@ def test_a_dated_shift_puts_its_person_on_duty(data: Path) -> None:
     assert "xu-yan" not in {d.staff.id for d in rota.on_duty(directory, "c-lh", later)}
     shown = [
         i
-        for i in rota.intervals(directory, "c-lh", at - (at - at.replace(hour=0)), later)
+        for i in rota.intervals(directory, "c-lh", at.replace(hour=0), later)
         if i.staff_id == "xu-yan"
     ]
     assert [(i.start, i.end, i.role) for i in shown] == [
@@ -277,3 +277,17 @@ def test_a_dated_shift_with_an_offset_keeps_it(data: Path) -> None:
 def test_a_bad_dated_shift_is_named_with_its_line(data: Path, body: str, what: str) -> None:
     header = add_shift(data, body)
     assert f"rota.toml:{header}: {what}" in problem(data)
+
+
+def test_a_dated_shift_makes_a_schedule_for_an_area_without_one(data: Path) -> None:
+    (data / "rota.toml").write_text("", encoding="utf-8")
+    (data / "rota.csv").unlink(missing_ok=True)
+    assert "c-ty" not in load_directory(data).schedule_by_area
+    add_shift(
+        data,
+        'area = "c-ty"\nstaff = "xu-yan"\nstart = 2027-03-02T09:00:00\nend = 2027-03-02T17:00:00\n',
+    )
+    directory = load_directory(data)
+    assert directory.schedule_by_area["c-ty"].timezone == "Asia/Shanghai"
+    at = datetime(2027, 3, 2, 2, 0, tzinfo=UTC)
+    assert [d.staff.id for d in rota.on_duty(directory, "c-ty", at)] == ["xu-yan"]
