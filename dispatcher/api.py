@@ -22,13 +22,14 @@ import uvicorn
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatcher import webhooks
+from dispatcher.calendars import CalendarFeeds, FeedNotFoundError
 from dispatcher.clock import Clock, SystemClock
 from dispatcher.directory import Role, Staff
 from dispatcher.overrides import (
@@ -464,6 +465,74 @@ async def delete_override(
     return _override_view(gone)
 
 
+# ---------------------------------------------------------------- calendar feeds
+# Calendar apps cannot send a bearer header: the feeds take a read-only feed token in
+# the query string (dispatcher.calendars). The request log writes the path only, and
+# uvicorn's access log (which would print the query) is off, so the token is not logged.
+
+_ICS = "text/calendar; charset=utf-8"
+
+
+def _calendars(request: Request) -> CalendarFeeds:
+    found: CalendarFeeds | None = request.app.state.calendars
+    if found is None:
+        raise _Refused(503, "calendar feeds are not available in this server")
+    return found
+
+
+CalendarsDep = Annotated[CalendarFeeds, Depends(_calendars)]
+
+
+def _feed_reader(feeds: CalendarFeeds, token: str | None) -> Staff:
+    reader = feeds.reader(token)
+    if reader is None:
+        raise _Refused(401, "missing or invalid feed token: use the URL from /api/v1/me/calendars")
+    return reader
+
+
+def _ics(data: bytes, filename: str) -> Response:
+    return Response(
+        data, media_type=_ICS, headers={"Content-Disposition": f'inline; filename="{filename}"'}
+    )
+
+
+@router.get("/rota/{area_id}.ics", response_class=Response, tags=["calendars"])
+async def area_calendar(
+    area_id: str, feeds: CalendarsDep, token: Annotated[str | None, Query()] = None
+) -> Response:
+    """An area's schedule as iCalendar (28 days back, 92 ahead), for any staff feed token."""
+    _feed_reader(feeds, token)
+    try:
+        data = feeds.area_feed(area_id)
+    except FeedNotFoundError as exc:
+        raise _Refused(404, str(exc)) from None
+    return _ics(data, f"{area_id}.ics")
+
+
+@router.get("/staff/{staff_id}/shifts.ics", response_class=Response, tags=["calendars"])
+async def staff_calendar(
+    staff_id: str, feeds: CalendarsDep, token: Annotated[str | None, Query()] = None
+) -> Response:
+    """One person's shifts on every schedule: their own feed token or a supervisor's."""
+    reader = _feed_reader(feeds, token)
+    if not feeds.may_read_person(reader, staff_id):
+        raise _Refused(403, "only the person or a supervisor may read someone's shifts")
+    try:
+        data = feeds.person_feed(staff_id)
+    except FeedNotFoundError as exc:
+        raise _Refused(404, str(exc)) from None
+    return _ics(data, f"{staff_id}-shifts.ics")
+
+
+@router.get("/me/calendars", tags=["calendars"])
+async def my_calendars(request: Request, staff: StaffDep, feeds: CalendarsDep) -> dict[str, Any]:
+    """The caller's calendar subscription URLs (with their feed token)."""
+    try:
+        return feeds.urls(staff, str(request.base_url))
+    except FeedNotFoundError as exc:
+        raise _Refused(404, str(exc)) from None
+
+
 # ---------------------------------------------------------------- errors
 
 
@@ -607,10 +676,12 @@ def create_app(
     clock: Clock | None = None,
     twilio: webhooks.TwilioWebhooks | None = None,
     overrides: RotaOverrides | None = None,
+    calendars: CalendarFeeds | None = None,
 ) -> FastAPI:
     """The API over ``ops``; ``clock`` gives "now" for on-duty questions without a time;
     ``twilio`` adds Twilio's webhooks under ``/twilio`` (signed, no bearer token);
-    ``overrides`` serves the rota override routes (503 without it)."""
+    ``overrides`` serves the rota override routes (503 without it); ``calendars`` the
+    iCalendar feeds (503 without it)."""
     app = FastAPI(
         title="Eldercall operator API",
         version="1",
@@ -622,6 +693,7 @@ def create_app(
     app.state.ops = ops
     app.state.clock = clock or SystemClock()
     app.state.overrides = overrides
+    app.state.calendars = calendars
     app.include_router(router)
     if twilio is not None:
         app.state.twilio = twilio

@@ -109,6 +109,10 @@ class ApiClient:
         data = self._request("GET", "/reports/answer-times", params=params)
         return self._parse(_ANSWER_TIMES, data)
 
+    def my_calendars(self) -> dict[str, Any]:
+        """The caller's calendar feed URLs: ``shifts`` and ``schedules`` (area_id, name, url)."""
+        return self._request("GET", "/me/calendars")
+
     def list_overrides(self, include_past: bool = False) -> list[OverrideView]:
         params = {"include_past": "true"} if include_past else {}
         data = self._request("GET", "/rota/overrides", params=params)

@@ -165,7 +165,16 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         from dispatcher.webhooks import TwilioWebhooks
 
         twilio = TwilioWebhooks.from_settings(app.phone, app.settings)
-        api = create_app(app.operations, app.clock, twilio=twilio, overrides=app.overrides)
+        from dispatcher.calendars import CalendarFeeds
+
+        calendars = CalendarFeeds(app.directory, app.clock, app.settings.http.public_url)
+        api = create_app(
+            app.operations,
+            app.clock,
+            twilio=twilio,
+            overrides=app.overrides,
+            calendars=calendars,
+        )
         api.include_router(delivery_router(app))
         http = app.settings.http
         parts["http"] = lambda: serve_api(api, http.host, http.port, stop)

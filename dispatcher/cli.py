@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print JSON instead of tables")
     report.set_defaults(handler=_report)
 
+    calendars = sub.add_parser(
+        "calendars", parents=[api], help="your calendar subscription URLs (iCalendar feeds)"
+    )
+    calendars.add_argument("--json", action="store_true", help="print JSON")
+    calendars.set_defaults(handler=_calendars)
+
     rota_cmd = sub.add_parser("rota", help="the duty rota: check it")
     rota_sub = rota_cmd.add_subparsers(title="rota commands", metavar="ROTA_COMMAND")
     check = rota_sub.add_parser(
@@ -177,6 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="start of the check (default now); like --at of oncall",
     )
     check.set_defaults(handler=_rota_check)
+
+    imp = rota_sub.add_parser(
+        "import",
+        help="add the shifts of an iCalendar (.ics) file to rota.toml as dated shifts "
+        "(offline; a running daemon sees them after a restart)",
+    )
+    _config_option(imp)
+    imp.add_argument("file", metavar="FILE", help="the .ics file")
+    imp.add_argument("--area", required=True, metavar="ID", help="whose schedule gets them")
+    imp.add_argument(
+        "--days", type=_positive_int, default=90, help="how many days to import (default 90)"
+    )
+    imp.add_argument(
+        "--from", dest="start", metavar="TIME", help="first day imported (default now)"
+    )
+    imp.add_argument("--dry-run", action="store_true", help="print what would be added")
+    imp.set_defaults(handler=_rota_import)
 
     overrides = rota_sub.add_parser(
         "overrides", parents=[api], help="list rota overrides (supervisors)"
@@ -424,6 +447,32 @@ def _rota_check(args: argparse.Namespace) -> int:
     if args.start:
         start = _parse_at(args.start, _zone(_settings(config).data.timezone), now)
     return int(rotacli.main_check(config, args.days, start, now))
+
+
+def _calendars(args: argparse.Namespace) -> int:
+    with _Session(args) as s:
+        found = s.client.my_calendars()
+    if args.json:
+        _print_json(found)
+        return 0
+    print(f"your shifts: {found['shifts']}")
+    for schedule in found.get("schedules", []):
+        print(f"{schedule['area_id']} ({schedule['name']}): {schedule['url']}")
+    print("subscribe in a calendar app; the token in these URLs only reads calendars")
+    return 0
+
+
+def _rota_import(args: argparse.Namespace) -> int:
+    from dispatcher import rotaimport
+
+    now = _now()
+    config = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
+    start = None
+    if args.start:
+        start = _parse_at(args.start, _zone(_settings(config).data.timezone), now)
+    return rotaimport.main_import(
+        config, Path(args.file), args.area, args.days, start, now, dry_run=args.dry_run
+    )
 
 
 def _override_line(o: OverrideView, s: _Session) -> str:

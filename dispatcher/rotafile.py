@@ -2,7 +2,7 @@
 
 The file is edited by hand, so every problem is reported as ``file:line: what``,
 the line being that of the ``[[rotation]]``, ``[[schedule]]``, ``[[schedule.rule]]``
-or ``[[override]]`` header the problem is under (a TOML syntax error names its own
+``[[override]]`` or ``[[shift]]`` header the problem is under (a TOML syntax error names its own
 line). The file's format is shown in ``config/data/rota.toml``.
 """
 
@@ -22,16 +22,18 @@ from dispatcher.directory import Area, Staff
 from dispatcher.schedule import (
     DEFAULT_TIMEZONE,
     ROLES,
+    DatedShift,
     Override,
     OverrideKind,
     Rotation,
     Rule,
     Schedule,
     Unit,
+    add_dated_shifts,
 )
 
 ROTA_TOML = "rota.toml"
-_HEADER_RE = re.compile(r"^\s*\[\[\s*(rotation|schedule|schedule\.rule|override)\s*\]\]")
+_HEADER_RE = re.compile(r"^\s*\[\[\s*(rotation|schedule|schedule\.rule|override|shift)\s*\]\]")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
@@ -163,11 +165,24 @@ class OverrideModel(_Model):
     reason: str = ""
 
 
+class ShiftModel(_Model):
+    """A dated one-off shift (hand-written or imported from an .ics by ``rota import``)."""
+
+    area: Ident
+    staff: Ident
+    start: Annotated[datetime, BeforeValidator(_when)]
+    end: Annotated[datetime, BeforeValidator(_when)]
+    role: Role = "primary"
+    uid: str = ""
+    source: str = ""
+
+
 class TopModel(_Model):
     timezone: Zone | None = None
     rotation: list[dict[str, Any]] = Field(default_factory=list)
     schedule: list[dict[str, Any]] = Field(default_factory=list)
     override: list[dict[str, Any]] = Field(default_factory=list)
+    shift: list[dict[str, Any]] = Field(default_factory=list)
 
 
 M = TypeVar("M", bound=_Model)
@@ -344,6 +359,26 @@ def load_rota_file(
             )
         except ValueError as exc:
             problems.append(f"{at}: {label}: {exc}")
+
+    dated: dict[str, list[DatedShift]] = {}
+    for i, data in enumerate(top.shift):
+        at = where("shift", i, len(top.shift))
+        d = parse(ShiftModel, data, at, "shift: ")
+        if d is None:
+            continue
+        label = f"shift of {d.staff!r}"
+        if d.area not in areas:
+            problems.append(f"{at}: {label}: area {d.area!r} is not in areas.csv")
+        if d.staff not in staff:
+            problems.append(f"{at}: {label}: staff {d.staff!r} is not in staff.csv")
+        start, end = (_localise(t, zone) for t in (d.start, d.end))
+        if end <= start:
+            problems.append(f"{at}: {label}: end {d.end.isoformat()} is not after start")
+            continue
+        dated.setdefault(d.area, []).append(DatedShift(d.staff, start, end, d.role))
+    for area_id, shifts in dated.items():
+        found = schedules.get(area_id) or Schedule(area_id, timezone=zone)
+        schedules[area_id] = add_dated_shifts(found, shifts)
     return RotaFile(rotations, schedules, overrides)
 
 

@@ -196,3 +196,98 @@ def test_an_override_in_local_time_is_read_in_the_rota_zone() -> None:
     leave = d.overrides.get("ma-lin-leave")
     assert leave is not None
     assert leave.start == datetime(2026, 12, 13, 16, 0, tzinfo=UTC)
+
+
+# --- dated shifts ([[shift]]) ------------------------------------------------------------
+
+
+def add_shift(folder: Path, body: str) -> int:
+    """Append a [[shift]] table; returns the line of its header."""
+    path = folder / "rota.toml"
+    text = path.read_text(encoding="utf-8").rstrip("\n") + "\n\n"
+    header = text.count("\n") + 1
+    path.write_text(text + "[[shift]]\n" + body, encoding="utf-8")
+    return header
+
+
+def test_a_dated_shift_puts_its_person_on_duty(data: Path) -> None:
+    at = datetime(2027, 3, 2, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
+    before = load_directory(data)
+    assert "xu-yan" not in {d.staff.id for d in rota.on_duty(before, "c-lh", at)}
+    add_shift(
+        data,
+        'area = "c-lh"\nstaff = "xu-yan"\nstart = 2027-03-02T09:00:00\n'
+        'end = 2027-03-02T13:00:00\nrole = "backup"\nuid = "abc@x"\nsource = "t.ics"\n',
+    )
+    directory = load_directory(data)
+    found = {d.staff.id: d.shift_role for d in rota.on_duty(directory, "c-lh", at)}
+    assert found["xu-yan"] == "backup"
+    later = datetime(2027, 3, 2, 5, 0, tzinfo=UTC)  # 13:00: the shift is over
+    assert "xu-yan" not in {d.staff.id for d in rota.on_duty(directory, "c-lh", later)}
+    shown = [
+        i
+        for i in rota.intervals(directory, "c-lh", at.replace(hour=0), later)
+        if i.staff_id == "xu-yan"
+    ]
+    assert [(i.start, i.end, i.role) for i in shown] == [
+        (datetime(2027, 3, 2, 1, 0, tzinfo=UTC), datetime(2027, 3, 2, 5, 0, tzinfo=UTC), "backup")
+    ]
+
+
+def test_a_dated_shift_with_an_offset_keeps_it(data: Path) -> None:
+    add_shift(
+        data,
+        'area = "d-jb"\nstaff = "emma-liu"\nstart = 2027-03-02T09:00:00+00:00\n'
+        "end = 2027-03-02T10:00:00+00:00\n",
+    )
+    directory = load_directory(data)
+    at = datetime(2027, 3, 2, 9, 30, tzinfo=UTC)
+    assert "emma-liu" in {d.staff.id for d in rota.on_duty(directory, "d-jb", at)}
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        (
+            'area = "c-zz"\nstaff = "ma-lin"\n'
+            "start = 2027-03-02T09:00:00\nend = 2027-03-02T10:00:00\n",
+            "shift of 'ma-lin': area 'c-zz' is not in areas.csv",
+        ),
+        (
+            'area = "c-lh"\nstaff = "nobody"\n'
+            "start = 2027-03-02T09:00:00\nend = 2027-03-02T10:00:00\n",
+            "shift of 'nobody': staff 'nobody' is not in staff.csv",
+        ),
+        (
+            'area = "c-lh"\nstaff = "ma-lin"\n'
+            "start = 2027-03-02T09:00:00\nend = 2027-03-02T09:00:00\n",
+            "shift of 'ma-lin': end 2027-03-02T09:00:00 is not after start",
+        ),
+        (
+            'area = "c-lh"\nstaff = "ma-lin"\nstart = 2027-03-02T09:00:00\n',
+            "shift: end is missing",
+        ),
+        (
+            'area = "c-lh"\nstaff = "ma-lin"\nstart = 2027-03-02T09:00:00\n'
+            'end = 2027-03-02T10:00:00\nrole = "boss"\n',
+            "shift: role 'boss' is not one of primary, backup",
+        ),
+    ],
+)
+def test_a_bad_dated_shift_is_named_with_its_line(data: Path, body: str, what: str) -> None:
+    header = add_shift(data, body)
+    assert f"rota.toml:{header}: {what}" in problem(data)
+
+
+def test_a_dated_shift_makes_a_schedule_for_an_area_without_one(data: Path) -> None:
+    (data / "rota.toml").write_text("", encoding="utf-8")
+    (data / "rota.csv").unlink(missing_ok=True)
+    assert "c-ty" not in load_directory(data).schedule_by_area
+    add_shift(
+        data,
+        'area = "c-ty"\nstaff = "xu-yan"\nstart = 2027-03-02T09:00:00\nend = 2027-03-02T17:00:00\n',
+    )
+    directory = load_directory(data)
+    assert directory.schedule_by_area["c-ty"].timezone == "Asia/Shanghai"
+    at = datetime(2027, 3, 2, 2, 0, tzinfo=UTC)
+    assert [d.staff.id for d in rota.on_duty(directory, "c-ty", at)] == ["xu-yan"]
