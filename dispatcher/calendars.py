@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from dispatcher import ical, rota
 from dispatcher.clock import Clock
@@ -76,16 +77,24 @@ class CalendarFeeds:
     def may_read_person(self, reader: Staff, staff_id: str) -> bool:
         return reader.id == staff_id or reader.role is Role.SUPERVISOR
 
-    def _window(self) -> tuple[datetime, datetime]:
-        now = self._clock.now()
-        return now - FEED_PAST, now + FEED_FUTURE
+    def window(self) -> tuple[datetime, datetime]:
+        """From local midnight 28 days ago to local midnight in 92 days: whole days, so
+        a shift cut by the window is cut the same way all day long and keeps its UID
+        between a calendar app's fetches (it changes once a day, at midnight)."""
+        zone = ZoneInfo(self._directory.timezone)
+        today = self._clock.now().astimezone(zone).date()
+
+        def midnight(day: date) -> datetime:
+            return datetime.combine(day, time(0), tzinfo=zone)
+
+        return midnight(today - FEED_PAST), midnight(today + FEED_FUTURE)
 
     def area_feed(self, area_id: str) -> bytes:
         """The schedule of ``area_id`` as an .ics; FeedNotFoundError for an unknown area."""
         area = self._directory.areas.get(area_id)
         if area is None:
             raise FeedNotFoundError(f"no area {area_id!r}")
-        start, end = self._window()
+        start, end = self.window()
         schedule = self._directory.schedule_by_area.get(area_id)
         zone = schedule.timezone if schedule else self._directory.timezone
         found = rota.intervals(self._directory, area_id, start, end)
@@ -98,7 +107,7 @@ class CalendarFeeds:
         staff = self._directory.staff.get(staff_id)
         if staff is None:
             raise FeedNotFoundError(f"no staff member {staff_id!r}")
-        start, end = self._window()
+        start, end = self.window()
         found = rota.person_intervals(self._directory, staff_id, start, end)
         return ical.export_calendar(
             shift_intervals(found),

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from dispatcher import cli, ical, rota
 from dispatcher.api import ApiServer, create_app
 from dispatcher.bootstrap import App
-from dispatcher.calendars import FEED_FUTURE, FEED_PAST, CalendarFeeds, feed_token
+from dispatcher.calendars import CalendarFeeds, feed_token
 from dispatcher.clock import FakeClock
 from dispatcher.datafiles import load_directory
 
@@ -40,12 +40,16 @@ def token_of(app: App, staff_id: str) -> str:
     return found
 
 
+def window(app: App) -> tuple[datetime, datetime]:
+    return CalendarFeeds(app.directory, app.clock).window()
+
+
 def read_back(app: App, data: bytes) -> set[tuple[str | None, str, object, object]]:
-    now = app.clock.now()
+    start, end = window(app)
     shifts = ical.import_calendar(
         data,
-        window_start=now - FEED_PAST,
-        window_end=now + FEED_FUTURE,
+        window_start=start,
+        window_end=end,
         default_timezone="Asia/Shanghai",
     )
     return {(s.staff_id, s.role, s.start, s.end) for s in shifts}
@@ -63,13 +67,27 @@ def test_the_feed_token_is_not_the_api_token_and_follows_it(app: App) -> None:
     assert token != token_of(app, "huang-lei")
 
 
+def test_a_feed_keeps_its_uids_all_day(app: App) -> None:
+    """Calendar apps refetch every hour or so: the window moves by whole days, so a
+    shift cut by it keeps its UID (a new UID would show the shift twice)."""
+    feeds = CalendarFeeds(app.directory, app.clock)
+    morning = feeds.area_feed("d-jb")
+    assert isinstance(app.clock, FakeClock)
+    app.clock.advance(3 * 3600 + 17)
+    afternoon = feeds.area_feed("d-jb")
+
+    def uids(data: bytes) -> set[bytes]:
+        return {line for line in data.splitlines() if line.startswith(b"UID:")}
+
+    assert uids(morning) == uids(afternoon) and len(uids(morning)) > 10
+
+
 async def test_an_area_feed_reads_back_as_the_rota(app: App, client: httpx.AsyncClient) -> None:
     r = await client.get("/api/v1/rota/c-lh.ics", params={"token": token_of(app, "wu-hong")})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "text/calendar; charset=utf-8"
     assert r.headers["content-disposition"] == 'inline; filename="c-lh.ics"'
-    now = app.clock.now()
-    want = expected(rota.intervals(app.directory, "c-lh", now - FEED_PAST, now + FEED_FUTURE))
+    want = expected(rota.intervals(app.directory, "c-lh", *window(app)))
     assert len(want) > 50
     assert read_back(app, r.content) == want
 
@@ -77,10 +95,7 @@ async def test_an_area_feed_reads_back_as_the_rota(app: App, client: httpx.Async
 async def test_a_person_feed_reads_back_as_their_shifts(
     app: App, client: httpx.AsyncClient
 ) -> None:
-    now = app.clock.now()
-    want = expected(
-        rota.person_intervals(app.directory, "ma-lin", now - FEED_PAST, now + FEED_FUTURE)
-    )
+    want = expected(rota.person_intervals(app.directory, "ma-lin", *window(app)))
     assert want
     for reader in ("ma-lin", "zhao-min"):  # herself, a supervisor
         r = await client.get(
@@ -179,13 +194,13 @@ def test_a_feed_across_daylight_saving_reads_back_as_the_rota(tmp_path: Path, zo
     directory = load_directory(data)
     clock = FakeClock(datetime(2027, 3, 20, 12, 0, tzinfo=UTC))  # the spring change is ahead
     feeds = CalendarFeeds(directory, clock)
-    now = clock.now()
+    start, end = feeds.window()
     for area in ("d-jb", "c-lh"):
         data_ics = feeds.area_feed(area)
         assert f"TZID:{zone}".encode() in data_ics
         shifts = ical.import_calendar(
-            data_ics, window_start=now - FEED_PAST, window_end=now + FEED_FUTURE,
+            data_ics, window_start=start, window_end=end,
             default_timezone=zone,
         )  # fmt: skip
         got = {(s.staff_id, s.role, s.start, s.end) for s in shifts}
-        assert got == expected(rota.intervals(directory, area, now - FEED_PAST, now + FEED_FUTURE))
+        assert got == expected(rota.intervals(directory, area, start, end))
