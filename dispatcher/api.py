@@ -19,29 +19,30 @@ from typing import Annotated, Any, Literal
 
 import structlog
 import uvicorn
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, Body, FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dispatcher import webhooks
-from dispatcher.calendars import CalendarFeeds, FeedNotFoundError
-from dispatcher.clock import Clock, SystemClock
-from dispatcher.directory import Role, Staff
-from dispatcher.overrides import (
-    OverrideInFile,
-    OverrideNotFound,
-    OverrideRefused,
-    OverrideRequest,
-    RotaOverrides,
-    is_from_api,
+from dispatcher import api_calendars, api_reports, api_rota, webhooks
+from dispatcher.api_deps import (
+    EARLIEST,
+    ERRORS,
+    LATEST,
+    PREFIX,
+    ErrorBody,
+    Note,
+    OpsDep,
+    Refused,
+    StaffDep,
+    authenticate,
 )
-from dispatcher.reports import AnswerTimes
-from dispatcher.schedule import Override, OverrideKind
+from dispatcher.calendars import CalendarFeeds
+from dispatcher.clock import Clock, SystemClock
+from dispatcher.overrides import RotaOverrides
 from dispatcher.views import (
     CallNotFoundError,
     CallView,
@@ -49,14 +50,22 @@ from dispatcher.views import (
     OnDutyView,
     Operations,
     Outcome,
-    OverrideView,
 )
 
 log = structlog.get_logger(__name__)
 
-PREFIX = "/api/v1"
-MAX_NOTE = 2000
-_EARLIEST, _LATEST = 1900, 9000  # years accepted in on-duty questions
+# The route groups besides calls and duty are in api_rota, api_reports and
+# api_calendars; what they share with this module (the bearer-token dependencies,
+# Refused and the error bodies) is in api_deps, re-exported here.
+__all__ = [
+    "PREFIX",
+    "ApiServer",
+    "CallStateFilter",
+    "ErrorBody",
+    "Refused",
+    "create_app",
+    "serve_api",
+]
 
 
 class CallStateFilter(StrEnum):
@@ -67,11 +76,6 @@ class CallStateFilter(StrEnum):
     RESPONDER_ON_SITE = "responder_on_site"
     CANCELLED = "cancelled"
     RESOLVED = "resolved"
-
-
-class ErrorBody(BaseModel):
-    error: str
-    detail: list[dict[str, Any]] | None = None
 
 
 class HealthBody(BaseModel):
@@ -87,13 +91,6 @@ class OnCallAnswer(BaseModel):
     on_duty: list[OnDutyView]
 
 
-# A note is text for people: line breaks and tabs, but no other control characters
-# (a NUL would not even fit in a PostgreSQL text column).
-Note = Annotated[
-    str, Field(default="", max_length=MAX_NOTE, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")
-]
-
-
 class AckBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -107,101 +104,8 @@ class ResolveBody(BaseModel):
     note: Note = ""
 
 
-class _Refused(Exception):
-    """An answer other than success, decided by a route: becomes ``{"error": message}``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        headers: dict[str, str] | None = None,
-        detail: list[dict[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-        self.detail = detail
-
-
-class OverrideList(BaseModel):
-    overrides: list[OverrideView]
-
-
-class OverrideBody(BaseModel):
-    """A new rota override: ``replace`` (``staff`` takes ``replaces``'s duty), ``add``
-    (``staff`` also on duty) or ``remove`` (``staff`` off), for [start, end)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    area: str = Field(min_length=1, max_length=64, description="a community, street or district id")
-    kind: OverrideKind
-    staff: str = Field(min_length=1, max_length=64)
-    replaces: str | None = Field(default=None, min_length=1, max_length=64)
-    role: Literal["primary", "backup"] | None = None
-    start: AwareDatetime
-    end: AwareDatetime
-    reason: Note = ""
-
-
 # ---------------------------------------------------------------- dependencies
 
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="The staff member's API token from the directory's staff file.",
-)
-
-
-def _ops(request: Request) -> Operations:
-    ops: Operations = request.app.state.ops
-    return ops
-
-
-def _authenticate(request: Request, authorization: str | None) -> Staff:
-    scheme, _, token = (authorization or "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise _Refused(
-            401,
-            "missing API token: send the header 'Authorization: Bearer <token>'",
-            {"WWW-Authenticate": "Bearer"},
-        )
-    # The lookup (and its constant-time comparison) is the service layer's job.
-    ops: Operations = request.app.state.ops
-    staff = ops.staff_for_token(token)
-    if staff is None:
-        raise _Refused(
-            401, "invalid API token", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        )
-    request.state.staff_id = staff.id
-    return staff
-
-
-def _staff(
-    request: Request,
-    # Declared for the OpenAPI security scheme; the header is read below.
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Staff:
-    return _authenticate(request, request.headers.get("authorization"))
-
-
-def _supervisor(staff: Annotated[Staff, Depends(_staff)]) -> Staff:
-    if staff.role is not Role.SUPERVISOR:
-        raise _Refused(403, "only supervisors may see or change rota overrides")
-    return staff
-
-
-def _overrides(request: Request) -> RotaOverrides:
-    found: RotaOverrides | None = request.app.state.overrides
-    if found is None:
-        raise _Refused(503, "rota overrides are not available in this server")
-    return found
-
-
-OpsDep = Annotated[Operations, Depends(_ops)]
-StaffDep = Annotated[Staff, Depends(_staff)]
-SupervisorDep = Annotated[Staff, Depends(_supervisor)]
-OverridesDep = Annotated[RotaOverrides, Depends(_overrides)]
 CallId = Annotated[str, Path(min_length=1, max_length=64, description="e.g. C-20261128-0007")]
 Channel = Annotated[
     Literal["api", "cli"],
@@ -211,12 +115,8 @@ Channel = Annotated[
     ),
 ]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No or unknown API token"},
-    422: {"model": ErrorBody, "description": "The request is malformed"},
-}
 _CALL_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ERRORS,
+    **ERRORS,
     404: {"model": ErrorBody, "description": "No such call"},
 }
 _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -236,7 +136,7 @@ async def health() -> HealthBody:
     return HealthBody()
 
 
-@router.get("/calls", response_model=CallList, responses=_ERRORS, tags=["calls"])
+@router.get("/calls", response_model=CallList, responses=ERRORS, tags=["calls"])
 async def list_calls(
     ops: OpsDep,
     staff: StaffDep,
@@ -298,7 +198,7 @@ async def resolve(
 @router.get(
     "/oncall",
     response_model=OnCallAnswer,
-    responses={**_ERRORS, 404: {"model": ErrorBody, "description": "No such community"}},
+    responses={**ERRORS, 404: {"model": ErrorBody, "description": "No such community"}},
     tags=["duty"],
 )
 async def on_call(
@@ -315,10 +215,10 @@ async def on_call(
     ] = None,
 ) -> OnCallAnswer:
     """Who is on duty at a time (default now) for a community, or for all of them."""
-    if at is not None and not (_EARLIEST <= at.year <= _LATEST):
+    if at is not None and not (EARLIEST <= at.year <= LATEST):
         # Far-off years overflow when the rota converts them between time zones.
-        msg = f"the year must be {_EARLIEST}..{_LATEST}"
-        raise _Refused(
+        msg = f"the year must be {EARLIEST}..{LATEST}"
+        raise Refused(
             422,
             f"query parameter at: {msg}",
             detail=[{"loc": ["query", "at"], "msg": msg, "type": "value_error"}],
@@ -327,210 +227,8 @@ async def on_call(
     try:
         on_duty = await ops.on_duty(at=when, community_id=community)
     except LookupError as exc:
-        raise _Refused(404, f"no community {community}") from exc
+        raise Refused(404, f"no community {community}") from exc
     return OnCallAnswer(at=when, on_duty=on_duty)
-
-
-@router.get(
-    "/reports/answer-times",
-    response_model=AnswerTimes,
-    responses=_ERRORS,
-    tags=["reports"],
-)
-async def answer_times(
-    ops: OpsDep,
-    staff: StaffDep,
-    since: Annotated[
-        datetime,
-        Query(
-            description="Start of the period (included), ISO 8601: 2026-11-01, "
-            "2026-11-01T08:00 or with an offset; a time without one is in the data's time zone"
-        ),
-    ],
-    until: Annotated[
-        datetime | None,
-        Query(description="End of the period (excluded), as `since`; default now"),
-    ] = None,
-) -> AnswerTimes:
-    """Answer times of the calls opened in the period against the social-alarm targets
-    (97.5% within 60 s, 99% within 180 s): overall, per level, per operator, per kind
-    and per channel; technical alerts apart. Any staff member may read it."""
-    for name, when in (("since", since), ("until", until)):
-        if when is not None and not (_EARLIEST <= when.year <= _LATEST):
-            msg = f"the year must be {_EARLIEST}..{_LATEST}"
-            raise _Refused(
-                422,
-                f"query parameter {name}: {msg}",
-                detail=[{"loc": ["query", name], "msg": msg, "type": "value_error"}],
-            )
-    try:
-        return await ops.answer_times(since, until)
-    except ValueError as exc:
-        raise _Refused(
-            422,
-            f"query parameters since, until: {exc}",
-            detail=[{"loc": ["query", "until"], "msg": str(exc), "type": "value_error"}],
-        ) from exc
-
-
-_OVERRIDE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ERRORS,
-    403: {"model": ErrorBody, "description": "Only supervisors may do this"},
-}
-
-
-def _override_view(o: Override) -> OverrideView:
-    return OverrideView(
-        id=o.id,
-        area_id=o.area_id,
-        kind=o.kind.value,
-        staff_id=o.staff_id,
-        replaces=o.replaces,
-        role=o.role,
-        start=o.start,
-        end=o.end,
-        reason=o.reason,
-        created_by=o.created_by,
-        source="api" if is_from_api(o) else "file",
-    )
-
-
-@router.get(
-    "/rota/overrides", response_model=OverrideList, responses=_OVERRIDE_ERRORS, tags=["duty"]
-)
-async def list_overrides(
-    supervisor: SupervisorDep,
-    overrides: OverridesDep,
-    include_past: Annotated[bool, Query(description="also those already over")] = False,
-) -> OverrideList:
-    """The rota overrides in force or to come (the file's and the API's), by start."""
-    return OverrideList(
-        overrides=[_override_view(o) for o in overrides.list(include_past=include_past)]
-    )
-
-
-@router.post(
-    "/rota/overrides",
-    response_model=OverrideView,
-    status_code=201,
-    responses=_OVERRIDE_ERRORS,
-    tags=["duty"],
-)
-async def create_override(
-    body: OverrideBody, supervisor: SupervisorDep, overrides: OverridesDep
-) -> OverrideView:
-    """Make a rota override; it takes effect at once (routing reads it)."""
-    for name, value in (("start", body.start), ("end", body.end)):
-        if not (_EARLIEST <= value.year <= _LATEST):
-            raise _Refused(422, f"{name}: the year must be {_EARLIEST}..{_LATEST}")
-    request = OverrideRequest(
-        area_id=body.area,
-        kind=body.kind,
-        staff_id=body.staff,
-        start=body.start,
-        end=body.end,
-        replaces=body.replaces,
-        role=body.role,
-        reason=body.reason,
-    )
-    try:
-        made = await overrides.create(supervisor, request)
-    except OverrideRefused as exc:
-        raise _Refused(422, str(exc)) from exc
-    return _override_view(made)
-
-
-@router.delete(
-    "/rota/overrides/{override_id}",
-    response_model=OverrideView,
-    responses={
-        **_OVERRIDE_ERRORS,
-        404: {"model": ErrorBody, "description": "No such override"},
-        409: {"model": ErrorBody, "description": "The override is written in the rota file"},
-    },
-    tags=["duty"],
-)
-async def delete_override(
-    override_id: Annotated[str, Path(min_length=1, max_length=64)],
-    supervisor: SupervisorDep,
-    overrides: OverridesDep,
-) -> OverrideView:
-    """Delete an override made through the API; it stops applying at once."""
-    try:
-        gone = await overrides.delete(supervisor, override_id)
-    except OverrideNotFound as exc:
-        raise _Refused(404, f"no override {override_id}") from exc
-    except OverrideInFile as exc:
-        raise _Refused(409, str(exc)) from exc
-    return _override_view(gone)
-
-
-# ---------------------------------------------------------------- calendar feeds
-# Calendar apps cannot send a bearer header: the feeds take a read-only feed token in
-# the query string (dispatcher.calendars). The request log writes the path only, and
-# uvicorn's access log (which would print the query) is off, so the token is not logged.
-
-_ICS = "text/calendar; charset=utf-8"
-
-
-def _calendars(request: Request) -> CalendarFeeds:
-    found: CalendarFeeds | None = request.app.state.calendars
-    if found is None:
-        raise _Refused(503, "calendar feeds are not available in this server")
-    return found
-
-
-CalendarsDep = Annotated[CalendarFeeds, Depends(_calendars)]
-
-
-def _feed_reader(feeds: CalendarFeeds, token: str | None) -> Staff:
-    reader = feeds.reader(token)
-    if reader is None:
-        raise _Refused(401, "missing or invalid feed token: use the URL from /api/v1/me/calendars")
-    return reader
-
-
-def _ics(data: bytes, filename: str) -> Response:
-    return Response(
-        data, media_type=_ICS, headers={"Content-Disposition": f'inline; filename="{filename}"'}
-    )
-
-
-@router.get("/rota/{area_id}.ics", response_class=Response, tags=["calendars"])
-async def area_calendar(
-    area_id: str, feeds: CalendarsDep, token: Annotated[str | None, Query()] = None
-) -> Response:
-    """An area's schedule as iCalendar (28 days back, 92 ahead), for any staff feed token."""
-    _feed_reader(feeds, token)
-    try:
-        data = feeds.area_feed(area_id)
-    except FeedNotFoundError as exc:
-        raise _Refused(404, str(exc)) from None
-    return _ics(data, f"{area_id}.ics")
-
-
-@router.get("/staff/{staff_id}/shifts.ics", response_class=Response, tags=["calendars"])
-async def staff_calendar(
-    staff_id: str, feeds: CalendarsDep, token: Annotated[str | None, Query()] = None
-) -> Response:
-    """One person's shifts on every schedule: their own feed token or a supervisor's."""
-    reader = _feed_reader(feeds, token)
-    if not feeds.may_read_person(reader, staff_id):
-        raise _Refused(403, "only the person or a supervisor may read someone's shifts")
-    try:
-        data = feeds.person_feed(staff_id)
-    except FeedNotFoundError as exc:
-        raise _Refused(404, str(exc)) from None
-    return _ics(data, f"{staff_id}-shifts.ics")
-
-
-@router.get("/me/calendars", tags=["calendars"])
-async def my_calendars(request: Request, staff: StaffDep, feeds: CalendarsDep) -> dict[str, Any]:
-    """The caller's calendar subscription URLs (with their feed token)."""
-    try:
-        return feeds.urls(staff, str(request.base_url))
-    except FeedNotFoundError as exc:
-        raise _Refused(404, str(exc)) from None
 
 
 # ---------------------------------------------------------------- errors
@@ -576,7 +274,7 @@ def _answer(request: Request, status: int, message: str, **extra: Any) -> JSONRe
 
 
 async def _on_refused(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, _Refused)
+    assert isinstance(exc, Refused)
     if exc.detail is not None:
         return _answer(request, exc.status, exc.message, headers=exc.headers, detail=exc.detail)
     return _answer(request, exc.status, exc.message, headers=exc.headers)
@@ -587,8 +285,8 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI parses the body before it runs dependencies: without this a client with
     # no token could probe the API's validation rules.
     try:
-        _authenticate(request, request.headers.get("authorization"))
-    except _Refused as refused:
+        authenticate(request, request.headers.get("authorization"))
+    except Refused as refused:
         return await _on_refused(request, refused)
     errors = list(exc.errors())
     # Echoing the input back is noise (and could be large); keep where, what and why.
@@ -695,10 +393,13 @@ def create_app(
     app.state.overrides = overrides
     app.state.calendars = calendars
     app.include_router(router)
+    app.include_router(api_reports.router)
+    app.include_router(api_rota.router)
+    app.include_router(api_calendars.router)
     if twilio is not None:
         app.state.twilio = twilio
         app.include_router(webhooks.router)
-    app.add_exception_handler(_Refused, _on_refused)
+    app.add_exception_handler(Refused, _on_refused)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(CallNotFoundError, _on_not_found)

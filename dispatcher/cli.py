@@ -21,8 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dispatcher.apiclient import ApiClient, ApiError, OnCall
 from dispatcher.config import ConfigError, Settings, load_settings
-from dispatcher.reports import AnswerTimes, Figures
-from dispatcher.views import CallView, Outcome, OverrideView
+from dispatcher.views import CallView, Outcome
 
 PROG = "eldercall"
 DEFAULT_CONFIG = "config/eldercall.toml"
@@ -77,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: they use this module's helpers.
+    from dispatcher import cli_report, cli_rota
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Emergency call dispatch for elderly residents' home call devices.",
@@ -145,19 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     oncall.set_defaults(handler=_oncall)
 
-    report = sub.add_parser(
-        "report", parents=[api], help="answer times against the 60 s / 180 s targets"
-    )
-    report.add_argument(
-        "--since",
-        required=True,
-        metavar="TIME",
-        help="calls opened from (included): 2026-11-01, '2026-11-01 08:00' or with an "
-        "offset (local times are in the daemon's data time zone)",
-    )
-    report.add_argument("--until", metavar="TIME", help="to (excluded), as --since; default now")
-    report.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    report.set_defaults(handler=_report)
+    cli_report.add_report_parser(sub, api)
 
     calendars = sub.add_parser(
         "calendars", parents=[api], help="your calendar subscription URLs (iCalendar feeds)"
@@ -165,67 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     calendars.add_argument("--json", action="store_true", help="print JSON")
     calendars.set_defaults(handler=_calendars)
 
-    rota_cmd = sub.add_parser("rota", help="the duty rota: check it")
-    rota_sub = rota_cmd.add_subparsers(title="rota commands", metavar="ROTA_COMMAND")
-    check = rota_sub.add_parser(
-        "check",
-        help="report gaps, overlaps and people on duty without a phone (offline); "
-        "exit 1 when the command centre has a gap",
-    )
-    _config_option(check)
-    check.add_argument(
-        "--days", type=_positive_int, default=28, help="how many days to check (default 28)"
-    )
-    check.add_argument(
-        "--from",
-        dest="start",
-        metavar="TIME",
-        help="start of the check (default now); like --at of oncall",
-    )
-    check.set_defaults(handler=_rota_check)
-
-    imp = rota_sub.add_parser(
-        "import",
-        help="add the shifts of an iCalendar (.ics) file to rota.toml as dated shifts "
-        "(offline; a running daemon sees them after a restart)",
-    )
-    _config_option(imp)
-    imp.add_argument("file", metavar="FILE", help="the .ics file")
-    imp.add_argument("--area", required=True, metavar="ID", help="whose schedule gets them")
-    imp.add_argument(
-        "--days", type=_positive_int, default=90, help="how many days to import (default 90)"
-    )
-    imp.add_argument(
-        "--from", dest="start", metavar="TIME", help="first day imported (default now)"
-    )
-    imp.add_argument("--dry-run", action="store_true", help="print what would be added")
-    imp.set_defaults(handler=_rota_import)
-
-    overrides = rota_sub.add_parser(
-        "overrides", parents=[api], help="list rota overrides (supervisors)"
-    )
-    overrides.add_argument("--all", action="store_true", help="also those already over")
-    overrides.add_argument("--json", action="store_true", help="print JSON")
-    overrides.set_defaults(handler=_rota_overrides)
-
-    add = rota_sub.add_parser(
-        "override", parents=[api], help="make a rota override, in force at once (supervisors)"
-    )
-    add.add_argument("kind", choices=["replace", "add", "remove"])
-    add.add_argument("--area", required=True, metavar="ID", help="community, street or district")
-    add.add_argument("--staff", required=True, metavar="ID", help="who takes, joins or leaves")
-    add.add_argument("--replaces", metavar="ID", help="replace: whose duty is taken")
-    add.add_argument("--role", choices=["primary", "backup"])
-    add.add_argument("--start", required=True, metavar="TIME", help="like --at of oncall")
-    add.add_argument("--end", required=True, metavar="TIME")
-    add.add_argument("--reason", default="", help="sickness, holiday, swap...")
-    add.set_defaults(handler=_rota_override)
-
-    remove = rota_sub.add_parser(
-        "delete-override", parents=[api], help="delete an override made through the API"
-    )
-    remove.add_argument("override_id", metavar="ID")
-    remove.set_defaults(handler=_rota_delete_override)
+    cli_rota.add_rota_parser(sub, api)
     return parser
 
 
@@ -424,31 +354,6 @@ def _oncall(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
-    since = _parse_period_end("--since", args.since)
-    until = _parse_period_end("--until", args.until) if args.until else None
-    with _Session(args) as s:
-        report = s.client.answer_times(since, until)
-        if args.json:
-            _print_json(report.model_dump(mode="json"))
-            return 0
-        print("\n".join(_report_lines(report)))
-    return 0
-
-
-def _rota_check(args: argparse.Namespace) -> int:
-    try:
-        rotacli = _import("dispatcher.rotacli", "rota check")
-    except _Unavailable as exc:
-        return _unavailable(exc.command, exc.reason, args)
-    now = _now()
-    config = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
-    start = None
-    if args.start:
-        start = _parse_at(args.start, _zone(_settings(config).data.timezone), now)
-    return int(rotacli.main_check(config, args.days, start, now))
-
-
 def _calendars(args: argparse.Namespace) -> int:
     with _Session(args) as s:
         found = s.client.my_calendars()
@@ -459,69 +364,6 @@ def _calendars(args: argparse.Namespace) -> int:
     for schedule in found.get("schedules", []):
         print(f"{schedule['area_id']} ({schedule['name']}): {schedule['url']}")
     print("subscribe in a calendar app; the token in these URLs only reads calendars")
-    return 0
-
-
-def _rota_import(args: argparse.Namespace) -> int:
-    from dispatcher import rotaimport
-
-    now = _now()
-    config = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
-    start = None
-    if args.start:
-        start = _parse_at(args.start, _zone(_settings(config).data.timezone), now)
-    return rotaimport.main_import(
-        config, Path(args.file), args.area, args.days, start, now, dry_run=args.dry_run
-    )
-
-
-def _override_line(o: OverrideView, s: _Session) -> str:
-    who = f"{o.staff_id} instead of {o.replaces}" if o.replaces else o.staff_id
-    role = f" as {o.role}" if o.role else ""
-    reason = f": {o.reason}" if o.reason else ""
-    return (
-        f"{o.id}  {o.area_id}  {o.kind} {who}{role}  "
-        f"{s.local(o.start, '%Y-%m-%d %H:%M')} - {s.local(o.end, '%Y-%m-%d %H:%M')}"
-        f"  ({o.source}, by {o.created_by}){reason}"
-    )
-
-
-def _rota_overrides(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
-        found = s.client.list_overrides(include_past=args.all)
-        if args.json:
-            _print_json([o.model_dump(mode="json") for o in found])
-            return 0
-        if not found:
-            print("no overrides")
-        for o in found:
-            print(_override_line(o, s))
-        if found:
-            print(f"times in {s.tz_name}")
-    return 0
-
-
-def _rota_override(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
-        body = {
-            "area": args.area,
-            "kind": args.kind,
-            "staff": args.staff,
-            "replaces": args.replaces,
-            "role": args.role,
-            "start": _parse_at(args.start, s.tz, s.now).isoformat(),
-            "end": _parse_at(args.end, s.tz, s.now).isoformat(),
-            "reason": args.reason,
-        }
-        made = s.client.create_override(body)
-        print(f"made {_override_line(made, s)}")
-    return 0
-
-
-def _rota_delete_override(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
-        gone = s.client.delete_override(args.override_id)
-        print(f"deleted {_override_line(gone, s)}")
     return 0
 
 
@@ -639,87 +481,6 @@ def _oncall_lines(answer: OnCall, s: _Session) -> list[str]:
     return lines
 
 
-_FIGURE_HEADS = ["CALLS", "ANSWERED", "UNANSWERED", "<=60s", "60s TARGET", "<=180s"]
-_FIGURE_HEADS += ["180s TARGET", "MEDIAN", "P90"]
-
-
-def _report_lines(report: AnswerTimes) -> list[str]:
-    zone = _zone(report.timezone)
-
-    def local(when: datetime) -> str:
-        return when.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-
-    targets = ", ".join(
-        f"{t.required_pct:g}% within {t.within_s} s" for t in report.overall.targets
-    )
-    lines = [
-        f"Answer times of the calls opened {local(report.since)} to {local(report.until)} "
-        f"({report.timezone}), as of {local(report.now)}",
-        f"Targets: {targets}. A call counts from its opening to its first answer; "
-        "an unanswered call counts as missed once older than the target.",
-    ]
-
-    def section(title: str, heads: list[str], rows: list[list[str]]) -> None:
-        lines.append("")
-        lines.append(title)
-        if not rows:
-            lines.append("  (no calls)")
-            return
-        table = _table([heads + _FIGURE_HEADS, *rows])
-        lines.extend("  " + line for line in table.splitlines())
-
-    section("Residents' calls", [""], [["all", *_figure_cells(report.overall)]])
-    section("By level", ["LEVEL"], [[g.key, *_figure_cells(g)] for g in report.by_level])
-    section(
-        "By operator",
-        ["NAME", "ID", "LEVEL"],
-        [[g.name, g.key, g.level, *_figure_cells(g)] for g in report.by_operator],
-    )
-    section("By kind", ["KIND"], [[g.key, *_figure_cells(g)] for g in report.by_kind])
-    section("By channel", ["CHANNEL"], [[g.key, *_figure_cells(g)] for g in report.by_channel])
-    tech = report.technical
-    section(
-        "Technical alerts (apart: not residents' calls)",
-        [""],
-        [["all", *_figure_cells(tech)]] if tech.calls else [],
-    )
-    return lines
-
-
-def _figure_cells(f: Figures) -> list[str]:
-    cells = [str(f.calls), str(f.answered), str(f.unanswered)]
-    for t in f.targets:
-        share = f"{t.within}/{t.within + t.missed}"
-        if t.pct is not None:
-            share += f" {t.pct:.1f}%"
-        if t.pending:
-            share += f" (+{t.pending} pending)"
-        verdict = "-" if t.met is None else ("met" if t.met else "MISSED")
-        cells += [share, verdict]
-    cells += [_seconds(f.median_s), _seconds(f.p90_s)]
-    return cells
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 600:
-        return f"{round(value, 1):g}s"
-    return _duration(timedelta(seconds=value))  # a long wait reads better as 1h05m
-
-
-def _parse_period_end(option: str, text: str) -> datetime:
-    """An ISO 8601 date or time; a naive one is left for the daemon to place in its
-    data time zone."""
-    try:
-        return datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"{option}: cannot read {text!r}: give 2026-11-01, '2026-11-01 08:00' "
-            "or 2026-11-01T08:00+08:00"
-        ) from None
-
-
 def _fields(pairs: Sequence[tuple[str, str]]) -> list[str]:
     width = max(len(k) for k, _ in pairs) + 2
     return [f"  {(k + ':').ljust(width)}{v}" for k, v in pairs]
@@ -737,6 +498,14 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
         cells = [cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row)]
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 600:
+        return f"{round(value, 1):g}s"
+    return _duration(timedelta(seconds=value))  # a long wait reads better as 1h05m
 
 
 def _duration(delta: timedelta) -> str:
