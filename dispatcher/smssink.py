@@ -13,709 +13,98 @@ answered by a voicemail.
 :class:`SmsSinkServer` runs it with uvicorn in its own thread and event loop, so sync
 fixtures, async tests and the demo can all use it. ``python -m dispatcher.smssink`` runs
 one in the foreground.
+
+This module is the sink's public face and re-exports what it is built from: the records
+and their state (:mod:`dispatcher.sink_state`), the HTTP routes
+(:mod:`dispatcher.sink_routes`) and the status callbacks (:mod:`dispatcher.sink_callbacks`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
-import contextlib
-import dataclasses
-import hmac
-import math
-import re
-import secrets
 import signal
 import socket
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime
-from typing import Any, TypeVar
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from collections.abc import Callable, Iterable
 
-import httpx
 import structlog
 import uvicorn
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from twilio.request_validator import RequestValidator
 
-from dispatcher.config import SmsSettings
+from dispatcher.sink_routes import (
+    AUTH_FAILED,
+    BODY_REQUIRED,
+    BODY_TOO_LONG,
+    DEFAULT_CODE_FOR_STATUS,
+    FROM_REQUIRED,
+    INTERNAL_ERROR,
+    INVALID_STATUS_CALLBACK,
+    INVALID_TO,
+    INVALID_URL,
+    NOT_FOUND,
+    NOT_MOBILE,
+    SERVICE_UNAVAILABLE,
+    TO_REQUIRED,
+    TOO_MANY_REQUESTS,
+    URL_REQUIRED,
+    create_sink_app,
+)
+from dispatcher.sink_state import (
+    API_VERSION,
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_AUTH_TOKEN,
+    VOICE_OUTCOMES,
+    SinkAttempt,
+    SinkCall,
+    SinkCallback,
+    SinkMessage,
+    SinkState,
+    SmsScript,
+    num_segments,
+)
+
+__all__ = [
+    "API_VERSION",
+    "AUTH_FAILED",
+    "BODY_REQUIRED",
+    "BODY_TOO_LONG",
+    "DEFAULT_ACCOUNT_SID",
+    "DEFAULT_AUTH_TOKEN",
+    "FROM_REQUIRED",
+    "INTERNAL_ERROR",
+    "INVALID_STATUS_CALLBACK",
+    "INVALID_TO",
+    "INVALID_URL",
+    "NOT_FOUND",
+    "NOT_MOBILE",
+    "SERVICE_UNAVAILABLE",
+    "TOO_MANY_REQUESTS",
+    "TO_REQUIRED",
+    "URL_REQUIRED",
+    "VOICE_OUTCOMES",
+    "SinkAttempt",
+    "SinkCall",
+    "SinkCallback",
+    "SinkMessage",
+    "SinkState",
+    "SmsScript",
+    "SmsSinkServer",
+    "create_sink_app",
+    "format_sms_line",
+    "main",
+    "num_segments",
+]
 
 log = structlog.get_logger(__name__)
-
-API_VERSION = "2010-04-01"
-DEFAULT_ACCOUNT_SID = SmsSettings().account_sid
-DEFAULT_AUTH_TOKEN = SmsSettings().auth_token
-
-# Twilio error codes the sink answers with.
-AUTH_FAILED = 20003
-NOT_FOUND = 20404
-TOO_MANY_REQUESTS = 20429
-INTERNAL_ERROR = 20500
-SERVICE_UNAVAILABLE = 20503
-INVALID_TO = 21211
-BODY_REQUIRED = 21602
-FROM_REQUIRED = 21603
-TO_REQUIRED = 21604
-INVALID_STATUS_CALLBACK = 21609
-NOT_MOBILE = 21614
-BODY_TOO_LONG = 21617
-URL_REQUIRED = 21205
-INVALID_URL = 21205
-
-_DEFAULT_CODE_FOR_STATUS = {429: TOO_MANY_REQUESTS, 500: INTERNAL_ERROR, 503: SERVICE_UNAVAILABLE}
-_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
-_MAX_BODY = 1600
-
-# GSM 03.38: the basic set costs one septet, the extension set two; anything else forces
-# UCS-2. Used only to report num_segments the way Twilio would.
-_GSM_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
-
-
-def num_segments(body: str) -> int:
-    """How many SMS segments ``body`` takes (GSM-7 160/153, else UCS-2 70/67)."""
-    if all(ch in _GSM_BASIC or ch in _GSM_EXTENDED for ch in body):
-        septets = sum(2 if ch in _GSM_EXTENDED else 1 for ch in body)
-        return 1 if septets <= 160 else math.ceil(septets / 153)
-    units = len(body.encode("utf-16-le")) // 2
-    return 1 if units <= 70 else math.ceil(units / 67)
-
-
-@dataclass(frozen=True)
-class SinkMessage:
-    """One SMS the sink accepted. ``status`` moves to sent/delivered only with callbacks on."""
-
-    sid: str
-    to: str
-    from_: str
-    body: str
-    received_at: datetime
-    status_callback: str | None = None
-    account_sid: str = DEFAULT_ACCOUNT_SID
-    status: str = "queued"
-    updated_at: datetime | None = None
-
-    def resource(self) -> dict[str, Any]:
-        """The Message resource JSON, as in Twilio's OpenAPI ``api.v2010.account.message``."""
-        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
-        created = format_datetime(self.received_at)
-        sent = self.status in ("sent", "delivered")
-        return {
-            "account_sid": self.account_sid,
-            "api_version": API_VERSION,
-            "body": self.body,
-            "date_created": created,
-            "date_sent": format_datetime(self.updated_at) if sent and self.updated_at else None,
-            "date_updated": format_datetime(self.updated_at or self.received_at),
-            "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
-            "from": self.from_,
-            "messaging_service_sid": None,
-            "num_media": "0",
-            "num_segments": str(num_segments(self.body)),
-            "price": None,
-            "price_unit": "USD",
-            "sid": self.sid,
-            "status": self.status,
-            "subresource_uris": {"media": uri.removesuffix(".json") + "/Media.json"},
-            "to": self.to,
-            "uri": uri,
-        }
-
-
-@dataclass(frozen=True)
-class SinkCall:
-    """One voice call the sink accepted; ``status`` follows its scripted progress."""
-
-    sid: str
-    to: str
-    from_: str
-    url: str | None
-    received_at: datetime
-    status_callback: str | None = None
-    status_callback_events: tuple[str, ...] = ()
-    machine_detection: str | None = None
-    account_sid: str = DEFAULT_ACCOUNT_SID
-    status: str = "queued"
-    answered_by: str | None = None
-    updated_at: datetime | None = None
-
-    def resource(self) -> dict[str, Any]:
-        """The Call resource JSON, as in Twilio's OpenAPI ``api.v2010.account.call``."""
-        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{self.sid}.json"
-        return {
-            "account_sid": self.account_sid,
-            "answered_by": self.answered_by,
-            "api_version": API_VERSION,
-            "caller_name": None,
-            "date_created": format_datetime(self.received_at),
-            "date_updated": format_datetime(self.updated_at or self.received_at),
-            "direction": "outbound-api",
-            "duration": None,
-            "end_time": None,
-            "forwarded_from": None,
-            "from": self.from_,
-            "from_formatted": self.from_,
-            "group_sid": None,
-            "parent_call_sid": None,
-            "phone_number_sid": None,
-            "price": None,
-            "price_unit": "USD",
-            "queue_time": "0",
-            "sid": self.sid,
-            "start_time": None,
-            "status": self.status,
-            "subresource_uris": {
-                "recordings": uri.removesuffix(".json") + "/Recordings.json",
-                "notifications": uri.removesuffix(".json") + "/Notifications.json",
-            },
-            "to": self.to,
-            "to_formatted": self.to,
-            "trunk_sid": None,
-            "uri": uri,
-        }
-
-
-# What a scripted number does with a voice call.
-VOICE_OUTCOMES = ("human", "machine", "no-answer", "busy", "failed")
-
-
-@dataclass(frozen=True)
-class SmsScript:
-    """A scripted delivery outcome for SMS to one number: e.g. undelivered with 30006."""
-
-    status: str  # the final status posted: "undelivered", "failed" or "delivered"
-    error_code: int | None = None
-
-
-@dataclass(frozen=True)
-class SinkAttempt:
-    """One POST to Messages.json, whatever the sink answered."""
-
-    http_status: int
-    code: int | None  # the Twilio error code answered, None on success
-    to: str | None
-    at: datetime
-
-
-@dataclass(frozen=True)
-class SinkCallback:
-    """One status callback the sink posted (or tried to)."""
-
-    sid: str
-    status: str
-    url: str
-    http_status: int | None  # the answer of the callback endpoint; None if it failed
-    error: str | None = None
-    params: tuple[tuple[str, str], ...] = ()  # the form posted, signed
 
 
 def format_sms_line(message: SinkMessage) -> str:
     """The console line the demo prints per SMS."""
     body = " ⏎ ".join(message.body.splitlines())
     return f"SMS → {message.to} : {body}"
-
-
-def _new_sid(prefix: str) -> str:
-    return prefix + secrets.token_hex(16)
-
-
-def _twilio_error(status: int, code: int, message: str) -> JSONResponse:
-    """An error answer in Twilio's (legacy, non-RFC 9457) shape, which the library parses."""
-    headers = {"Twilio-Request-Id": _new_sid("RQ")}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
-    payload: dict[str, Any] = {
-        "code": code,
-        "message": message,
-        "more_info": f"https://www.twilio.com/docs/errors/{code}",
-        "status": status,
-    }
-    if code == AUTH_FAILED:
-        payload["detail"] = "Your AccountSid or AuthToken was incorrect."
-    return JSONResponse(
-        payload,
-        status_code=status,
-        headers=headers,
-    )
-
-
-class SinkState:
-    """Everything the sink records and is told, shared between its thread and the caller's."""
-
-    def __init__(
-        self,
-        *,
-        account_sid: str,
-        auth_token: str,
-        on_message: Callable[[SinkMessage], None] | None,
-        landlines: Iterable[str],
-        status_callbacks: bool,
-        callback_delay_s: float,
-    ) -> None:
-        self.account_sid = account_sid
-        self.auth_token = auth_token
-        self.on_message = on_message
-        self.status_callbacks = status_callbacks
-        self.callback_delay_s = callback_delay_s
-        self.changed = threading.Condition()  # guards everything below, notified on change
-        self.landlines: set[str] = set(landlines)
-        self.messages: list[SinkMessage] = []
-        self.attempts: list[SinkAttempt] = []
-        self.callbacks: list[SinkCallback] = []
-        self.faults: deque[tuple[int, int]] = deque()  # (HTTP status, Twilio code) to answer
-        self.calls: list[SinkCall] = []
-        # Per number: scripted outcomes used in turn; the last one stays for good
-        # unless it was given a count (then the number behaves normally afterwards).
-        self.sms_scripts: dict[str, deque[tuple[SmsScript, bool]]] = {}
-        self.voice_scripts: dict[str, deque[tuple[str, bool]]] = {}
-
-    def next_sms_script(self, to: str) -> SmsScript | None:
-        with self.changed:
-            return _next_script(self.sms_scripts, to)
-
-    def next_voice_script(self, to: str) -> str:
-        with self.changed:
-            return _next_script(self.voice_scripts, to) or "human"
-
-    def set_call(self, sid: str, **changes: Any) -> SinkCall | None:
-        with self.changed:
-            for index, call in enumerate(self.calls):
-                if call.sid == sid:
-                    updated = dataclasses.replace(call, updated_at=datetime.now(UTC), **changes)
-                    self.calls[index] = updated
-                    self.changed.notify_all()
-                    return updated
-        return None
-
-    def record_attempt(self, http_status: int, code: int | None, to: str | None) -> None:
-        with self.changed:
-            self.attempts.append(SinkAttempt(http_status, code, to, datetime.now(UTC)))
-            self.changed.notify_all()
-
-    def find(self, sid: str) -> SinkMessage | None:
-        with self.changed:
-            return next((m for m in self.messages if m.sid == sid), None)
-
-    def set_status(self, sid: str, status: str) -> SinkMessage | None:
-        with self.changed:
-            for index, message in enumerate(self.messages):
-                if message.sid == sid:
-                    updated = dataclasses.replace(
-                        message, status=status, updated_at=datetime.now(UTC)
-                    )
-                    self.messages[index] = updated
-                    self.changed.notify_all()
-                    return updated
-        return None
-
-
-T = TypeVar("T")
-
-
-def _next_script(scripts: dict[str, deque[tuple[T, bool]]], to: str) -> T | None:
-    queue = scripts.get(to)
-    if not queue:
-        return None
-    value, counted = queue[0]
-    if counted or len(queue) > 1:
-        queue.popleft()
-    return value
-
-
-def _authenticated(request: Request, state: SinkState) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return False
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    user, sep, password = decoded.partition(":")
-    if not sep:
-        return False
-    # Both compared, constant time, so the sink does not teach timing attacks by example.
-    user_ok = hmac.compare_digest(user.encode(), state.account_sid.encode())
-    password_ok = hmac.compare_digest(password.encode(), state.auth_token.encode())
-    return user_ok and password_ok
-
-
-async def _form_fields(request: Request) -> dict[str, str]:
-    """The urlencoded form, parsed by hand: Starlette's form() needs python-multipart."""
-    raw = await request.body()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return {}
-    # A repeated field (MediaUrl) keeps its first value; the sink does not do media.
-    fields: dict[str, str] = {}
-    for key, value in parse_qsl(text, keep_blank_values=True):
-        fields.setdefault(key, value)
-    return fields
-
-
-def _valid_callback_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-def create_sink_app(state: SinkState) -> Starlette:
-    """The ASGI app; :class:`SmsSinkServer` runs it, tests may also mount it elsewhere."""
-    background: set[asyncio.Task[None]] = set()
-    http: dict[str, httpx.AsyncClient] = {}
-
-    def refusal(request: Request) -> tuple[int, int, str] | None:
-        """(HTTP status, Twilio code, message) if the caller may not use this account."""
-        if not _authenticated(request, state):
-            return 401, AUTH_FAILED, "Authenticate"
-        if request.path_params["account_sid"] != state.account_sid:
-            # Twilio answers so for another account's resources, even with valid credentials.
-            return 404, NOT_FOUND, f"The requested resource {request.url.path} was not found"
-        return None
-
-    async def create_message(request: Request) -> Response:
-        fields = await _form_fields(request)
-        to = fields.get("To", "").strip()
-        with state.changed:
-            fault = state.faults.popleft() if state.faults else None
-        if fault is not None:
-            status, code = fault
-            state.record_attempt(status, code, to or None)
-            return _twilio_error(status, code, f"Injected fault: HTTP {status}")
-        if (refused := refusal(request)) is not None:
-            state.record_attempt(refused[0], refused[1], to or None)
-            return _twilio_error(*refused)
-        from_ = fields.get("From", "").strip()
-        body = fields.get("Body", "")
-        callback = fields.get("StatusCallback") or None
-
-        error: tuple[int, str] | None = None
-        if not to:
-            error = (TO_REQUIRED, "A 'To' phone number is required.")
-        elif not _E164.match(to):
-            error = (INVALID_TO, f"The 'To' number {to} is not a valid phone number.")
-        elif not from_ and not fields.get("MessagingServiceSid"):
-            error = (FROM_REQUIRED, "A 'From' phone number is required.")
-        elif not body:
-            error = (BODY_REQUIRED, "Message body is required.")
-        elif len(body) > _MAX_BODY:
-            error = (
-                BODY_TOO_LONG,
-                "The concatenated message body exceeds the 1600 character limit.",
-            )
-        elif callback is not None and not _valid_callback_url(callback):
-            error = (INVALID_STATUS_CALLBACK, f"The StatusCallback URL {callback} is not valid.")
-        else:
-            with state.changed:
-                landline = to in state.landlines
-            if landline:
-                error = (NOT_MOBILE, f"The 'To' number {to} is not a valid mobile number.")
-        if error is not None:
-            code, text = error
-            state.record_attempt(400, code, to or None)
-            log.info("sms_sink.refused", to=to, code=code, reason=text)
-            return _twilio_error(400, code, text)
-
-        message = SinkMessage(
-            sid=_new_sid("SM"),
-            to=to,
-            from_=from_,
-            body=body,
-            # Twilio's dates have whole seconds (RFC 2822); keep the record consistent.
-            received_at=datetime.now(UTC).replace(microsecond=0),
-            status_callback=callback,
-            account_sid=state.account_sid,
-        )
-        with state.changed:
-            state.messages.append(message)
-            state.attempts.append(SinkAttempt(201, None, to, datetime.now(UTC)))
-            state.changed.notify_all()
-        if state.on_message is not None:
-            try:
-                state.on_message(message)
-            except Exception:
-                log.exception("sms_sink.on_message_failed", sid=message.sid)
-        else:
-            log.info("sms_sink.received", sid=message.sid, to=to, body=body)
-        script = state.next_sms_script(to)
-        if state.status_callbacks or (script is not None and callback is not None):
-            in_background(deliver(message, script or SmsScript("delivered")))
-        return JSONResponse(
-            message.resource(), status_code=201, headers={"Twilio-Request-Id": _new_sid("RQ")}
-        )
-
-    def in_background(work: Any) -> None:
-        task = asyncio.create_task(work)
-        background.add(task)
-        task.add_done_callback(background.discard)
-
-    async def deliver(message: SinkMessage, script: SmsScript) -> None:
-        """Move the message to sent then its final status, posting Twilio's callbacks."""
-        for status in ("sent", script.status):
-            await asyncio.sleep(state.callback_delay_s)
-            state.set_status(message.sid, status)
-            if message.status_callback:
-                code = script.error_code if status == script.status else None
-                await post_callback(message, status, message.status_callback, code)
-
-    async def post_callback(
-        message: SinkMessage, status: str, url: str, error_code: int | None = None
-    ) -> None:
-        params = {
-            "AccountSid": message.account_sid,
-            "ApiVersion": API_VERSION,
-            "From": message.from_,
-            "MessageSid": message.sid,
-            "MessageStatus": status,
-            "SmsSid": message.sid,
-            "SmsStatus": status,
-            "To": message.to,
-        }
-        if error_code is not None:
-            params["ErrorCode"] = str(error_code)
-        await post_signed(message.sid, status, url, params)
-
-    async def post_signed(sid: str, status: str, url: str, params: dict[str, str]) -> None:
-        signature = RequestValidator(state.auth_token).compute_signature(url, params)
-        client = http.get("client")
-        if client is None:
-            client = http["client"] = httpx.AsyncClient(timeout=5.0)
-        answer: int | None = None
-        error: str | None = None
-        try:
-            response = await client.post(
-                url, data=params, headers={"X-Twilio-Signature": signature}
-            )
-            answer = response.status_code
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning("sms_sink.callback_failed", sid=sid, url=url, reason=error)
-        with state.changed:
-            state.callbacks.append(
-                SinkCallback(sid, status, url, answer, error, tuple(sorted(params.items())))
-            )
-            state.changed.notify_all()
-
-    async def create_call(request: Request) -> Response:
-        raw = (await request.body()).decode("utf-8", errors="replace")
-        fields = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-        events = tuple(parse_qs(raw).get("StatusCallbackEvent", []))
-        to = fields.get("To", "").strip()
-        with state.changed:
-            fault = state.faults.popleft() if state.faults else None
-        if fault is not None:
-            state.record_attempt(fault[0], fault[1], to or None)
-            return _twilio_error(fault[0], fault[1], f"Injected fault: HTTP {fault[0]}")
-        if (refused := refusal(request)) is not None:
-            state.record_attempt(refused[0], refused[1], to or None)
-            return _twilio_error(*refused)
-        from_ = fields.get("From", "").strip()
-        url = fields.get("Url") or None
-        callback = fields.get("StatusCallback") or None
-        error: tuple[int, str] | None = None
-        if not to:
-            error = (TO_REQUIRED, "A 'To' phone number is required.")
-        elif not _E164.match(to):
-            error = (INVALID_TO, f"The 'To' number {to} is not a valid phone number.")
-        elif not from_:
-            error = (FROM_REQUIRED, "A 'From' phone number is required.")
-        elif url is None and not fields.get("Twiml") and not fields.get("ApplicationSid"):
-            error = (URL_REQUIRED, "Either Url, Twiml or ApplicationSid is required.")
-        elif url is not None and not _valid_callback_url(url):
-            error = (INVALID_URL, f"Url is not a valid URL: {url}")
-        elif callback is not None and not _valid_callback_url(callback):
-            error = (INVALID_STATUS_CALLBACK, f"The StatusCallback URL {callback} is not valid.")
-        if error is not None:
-            state.record_attempt(400, error[0], to or None)
-            log.info("sms_sink.call_refused", to=to, code=error[0], reason=error[1])
-            return _twilio_error(400, *error)
-        call = SinkCall(
-            sid=_new_sid("CA"),
-            to=to,
-            from_=from_,
-            url=url,
-            received_at=datetime.now(UTC).replace(microsecond=0),
-            status_callback=callback,
-            status_callback_events=events,
-            machine_detection=fields.get("MachineDetection") or None,
-            account_sid=state.account_sid,
-        )
-        with state.changed:
-            state.calls.append(call)
-            state.attempts.append(SinkAttempt(201, None, to, datetime.now(UTC)))
-            state.changed.notify_all()
-        log.info("sms_sink.call", sid=call.sid, to=to, url=url)
-        in_background(progress(call, state.next_voice_script(to)))
-        return JSONResponse(
-            call.resource(), status_code=201, headers={"Twilio-Request-Id": _new_sid("RQ")}
-        )
-
-    async def progress(call: SinkCall, outcome: str) -> None:
-        """Walk the call through Twilio's statuses for ``outcome``, posting callbacks."""
-        answered = outcome in ("human", "machine")
-        final = "completed" if answered else outcome
-        answered_by = None
-        if answered and call.machine_detection:
-            answered_by = "human" if outcome == "human" else "machine_end_beep"
-        steps: list[tuple[str, str]] = [("initiated", "initiated")]
-        if outcome != "failed":
-            steps.append(("ringing", "ringing"))
-        if answered:
-            steps.append(("answered", "in-progress"))
-        steps.append(("completed", final))
-        for sequence, (event, status) in enumerate(steps):
-            await asyncio.sleep(state.callback_delay_s)
-            state.set_call(call.sid, status=status, answered_by=answered_by if answered else None)
-            # Twilio always reports the end; the other events only when asked for.
-            if call.status_callback and (
-                event == "completed" or event in call.status_callback_events
-            ):
-                params = {
-                    "AccountSid": call.account_sid,
-                    "ApiVersion": API_VERSION,
-                    "CallSid": call.sid,
-                    "CallStatus": status,
-                    "Called": call.to,
-                    "Caller": call.from_,
-                    "Direction": "outbound-api",
-                    "From": call.from_,
-                    "SequenceNumber": str(sequence),
-                    "To": call.to,
-                }
-                if answered_by is not None and event in ("answered", "completed"):
-                    params["AnsweredBy"] = answered_by
-                if event == "completed":
-                    params["CallDuration"] = "12" if answered else "0"
-                await post_signed(call.sid, status, call.status_callback, params)
-
-    async def fetch_call(request: Request) -> Response:
-        if (refused := refusal(request)) is not None:
-            return _twilio_error(*refused)
-        with state.changed:
-            call = next((c for c in state.calls if c.sid == request.path_params["sid"]), None)
-        if call is None:
-            return _twilio_error(
-                404, NOT_FOUND, f"The requested resource {request.url.path} was not found"
-            )
-        return JSONResponse(call.resource())
-
-    async def fetch_message(request: Request) -> Response:
-        if (refused := refusal(request)) is not None:
-            return _twilio_error(*refused)
-        message = state.find(request.path_params["sid"])
-        if message is None:
-            return _twilio_error(
-                404, NOT_FOUND, f"The requested resource {request.url.path} was not found"
-            )
-        return JSONResponse(message.resource())
-
-    async def list_recorded(request: Request) -> Response:
-        with state.changed:
-            messages = list(state.messages)
-        return JSONResponse(
-            [
-                {
-                    "sid": m.sid,
-                    "to": m.to,
-                    "from": m.from_,
-                    "body": m.body,
-                    "status": m.status,
-                    "status_callback": m.status_callback,
-                    "received_at": m.received_at.isoformat(),
-                }
-                for m in messages
-            ]
-        )
-
-    async def list_calls(request: Request) -> Response:
-        with state.changed:
-            calls = list(state.calls)
-        return JSONResponse(
-            [
-                {
-                    "sid": c.sid,
-                    "to": c.to,
-                    "from": c.from_,
-                    "url": c.url,
-                    "status": c.status,
-                    "answered_by": c.answered_by,
-                    "status_callback": c.status_callback,
-                    "received_at": c.received_at.isoformat(),
-                }
-                for c in calls
-            ]
-        )
-
-    async def clear_recorded(request: Request) -> Response:
-        with state.changed:
-            state.messages.clear()
-            state.attempts.clear()
-            state.callbacks.clear()
-            state.calls.clear()
-            state.changed.notify_all()
-        return Response(status_code=204)
-
-    async def inject_faults(request: Request) -> Response:
-        """``POST /sink/fail?count=3&status=503``: the next POSTs answer that error."""
-        try:
-            count = int(request.query_params.get("count", "1"))
-            status = int(request.query_params.get("status", "500"))
-        except ValueError:
-            return JSONResponse({"error": "count and status must be integers"}, status_code=400)
-        code = int(request.query_params.get("code", _DEFAULT_CODE_FOR_STATUS.get(status, 20500)))
-        with state.changed:
-            state.faults.extend([(status, code)] * count)
-        return JSONResponse({"queued_faults": count, "status": status, "code": code})
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        if status == 405:
-            return _twilio_error(405, 20004, f"Method not allowed: {request.method}")
-        return _twilio_error(
-            404, NOT_FOUND, f"The requested resource {request.url.path} was not found"
-        )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        for task in list(background):
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        if (client := http.pop("client", None)) is not None:
-            await client.aclose()
-
-    base = f"/{API_VERSION}/Accounts/{{account_sid}}"
-    return Starlette(
-        routes=[
-            Route(f"{base}/Messages.json", create_message, methods=["POST"]),
-            Route(f"{base}/Messages/{{sid}}.json", fetch_message, methods=["GET"]),
-            Route(f"{base}/Calls.json", create_call, methods=["POST"]),
-            Route(f"{base}/Calls/{{sid}}.json", fetch_call, methods=["GET"]),
-            Route("/sink/messages", list_recorded, methods=["GET"]),
-            Route("/sink/messages", clear_recorded, methods=["DELETE"]),
-            Route("/sink/calls", list_calls, methods=["GET"]),
-            Route("/sink/fail", inject_faults, methods=["POST"]),
-        ],
-        exception_handlers={404: not_found, 405: not_found},
-        lifespan=lifespan,
-    )
 
 
 class SmsSinkServer:
@@ -935,7 +324,7 @@ class SmsSinkServer:
         ``code`` defaults to Twilio's code for that status (20429, 20500, 20503).
         """
         if code is None:
-            code = _DEFAULT_CODE_FOR_STATUS.get(status, INTERNAL_ERROR)
+            code = DEFAULT_CODE_FOR_STATUS.get(status, INTERNAL_ERROR)
         with self._state.changed:
             self._state.faults.extend([(status, code)] * count)
 
