@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dispatcher import db, phone_texts, replies, replycodes
+from dispatcher import db, messages, phone_texts, replies, replycodes
 from dispatcher.calls import Call, CallKind, CallState, TimelineEntry
 from dispatcher.clock import Clock
 from dispatcher.directory import Directory
@@ -284,7 +284,10 @@ class PhoneDesk:
         return VoiceAnswer(
             VoiceStep.PROMPT,
             lang,
-            phone_texts.voice_prompt(call, resident, self._directory, lang),
+            # The same script the outbox stored with the call (the message catalogues).
+            messages.voice_script(
+                call, resident, self._directory, lang, max(call.escalation_step - 1, 0)
+            ),
             phone_texts.voice_no_key(lang),
         )
 

@@ -1,5 +1,6 @@
 """What the centre says back by phone: SMS answers to replies and the voice call's
-script, in Chinese (``zh``) or English (``en``). Pure.
+answers to keys, in Chinese (``zh``) or English (``en``). Pure. (The script a voice
+call reads about the call is ``messages.voice_script``, from the catalogues.)
 
 Like the SMS that go out, nothing here carries medical notes or key-safe codes:
 who, where, what kind and the call id are what a responder needs to act.
@@ -9,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dispatcher.calls import Call, CallKind
-from dispatcher.directory import Directory, Resident
+from dispatcher.calls import CallKind
 
 MAX_LISTED = 5  # open calls listed in one answer; an SMS should stay short
 
@@ -128,31 +128,6 @@ def unknown_sender() -> str:
 
 
 # ---------------------------------------------------------------- voice
-
-
-def voice_prompt(call: Call, resident: Resident | None, directory: Directory, language: str) -> str:
-    """The call read out, and the question: press 1."""
-    zh = lang_of(language) == "zh"
-    kind = kind_name(call.kind, language)
-    if resident is None:
-        who = f"未登记设备 {call.device_id}" if zh else f"unregistered device {call.device_id}"
-    else:
-        community = directory.areas.get(resident.community_id)
-        place = "" if community is None else f"{community.name}，" if zh else f"{community.name}, "
-        who = (
-            f"{resident.name}，{place}地址 {resident.address}"
-            if zh
-            else f"{resident.name}, {place}address {resident.address}"
-        )
-    if zh:
-        return (
-            f"您好，这里是 Eldercall 养老呼叫指挥中心。{kind}：{who}。"
-            f"呼叫编号 {call.id}。确认接单请按 1。"
-        )
-    return (
-        f"Hello, this is the Eldercall command centre. {kind.capitalize()}: {who}. "
-        f"Call {call.id}. Press 1 to acknowledge."
-    )
 
 
 def voice_no_key(language: str) -> str:
