@@ -126,6 +126,19 @@ class Call:
     def is_escalating(self) -> bool:
         return self.state is CallState.OPEN and self.next_escalation_at is not None
 
+    def wants_notification(self, queued_at: datetime) -> bool:
+        """Whether a notification queued at ``queued_at`` should still reach someone:
+        the call is unacknowledged, or its acknowledgement timeout queued it (it was
+        queued since the timeout fell). ``escalator.outbox_row_wanted`` is this rule
+        in SQL, for the outbox's claim."""
+        if self.state is CallState.OPEN:
+            return True
+        return (
+            self.state is CallState.ACKNOWLEDGED
+            and self.ack_timeout_at is not None
+            and queued_at >= self.ack_timeout_at
+        )
+
     @property
     def is_ack_escalating(self) -> bool:
         """Acknowledged, and the acknowledgement timeout is running (or has fired)."""

@@ -43,7 +43,8 @@ class Fired(Enum):
 def outbox_row_wanted() -> ColumnElement[bool]:
     """Whether an outbox row's call still wants it sent (for the outbox's claim,
     joined on ``calls``): an unacknowledged call, or an acknowledged one whose
-    acknowledgement timeout queued the row (created since the timeout fell)."""
+    acknowledgement timeout queued the row (created since the timeout fell). The same
+    rule as ``Call.wants_notification``."""
     return or_(
         db.calls.c.state == CallState.OPEN.value,
         and_(

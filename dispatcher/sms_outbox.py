@@ -30,7 +30,7 @@ from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher import db, notify
-from dispatcher.calls import Call, CallKind, CallState, TimelineEntry
+from dispatcher.calls import Call, CallKind, TimelineEntry
 from dispatcher.clock import Clock
 from dispatcher.contact_methods import Channel, methods_for, next_after, person_phone
 from dispatcher.directory import Directory
@@ -89,6 +89,7 @@ _COLUMNS = (
     db.sms_outbox.c.language,
     db.sms_outbox.c.reply_code,
     db.sms_outbox.c.summary,
+    db.sms_outbox.c.created_at,
     db.calls.c.kind,
 )
 
@@ -439,7 +440,7 @@ class SmsOutbox:
         if self._directory is None:
             return
         call = await session.get(Call, row.call_id)
-        if call is None or call.state is not CallState.OPEN:
+        if call is None or not call.wants_notification(row.created_at):
             return  # acknowledged or closed meanwhile: nobody needs reaching any more
         directory = self._directory
         phone = person_phone(directory, row.recipient) or row.to_number

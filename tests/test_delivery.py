@@ -232,6 +232,22 @@ async def test_a_person_with_no_method_left_is_on_the_timeline(
     assert any(a == "notify_exhausted" for a, _ in await timeline(app, call_id))
 
 
+async def test_an_ack_timeout_reminder_that_fails_moves_to_the_next_method(
+    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+) -> None:
+    call_id = await press(app, "dev-0001", "emergency", "a1")
+    await tick(app)
+    await app.operations.acknowledge(call_id, "wang-fang", "api")
+    fake_sms.fail_number(WANG)  # wang-fang's phone stops taking SMS
+    clock.advance(45 * 60)  # the acknowledgement timeout: a reminder to the holder
+    await tick(app)
+    [voice] = await rows(app, channel="voice")
+    assert voice.to_number == WANG and voice.recipient == "wang-fang"
+    await tick(app)
+    assert [c.to for c in fake_sms.calls] == [WANG]  # the reminder reached them by voice
+    assert "notify_fallback" in [a for a, _ in await timeline(app, call_id)]
+
+
 async def test_temporary_callback_failure_is_retried_with_backoff(
     app: App, clock: FakeClock, fake_sms: FakeSmsSender
 ) -> None:
