@@ -10,13 +10,14 @@ import pytest
 
 from dispatcher.cli import main
 from tests.support.app import DATA
+from tests.support.ports import isolated_endpoints_toml
 
 
 def config(tmp_path: Path, data: Path, extra: str = "") -> Path:
     path = tmp_path / "eldercall.toml"
     path.write_text(
         f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "x.db"}"\n'
-        f'[data]\ndir = "{data}"\n{extra}',
+        f'[data]\ndir = "{data}"\n{isolated_endpoints_toml()}{extra}',
         encoding="utf-8",
     )
     return path
@@ -44,7 +45,8 @@ def test_a_bad_rota_line_stops_the_daemon_with_file_and_line(
 def test_a_bad_configuration_value_stops_the_daemon(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = config(tmp_path, DATA, '[mqtt]\nurl = "http://broker"\n')
+    path = tmp_path / "eldercall.toml"  # no isolated endpoints: they would repeat [mqtt]
+    path.write_text(f'[data]\ndir = "{DATA}"\n[mqtt]\nurl = "http://broker"\n', encoding="utf-8")
     assert main(["run", "--config", str(path)]) == 2
     captured = capsys.readouterr()
     assert "mqtt.url" in captured.out + captured.err

@@ -203,7 +203,10 @@ async def test_undelivered_30006_moves_to_the_next_method_at_once(
     call_id = await press(app, "dev-0001", "emergency", "f1")
     await tick(app)
     sms = next(r for r in await rows(app) if r.to_number == WANG)
-    assert fake_sms.to(WANG)[0].status_callback == f"http://127.0.0.1:8080/twilio/status/{sms.id}"
+    assert (
+        fake_sms.to(WANG)[0].status_callback
+        == f"{app.settings.http.base_url}/twilio/status/{sms.id}"
+    )
     params = {"MessageSid": sms.provider_sid, "MessageStatus": "undelivered", "ErrorCode": "30006"}
     assert await app.outbox.record_status(sms.id, {**params, "MessageStatus": "sent"})
     assert await app.outbox.record_status(sms.id, params)
@@ -213,7 +216,7 @@ async def test_undelivered_30006_moves_to_the_next_method_at_once(
     assert (await rows(app, id=sms.id))[0].status == "failed"
     await app.outbox.send_due()
     assert [(c.to, c.url) for c in fake_sms.calls] == [
-        (WANG, f"http://127.0.0.1:8080/twilio/voice/{voice[0].id}")
+        (WANG, f"{app.settings.http.base_url}/twilio/voice/{voice[0].id}")
     ]
     events = await timeline(app, call_id)
     assert any(a == "sms_failed" and "30006" in d and "landline" in d for a, d in events)

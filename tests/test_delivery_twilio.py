@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from dispatcher.clock import FakeClock
 from dispatcher.contact_methods import Channel, ContactMethod
 from dispatcher.smssink import SmsSinkServer
 from tests.support.app import HOTLINE, event, settings_for
+from tests.support.ports import free_port
 from tests.support.sms import sms_settings_for
 
 WANG = "+8613916200101"  # on the hotline at TUESDAY_10AM
@@ -68,18 +68,12 @@ class Live:
         self.app.outbox._directory = directory
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def live(
     tmp_path: Path, clock: FakeClock, make_sms_sink: Callable[..., SmsSinkServer]
 ) -> AsyncIterator[Live]:
     sink = make_sms_sink(callback_delay_s=0.01)
-    port = _free_port()
+    port = free_port()
     settings = settings_for(
         tmp_path,
         sms=sms_settings_for(sink, auth_token_secondary="the-next-auth-token").model_dump(),
@@ -253,7 +247,7 @@ async def test_the_daemon_serves_the_status_route_and_checks_signatures(
 ) -> None:
     from dispatcher.bootstrap import run
 
-    port = _free_port()
+    port = free_port()
     settings = settings_for(
         tmp_path / "daemon",
         sms=sms_settings_for(sms_sink).model_dump(),

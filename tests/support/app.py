@@ -17,6 +17,7 @@ from dispatcher.bootstrap import App, build
 from dispatcher.clock import FakeClock
 from dispatcher.config import Settings, load_settings
 from dispatcher.sms import FakeSmsSender, SmsSender
+from tests.support.ports import free_port, unique_client_id
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "config" / "data"
@@ -34,12 +35,18 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    # Loopback ports nobody listens on and a client id of its own: a test that runs the
+    # daemon never reaches a default broker, binds a default port or takes a real session.
     base: dict[str, Any] = {
+        "mqtt": {"url": f"mqtt://127.0.0.1:{free_port()}", "client_id": unique_client_id()},
+        "http": {"listen": f"127.0.0.1:{free_port()}"},
         "database": {"url": sqlite_url(tmp_path)},
         "data": {"dir": str(DATA), "timezone": "Asia/Shanghai"},
         "escalation": {"poll_interval_s": 0.05},
     }
-    base.update(overrides)
+    for key, value in overrides.items():  # one level deep: mqtt={"url": ...} keeps the id
+        merge = isinstance(value, dict) and isinstance(base.get(key), dict)
+        base[key] = {**base[key], **value} if merge else value
     return load_settings(None, **base)
 
 

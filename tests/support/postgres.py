@@ -21,7 +21,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+
+from tests.support.ports import free_port
 
 # Where Debian puts the server binaries (not on PATH); ELDERCALL_PG_BIN overrides.
 DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
@@ -71,12 +72,6 @@ def remove_stale_clusters(older_than_s: float = 600) -> None:
             if pid_file.exists() and Path(f"/proc/{int(pid_file.read_text().split()[0])}").exists():
                 continue  # its server is running
             shutil.rmtree(folder)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PostgresServer:
@@ -126,7 +121,7 @@ class PostgresServer:
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
         for _attempt in range(3):  # the free port may be taken between probe and bind
-            self.port = _free_port()
+            self.port = free_port()
             if self._serve():
                 return
         raise RuntimeError(f"PostgreSQL did not start:\n{self._log_tail()}")
