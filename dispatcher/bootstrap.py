@@ -230,10 +230,10 @@ def _ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def main_run(config_path: str | None) -> int:
+def main_run(config_path: str | None, *, clock: Clock | None = None) -> int:
     """``eldercall run``: the daemon in the foreground until SIGINT or SIGTERM."""
     logs.configure()
-    return run_main(config_path, _run_until_signalled)
+    return run_main(config_path, lambda settings: _run_until_signalled(settings, clock))
 
 
 def run_main(config_path: str | None, body: Callable[[Settings], Coroutine[Any, Any, None]]) -> int:
@@ -261,10 +261,10 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _run_until_signalled(settings: Settings) -> None:
+async def _run_until_signalled(settings: Settings, clock: Clock | None = None) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
-    app = await build(settings)
+    app = await build(settings, clock=clock)
     try:
         await run(app, stop)
     finally:

@@ -13,13 +13,14 @@ import os
 import sys
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dispatcher.apiclient import ApiClient, ApiError, OnCall
+from dispatcher.clock import Clock, SystemClock
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.views import CallView, Outcome
 
@@ -45,9 +46,13 @@ class UsageError(Exception):
     """Something the user must change in the command line or configuration (exit 2)."""
 
 
+def _clock() -> Clock:
+    """The clock of every command, the daemon's included (replaced in tests)."""
+    return SystemClock()
+
+
 def _now() -> datetime:
-    """The CLI's notion of now (replaced in tests)."""
-    return datetime.now(UTC)
+    return _clock().now()
 
 
 # ---------------------------------------------------------------- entry point
@@ -204,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
         bootstrap = _import("dispatcher.bootstrap", "run")
     except _Unavailable as exc:
         return _unavailable(exc.command, exc.reason, args)
-    return int(bootstrap.main_run(args.config))
+    return int(bootstrap.main_run(args.config, clock=_clock()))
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 and delete overrides through the API.
 
 Registered by ``dispatcher.cli.build_parser``; uses that module's session, parsing and
-formatting helpers (through the module, so a test's replacement of ``cli._now`` holds).
+formatting helpers (through the module, so a test's replacement of ``cli._clock`` holds).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from dispatcher import cli
 from dispatcher.api import ApiServer, CallStateFilter, create_app
+from dispatcher.clock import FakeClock
 from dispatcher.views import Outcome
 from tests.support.fake_ops import FakeOperations, sample_ops
 
@@ -53,7 +54,7 @@ def quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ops: FakeOperatio
         monkeypatch.delenv(name, raising=False)
     # No config/eldercall.toml here unless a test writes one.
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_now", ops.clock.now)
+    monkeypatch.setattr(cli, "_clock", lambda: ops.clock)
 
 
 @pytest.fixture
@@ -405,8 +406,8 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 def test_run_and_demo_call_their_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[object, ...]] = []
 
-    def main_run(config_path: str | None) -> int:
-        seen.append(("run", config_path))
+    def main_run(config_path: str | None, *, clock: object) -> int:
+        seen.append(("run", config_path, clock))
         return 3
 
     def main_demo(config_path: str | None, homes: int) -> int:
@@ -419,13 +420,15 @@ def test_run_and_demo_call_their_entry_points(monkeypatch: pytest.MonkeyPatch) -
     demo.main_demo = main_demo  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "dispatcher.bootstrap", bootstrap)
     monkeypatch.setitem(sys.modules, "dispatcher.demo", demo)
+    clock = FakeClock(datetime(2026, 11, 28, 0, 15, tzinfo=UTC))
+    monkeypatch.setattr(cli, "_clock", lambda: clock)
     assert cli.main(["run", "--config", "x.toml"]) == 3
     assert cli.main(["run"]) == 3
     assert cli.main(["demo", "--homes", "4"]) == 0
     assert cli.main(["demo"]) == 0
     assert seen == [
-        ("run", "x.toml"),
-        ("run", None),
+        ("run", "x.toml", clock),  # the daemon runs on the CLI's clock
+        ("run", None, clock),
         ("demo", None, 4),
         ("demo", None, cli.DEFAULT_DEMO_HOMES),
     ]

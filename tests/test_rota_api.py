@@ -202,7 +202,7 @@ async def test_the_cli_makes_lists_and_deletes_overrides(
     app: App, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no config/eldercall.toml: the default zone, Asia/Shanghai
-    monkeypatch.setattr(cli, "_now", app.clock.now)
+    monkeypatch.setattr(cli, "_clock", lambda: app.clock)
     server = ApiServer(
         create_app(app.operations, app.clock, overrides=app.overrides), "127.0.0.1", 0
     )

@@ -14,6 +14,7 @@ from sqlalchemy import insert
 from dispatcher import cli, db
 from dispatcher.clock import FakeClock
 from tests.support.app import DATA, TUESDAY_10AM, built_app, settings_for
+from tests.support.ports import isolated_endpoints_toml
 
 T = TUESDAY_10AM
 
@@ -67,7 +68,7 @@ def config(tmp_path: Path, data: Path, extra: str = "") -> Path:
     path = tmp_path / "eldercall.toml"
     path.write_text(
         f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "x.db"}"\n'
-        f'[data]\ndir = "{data}"\n{extra}',
+        f'[data]\ndir = "{data}"\n{isolated_endpoints_toml()}{extra}',
         encoding="utf-8",
     )
     return path
@@ -75,7 +76,7 @@ def config(tmp_path: Path, data: Path, extra: str = "") -> Path:
 
 @pytest.fixture(autouse=True)
 def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_now", lambda: T)
+    monkeypatch.setattr(cli, "_clock", lambda: FakeClock(T))
 
 
 def check(capsys: pytest.CaptureFixture[str], cfg: Path, *args: str) -> tuple[int, str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher import cli, rota
+from dispatcher.clock import FakeClock
 from dispatcher.datafiles import load_directory
 
 DATA = Path(__file__).resolve().parent.parent / "config" / "data"
@@ -52,7 +53,7 @@ END:VCALENDAR\r
 
 @pytest.fixture(autouse=True)
 def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_now", lambda: T)
+    monkeypatch.setattr(cli, "_clock", lambda: FakeClock(T))
 
 
 @pytest.fixture
