@@ -102,7 +102,9 @@ class Devices:
     async def publish(self, stop: asyncio.Event) -> None:
         n = 0
         async with mqtt_client(self.url) as client:
-            while not stop.is_set():
+            # Bounded: enough traffic to span the kill and the restart, not so much that
+            # draining the backlog races the test's own timeouts on a loaded machine.
+            while not stop.is_set() and n < MAX_LOAD_EVENTS:
                 device_id = f"dev-{10 + n % 10:04d}"
                 ref = f"load-{n}"
                 # "cancel" with no open call: stored and answered, opens nothing.
@@ -110,7 +112,10 @@ class Devices:
                 await client.publish(f"{self.root}/dev/{device_id}/event", body, qos=1)
                 self.published.add((device_id, ref))
                 n += 1
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.02)
+
+
+MAX_LOAD_EVENTS = 200
 
 
 def stored_events(db: Path) -> set[tuple[str, str]]:
