@@ -4,13 +4,26 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/eldercall.toml
 
-.PHONY: run test lint unit integration system-deps venv clean bench
+.PHONY: run test lint unit integration system-deps venv clean bench lock
 
-$(BIN)/eldercall: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+UV_VERSION := 0.13.9
+TOOLS      := .tools
+UV         := $(TOOLS)/bin/uv
+
+# uv itself lives in a venv of its own: `uv sync` makes .venv exactly what uv.lock says
+# (hashes checked), and would take out anything else, uv included.
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet 'uv==$(UV_VERSION)'
+
+# Installs exactly what uv.lock pins, so a new release upstream cannot break a fresh clone.
+# After changing the dependencies in pyproject.toml: `make lock`, and commit uv.lock.
+$(BIN)/eldercall: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet --python $(PYTHON) --extra dev --extra postgres
 	touch $@
+
+lock: | $(UV)
+	$(UV) lock
 
 venv: $(BIN)/eldercall
 
@@ -41,4 +54,4 @@ test: venv system-deps lint
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache var
