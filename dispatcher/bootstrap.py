@@ -14,24 +14,25 @@ import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from dispatcher import logs, migrate
-from dispatcher.clock import Clock, SystemClock
+from dispatcher import logs
+from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
+from dispatcher.adapters.files.directory_files import DataFileError, load_directory
+from dispatcher.adapters.files.policies import POLICIES, PolicyBook, load_policies
+from dispatcher.adapters.mqtt.gateway import MqttGateway
 from dispatcher.config import ConfigError, Settings, load_settings
-from dispatcher.datafiles import DataFileError, load_directory
-from dispatcher.db import make_engine, make_sessionmaker
-from dispatcher.directory import Directory
-from dispatcher.escalator import Escalator
-from dispatcher.intake import Intake, IntakeSettings
-from dispatcher.mqtt import MqttGateway
-from dispatcher.operations import CallOperations
-from dispatcher.overrides import RotaOverrides
-from dispatcher.phone import PhoneDesk
-from dispatcher.policies import POLICIES, PolicyBook, load_policies
-from dispatcher.rotacheck import RotaGapError, require_command_centre
-from dispatcher.sms import SmsSender, build_sms_sender
-from dispatcher.sms_outbox import SmsOutbox
-from dispatcher.supervision import LinkSupervisor
-from dispatcher.wakeup import Wakeup
+from dispatcher.core.directory import Directory
+from dispatcher.core.rota.check import RotaGapError, require_command_centre
+from dispatcher.services.channels import SmsSender, build_sms_sender
+from dispatcher.services.clock import Clock, SystemClock
+from dispatcher.services.escalator import Escalator
+from dispatcher.services.intake import Intake, IntakeSettings
+from dispatcher.services.operations import CallOperations
+from dispatcher.services.outbox import SmsOutbox
+from dispatcher.services.phone_desk import PhoneDesk
+from dispatcher.services.rota_overrides import RotaOverrides
+from dispatcher.services.supervision import LinkSupervisor
+from dispatcher.services.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
 
@@ -161,11 +162,11 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         ),
     }
     if serve_http:
-        from dispatcher.api import create_app, serve_api
-        from dispatcher.webhooks import TwilioWebhooks
+        from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
+        from dispatcher.entrypoints.http.app import create_app, serve_api
 
         twilio = TwilioWebhooks.from_settings(app.phone, app.settings)
-        from dispatcher.calendars import CalendarFeeds
+        from dispatcher.services.calendar_feeds import CalendarFeeds
 
         calendars = CalendarFeeds(app.directory, app.clock, app.settings.http.public_url)
         api = create_app(
@@ -216,7 +217,7 @@ async def _keep_running(
 
 def delivery_router(app: App) -> Any:
     """Twilio's delivery status callbacks, signed for ``[http] public_url``."""
-    from dispatcher.delivery_webhooks import status_router
+    from dispatcher.adapters.twilio.status_webhooks import status_router
 
     sms = app.settings.sms
     return status_router(

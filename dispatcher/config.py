@@ -15,7 +15,7 @@ from pydantic_settings import (
 )
 
 from devices.protocol import DEFAULT_TOPIC_ROOT
-from dispatcher.escalation import DEFAULT_POLICIES, Policy, Step, parse_target
+from dispatcher.core.escalation import DEFAULT_POLICIES, Policy, Step, parse_target
 
 
 class MqttSettings(BaseModel):
@@ -118,7 +118,7 @@ class DataSettings(BaseModel):
 
 class StepSettings(BaseModel):
     delay_s: int = Field(ge=0)
-    # Target specs, as in config/data/policies.toml (dispatcher.escalation.parse_target).
+    # Target specs, as in config/data/policies.toml (dispatcher.core.escalation.parse_target).
     targets: list[str] = Field(min_length=1)
     channels: list[Literal["sms", "voice"]] = Field(default=["sms"], min_length=1)
 
@@ -140,7 +140,7 @@ class EscalationSettings(BaseModel):
     # How often the due-escalation and outbox pollers look, in seconds. They are
     # also woken at once by new work; the poll is what survives a restart.
     poll_interval_s: float = Field(default=1.0, gt=0)
-    # Policies replacing the built-in ones (dispatcher.escalation), by call kind.
+    # Policies replacing the built-in ones (dispatcher.core.escalation), by call kind.
     policies: dict[Literal["emergency", "fall", "service", "technical"], PolicySettings] = Field(
         default_factory=dict
     )

@@ -99,7 +99,7 @@ class SimulateError(Exception):
 def device_ids_from(folder: Path, timezone: str) -> list[str]:
     """The device ids of the residents registered in a data folder, sorted."""
     # Imported here so the simulator does not need the dispatcher's data layer otherwise.
-    from dispatcher.datafiles import DataFileError, load_directory
+    from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 
     try:
         return sorted(load_directory(folder, timezone).residents_by_device)

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from dispatcher.bootstrap import App, build
-from dispatcher.clock import FakeClock
 from dispatcher.config import Settings, load_settings
-from dispatcher.sms import FakeSmsSender, SmsSender
+from dispatcher.services.channels import FakeSmsSender, SmsSender
+from dispatcher.services.clock import FakeClock
 from tests.support.ports import free_port, unique_client_id
 
 REPO = Path(__file__).resolve().parents[2]

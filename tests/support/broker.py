@@ -25,7 +25,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from dispatcher.broker import MosquittoProcess, find_mosquitto
+from simulator.broker import MosquittoProcess, find_mosquitto
 
 
 def _require_mosquitto() -> None:

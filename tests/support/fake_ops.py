@@ -1,4 +1,4 @@
-"""An in-memory stand-in for ``dispatcher.views.Operations``, for the API and CLI tests.
+"""An in-memory stand-in for ``dispatcher.core.views.Operations``, for the API and CLI tests.
 
 It keeps a handful of calls in a dict and applies the same state rules the service
 layer promises: acknowledging an open call records who and how, acknowledging it
@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dispatcher import reports
-from dispatcher.clock import FakeClock
-from dispatcher.directory import Area, Directory, Level, Role, Staff
-from dispatcher.views import (
+from dispatcher.core import reports
+from dispatcher.core.directory import Area, Directory, Level, Role, Staff
+from dispatcher.core.views import (
     CallNotFoundError,
     CallView,
     ContactView,
@@ -27,6 +26,7 @@ from dispatcher.views import (
     StaffView,
     TimelineEntryView,
 )
+from dispatcher.services.clock import FakeClock
 
 # 2026-11-28 08:15 in Shanghai.
 T0 = datetime(2026, 11, 28, 0, 15, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """Fixtures: a local Twilio-compatible SMS endpoint.
 
-``sms_sink`` is a running :class:`~dispatcher.smssink.SmsSinkServer` on a free port, one
+``sms_sink`` is a running :class:`~simulator.phone_network.server.SmsSinkServer` on a free port, one
 per test (starting one takes a few milliseconds). ``sms_settings`` (or
 :func:`sms_settings_for`) points the real Twilio adapter at it. ``make_sms_sink`` builds
 sinks with other options (landlines, status callbacks, ``on_message``).
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dispatcher.config import SmsSettings
-from dispatcher.smssink import SmsSinkServer
+from simulator.phone_network.server import SmsSinkServer
 
 SINK_FROM_NUMBER = "+8610000000000"
 

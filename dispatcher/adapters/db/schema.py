@@ -1,0 +1,329 @@
+"""The database: tables, the mapping of the domain's Call onto them, and the engine.
+
+SQLite by default, PostgreSQL in production; the schema is created by Alembic
+(``dispatcher/migrations``). Times are stored as naive UTC and come back aware.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import registry
+
+from dispatcher.core.calls import Call, CallKind, CallState, Priority, TimelineEntry
+from dispatcher.core.escalation import Policy
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class PolicyJSON(TypeDecorator[Policy]):
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Policy | None, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value.to_json())
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Policy | None:
+        return None if value is None else Policy.from_json(json.loads(value))
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("policy", PolicyJSON, nullable=False),
+    Column("escalation_started_at", UTCDateTime, nullable=False),
+    Column("next_escalation_at", UTCDateTime, nullable=True),
+    Column("escalation_step", Integer, nullable=False, default=0),
+    Column("resident_id", String(64), nullable=True),
+    Column("community_id", String(64), nullable=True),
+    Column("unknown_device", Boolean, nullable=False, default=False),
+    Column("press_count", Integer, nullable=False, default=1),
+    Column("detail", Text, nullable=False, default=""),
+    Column("alert_key", String(32), nullable=True),
+    Column("acknowledged_at", UTCDateTime, nullable=True),
+    Column("acknowledged_by", String(64), nullable=True),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("resolved_by", String(64), nullable=True),
+    Column("outcome", String(32), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=True),
+    # The first answer (service levels, dispatcher.core.reports); NULL until answered.
+    Column("answered_at", UTCDateTime, nullable=True),
+    Column("answered_by", String(100), nullable=True),
+    Column("answered_channel", String(16), nullable=True),
+    Column("answered_level", String(16), nullable=True),
+    # The acknowledgement timeout (dispatcher.core.calls, migration 0003_policy).
+    Column("held_by", String(64), nullable=True),
+    Column("ack_timeout_at", UTCDateTime, nullable=True),
+    Column("ack_step", Integer, nullable=False, default=0, server_default="0"),
+    Column("next_ack_escalation_at", UTCDateTime, nullable=True),
+    Index("ix_calls_device_state", "device_id", "state"),
+    Index("ix_calls_next_escalation_at", "next_escalation_at"),
+    Index("ix_calls_opened_at", "opened_at"),  # service-level reports by period
+    Index("ix_calls_next_ack_escalation_at", "next_ack_escalation_at"),
+)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(32), ForeignKey("calls.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+)
+
+# Every accepted device event, stored before it is answered. (device_id, ref) is
+# what makes a resent event a duplicate rather than a second call.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), nullable=False),
+    Column("ref", String(64), nullable=False),
+    Column("type", String(24), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("device_ts", String(40), nullable=True),
+    Column("battery", Integer, nullable=True),
+    Column("rssi", Integer, nullable=True),
+    Column("fw", String(64), nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("call_id", String(32), nullable=True),
+    UniqueConstraint("device_id", "ref", name="uq_events_device_ref"),
+)
+
+# What could not be accepted: not JSON, no usable ref, or invalid (answered "invalid").
+rejected_messages = Table(
+    "rejected_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("topic", String(300), nullable=False),
+    Column("device_id", String(64), nullable=True, index=True),
+    Column("ref", String(64), nullable=True),
+    Column("raw", LargeBinary, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("answered", Boolean, nullable=False),
+)
+
+# The SMS outbox: one row per message to one person, with the provider's status.
+sms_outbox = Table(
+    "sms_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(32), ForeignKey("calls.id"), nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("recipient", String(100), nullable=False),
+    Column("to_number", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    # pending → sending → sent (→ provider statuses) | failed | cancelled
+    Column("status", String(16), nullable=False),
+    Column("provider_sid", String(64), nullable=True),
+    # The provider's own word on the message: Twilio's "queued", later "delivered"...
+    Column("provider_status", String(16), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("error", Text, nullable=True),
+    # Delivery (0003): which channel ("sms" or "voice"), which of the person's contact
+    # methods this is (1 first), their language, the reply code the message carries,
+    # the short line naming the call in a bundled SMS, the row whose message carried
+    # this one when several were bundled, Twilio's error code and AnsweredBy.
+    Column("channel", String(8), nullable=False, default="sms", server_default="sms"),
+    Column("method_order", Integer, nullable=False, default=1, server_default="1"),
+    Column("language", String(8), nullable=False, default="zh", server_default="zh"),
+    Column("reply_code", Integer, nullable=True),
+    Column("summary", Text, nullable=True),
+    Column("bundle_id", Integer, nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Column("answered_by", String(32), nullable=True),
+    Index("ix_sms_outbox_status_next", "status", "next_attempt_at"),
+    Index("ix_sms_outbox_to_number", "to_number"),
+)
+
+# Messages for devices (call updates, config), published when the broker is reachable.
+device_outbox = Table(
+    "device_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime, nullable=True, index=True),
+)
+
+# Per-day sequence for call ids (C-20261128-0007), in the directory's time zone.
+call_sequences = Table(
+    "call_sequences",
+    metadata,
+    Column("day", String(8), primary_key=True),
+    Column("last", Integer, nullable=False),
+)
+
+# The link supervision state of each device that has been heard from.
+device_links = Table(
+    "device_links",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("heartbeat_s", Integer, nullable=True),
+    Column("status", String(8), nullable=False, default="online"),
+    Column("status_at", UTCDateTime, nullable=False),
+    Column("battery", Integer, nullable=True),
+)
+
+# Per-phone short numbers for calls, for SMS replies such as "7A"
+# (dispatcher.adapters.db.reply_codes).
+reply_codes = Table(
+    "reply_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("phone", String(32), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("call_id", String(32), ForeignKey("calls.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Index("ix_reply_codes_phone_active", "phone", "active"),
+)
+
+# Rota overrides made through the API (dispatcher.services.rota_overrides); the
+# file's are in rota.toml.
+rota_overrides = Table(
+    "rota_overrides",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("area_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # replace, add, remove
+    Column("staff_id", String(64), nullable=False),
+    Column("replaces", String(64), nullable=True),
+    Column("role", String(16), nullable=True),
+    Column("start_at", UTCDateTime, nullable=False),
+    Column("end_at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+mapper_registry = registry(metadata=metadata)
+_mapped = False
+
+
+def map_domain() -> None:
+    """Map the domain's dataclasses onto the tables (once per process)."""
+    global _mapped
+    if _mapped:
+        return
+    mapper_registry.map_imperatively(Call, calls)
+    mapper_registry.map_imperatively(TimelineEntry, timeline)
+    _mapped = True
+
+    @event.listens_for(Call, "load")
+    def _enums(target: Call, _ctx: Any) -> None:
+        target.kind = CallKind(target.kind)
+        target.priority = Priority(target.priority)
+        target.state = CallState(target.state)
+
+
+def make_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        _sqlite_pragmas(engine)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, begin transactions (see _begin).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before we answer the device.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock up front: two transactions that read then
+        # write can never deadlock on the upgrade; the second simply waits.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    map_domain()
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+__all__ = [
+    "call_sequences",
+    "calls",
+    "device_links",
+    "device_outbox",
+    "events",
+    "make_engine",
+    "make_sessionmaker",
+    "map_domain",
+    "metadata",
+    "rejected_messages",
+    "reply_codes",
+    "rota_overrides",
+    "sms_outbox",
+    "timeline",
+]

@@ -1,0 +1,597 @@
+"""Load the district's data folder (areas, staff, residents, contacts, rota) into a Directory.
+
+The files are edited by hand by the people who run the service, so every problem
+is reported as ``file:line: what is wrong`` and nothing is half loaded: either the
+whole folder is valid and a :class:`Directory` comes back, or :class:`DataFileError`
+is raised. Row syntax is checked with pydantic; references between rows and files
+(parents, communities, staff on the rota...) are checked here, file by file in
+dependency order, so that one broken area does not also report every resident in it.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from devices.protocol import DEVICE_ID_RE
+from dispatcher.adapters.files.rota_toml import load_rota_file
+from dispatcher.core.contact_methods import Channel, ContactMethod
+from dispatcher.core.directory import Area, Contact, Directory, Level, Resident, Role, Shift, Staff
+from dispatcher.core.rota.model import OverrideBook
+
+AREAS = "areas.csv"
+STAFF = "staff.csv"
+RESIDENTS = "residents.csv"
+CONTACTS = "contacts.csv"
+ROTA = "rota.csv"  # weekly shifts: the simple form of the rota, still read
+ROTA_TOML = "rota.toml"  # rotations, schedules and overrides (dispatcher.adapters.files.rota_toml)
+FILES = (AREAS, STAFF, RESIDENTS, CONTACTS)  # and at least one of ROTA, ROTA_TOML
+# Optional: ordered contact methods per person (dispatcher.core.contact_methods).
+CONTACT_METHODS = "contact_methods.csv"
+
+# Ids of areas, staff and residents: they appear in URLs, logs and CLI arguments.
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
+E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# Bearer tokens: long enough not to be guessed, no spaces so they survive a header.
+TOKEN_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
+LANGUAGES = ("zh", "en")
+SHIFT_ROLES = ("primary", "backup")
+MAX_REPORTED = 20  # more problems than this are counted, not listed
+
+
+class DataFileError(Exception):
+    """The data folder cannot be used. ``problems`` holds one ``file:line: problem`` each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        shown = self.problems[:MAX_REPORTED]
+        if len(self.problems) > MAX_REPORTED:
+            shown.append(f"... and {len(self.problems) - MAX_REPORTED} more problems")
+        super().__init__("\n".join(shown))
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One record of a data file, with where it came from for error messages."""
+
+    path: Path
+    line: int
+    values: dict[str, str]
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def read_rows(path: Path, columns: Sequence[str]) -> list[Row]:
+    """The records of a UTF-8 CSV file whose header names exactly ``columns`` (in any order).
+
+    Lines starting with ``#`` are comments and blank lines are skipped, so the files
+    can explain themselves. Each record is one physical line (a quoted field may not
+    span lines), which is what lets every message name the one line to fix. Values
+    are stripped of surrounding spaces. Raises :class:`DataFileError` listing every
+    structural problem of the file (missing, not UTF-8, bad header, bad line).
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFileError([f"{path}: no such file"]) from None
+    except OSError as exc:
+        raise DataFileError([f"{path}: cannot read it: {exc.strerror}"]) from None
+    try:
+        # utf-8-sig: spreadsheet programs often save a byte-order mark first.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad_line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataFileError([f"{path}:{bad_line}: not UTF-8 text ({exc.reason})"]) from None
+
+    header: list[str] | None = None
+    rows: list[Row] = []
+    problems: list[str] = []
+    # split("\n") rather than splitlines(): the latter also breaks on characters such
+    # as U+2028 that editors do not show as line ends, and the numbers would drift.
+    for number, physical in enumerate(text.split("\n"), start=1):
+        line = physical.rstrip("\r")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            fields = [f.strip() for f in next(csv.reader([line], strict=True))]
+        except csv.Error as exc:
+            problems.append(f"{path}:{number}: not valid CSV ({exc})")
+            continue
+        if header is None:
+            header = fields
+            missing = [c for c in columns if c not in header]
+            unknown = [c for c in header if c not in columns]
+            if missing or unknown or len(set(header)) != len(header):
+                raise DataFileError(
+                    [
+                        f"{path}:{number}: the header must name the columns "
+                        f"{','.join(columns)}; found {','.join(header)}"
+                    ]
+                )
+            continue
+        if len(fields) != len(header):
+            problems.append(
+                f"{path}:{number}: {len(fields)} fields where the header has {len(header)}"
+                f" ({','.join(header)})"
+            )
+            continue
+        rows.append(Row(path, number, dict(zip(header, fields, strict=True))))
+    if header is None:
+        problems.append(f"{path}: no header line ({','.join(columns)})")
+    if problems:
+        raise DataFileError(problems)
+    return rows
+
+
+# --- row syntax ------------------------------------------------------------------------
+# Validators raise ValueError with a message that reads after the column name, e.g.
+# "phone" + " '138' is not an E.164 number like +8613800138000".
+
+
+def _required(value: str) -> str:
+    if not value:
+        raise ValueError("is empty")
+    return value
+
+
+def _ident(value: str) -> str:
+    if not ID_RE.fullmatch(_required(value)):
+        raise ValueError(
+            f"{value!r} is not a valid id (lower-case letters, digits, '-' and '_', "
+            "starting with a letter or digit, at most 64)"
+        )
+    return value
+
+
+def _device_id(value: str) -> str:
+    if not DEVICE_ID_RE.fullmatch(_required(value)):
+        raise ValueError(f"{value!r} is not a valid device id (1-64 of A-Z a-z 0-9 _ -)")
+    return value
+
+
+def _phone(value: str) -> str:
+    if not E164_RE.fullmatch(_required(value)):
+        raise ValueError(f"{value!r} is not an E.164 number like +8613800138000")
+    return value
+
+
+def _token(value: str) -> str:
+    # Never echo the value: it is a secret.
+    if not TOKEN_RE.fullmatch(value):
+        raise ValueError("must be 16-128 printable ASCII characters without spaces")
+    return value
+
+
+def _date(value: str) -> date:
+    if not DATE_RE.fullmatch(_required(value)):
+        raise ValueError(f"{value!r} is not a date like 1941-05-30")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a real date") from None
+
+
+def _start_time(value: str) -> time:
+    if not TIME_RE.fullmatch(_required(value)):
+        raise ValueError(f"{value!r} is not a time HH:MM between 00:00 and 23:59")
+    return time.fromisoformat(value)
+
+
+def _end_time(value: str) -> time:
+    # 24:00 is midnight at the end of the day; as a shift end it means the same as
+    # 00:00 does (end <= start runs to the next day), and reads better in the file.
+    if value == "24:00":
+        return time(0, 0)
+    if not TIME_RE.fullmatch(_required(value)):
+        raise ValueError(f"{value!r} is not a time HH:MM between 00:00 and 24:00")
+    return time.fromisoformat(value)
+
+
+def parse_days(value: str) -> frozenset[int]:
+    """ISO weekday numbers of a spec like ``mon-fri``, ``sat,sun`` or ``mon,wed-fri``.
+
+    A range may wrap over the week end (``fri-mon`` is Friday to Monday).
+    """
+    days: set[int] = set()
+    for part in _required(value).lower().split(","):
+        first, sep, last = part.strip().partition("-")
+        if first not in WEEKDAYS or (sep and last not in WEEKDAYS):
+            raise ValueError(
+                f"{value!r} is not a list of days or day ranges "
+                "like mon-fri or sat,sun (days: mon tue wed thu fri sat sun)"
+            )
+        start = WEEKDAYS[first]
+        stop = WEEKDAYS[last] if sep else start
+        length = (stop - start) % 7 + 1
+        days.update((start - 1 + i) % 7 + 1 for i in range(length))
+    return frozenset(days)
+
+
+def _order(value: str) -> int:
+    if not re.fullmatch(r"[1-9][0-9]?", _required(value)):
+        raise ValueError(f"{value!r} is not a number from 1 to 99")
+    return int(value)
+
+
+def _choice(options: Iterable[str]) -> Callable[[str], str]:
+    allowed = tuple(options)
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+def _language(value: str) -> str:
+    # Blank means the default catalogue.
+    return _choice(LANGUAGES)(value or "zh")
+
+
+def _optional(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    def wrapped(value: str) -> Any:
+        return None if value == "" else check(value)
+
+    return wrapped
+
+
+Ident = Annotated[str, AfterValidator(_ident)]
+Text = Annotated[str, AfterValidator(_required)]
+Phone = Annotated[str, AfterValidator(_phone)]
+OptPhone = Annotated[str | None, BeforeValidator(_optional(_phone))]
+Language = Annotated[str, AfterValidator(_language)]
+
+
+class _RowModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AreaRow(_RowModel):
+    id: Ident
+    level: Annotated[Level, BeforeValidator(_choice(Level))]
+    name: Text
+    parent: Annotated[str | None, BeforeValidator(_optional(_ident))]
+
+
+class StaffRow(_RowModel):
+    id: Ident
+    name: Text
+    phone: OptPhone
+    area: Ident
+    role: Annotated[Role, BeforeValidator(_choice(Role))]
+    language: Language
+    api_token: Annotated[str | None, BeforeValidator(_optional(_token))]
+
+
+class ResidentRow(_RowModel):
+    id: Ident
+    name: Text
+    birth_date: Annotated[date, BeforeValidator(_date)]
+    address: Text
+    community: Ident
+    device_id: Annotated[str, AfterValidator(_device_id)]
+    phone: OptPhone
+    notes: str
+
+
+class ContactRow(_RowModel):
+    resident: Ident
+    order: Annotated[int, BeforeValidator(_order)]
+    name: Text
+    relation: Text
+    phone: Phone
+    language: Language
+
+
+class ContactMethodRow(_RowModel):
+    staff: Text  # a staff id, or contact:<resident>:<order> for an emergency contact
+    order: Annotated[int, BeforeValidator(_order)]
+    kind: Annotated[str, AfterValidator(_choice(c.value for c in Channel))]
+    number: Phone
+
+
+class ShiftRow(_RowModel):
+    area: Ident
+    staff: Ident
+    role: Annotated[str, AfterValidator(_choice(SHIFT_ROLES))]
+    days: Annotated[frozenset[int], BeforeValidator(parse_days)]
+    start: Annotated[time, BeforeValidator(_start_time)]
+    end: Annotated[time, BeforeValidator(_end_time)]
+
+
+M = TypeVar("M", bound=_RowModel)
+
+
+def _parse(rows: list[Row], model: type[M], problems: list[str]) -> Iterator[tuple[Row, M]]:
+    """Validate each row; a bad row adds one problem per bad column and is left out.
+
+    A generator, so that the caller's reference checks of a row are reported in line
+    order with the syntax problems of the rows around it.
+    """
+    for row in rows:
+        try:
+            parsed = model.model_validate(row.values)
+        except ValidationError as exc:
+            for err in exc.errors():
+                column = ".".join(str(p) for p in err["loc"])
+                if err["type"] == "value_error":
+                    problems.append(f"{row.where}: {column} {err['ctx']['error']}")
+                else:
+                    problems.append(f"{row.where}: {column}: {err['msg']}")
+            continue
+        yield row, parsed
+
+
+def _check(problems: list[str]) -> None:
+    if problems:
+        raise DataFileError(problems)
+
+
+# --- the folder ------------------------------------------------------------------------
+
+
+def load_directory(path: Path, timezone: str = "Asia/Shanghai") -> Directory:
+    """Read the data files in the folder ``path`` into a :class:`Directory`.
+
+    The rota is ``rota.toml`` (rotations, schedules, overrides), ``rota.csv`` (weekly
+    shifts, each read as a rule for one person), or both.
+
+    ``timezone`` is the IANA name the rota's times are in. Raises
+    :class:`DataFileError` naming the file, line and problem.
+    """
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DataFileError(
+            [f"unknown time zone {timezone!r} (expected an IANA name like Asia/Shanghai)"]
+        ) from None
+    path = Path(path)
+    if not path.is_dir():
+        raise DataFileError([f"{path}: no such data folder"])
+    missing = [f"{path / name}: no such file" for name in FILES if not (path / name).is_file()]
+    if not (path / ROTA).is_file() and not (path / ROTA_TOML).is_file():
+        missing.append(f"{path}: no rota: neither {ROTA_TOML} nor {ROTA} is there")
+    _check(missing)
+
+    problems: list[str] = []
+    areas = _load_areas(path / AREAS, problems)
+    _check(problems)
+    staff = _load_staff(path / STAFF, areas, problems)
+    residents = _load_residents(path / RESIDENTS, areas, problems)
+    _check(problems)
+    contacts = _load_contacts(path / CONTACTS, residents, problems)
+    shifts = _load_rota(path / ROTA, areas, staff, problems) if (path / ROTA).is_file() else []
+    rota_file = None
+    if (path / ROTA_TOML).is_file():
+        rota_file = load_rota_file(path / ROTA_TOML, areas, staff, timezone, problems)
+    _check(problems)
+    methods: dict[str, tuple[ContactMethod, ...]] = {}
+    if (path / CONTACT_METHODS).is_file():
+        methods = _load_contact_methods(path / CONTACT_METHODS, staff, contacts, problems)
+        _check(problems)
+
+    return Directory(
+        areas=areas,
+        staff=staff,
+        residents={
+            rid: replace(r, contacts=tuple(c for _, c in sorted(contacts.get(rid, []), key=_first)))
+            for rid, r in residents.items()
+        },
+        shifts=tuple(shifts),
+        timezone=timezone,
+        rotations=rota_file.rotations if rota_file else {},
+        schedules=rota_file.schedules if rota_file else {},
+        overrides=OverrideBook(rota_file.overrides if rota_file else ()),
+        contact_methods=methods,
+    )
+
+
+def _load_areas(path: Path, problems: list[str]) -> dict[str, Area]:
+    parsed = _parse(read_rows(path, ("id", "level", "name", "parent")), AreaRow, problems)
+    areas: dict[str, Area] = {}
+    lines: dict[str, int] = {}
+    for row, a in parsed:
+        if a.id in areas:
+            problems.append(f"{row.where}: duplicate id {a.id!r} (first on line {lines[a.id]})")
+            continue
+        areas[a.id] = Area(id=a.id, level=a.level, name=a.name, parent_id=a.parent)
+        lines[a.id] = row.line
+    if problems:
+        return areas
+
+    districts = [a for a in areas.values() if a.level is Level.DISTRICT]
+    if not districts:
+        problems.append(f"{path}: no area has level district; there must be exactly one")
+    for extra in districts[1:]:
+        problems.append(
+            f"{path}:{lines[extra.id]}: a second district {extra.id!r} (the first is "
+            f"{districts[0].id!r} on line {lines[districts[0].id]}); there must be exactly one"
+        )
+    # Each level's parent is the level above, so the parents form a tree of depth
+    # three and Directory.chain() always ends at the district.
+    expected_parent = {Level.STREET: Level.DISTRICT, Level.COMMUNITY: Level.STREET}
+    for area in areas.values():
+        where = f"{path}:{lines[area.id]}"
+        if area.level is Level.DISTRICT:
+            if area.parent_id is not None:
+                problems.append(f"{where}: parent must be empty for the district {area.id!r}")
+            continue
+        want = expected_parent[area.level]
+        parent = areas.get(area.parent_id) if area.parent_id else None
+        if area.parent_id is None:
+            problems.append(f"{where}: parent is empty; a {area.level} needs a {want} as parent")
+        elif parent is None:
+            problems.append(f"{where}: parent {area.parent_id!r} is not in {AREAS}")
+        elif parent.level is not want:
+            problems.append(
+                f"{where}: parent {parent.id!r} is a {parent.level}; "
+                f"the parent of a {area.level} must be a {want}"
+            )
+    return areas
+
+
+def _load_staff(path: Path, areas: dict[str, Area], problems: list[str]) -> dict[str, Staff]:
+    columns = ("id", "name", "phone", "area", "role", "language", "api_token")
+    staff: dict[str, Staff] = {}
+    lines: dict[str, int] = {}
+    token_owner: dict[str, tuple[str, int]] = {}
+    for row, s in _parse(read_rows(path, columns), StaffRow, problems):
+        if s.id in staff:
+            problems.append(f"{row.where}: duplicate id {s.id!r} (first on line {lines[s.id]})")
+            continue
+        if s.area not in areas:
+            problems.append(f"{row.where}: area {s.area!r} is not in {AREAS}")
+        if s.api_token is not None:
+            if s.api_token in token_owner:
+                owner, line = token_owner[s.api_token]
+                problems.append(
+                    f"{row.where}: api_token is the same as {owner!r}'s (line {line}); "
+                    "tokens must be unique"
+                )
+            else:
+                token_owner[s.api_token] = (s.id, row.line)
+        staff[s.id] = Staff(
+            id=s.id,
+            name=s.name,
+            phone=s.phone,
+            area_id=s.area,
+            role=s.role,
+            language=s.language,
+            api_token=s.api_token,
+        )
+        lines[s.id] = row.line
+    return staff
+
+
+def _load_residents(path: Path, areas: dict[str, Area], problems: list[str]) -> dict[str, Resident]:
+    columns = ("id", "name", "birth_date", "address", "community", "device_id", "phone", "notes")
+    residents: dict[str, Resident] = {}
+    lines: dict[str, int] = {}
+    device_line: dict[str, int] = {}
+    for row, r in _parse(read_rows(path, columns), ResidentRow, problems):
+        if r.id in residents:
+            problems.append(f"{row.where}: duplicate id {r.id!r} (first on line {lines[r.id]})")
+            continue
+        community = areas.get(r.community)
+        if community is None:
+            problems.append(f"{row.where}: community {r.community!r} is not in {AREAS}")
+        elif community.level is not Level.COMMUNITY:
+            problems.append(
+                f"{row.where}: community {r.community!r} is a {community.level}, not a community"
+            )
+        if r.device_id in device_line:
+            problems.append(
+                f"{row.where}: device_id {r.device_id!r} is already used on line "
+                f"{device_line[r.device_id]}"
+            )
+        else:
+            device_line[r.device_id] = row.line
+        residents[r.id] = Resident(
+            id=r.id,
+            name=r.name,
+            birth_date=r.birth_date,
+            address=r.address,
+            community_id=r.community,
+            device_id=r.device_id,
+            phone=r.phone,
+            notes=r.notes,
+        )
+        lines[r.id] = row.line
+    return residents
+
+
+def _load_contacts(
+    path: Path, residents: dict[str, Resident], problems: list[str]
+) -> dict[str, list[tuple[int, Contact]]]:
+    columns = ("resident", "order", "name", "relation", "phone", "language")
+    contacts: dict[str, list[tuple[int, Contact]]] = {}
+    order_line: dict[tuple[str, int], int] = {}
+    for row, c in _parse(read_rows(path, columns), ContactRow, problems):
+        if c.resident not in residents:
+            problems.append(f"{row.where}: resident {c.resident!r} is not in {RESIDENTS}")
+            continue
+        key = (c.resident, c.order)
+        if key in order_line:
+            problems.append(
+                f"{row.where}: order {c.order} of resident {c.resident!r} is already used "
+                f"on line {order_line[key]}"
+            )
+            continue
+        order_line[key] = row.line
+        contact = Contact(name=c.name, relation=c.relation, phone=c.phone, language=c.language)
+        contacts.setdefault(c.resident, []).append((c.order, contact))
+    return contacts
+
+
+def _load_contact_methods(
+    path: Path,
+    staff: dict[str, Staff],
+    contacts: dict[str, list[tuple[int, Contact]]],
+    problems: list[str],
+) -> dict[str, tuple[ContactMethod, ...]]:
+    columns = ("staff", "order", "kind", "number")
+    known_contacts = {f"contact:{rid}:{n}" for rid, cs in contacts.items() for n, _ in cs}
+    found: dict[str, list[ContactMethod]] = {}
+    order_line: dict[tuple[str, int], int] = {}
+    for row, m in _parse(read_rows(path, columns), ContactMethodRow, problems):
+        if m.staff not in staff and m.staff not in known_contacts:
+            problems.append(
+                f"{row.where}: {m.staff!r} is neither a staff id in {STAFF} nor "
+                f"contact:<resident>:<order> of a contact in {CONTACTS}"
+            )
+            continue
+        key = (m.staff, m.order)
+        if key in order_line:
+            problems.append(
+                f"{row.where}: order {m.order} of {m.staff!r} is already used "
+                f"on line {order_line[key]}"
+            )
+            continue
+        order_line[key] = row.line
+        found.setdefault(m.staff, []).append(ContactMethod(m.order, Channel(m.kind), m.number))
+    return {who: tuple(sorted(ms, key=lambda m: m.order)) for who, ms in found.items()}
+
+
+def _load_rota(
+    path: Path, areas: dict[str, Area], staff: dict[str, Staff], problems: list[str]
+) -> list[Shift]:
+    columns = ("area", "staff", "role", "days", "start", "end")
+    shifts: list[Shift] = []
+    for row, s in _parse(read_rows(path, columns), ShiftRow, problems):
+        if s.area not in areas:
+            problems.append(f"{row.where}: area {s.area!r} is not in {AREAS}")
+        if s.staff not in staff:
+            problems.append(f"{row.where}: staff {s.staff!r} is not in {STAFF}")
+        shifts.append(
+            Shift(
+                area_id=s.area,
+                staff_id=s.staff,
+                weekdays=s.days,
+                start=s.start,
+                end=s.end,
+                role=s.role,
+            )
+        )
+    return shifts
+
+
+def _first(pair: tuple[int, Contact]) -> int:
+    return pair[0]

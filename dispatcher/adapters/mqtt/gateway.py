@@ -1,0 +1,214 @@
+"""The MQTT side of the dispatcher: device messages in, answers and updates out.
+
+- A persistent session (stable client id, no clean start; on MQTT 5 a session
+  expiry) so events published while the dispatcher is away are delivered when it
+  returns.
+- Messages are acknowledged to the broker (PUBACK) only after they have been
+  handled and committed: a crash in between makes the broker deliver them again.
+- The retained ``centre/status`` says online; the Last Will says offline.
+- Reconnects with jittered exponential backoff (aiomqtt 2 has no reconnect).
+- Device updates leave through the database outbox, so an update produced while
+  the broker is down is published once it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+from collections.abc import Coroutine
+from datetime import datetime
+from typing import Any
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from devices.protocol import DeviceStatus, Topics
+from dispatcher.adapters.db import schema as db
+from dispatcher.config import MqttSettings
+from dispatcher.services.clock import Clock
+from dispatcher.services.intake import Intake
+from dispatcher.services.wakeup import Wakeup
+
+log = structlog.get_logger(__name__)
+
+MAX_BACKOFF_S = 30.0
+# How long a stop waits for a message in hand to be committed and answered.
+IN_HAND_GRACE_S = 10.0
+
+
+class MqttGateway:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        intake: Intake,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        outbox_wake: Wakeup,
+    ) -> None:
+        self._settings = settings
+        self._intake = intake
+        self._sessions = sessions
+        self._clock = clock
+        self._topics = Topics(settings.topic_root)
+        # Set when device messages were queued: publish them now, not at the next poll.
+        self._outbox_wake = outbox_wake.event
+        self.connected = asyncio.Event()
+        self._in_hand: set[asyncio.Future[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                async with self._client() as client:
+                    attempt = 0
+                    await self._serve(client, stop)
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                attempt += 1
+                delay = min(MAX_BACKOFF_S, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+                log.warning("mqtt_disconnected", error=str(exc), retry_in_s=round(delay, 2))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        self.connected.clear()
+
+    def _client(self) -> aiomqtt.Client:
+        s = self._settings
+        offline = DeviceStatus(state="offline").to_payload()
+        will = aiomqtt.Will(self._topics.centre_status, offline, qos=1, retain=True)
+        kwargs: dict[str, object] = {}
+        if s.protocol == 5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = s.session_expiry_s
+            kwargs.update(
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=False,
+                properties=props,
+            )
+        else:
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            identifier=s.client_id,
+            username=s.username,
+            password=s.password,
+            will=will,
+            tls_context=ssl.create_default_context() if s.tls else None,
+            keepalive=30,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        # PUBACK after commit, not on receipt (aiomqtt does not expose this itself).
+        client._client.manual_ack_set(True)
+        return client
+
+    async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        t = self._topics
+        await client.subscribe(t.all_events, qos=1)
+        await client.subscribe(t.all_statuses, qos=1)
+        online = DeviceStatus(state="online").to_payload()
+        await client.publish(t.centre_status, online, qos=1, retain=True)
+        self.connected.set()
+        log.info("mqtt_connected", url=self._settings.url, topic_root=t.root)
+        tasks = {
+            asyncio.create_task(self._publish_outbox(client)),
+            asyncio.create_task(self._read(client)),
+        }
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait(tasks | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks | {stopper}:
+                task.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            await self._finish_in_hand()
+        for task in done & tasks:
+            task.result()  # re-raises what ended the reader or the publisher
+        if stopper in done:
+            # A clean stop says offline itself: the Last Will is for crashes.
+            offline = DeviceStatus(state="offline").to_payload()
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(t.centre_status, offline, qos=1, retain=True)
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            await self._unstoppable(self.handle(client, message))
+
+    async def _unstoppable(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` so that a stop waits for it: a stop must not cut a
+        transaction in half (a cancelled transaction can leave SQLite's write lock
+        held by a connection nobody owns any more)."""
+        task = asyncio.ensure_future(work)
+        self._in_hand.add(task)
+        task.add_done_callback(self._in_hand.discard)
+        await asyncio.shield(task)
+
+    async def _finish_in_hand(self) -> None:
+        if self._in_hand:
+            _, late = await asyncio.wait(set(self._in_hand), timeout=IN_HAND_GRACE_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._in_hand, return_exceptions=True)
+
+    async def handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        where = self._topics.device_of(topic)
+        try:
+            if where is None:
+                await self._intake.on_unhandled(None, topic, payload, "topic names no valid device")
+            elif where[1] == "event":
+                ack = await self._intake.on_event(where[0], topic, payload)
+                if ack is not None:
+                    await client.publish(self._topics.ack(where[0]), ack.to_payload(), qos=1)
+            elif where[1] == "status":
+                await self._intake.on_status(where[0], payload, retained=message.retain)
+        except (aiomqtt.MqttError, OperationalError, InterfaceError, OSError):
+            # The broker or the database is unreachable: no PUBACK, so the broker
+            # delivers the message again once we have reconnected. (Any other database
+            # error is about this message, and redelivering it would only repeat it.)
+            log.exception("mqtt_message_deferred", topic=topic)
+            raise aiomqtt.MqttError("message handling failed; reconnecting") from None
+        except Exception as exc:
+            # A fault of our own on this message. Redelivering it would block every
+            # message behind it, so record it (raw bytes and all) and carry on; the
+            # device, unanswered, resends, and a device whose messages keep failing
+            # raises a technical alert.
+            log.exception("mqtt_message_failed", topic=topic)
+            device_id = where[0] if where else None
+            await self._intake.on_unhandled(device_id, topic, payload, f"internal error: {exc!r}")
+        if message.qos > 0:
+            client._client.ack(message.mid, message.qos)
+
+    async def _publish_outbox(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._outbox_wake.clear()
+            async with self._sessions() as session:
+                rows = (
+                    await session.execute(
+                        select(db.device_outbox)
+                        .where(db.device_outbox.c.published_at.is_(None))
+                        .order_by(db.device_outbox.c.id)
+                        .limit(200)
+                    )
+                ).all()
+            for row in rows:
+                await client.publish(self._topics.cmd(row.device_id), row.payload.encode(), qos=1)
+                await self._unstoppable(self._mark_published(row.id, self._clock.now()))
+            if len(rows) < 200:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox_wake.wait(), 1.0)
+
+    async def _mark_published(self, row_id: int, now: datetime) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(db.device_outbox)
+                .where(db.device_outbox.c.id == row_id)
+                .values(published_at=now)
+            )

@@ -1,0 +1,407 @@
+"""The call's lifecycle: pure code that takes ``now`` and says what happened.
+
+A call opens on a resident's press (or a device fault), escalates step by step
+while nobody acknowledges, and stays in the operators' queue until an operator
+resolves it. Each transition mutates the :class:`Call` and returns a
+:class:`Transition` (timeline entries to append, an update for the device); the
+service layer stores both in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from devices.protocol import CallUpdateState
+from dispatcher.core.escalation import Policy
+from dispatcher.core.views import InvalidTransitionError, Outcome
+
+
+class CallState(StrEnum):
+    OPEN = "open"  # unacknowledged: escalating
+    ACKNOWLEDGED = "acknowledged"  # a person has taken it
+    RESPONDER_ON_SITE = "responder_on_site"  # someone pressed presence at the home
+    CANCELLED = "cancelled"  # the resident cancelled; an operator still confirms it
+    RESOLVED = "resolved"  # closed by an operator (or a technical fault that cleared)
+
+
+class CallKind(StrEnum):
+    EMERGENCY = "emergency"
+    FALL = "fall"
+    SERVICE = "service"
+    TECHNICAL = "technical"
+
+
+class Priority(StrEnum):
+    CRITICAL = "critical"
+    NORMAL = "normal"
+    TECHNICAL = "technical"
+
+
+PRIORITY_OF = {
+    CallKind.EMERGENCY: Priority.CRITICAL,
+    CallKind.FALL: Priority.CRITICAL,
+    CallKind.SERVICE: Priority.NORMAL,
+    CallKind.TECHNICAL: Priority.TECHNICAL,
+}
+_RANK = {Priority.TECHNICAL: 0, Priority.NORMAL: 1, Priority.CRITICAL: 2}
+
+# What the resident's device says at each state (the speaker or the display).
+DEVICE_TEXT = {
+    CallUpdateState.RECEIVED: "呼叫已收到，正在为您联系值班人员",
+    CallUpdateState.ACKNOWLEDGED: "值班员已收到，马上联系您",
+    CallUpdateState.RESPONDER_ON_SITE: "服务人员已到达",
+    CallUpdateState.RESOLVED: "本次呼叫已处理完毕",
+    CallUpdateState.CANCELLED: "呼叫已取消",
+}
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    actor: str
+    action: str
+    channel: str
+    detail: str = ""
+    call_id: str = ""
+    id: int | None = None
+
+
+@dataclass
+class Transition:
+    """What a transition produced, for the service layer to store and send."""
+
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    device_update: CallUpdateState | None = None
+
+    def note(self, at: datetime, actor: str, action: str, channel: str, detail: str = "") -> None:
+        self.timeline.append(TimelineEntry(at, actor, action, channel, detail))
+
+
+@dataclass
+class Call:
+    id: str
+    device_id: str
+    kind: CallKind
+    priority: Priority
+    state: CallState
+    opened_at: datetime
+    policy: Policy
+    escalation_started_at: datetime
+    next_escalation_at: datetime | None
+    escalation_step: int = 0  # the index of the next step to fire
+    resident_id: str | None = None
+    community_id: str | None = None
+    unknown_device: bool = False
+    press_count: int = 1
+    detail: str = ""  # for technical alerts: what is wrong
+    alert_key: str | None = None  # for technical alerts: which fault, one open per device
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    outcome: str | None = None
+    note: str | None = None
+    updated_at: datetime | None = None
+    # The first answer, for the service-level figures (dispatcher.core.reports): set once,
+    # never moved by a later acknowledgement or a call given back (escalate_now).
+    answered_at: datetime | None = None
+    answered_by: str | None = None
+    answered_channel: str | None = None
+    answered_level: str | None = None  # filled by the service layer from the directory
+    # The acknowledgement timeout (see escalation.AckTimeout), as data polled like the
+    # escalation steps: who holds the call now (the latest acknowledgement), when the
+    # timeout falls (its steps count from then), the next of its steps to fire, when.
+    held_by: str | None = None
+    ack_timeout_at: datetime | None = None
+    ack_step: int = 0
+    next_ack_escalation_at: datetime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.state is not CallState.RESOLVED
+
+    @property
+    def is_escalating(self) -> bool:
+        return self.state is CallState.OPEN and self.next_escalation_at is not None
+
+    def wants_notification(self, queued_at: datetime) -> bool:
+        """Whether a notification queued at ``queued_at`` should still reach someone:
+        the call is unacknowledged, or its acknowledgement timeout queued it (it was
+        queued since the timeout fell). ``escalator.outbox_row_wanted`` is this rule
+        in SQL, for the outbox's claim."""
+        if self.state is CallState.OPEN:
+            return True
+        return (
+            self.state is CallState.ACKNOWLEDGED
+            and self.ack_timeout_at is not None
+            and queued_at >= self.ack_timeout_at
+        )
+
+    @property
+    def is_ack_escalating(self) -> bool:
+        """Acknowledged, and the acknowledgement timeout is running (or has fired)."""
+        return self.state is CallState.ACKNOWLEDGED and self.next_ack_escalation_at is not None
+
+
+def open_call(
+    *,
+    call_id: str,
+    device_id: str,
+    kind: CallKind,
+    policy: Policy,
+    now: datetime,
+    resident_id: str | None,
+    community_id: str | None,
+    detail: str = "",
+    alert_key: str | None = None,
+) -> tuple[Call, Transition]:
+    call = Call(
+        id=call_id,
+        device_id=device_id,
+        kind=kind,
+        priority=PRIORITY_OF[kind],
+        state=CallState.OPEN,
+        opened_at=now,
+        policy=policy,
+        escalation_started_at=now,
+        next_escalation_at=policy.due_at(now, 0),
+        resident_id=resident_id,
+        community_id=community_id,
+        unknown_device=resident_id is None,
+        detail=detail,
+        alert_key=alert_key,
+        updated_at=now,
+    )
+    t = Transition(device_update=CallUpdateState.RECEIVED if kind != CallKind.TECHNICAL else None)
+    who = "unknown device" if resident_id is None else f"resident {resident_id}"
+    t.note(
+        now, "device", "opened", "mqtt", f"{kind} from {who}" + (f": {detail}" if detail else "")
+    )
+    return call, t
+
+
+def join(call: Call, kind: CallKind, now: datetime, policy_for_kind: Policy) -> Transition:
+    """Another press while the device has an active call joins it and raises urgency."""
+    t = Transition()
+    call.press_count += 1
+    call.updated_at = now
+    t.note(now, "device", "joined", "mqtt", f"{kind} pressed again (press {call.press_count})")
+    if _RANK[PRIORITY_OF[kind]] > _RANK[call.priority]:
+        # A service request that turns into an emergency follows the emergency policy
+        # from its first step: the earlier, slower steps no longer apply.
+        t.note(now, "system", "priority_raised", "system", f"{call.priority} → {kind}")
+        call.kind, call.priority, call.policy = kind, PRIORITY_OF[kind], policy_for_kind
+        _restart_escalation(call, now)
+        if call.state is CallState.ACKNOWLEDGED:
+            _start_ack_timer(call, now)
+    elif call.state is CallState.CANCELLED:
+        # The resident cancelled and then pressed again: they need help after all.
+        t.note(now, "system", "reopened", "system", "pressed again after cancelling")
+        call.state = CallState.OPEN
+        _restart_escalation(call, now)
+    elif call.state is CallState.OPEN and call.next_escalation_at is not None:
+        # Pressing again while nobody has answered: do not wait out the step's delay.
+        call.next_escalation_at = min(call.next_escalation_at, now)
+        t.note(now, "system", "urgency_raised", "system", "next escalation step brought forward")
+    t.device_update = _device_state(call)
+    return t
+
+
+def acknowledge(
+    call: Call, staff_id: str, channel: str, now: datetime, note: str = ""
+) -> Transition:
+    _require_active(call, "acknowledge")
+    t = Transition()
+    if call.acknowledged_at is not None and call.state is CallState.ACKNOWLEDGED:
+        if call.ack_step == 0:
+            return t  # idempotent: the first acknowledgement stands
+        # The acknowledgement timeout has fired: a new acknowledgement stops it and
+        # starts it afresh for whoever now holds the call. The first answer time
+        # stays on record for the service-level figures.
+        call.held_by = staff_id
+        _start_ack_timer(call, now)
+        call.updated_at = now
+        again = note or "again: acknowledgement timeout reset"
+        t.note(now, staff_id, "acknowledged", channel, again)
+        return t
+    call.acknowledged_at = call.acknowledged_at or now
+    call.acknowledged_by = call.acknowledged_by or staff_id
+    _answered(call, staff_id, channel, now)
+    call.held_by = staff_id
+    if call.state in (CallState.OPEN, CallState.CANCELLED):
+        call.state = CallState.ACKNOWLEDGED
+    call.next_escalation_at = None
+    _start_ack_timer(call, now)
+    call.updated_at = now
+    t.note(now, staff_id, "acknowledged", channel, note)
+    t.device_update = CallUpdateState.ACKNOWLEDGED
+    return t
+
+
+def resolve(
+    call: Call, staff_id: str, channel: str, outcome: Outcome, now: datetime, note: str = ""
+) -> Transition:
+    _require_active(call, "resolve")
+    t = Transition()
+    if call.acknowledged_at is None:
+        # Resolving answers the call too: answer time is the resolve time.
+        call.acknowledged_at, call.acknowledged_by = now, staff_id
+    _answered(call, staff_id, channel, now)
+    call.state = CallState.RESOLVED
+    call.resolved_at, call.resolved_by = now, staff_id
+    call.outcome, call.note = outcome.value, note or None
+    call.next_escalation_at = None
+    _stop_ack_timer(call)
+    call.updated_at = now
+    t.note(now, staff_id, "resolved", channel, f"{outcome.value}" + (f": {note}" if note else ""))
+    t.device_update = CallUpdateState.RESOLVED if call.kind != CallKind.TECHNICAL else None
+    return t
+
+
+def escalate_now(call: Call, staff_id: str, channel: str, now: datetime) -> Transition:
+    """Someone asks for the next step at once (an SMS reply "7E": "I cannot go").
+
+    An acknowledged call goes back to escalating: whoever took it has given it
+    back. The first answer time stays on record for the service-level figures.
+    """
+    _require_active(call, "escalate")
+    t = Transition()
+    call.updated_at = now
+    if call.state in (CallState.ACKNOWLEDGED, CallState.CANCELLED):
+        call.state = CallState.OPEN
+        _stop_ack_timer(call)
+        t.device_update = CallUpdateState.RECEIVED
+    if call.state is CallState.OPEN:
+        call.next_escalation_at = now
+    t.note(now, staff_id, "escalation_requested", channel, f"state {call.state}")
+    return t
+
+
+def cancel(call: Call, now: datetime) -> Transition:
+    """The resident cancelled: escalation stops, an operator still confirms the call."""
+    t = Transition()
+    call.updated_at = now
+    t.note(now, "device", "cancel_pressed", "mqtt")
+    if call.state is CallState.OPEN:
+        call.state = CallState.CANCELLED
+        call.next_escalation_at = None
+        t.note(now, "system", "escalation_stopped", "system", "resident cancelled")
+    t.device_update = CallUpdateState.CANCELLED
+    return t
+
+
+def presence(call: Call, now: datetime) -> Transition:
+    """A responder pressed the presence key at the home: help has arrived."""
+    t = Transition()
+    call.updated_at = now
+    if call.state in (CallState.OPEN, CallState.ACKNOWLEDGED, CallState.CANCELLED):
+        # Help has arrived: neither escalation nor the acknowledgement timeout runs.
+        call.state = CallState.RESPONDER_ON_SITE
+        call.next_escalation_at = None
+        _stop_ack_timer(call)
+    t.note(now, "device", "responder_on_site", "mqtt")
+    t.device_update = CallUpdateState.RESPONDER_ON_SITE
+    return t
+
+
+def clear_technical(call: Call, now: datetime, why: str) -> Transition:
+    """A technical fault that cleared by itself (battery ok, device back online)."""
+    t = Transition()
+    call.state = CallState.RESOLVED
+    call.resolved_at, call.resolved_by = now, "system"
+    call.outcome = Outcome.TECHNICAL_FIXED.value
+    call.next_escalation_at = None
+    _stop_ack_timer(call)
+    call.updated_at = now
+    t.note(now, "device", "cleared", "mqtt", why)
+    return t
+
+
+def take_due_step(call: Call, now: datetime) -> int | None:
+    """If a step is due, advance the call past it and return its index; else None."""
+    if not call.is_escalating or call.next_escalation_at is None or call.next_escalation_at > now:
+        return None
+    index = call.escalation_step
+    call.escalation_step += 1
+    following = call.policy.due_at(call.escalation_started_at, call.escalation_step)
+    # A step brought forward (a repeated press) does not drag the ones after it along.
+    # After downtime the overdue steps fire one per poll: each is its own transaction.
+    call.next_escalation_at = max(following, now)
+    call.updated_at = now
+    return index
+
+
+def skip_at_once(call: Call, now: datetime) -> None:
+    """The step just taken had nobody to notify: the next one falls due now, not
+    after its own delay (the steps after that keep their due times)."""
+    if call.is_escalating:
+        call.next_escalation_at = now
+
+
+def take_due_ack_step(call: Call, now: datetime) -> int | None:
+    """If a step of the acknowledgement timeout is due, advance past it and return
+    its index; else None."""
+    timeout = call.policy.ack_timeout
+    if (
+        not call.is_ack_escalating
+        or timeout is None
+        or call.ack_timeout_at is None
+        or call.next_ack_escalation_at is None
+        or call.next_ack_escalation_at > now
+    ):
+        return None
+    index = call.ack_step
+    call.ack_step += 1
+    call.next_ack_escalation_at = max(timeout.due_at(call.ack_timeout_at, call.ack_step), now)
+    call.updated_at = now
+    return index
+
+
+def skip_ack_at_once(call: Call, now: datetime) -> None:
+    """Like :func:`skip_at_once`, for the acknowledgement timeout's steps."""
+    if call.is_ack_escalating:
+        call.next_ack_escalation_at = now
+
+
+def _start_ack_timer(call: Call, now: datetime) -> None:
+    timeout = call.policy.ack_timeout
+    if timeout is None or call.state is not CallState.ACKNOWLEDGED:
+        _stop_ack_timer(call)
+        return
+    call.ack_timeout_at = now + timedelta(seconds=timeout.after_s)
+    call.ack_step = 0
+    call.next_ack_escalation_at = call.ack_timeout_at
+
+
+def _stop_ack_timer(call: Call) -> None:
+    call.ack_timeout_at = None
+    call.ack_step = 0
+    call.next_ack_escalation_at = None
+
+
+def _restart_escalation(call: Call, now: datetime) -> None:
+    call.escalation_started_at = now
+    call.escalation_step = 0
+    call.next_escalation_at = now if call.state is CallState.OPEN else None
+
+
+def _answered(call: Call, who: str, channel: str, now: datetime) -> None:
+    if call.answered_at is None:
+        call.answered_at, call.answered_by, call.answered_channel = now, who, channel
+
+
+def _require_active(call: Call, what: str) -> None:
+    if call.state is CallState.RESOLVED:
+        raise InvalidTransitionError(f"call {call.id} is already resolved; cannot {what} it")
+
+
+def _device_state(call: Call) -> CallUpdateState:
+    return {
+        CallState.OPEN: CallUpdateState.RECEIVED,
+        CallState.ACKNOWLEDGED: CallUpdateState.ACKNOWLEDGED,
+        CallState.RESPONDER_ON_SITE: CallUpdateState.RESPONDER_ON_SITE,
+        CallState.CANCELLED: CallUpdateState.CANCELLED,
+        CallState.RESOLVED: CallUpdateState.RESOLVED,
+    }[call.state]

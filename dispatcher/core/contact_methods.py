@@ -1,0 +1,66 @@
+"""How a person is reached: their ordered contact methods (SMS or voice, to a number).
+
+A person is a staff member (their staff id) or a resident's emergency contact
+(``contact:<resident id>:<order>``, the routing's recipient id). Without rows in the
+optional data file ``contact_methods.csv`` a person is reached by SMS then by voice,
+both to their phone. A permanent failure of one method moves the notification to the
+next one at once. Pure: no I/O here; the file is read by
+``dispatcher.adapters.files.directory_files``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dispatcher.core.directory import Directory
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    VOICE = "voice"
+
+
+@dataclass(frozen=True)
+class ContactMethod:
+    order: int  # 1 is tried first
+    kind: Channel
+    number: str  # E.164
+
+
+ContactMethods = Mapping[str, tuple[ContactMethod, ...]]
+
+
+def default_methods(phone: str) -> tuple[ContactMethod, ...]:
+    return (ContactMethod(1, Channel.SMS, phone), ContactMethod(2, Channel.VOICE, phone))
+
+
+def methods_for(directory: Directory, person_id: str, phone: str) -> tuple[ContactMethod, ...]:
+    """The person's methods in order: their rows in the data file, else SMS then voice."""
+    found = directory.contact_methods.get(person_id)
+    return found if found else default_methods(phone)
+
+
+def first_of_kind(methods: tuple[ContactMethod, ...], kind: Channel) -> ContactMethod | None:
+    return next((m for m in methods if m.kind is kind), None)
+
+
+def next_after(methods: tuple[ContactMethod, ...], order: int) -> ContactMethod | None:
+    """The method tried after the one numbered ``order``, or None when none is left."""
+    return next((m for m in methods if m.order > order), None)
+
+
+def person_phone(directory: Directory, person_id: str) -> str | None:
+    """The phone on file for a staff id or a ``contact:<resident>:<n>`` id."""
+    if person_id.startswith("contact:"):
+        resident_id, _, number = person_id.removeprefix("contact:").rpartition(":")
+        resident = directory.residents.get(resident_id)
+        if resident is None or not number.isdigit():
+            return None
+        index = int(number) - 1
+        return resident.contacts[index].phone if 0 <= index < len(resident.contacts) else None
+    staff = directory.staff.get(person_id)
+    return staff.phone if staff is not None else None

@@ -1,0 +1,157 @@
+"""Who is who: the district's areas, staff, residents and duty shifts.
+
+Pure data, loaded from the files in the data folder (see
+``dispatcher.adapters.files.directory_files``) and read by routing. No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, time
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dispatcher.core.contact_methods import ContactMethod
+
+from dispatcher.core.rota.model import OverrideBook, Rotation, Rule, Schedule
+
+
+class Level(StrEnum):
+    """The three levels of service, from the top."""
+
+    DISTRICT = "district"  # the command centre and its hotline, always staffed
+    STREET = "street"  # 街道
+    COMMUNITY = "community"  # 社区
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"  # command-centre hotline operator
+    STAFF = "staff"  # community or street duty staff
+    SUPERVISOR = "supervisor"  # street or district supervisor
+
+
+@dataclass(frozen=True)
+class Area:
+    id: str
+    level: Level
+    name: str
+    parent_id: str | None  # None only for the district
+
+
+@dataclass(frozen=True)
+class Staff:
+    id: str
+    name: str
+    phone: str | None
+    area_id: str
+    role: Role
+    language: str = "zh"  # "zh" or "en": which message catalogue to use
+    api_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A resident's emergency contact (family, neighbour), in the order to call them."""
+
+    name: str
+    relation: str
+    phone: str
+    language: str = "zh"
+
+
+@dataclass(frozen=True)
+class Resident:
+    id: str
+    name: str
+    birth_date: date
+    address: str
+    community_id: str
+    device_id: str
+    phone: str | None = None
+    contacts: tuple[Contact, ...] = ()
+    # Medical notes are for the operator's screen only, never for SMS.
+    notes: str = ""
+
+    def age_on(self, day: date) -> int:
+        before_birthday = (day.month, day.day) < (self.birth_date.month, self.birth_date.day)
+        return day.year - self.birth_date.year - before_birthday
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A weekly duty shift: ``staff_id`` is on duty for ``area_id`` on these weekdays.
+
+    ``weekdays`` are ISO numbers (1 Monday .. 7 Sunday) of the day the shift starts;
+    a shift whose ``end`` is not after ``start`` runs overnight into the next day,
+    and ``start == end`` means a full 24 hours.
+    """
+
+    area_id: str
+    staff_id: str
+    weekdays: frozenset[int]
+    start: time
+    end: time
+    role: str = "primary"
+
+
+@dataclass(frozen=True)
+class Directory:
+    areas: dict[str, Area]
+    staff: dict[str, Staff]
+    residents: dict[str, Resident]
+    shifts: tuple[Shift, ...]
+    timezone: str = "Asia/Shanghai"
+    # The rota file's rotations and schedules (by area id), and the overrides in force:
+    # the book is shared and mutable, so overrides made through the API apply at once.
+    rotations: dict[str, Rotation] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    overrides: OverrideBook = field(default_factory=OverrideBook, compare=False)
+    # Ordered ways to reach a person (staff id or contact:<resident>:<n>), from the
+    # optional contact_methods.csv; a person without rows gets SMS then voice.
+    contact_methods: dict[str, tuple[ContactMethod, ...]] = field(default_factory=dict)
+    residents_by_device: dict[str, Resident] = field(init=False, compare=False)
+    staff_by_token: dict[str, Staff] = field(init=False, compare=False)
+    # Each area's schedule with the weekly shifts (rota.csv) added as rules for a person.
+    schedule_by_area: dict[str, Schedule] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "residents_by_device", {r.device_id: r for r in self.residents.values()}
+        )
+        object.__setattr__(
+            self, "staff_by_token", {s.api_token: s for s in self.staff.values() if s.api_token}
+        )
+        merged = dict(self.schedules)
+        for shift in self.shifts:
+            schedule = merged.get(shift.area_id) or Schedule(shift.area_id, timezone=self.timezone)
+            rule = Rule(
+                weekdays=shift.weekdays,
+                start=shift.start,
+                end=shift.end,
+                role=shift.role,
+                staff_id=shift.staff_id,
+                source="weekly shift",
+            )
+            merged[shift.area_id] = Schedule(
+                schedule.area_id, (*schedule.rules, rule), schedule.shifts, schedule.timezone
+            )
+        object.__setattr__(self, "schedule_by_area", merged)
+
+    @property
+    def district(self) -> Area:
+        return next(a for a in self.areas.values() if a.level is Level.DISTRICT)
+
+    def chain(self, area_id: str | None) -> list[Area]:
+        """The area and its parents up to the district, nearest first.
+
+        An unknown or missing area (an unregistered device) is the district alone.
+        """
+        out: list[Area] = []
+        area = self.areas.get(area_id) if area_id else None
+        while area is not None:
+            out.append(area)
+            area = self.areas.get(area.parent_id) if area.parent_id else None
+        if not out or out[-1].level is not Level.DISTRICT:
+            out.append(self.district)
+        return out

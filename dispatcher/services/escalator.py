@@ -1,0 +1,266 @@
+"""Fires due escalation steps: each step, its notifications and the call's new
+escalation state are written in ONE transaction (as GoAlert's engine does), so a
+crash or a restart between steps neither loses nor repeats one. Due times live in
+the database and are polled, so nothing is kept only in memory.
+
+A step whose targets name nobody is recorded (``step_skipped``) and the next step
+falls due at once: it fires in the same poll, in its own transaction. Only steps
+before the policy's last can be skipped; the last step (its repeats, and the
+reminders once the policy is exhausted) falls back to the command centre when it
+names nobody, so an empty policy cannot spin and a call never goes silent.
+
+The acknowledgement timeout (``dispatcher.core.escalation.AckTimeout``) runs the same way
+on acknowledged calls, from its own due time ``calls.next_ack_escalation_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import structlog
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dispatcher.adapters.db import schema as db
+from dispatcher.adapters.db import stores as store
+from dispatcher.core import calls as lifecycle
+from dispatcher.core import routing
+from dispatcher.core.calls import Call, CallState, TimelineEntry
+from dispatcher.core.directory import Directory
+from dispatcher.core.escalation import Step
+from dispatcher.services import notify
+from dispatcher.services.clock import Clock
+
+log = structlog.get_logger(__name__)
+
+
+class Fired(Enum):
+    NOTIFIED = "notified"
+    SKIPPED = "skipped"  # nobody to tell: the next step is due at once
+    NOBODY = "nobody"  # nobody, not even the command centre: an alarm in the log
+
+
+def outbox_row_wanted() -> ColumnElement[bool]:
+    """Whether an outbox row's call still wants it sent (for the outbox's claim,
+    joined on ``calls``): an unacknowledged call, or an acknowledged one whose
+    acknowledgement timeout queued the row (created since the timeout fell). The same
+    rule as ``Call.wants_notification``."""
+    return or_(
+        db.calls.c.state == CallState.OPEN.value,
+        and_(
+            db.calls.c.state == CallState.ACKNOWLEDGED.value,
+            db.calls.c.ack_timeout_at.is_not(None),
+            db.sms_outbox.c.created_at >= db.calls.c.ack_timeout_at,
+        ),
+    )
+
+
+class Escalator:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        directory: Directory,
+        clock: Clock,
+        on_change: Callable[[], None] = lambda: None,
+        batch: int = 100,
+    ) -> None:
+        self._sessions = sessions
+        self._directory = directory
+        self._clock = clock
+        self._on_change = on_change  # wakes the SMS outbox
+        self._batch = batch
+
+    async def _due(
+        self, session: AsyncSession, state: CallState, due_at: Any, now: datetime
+    ) -> list[str]:
+        """Ids of calls in ``state`` whose ``due_at`` has come, the most overdue first."""
+        found = await session.scalars(
+            select(db.calls.c.id)
+            .where(db.calls.c.state == state.value, due_at <= now)
+            .order_by(due_at)
+            .limit(self._batch)
+        )
+        return list(found)
+
+    async def run_due(self) -> int:
+        """Fire every step due now (escalation and acknowledgement timeout); returns
+        how many fired, skipped steps included."""
+        now = self._clock.now()
+        async with self._sessions.begin() as session:
+            due = await self._due(session, CallState.OPEN, db.calls.c.next_escalation_at, now)
+            ack_due = await self._due(
+                session, CallState.ACKNOWLEDGED, db.calls.c.next_ack_escalation_at, now
+            )
+        fired = 0
+        for call_id in due:
+            fired += await self._fire(call_id, now)
+        for call_id in ack_due:
+            fired += await self._fire_ack(call_id, now)
+        if fired:
+            self._on_change()
+        return fired
+
+    async def _fire(self, call_id: str, now: datetime) -> int:
+        """The due step of one call; after a skipped step, the next one too. Each step
+        is its own transaction; skips only move forward through the policy's steps
+        before its last, so this loop ends."""
+        fired = 0
+        while True:
+            async with self._sessions.begin() as session:
+                call = await store.lock_call(session, call_id)
+                if call is None:
+                    return fired
+                # Re-checked under the lock: an acknowledgement may have just committed.
+                index = lifecycle.take_due_step(call, now)
+                if index is None:
+                    return fired
+                if call.policy.is_exhausted(index) and not call.policy.is_exhausted(index - 1):
+                    session.add(
+                        TimelineEntry(
+                            now,
+                            "system",
+                            "policy_exhausted",
+                            "system",
+                            f"policy {call.policy.name}: steps and repeats used up; "
+                            f"reminding the command centre every {call.policy.repeat_every_s} s",
+                            call.id,
+                        )
+                    )
+                result = await self._notify(
+                    session,
+                    call,
+                    call.policy.step(index),
+                    f"step {index + 1}",
+                    can_skip=index < call.policy.last,
+                    now=now,
+                    step_index=index,
+                    holder=None,
+                    action="escalated",
+                )
+                if result is Fired.SKIPPED:
+                    lifecycle.skip_at_once(call, now)
+            fired += 1
+            log.info("escalation_step", call_id=call_id, step=index + 1, result=result.value)
+            if result is not Fired.SKIPPED:
+                return fired
+
+    async def _fire_ack(self, call_id: str, now: datetime) -> int:
+        fired = 0
+        while True:
+            async with self._sessions.begin() as session:
+                call = await store.lock_call(session, call_id)
+                if call is None:
+                    return fired
+                index = lifecycle.take_due_ack_step(call, now)
+                timeout = call.policy.ack_timeout
+                if index is None or timeout is None:
+                    return fired
+                if index == 0:
+                    session.add(
+                        TimelineEntry(
+                            now,
+                            "system",
+                            "ack_timeout",
+                            "system",
+                            f"acknowledged by {call.held_by} and not resolved within "
+                            f"{timeout.after_s} s",
+                            call.id,
+                        )
+                    )
+                result = await self._notify(
+                    session,
+                    call,
+                    timeout.step(index),
+                    f"acknowledgement timeout step {index + 1}",
+                    can_skip=index < len(timeout.steps) - 1,
+                    now=now,
+                    step_index=index,
+                    holder=call.held_by,
+                    action="ack_escalated",
+                )
+                if result is Fired.SKIPPED:
+                    lifecycle.skip_ack_at_once(call, now)
+            fired += 1
+            log.info("ack_timeout_step", call_id=call_id, step=index + 1, result=result.value)
+            if result is not Fired.SKIPPED:
+                return fired
+
+    async def _notify(
+        self,
+        session: AsyncSession,
+        call: Call,
+        step: Step,
+        label: str,
+        *,
+        can_skip: bool,
+        now: datetime,
+        step_index: int,
+        holder: str | None,
+        action: str,
+    ) -> Fired:
+        resident = self._directory.residents.get(call.resident_id or "")
+        people = routing.recipients(
+            self._directory,
+            step.targets,
+            community_id=call.community_id,
+            resident=resident,
+            at=now,
+            holder=holder,
+        )
+        targets = ", ".join(step.targets)
+        if not people:
+            if can_skip:
+                session.add(
+                    TimelineEntry(
+                        now,
+                        "system",
+                        "step_skipped",
+                        "system",
+                        f"{label} ({targets}): nobody to notify; the next step at once",
+                        call.id,
+                    )
+                )
+                return Fired.SKIPPED
+            # The last step names nobody: never silence, the command centre instead.
+            people = routing.command_centre(self._directory, now)
+            session.add(
+                TimelineEntry(
+                    now,
+                    "system",
+                    "step_fallback",
+                    "system",
+                    f"{label} ({targets}): nobody to notify; the command centre instead",
+                    call.id,
+                )
+            )
+            if not people:
+                log.error("nobody_to_notify", call_id=call.id, step=label)
+                session.add(
+                    TimelineEntry(
+                        now,
+                        "system",
+                        "nobody_to_notify",
+                        "system",
+                        f"{label}: not even the command centre has anyone",
+                        call.id,
+                    )
+                )
+                return Fired.NOBODY
+        await notify.queue_step(
+            session, call, resident, self._directory, people, step_index, now, step.channels
+        )
+        names = "; ".join(f"{p.name} ({p.why})" for p in people)
+        session.add(
+            TimelineEntry(
+                now,
+                "system",
+                action,
+                ",".join(step.channels),
+                f"{label} ({targets}): {names}",
+                call.id,
+            )
+        )
+        return Fired.NOTIFIED

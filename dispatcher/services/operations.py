@@ -1,0 +1,273 @@
+"""The operator-facing service layer: the real implementation of ``views.Operations``.
+
+Acknowledging or resolving is one transaction: the call's new state, its timeline,
+the device's update and the cancellation of every SMS not yet sent for it commit
+together, so no SMS leaves for a call after its acknowledgement has committed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dispatcher.adapters.db import schema as db
+from dispatcher.adapters.db import stores as store
+from dispatcher.core import calls as lifecycle
+from dispatcher.core import reports
+from dispatcher.core.calls import Call, CallState, TimelineEntry, Transition
+from dispatcher.core.directory import Directory, Level, Resident, Staff
+from dispatcher.core.rota import on_duty as rota
+from dispatcher.core.views import (
+    CallNotFoundError,
+    CallView,
+    ContactView,
+    NotificationView,
+    OnDutyView,
+    Outcome,
+    ResidentView,
+    StaffView,
+    TimelineEntryView,
+)
+from dispatcher.services.clock import Clock
+
+log = structlog.get_logger(__name__)
+
+LIST_LIMIT = 500
+_STATES = {s.value for s in CallState}
+
+
+class CallOperations:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        directory: Directory,
+        clock: Clock,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = sessions
+        self._directory = directory
+        self._clock = clock
+        self._on_change = on_change  # wakes the device outbox
+
+    def staff_for_token(self, token: str) -> Staff | None:
+        # Constant-time comparison against every token: no timing hint of a near miss.
+        found = None
+        for candidate, staff in self._directory.staff_by_token.items():
+            if hmac.compare_digest(candidate.encode(), token.encode()):
+                found = staff
+        return found
+
+    async def list_calls(self, state: str | None = None) -> list[CallView]:
+        query = select(Call).order_by(db.calls.c.opened_at.desc()).limit(LIST_LIMIT)
+        if state in (None, "active"):
+            query = query.where(db.calls.c.state != CallState.RESOLVED.value)
+        elif state in _STATES:
+            query = query.where(db.calls.c.state == state)
+        elif state != "all":
+            raise ValueError(f"unknown state {state!r}")
+        async with self._sessions() as session:
+            found = list(await session.scalars(query))
+        return [self._view(c) for c in found]
+
+    async def get_call(self, call_id: str) -> CallView:
+        async with self._sessions() as session:
+            call = await session.get(Call, call_id)
+            if call is None:
+                raise CallNotFoundError(f"no call {call_id}")
+            entries = await session.scalars(
+                select(TimelineEntry)
+                .where(db.timeline.c.call_id == call_id)
+                .order_by(db.timeline.c.at, db.timeline.c.id)
+            )
+            sms = await session.execute(
+                select(db.sms_outbox)
+                .where(db.sms_outbox.c.call_id == call_id)
+                .order_by(db.sms_outbox.c.id)
+            )
+            view = self._view(call)
+            view.timeline = [
+                TimelineEntryView(
+                    at=e.at, actor=e.actor, action=e.action, channel=e.channel, detail=e.detail
+                )
+                for e in entries
+            ]
+            view.notifications = [
+                NotificationView.model_validate(row, from_attributes=True) for row in sms
+            ]
+        return view
+
+    async def acknowledge(
+        self, call_id: str, staff_id: str, channel: str, note: str = ""
+    ) -> CallView:
+        return await self._change(
+            call_id, lambda c, now: lifecycle.acknowledge(c, staff_id, channel, now, note)
+        )
+
+    async def resolve(
+        self, call_id: str, staff_id: str, channel: str, outcome: Outcome, note: str = ""
+    ) -> CallView:
+        return await self._change(
+            call_id, lambda c, now: lifecycle.resolve(c, staff_id, channel, outcome, now, note)
+        )
+
+    async def escalate_now(self, call_id: str, staff_id: str, channel: str) -> CallView:
+        """A notified person cannot help ("7E"): the next step fires at once."""
+        return await self._change(
+            call_id, lambda c, now: lifecycle.escalate_now(c, staff_id, channel, now)
+        )
+
+    async def _change(
+        self, call_id: str, change: Callable[[Call, datetime], Transition]
+    ) -> CallView:
+        now = self._clock.now()
+        async with self._sessions.begin() as session:
+            call = await store.lock_call(session, call_id)
+            if call is None:
+                raise CallNotFoundError(f"no call {call_id}")
+            transition = change(call, now)  # may raise InvalidTransitionError: rolls back
+            if call.answered_by is not None and call.answered_level is None:
+                # Recorded as it is when answered: a later move to another area changes nothing.
+                call.answered_level = reports.answerer_level(self._directory, call.answered_by)
+            await store.record(session, call, transition, now)
+            if not call.is_escalating:
+                cancelled = await store.cancel_pending_sms(session, call.id, f"call {call.state}")
+                if cancelled:
+                    session.add(
+                        TimelineEntry(
+                            now, "system", "sms_cancelled", "system", f"{cancelled} unsent", call.id
+                        )
+                    )
+        log.info("call_changed", call_id=call_id, state=call.state.value)
+        self._on_change()
+        return await self.get_call(call_id)
+
+    async def on_duty(
+        self, at: datetime | None = None, community_id: str | None = None
+    ) -> list[OnDutyView]:
+        when = at or self._clock.now()
+        d = self._directory
+        if community_id is not None:
+            if community_id not in d.areas:
+                raise KeyError(f"no area {community_id}")
+            areas = [community_id]
+        else:
+            areas = [d.district.id] + [a.id for a in d.areas.values() if a.level is Level.COMMUNITY]
+        out = []
+        for area_id in areas:
+            found = rota.responsible(d, area_id, when)
+            out.append(
+                OnDutyView(
+                    area_id=area_id,
+                    area_name=d.areas[area_id].name,
+                    found_at_area_id=found.found_at.id,
+                    found_at_level=found.found_at.level.value,
+                    found_at_area_name=found.found_at.name,
+                    staff=[
+                        StaffView(
+                            id=o.staff.id,
+                            name=o.staff.name,
+                            phone=o.staff.phone,
+                            role=o.staff.role.value,
+                            shift_role=o.shift_role,
+                        )
+                        for o in found.on_duty
+                    ],
+                )
+            )
+        return out
+
+    async def answer_times(
+        self, since: datetime, until: datetime | None = None
+    ) -> reports.AnswerTimes:
+        now = self._clock.now()
+        zone = ZoneInfo(self._directory.timezone)
+        start = _aware(since, zone)
+        end = _aware(until, zone) if until is not None else now
+        if start >= end:
+            raise ValueError("the period is empty: since must be before until")
+        c = db.calls.c
+        query = select(
+            c.id,
+            c.kind,
+            c.opened_at,
+            c.answered_at,
+            c.answered_by,
+            c.answered_channel,
+            c.answered_level,
+            c.acknowledged_at,
+            c.acknowledged_by,
+            c.resolved_at,
+        ).where(c.opened_at >= start, c.opened_at < end)
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        records = [
+            reports.CallRecord(
+                call_id=row.id,
+                kind=row.kind,
+                opened_at=row.opened_at,
+                # A call answered by code that bypassed the lifecycle's record of the
+                # first answer still has its first acknowledgement.
+                answered_at=row.answered_at or row.acknowledged_at,
+                answered_by=row.answered_by or row.acknowledged_by,
+                answered_channel=row.answered_channel,
+                answered_level=row.answered_level,
+                closed_at=row.resolved_at,
+            )
+            for row in rows
+        ]
+        return reports.answer_times(
+            records, since=start, until=end, now=now, directory=self._directory
+        )
+
+    def _view(self, call: Call) -> CallView:
+        resident = self._directory.residents.get(call.resident_id or "")
+        return CallView(
+            call_id=call.id,
+            device_id=call.device_id,
+            kind=call.kind.value,
+            priority=call.priority.value,
+            state=call.state.value,
+            opened_at=call.opened_at,
+            unknown_device=call.unknown_device,
+            press_count=call.press_count,
+            resident=self._resident_view(call, resident) if resident else None,
+            acknowledged_at=call.acknowledged_at,
+            acknowledged_by=call.acknowledged_by,
+            resolved_at=call.resolved_at,
+            resolved_by=call.resolved_by,
+            outcome=call.outcome,
+            note=call.note,
+            escalation_step=call.escalation_step,
+            next_escalation_at=call.next_escalation_at,
+            detail=call.detail,
+            policy=call.policy.name,
+            held_by=call.held_by,
+            next_ack_escalation_at=call.next_ack_escalation_at,
+        )
+
+    def _resident_view(self, call: Call, r: Resident) -> ResidentView:
+        community = self._directory.areas.get(r.community_id)
+        return ResidentView(
+            id=r.id,
+            name=r.name,
+            age=r.age_on(call.opened_at.date()),
+            address=r.address,
+            community_id=r.community_id,
+            community_name=community.name if community else r.community_id,
+            phone=r.phone,
+            notes=r.notes,
+            contacts=[
+                ContactView(name=c.name, relation=c.relation, phone=c.phone) for c in r.contacts
+            ],
+        )
+
+
+def _aware(when: datetime, zone: ZoneInfo) -> datetime:
+    """A naive time is in the data's time zone."""
+    return when.replace(tzinfo=zone) if when.tzinfo is None else when

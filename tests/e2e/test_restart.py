@@ -1,0 +1,209 @@
+"""Crash safety: the dispatcher process is killed with SIGKILL while a call is
+escalating and while devices are publishing. After a restart every answered event
+is in the database, every unanswered one is delivered again and answered, and the
+escalation goes on at its due times, neither lost nor repeated.
+
+Runs ``eldercall run`` as a real process with the real clock; the policy's delays
+are shortened to seconds through the configuration file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiomqtt
+import httpx
+import pytest
+
+from dispatcher.adapters.files.directory_files import load_directory
+from dispatcher.core.rota import on_duty as rota
+from simulator.broker import MosquittoProcess, free_port
+from simulator.phone_network.server import SmsSinkServer
+from tests.support.app import DATA
+from tests.support.broker import mqtt_client, payload_json
+
+pytestmark = pytest.mark.integration
+STEP2_AFTER_S = 4
+
+
+def write_config(tmp: Path, broker: MosquittoProcess, sink: SmsSinkServer, root: str) -> Path:
+    path = tmp / "eldercall.toml"
+    path.write_text(
+        f"""
+[mqtt]
+url = "{broker.url}"
+topic_root = "{root}"
+client_id = "dispatcher-restart-test"
+[database]
+url = "sqlite+aiosqlite:///{tmp / "eldercall.db"}"
+[sms]
+provider = "twilio"
+account_sid = "{sink.account_sid}"
+auth_token = "{sink.auth_token}"
+from_number = "+8610000000000"
+api_base = "{sink.url}"
+[http]
+listen = "127.0.0.1:{free_port()}"
+[data]
+dir = "{DATA}"
+[escalation]
+poll_interval_s = 0.1
+[escalation.policies.emergency]
+repeat_every_s = 600
+steps = [
+  {{ delay_s = 0, targets = ["hotline"] }},
+  {{ delay_s = {STEP2_AFTER_S}, targets = ["street_supervisor"] }},
+]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from dispatcher.entrypoints.cli.main import main; raise SystemExit(main())",
+        "run",
+        "--config",
+        str(config),
+        stdout=log.open("ab"),
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+class Devices:
+    """Ten devices publishing events without resending (a plain MQTT client), and a
+    listener that records every answer."""
+
+    def __init__(self, url: str, root: str) -> None:
+        self.url, self.root = url, root
+        self.published: set[tuple[str, str]] = set()  # (device_id, ref), PUBACKed by broker
+        self.answered: dict[tuple[str, str], dict[str, object]] = {}
+
+    async def listen(self) -> None:
+        async with mqtt_client(self.url) as client:
+            await client.subscribe(f"{self.root}/dev/+/ack", qos=1)
+            async for message in client.messages:
+                device_id = message.topic.value.split("/")[-2]
+                ack = payload_json(message)
+                self.answered[(device_id, ack["ref"])] = ack
+
+    async def publish(self, stop: asyncio.Event) -> None:
+        n = 0
+        async with mqtt_client(self.url) as client:
+            # Bounded: enough traffic to span the kill and the restart, not so much that
+            # draining the backlog races the test's own timeouts on a loaded machine.
+            while not stop.is_set() and n < MAX_LOAD_EVENTS:
+                device_id = f"dev-{10 + n % 10:04d}"
+                ref = f"load-{n}"
+                # "cancel" with no open call: stored and answered, opens nothing.
+                body = json.dumps({"ref": ref, "type": "cancel"}).encode()
+                await client.publish(f"{self.root}/dev/{device_id}/event", body, qos=1)
+                self.published.add((device_id, ref))
+                n += 1
+                await asyncio.sleep(0.02)
+
+
+MAX_LOAD_EVENTS = 200
+
+
+def stored_events(db: Path) -> set[tuple[str, str]]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return set(conn.execute("SELECT device_id, ref FROM events"))
+
+
+async def test_sigkill_loses_no_event_and_no_escalation_step(
+    tmp_path: Path, own_mosquitto: MosquittoProcess, sms_sink: SmsSinkServer
+) -> None:
+    root = "restart/v1"
+    config = write_config(tmp_path, own_mosquitto, sms_sink, root)
+    log = tmp_path / "daemon.log"
+    devices = Devices(own_mosquitto.url, root)
+    listener = asyncio.create_task(devices.listen())
+    daemon = await start_daemon(config, log)
+    stop_publishing = asyncio.Event()
+    publisher: asyncio.Task[None] | None = None
+    try:
+        async with mqtt_client(own_mosquitto.url) as resident:
+            await resident.subscribe(f"{root}/dev/dev-0001/ack", qos=1)
+            # Press until the daemon is up and answers (it may still be starting).
+            body = json.dumps({"ref": "sos-1", "type": "emergency"}).encode()
+            ack = None
+            async with asyncio.timeout(20):
+                while ack is None:
+                    await resident.publish(f"{root}/dev/dev-0001/event", body, qos=1)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1):
+                            ack = payload_json(await anext(aiter(resident.messages)))
+        opened = time.monotonic()
+        call_id = ack["call_id"]
+        hotline = {d.staff.phone for d in rota.hotline(load_directory(DATA), datetime.now(UTC))}
+        step1 = await sms_sink.wait_for_async(
+            lambda m: call_id in m.body, count=len(hotline), timeout=10
+        )
+        assert {m.to for m in step1} == hotline
+        publisher = asyncio.create_task(devices.publish(stop_publishing))
+        await asyncio.sleep(1.0)
+
+        daemon.send_signal(signal.SIGKILL)  # mid-escalation, mid-traffic
+        await daemon.wait()
+        answered_before = set(devices.answered)
+        await asyncio.sleep(1.0)  # devices keep publishing to a dispatcher that is gone
+        daemon = await start_daemon(config, log)
+
+        step2 = await sms_sink.wait_for_async(
+            lambda m: call_id in m.body and "仍无人确认" in m.body, timeout=15
+        )
+        late = time.monotonic() - opened
+        assert late >= STEP2_AFTER_S - 0.5, "step 2 came early"
+        assert late < STEP2_AFTER_S + 10, f"step 2 came {late:.1f} s after the press"
+        assert [m.to for m in step2] == ["+8613817300201"]  # the s-hx street supervisor
+
+        stop_publishing.set()
+        await publisher
+        async with asyncio.timeout(20):
+            while not devices.published <= set(devices.answered):  # noqa: ASYNC110  # filled by the listener task
+                await asyncio.sleep(0.1)
+        stored = stored_events(tmp_path / "eldercall.db")
+        assert answered_before <= stored, "an answered event is missing after the crash"
+        assert devices.published <= stored
+        assert len(devices.published) > 50
+        # Each step fired once: one SMS per hotline operator for step 1, one for step 2.
+        await asyncio.sleep(0.5)
+        about_call = [m for m in sms_sink.messages if call_id in m.body]
+        assert len(about_call) == len(step1) + 1
+
+        async with httpx.AsyncClient() as http:
+            port = config.read_text().split('listen = "127.0.0.1:')[1].split('"')[0]
+            shown = await http.get(
+                f"http://127.0.0.1:{port}/api/v1/calls/{call_id}",
+                headers={"Authorization": "Bearer demo-operator-token"},
+            )
+        steps = [e for e in shown.json()["timeline"] if e["action"] == "escalated"]
+        assert len(steps) == 2
+    finally:
+        stop_publishing.set()
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                await publisher
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await listener
+        if daemon.returncode is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(daemon.wait(), 10)
+            except TimeoutError:
+                daemon.kill()
+                await daemon.wait()
