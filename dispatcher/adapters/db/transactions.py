@@ -1,0 +1,35 @@
+"""The database side of :class:`dispatcher.services.ports.Transactions`: a store bound
+to one SQLAlchemy session, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+Store = TypeVar("Store")
+
+
+class Transactions(Generic[Store]):
+    """``begin()`` yields ``store_for(session)`` inside ``session.begin()`` (commit on a
+    normal exit, rollback on an exception); ``read()`` inside a plain session."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        store_for: Callable[[AsyncSession], Store],
+    ) -> None:
+        self._sessions = sessions
+        self._store_for = store_for
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[Store]:
+        async with self._sessions.begin() as session:
+            yield self._store_for(session)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Store]:
+        async with self._sessions() as session:
+            yield self._store_for(session)
