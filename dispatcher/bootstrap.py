@@ -18,12 +18,14 @@ from dispatcher import logs
 from dispatcher.adapters.db import migrate
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
-from dispatcher.adapters.files.policies import POLICIES, PolicyBook, load_policies
+from dispatcher.adapters.files.policies import POLICIES, load_policies
+from dispatcher.adapters.log_sender import LogSmsSender
 from dispatcher.adapters.mqtt.gateway import MqttGateway
-from dispatcher.config import ConfigError, Settings, load_settings
+from dispatcher.config import ConfigError, Settings, SmsSettings, load_settings
 from dispatcher.core.directory import Directory
+from dispatcher.core.policy_book import PolicyBook
 from dispatcher.core.rota.check import RotaGapError, require_command_centre
-from dispatcher.services.channels import SmsSender, build_sms_sender
+from dispatcher.services.channels import SmsSender
 from dispatcher.services.clock import Clock, SystemClock
 from dispatcher.services.escalator import Escalator
 from dispatcher.services.intake import Intake, IntakeSettings
@@ -68,6 +70,16 @@ def policy_book(settings: Settings, directory: Directory) -> PolicyBook:
     return load_policies(
         settings.data.dir / POLICIES, directory, rotation_ids=directory.rotations.keys()
     ).overridden({kind: overrides[kind] for kind in settings.escalation.policies})
+
+
+def build_sms_sender(settings: SmsSettings) -> SmsSender:
+    """The sender the configuration asks for (``[sms] provider``)."""
+    if settings.provider == "log":
+        return LogSmsSender(settings.from_number)
+    # Imported here so the port and the log sender do not pull in twilio and aiohttp.
+    from dispatcher.adapters.twilio.sender import TwilioSmsSender
+
+    return TwilioSmsSender(settings)
 
 
 async def build(

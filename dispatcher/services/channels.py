@@ -1,28 +1,18 @@
 """The notification port: what the dispatcher needs from an SMS and voice provider
-(send an SMS, place a voice call), and two senders with no I/O.
+(send an SMS, place a voice call). The senders are adapters: Twilio
+(``dispatcher.adapters.twilio.sender``) and the log (``dispatcher.adapters.log_sender``);
+the in-memory double for tests is ``dispatcher.testing.FakeSmsSender``.
 
-The real provider adapter lives in ``dispatcher.adapters.twilio.sender``. Nothing here retries: a
-failed send raises :class:`SmsSendError` and the outbox decides whether and when to try
-again, so a retry is always a deliberate, recorded act (a POST retried blindly after a
-5xx can text a resident's daughter twice).
+Nothing here retries: a failed send raises :class:`SmsSendError` and the outbox decides
+whether and when to try again, so a retry is always a deliberate, recorded act (a POST
+retried blindly after a 5xx can text a resident's daughter twice).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
-
-import structlog
-
-if TYPE_CHECKING:
-    from dispatcher.config import SmsSettings
-
-log = structlog.get_logger(__name__)
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -101,191 +91,7 @@ class SmsSender(Protocol):
 Notifier = SmsSender
 
 
-@dataclass(frozen=True)
-class SentSms:
-    """One message a :class:`FakeSmsSender` accepted."""
-
-    to: str
-    body: str
-    status_callback: str | None
-    sid: str
-
-
-@dataclass(frozen=True)
-class PlacedCall:
-    """One voice call a :class:`FakeSmsSender` accepted."""
-
-    to: str
-    url: str
-    status_callback: str | None
-    sid: str
-
-
-def _made_up_sid(prefix: str) -> str:
+def made_up_sid(prefix: str) -> str:
     # Same shape as a Twilio sid (two letters + 32 hex digits), so storage sized for real
     # sids takes it, but a prefix that no Twilio resource uses.
     return prefix + uuid.uuid4().hex
-
-
-class FakeSmsSender:
-    """In-memory sender for service-layer tests.
-
-    Records every accepted message in :attr:`sent`, counts every call in :attr:`attempts`,
-    and can be told to fail the next sends (:meth:`fail_next`) or every send to a number
-    (:meth:`fail_number`).
-    """
-
-    def __init__(self) -> None:
-        self.sent: list[SentSms] = []
-        self.calls: list[PlacedCall] = []
-        self.attempts = 0
-        self.failures: list[tuple[str, str, SmsSendError]] = []  # (to, body, error raised)
-        self.closed = False
-        self._fail_queue: deque[SmsSendError] = deque()
-        self._fail_numbers: dict[str, SmsSendError] = {}
-
-    def fail_next(
-        self,
-        count: int = 1,
-        *,
-        permanent: bool = False,
-        status: int | None = None,
-        code: int | None = None,
-        message: str | None = None,
-    ) -> None:
-        """Make the next ``count`` sends raise: temporary (503) or permanent (400) by default."""
-        if status is None:
-            status = 400 if permanent else 503
-        error_message = message or ("refused by fake" if permanent else "fake provider unavailable")
-        for _ in range(count):
-            self._fail_queue.append(
-                SmsSendError(error_message, permanent=permanent, status=status, code=code)
-            )
-
-    def fail_number(
-        self,
-        to: str,
-        *,
-        permanent: bool = True,
-        status: int = 400,
-        code: int | None = 21614,
-        message: str = "not a mobile number",
-    ) -> None:
-        """Make every send to ``to`` raise (by default like Twilio refusing a landline)."""
-        self._fail_numbers[to] = SmsSendError(
-            message, permanent=permanent, status=status, code=code
-        )
-
-    def heal(self) -> None:
-        """Forget every failure set up with :meth:`fail_next` or :meth:`fail_number`."""
-        self._fail_queue.clear()
-        self._fail_numbers.clear()
-
-    def to(self, number: str) -> list[SentSms]:
-        """The accepted messages sent to ``number``, oldest first."""
-        return [sms for sms in self.sent if sms.to == number]
-
-    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SmsReceipt:
-        if self.closed:
-            raise RuntimeError("FakeSmsSender used after aclose()")
-        self.attempts += 1
-        error = self._fail_queue.popleft() if self._fail_queue else self._fail_numbers.get(to)
-        if error is not None:
-            # A fresh exception per raise: one instance raised twice would chain tracebacks.
-            fresh = SmsSendError(
-                error.message, permanent=error.permanent, status=error.status, code=error.code
-            )
-            self.failures.append((to, body, fresh))
-            raise fresh
-        sms = SentSms(to=to, body=body, status_callback=status_callback, sid=_made_up_sid("SF"))
-        self.sent.append(sms)
-        return SmsReceipt(sid=sms.sid, status="queued")
-
-    async def place_call(
-        self, to: str, url: str, *, status_callback: str | None = None
-    ) -> SmsReceipt:
-        if self.closed:
-            raise RuntimeError("FakeSmsSender used after aclose()")
-        self.attempts += 1
-        if self._fail_queue:
-            error = self._fail_queue.popleft()
-            fresh = SmsSendError(
-                error.message, permanent=error.permanent, status=error.status, code=error.code
-            )
-            self.failures.append((to, url, fresh))
-            raise fresh
-        # fail_number is about SMS (a landline); a landline takes calls.
-        call = PlacedCall(to=to, url=url, status_callback=status_callback, sid=_made_up_sid("CF"))
-        self.calls.append(call)
-        return SmsReceipt(sid=call.sid, status="queued")
-
-    async def wait_for_sent(
-        self,
-        count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109  # a polling test helper, like the sink's
-        predicate: Callable[[SentSms], bool] | None = None,
-    ) -> list[SentSms]:
-        """Wait until at least ``count`` accepted messages match ``predicate``; return them.
-
-        For tests where a background task (the outbox poller) does the sending.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            matching = [sms for sms in self.sent if predicate is None or predicate(sms)]
-            if len(matching) >= count:
-                return matching
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"{len(matching)} of {count} expected SMS after {timeout}s; sent: {self.sent}"
-                )
-            await asyncio.sleep(0.005)
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-class LogSmsSender:
-    """``provider = "log"``: write each SMS to the log instead of sending it.
-
-    Lets the whole system run with no SMS provider at all; every send succeeds.
-    """
-
-    def __init__(self, from_number: str | None = None) -> None:
-        self._from = from_number
-
-    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SmsReceipt:
-        sid = _made_up_sid("LG")
-        log.info(
-            "sms.logged",
-            sid=sid,
-            to=to,
-            from_=self._from,
-            body=body,
-            status_callback=status_callback,
-        )
-        return SmsReceipt(sid=sid, status="queued")
-
-    async def place_call(
-        self, to: str, url: str, *, status_callback: str | None = None
-    ) -> SmsReceipt:
-        sid = _made_up_sid("LC")
-        log.info("call.logged", sid=sid, to=to, from_=self._from, url=url)
-        return SmsReceipt(sid=sid, status="queued")
-
-    async def aclose(self) -> None:
-        return None
-
-
-# In-memory and logging notifiers under the port's newer name.
-FakeNotifier = FakeSmsSender
-LogNotifier = LogSmsSender
-
-
-def build_sms_sender(settings: SmsSettings) -> SmsSender:
-    """The sender the configuration asks for (``[sms] provider``)."""
-    if settings.provider == "log":
-        return LogSmsSender(settings.from_number)
-    # Imported here so the port and the log sender do not pull in twilio and aiohttp.
-    from dispatcher.adapters.twilio.sender import TwilioSmsSender
-
-    return TwilioSmsSender(settings)

@@ -31,11 +31,11 @@ from devices.protocol import (
 )
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
-from dispatcher.adapters.files.policies import PolicyBook, book
 from dispatcher.core import calls as lifecycle
 from dispatcher.core.calls import Call, CallKind
 from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Policy
+from dispatcher.core.policy_book import PolicyBook, book
 from dispatcher.services.clock import Clock
 
 log = structlog.get_logger(__name__)

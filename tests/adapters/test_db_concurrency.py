@@ -21,9 +21,8 @@ from dispatcher.adapters.db import stores as store
 from dispatcher.bootstrap import App
 from dispatcher.core import calls as lifecycle
 from dispatcher.core.views import Outcome
-from dispatcher.services.channels import FakeSmsSender
-from dispatcher.services.clock import FakeClock
 from dispatcher.services.outbox import SmsOutbox
+from dispatcher.testing import FakeClock, FakeSmsSender
 from tests.support.app import HOTLINE, built_app, event, settings_for
 
 TOPIC = "eldercall/v1/dev/x/event"

@@ -21,7 +21,7 @@ from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App, build, delivery_router
 from dispatcher.core.contact_methods import Channel, ContactMethod
 from dispatcher.entrypoints.http.app import create_app, serve_api
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 from simulator.phone_network.server import SmsSinkServer
 from tests.support.app import HOTLINE, event, settings_for
 from tests.support.ports import free_port

@@ -9,7 +9,7 @@ from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.twilio import signature as twilio_signature
 from dispatcher.bootstrap import App
 from dispatcher.core.views import Outcome
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 from tests.support.app import event
 
 PHONE = "+8613800138000"  # demo-operator, on the hotline around the clock

@@ -12,7 +12,7 @@ import pytest
 from dispatcher.adapters.files.directory_files import load_directory
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.entrypoints.cli import main as cli
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 
 DATA = Path(__file__).resolve().parents[2] / "config" / "data"
 GOOGLE = Path(__file__).resolve().parents[1] / "data" / "google_rota.ics"

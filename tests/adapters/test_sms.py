@@ -12,15 +12,12 @@ import structlog
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from dispatcher.adapters.log_sender import LogSmsSender
 from dispatcher.adapters.twilio.sender import RebasingAsyncHttpClient, TwilioSmsSender
+from dispatcher.bootstrap import build_sms_sender
 from dispatcher.config import SmsSettings
-from dispatcher.services.channels import (
-    FakeSmsSender,
-    LogSmsSender,
-    SmsReceipt,
-    SmsSendError,
-    build_sms_sender,
-)
+from dispatcher.services.channels import SmsReceipt, SmsSendError
+from dispatcher.testing import FakeSmsSender
 from simulator.phone_network.server import SmsSinkServer
 from tests.support.sms import SINK_FROM_NUMBER, sms_settings_for
 

@@ -21,7 +21,7 @@ from dispatcher.bootstrap import App
 from dispatcher.config import ConfigError, load_settings
 from dispatcher.core.views import Outcome
 from dispatcher.entrypoints.http.app import ApiServer, create_app
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 from tests.support.app import event
 
 TOKEN, SECONDARY = "primary-auth-token", "secondary-auth-token"

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App, build, run
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 from simulator.broker import MosquittoProcess, free_port
 from simulator.phone_network.server import SmsSinkServer
 from tests.support.app import COMMUNITY_LH, HOTLINE, TUESDAY_10AM, settings_for

@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from dispatcher.core.views import Outcome
 from dispatcher.entrypoints.cli import main as cli
 from dispatcher.entrypoints.http.app import ApiServer, CallStateFilter, create_app
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 from tests.support.fake_ops import FakeOperations, sample_ops
 
 OPEN = "C-20261128-0001"

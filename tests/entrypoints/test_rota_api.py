@@ -21,7 +21,7 @@ from dispatcher.core.rota import on_duty as rota
 from dispatcher.core.rota.check import RotaGapError
 from dispatcher.entrypoints.cli import main as cli
 from dispatcher.entrypoints.http.app import ApiServer, create_app
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 from tests.support.app import TUESDAY_10AM, built_app, settings_for
 
 SUPERVISOR = {"Authorization": "Bearer demo-zhao-min-91c6ab04"}  # zhao-min, district supervisor

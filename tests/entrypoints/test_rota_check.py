@@ -13,7 +13,7 @@ from sqlalchemy import insert
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.entrypoints.cli import main as cli
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 from tests.support.app import DATA, TUESDAY_10AM, built_app, settings_for
 from tests.support.ports import isolated_endpoints_toml
 

@@ -21,7 +21,7 @@ from dispatcher.core.rota import on_duty as rota
 from dispatcher.entrypoints.cli import main as cli
 from dispatcher.entrypoints.http.app import ApiServer, create_app
 from dispatcher.services.calendar_feeds import CalendarFeeds, feed_token
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 
 DATA = Path(__file__).resolve().parents[2] / "config" / "data"
 OPERATOR = {"Authorization": "Bearer demo-wang-fang-3f9c1a7e"}  # wang-fang, operator

@@ -19,9 +19,8 @@ from dispatcher.core import messages
 from dispatcher.core.calls import CallKind
 from dispatcher.core.contact_methods import Channel, ContactMethod, person_phone
 from dispatcher.core.routing import Recipient
-from dispatcher.services.channels import FakeSmsSender
-from dispatcher.services.clock import FakeClock
 from dispatcher.services.notify import methods_to_use
+from dispatcher.testing import FakeClock, FakeSmsSender
 from tests.support.app import DATA, HOTLINE, event
 
 TOPIC = "eldercall/v1/dev/{}/event"

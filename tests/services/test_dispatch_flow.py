@@ -11,8 +11,7 @@ from devices.protocol import AckResult
 from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App
 from dispatcher.core.views import InvalidTransitionError, Outcome
-from dispatcher.services.channels import FakeSmsSender
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock, FakeSmsSender
 from tests.support.app import COMMUNITY_LH, HOTLINE, R0001_CONTACTS, SUPERVISOR_HX, event
 
 TOPIC = "eldercall/v1/dev/dev-0001/event"

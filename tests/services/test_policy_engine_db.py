@@ -22,9 +22,8 @@ from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App
 from dispatcher.core.calls import Call, TimelineEntry
 from dispatcher.core.views import InvalidTransitionError, Outcome
-from dispatcher.services.channels import FakeSmsSender
-from dispatcher.services.clock import FakeClock
 from dispatcher.services.escalator import Escalator, Fired
+from dispatcher.testing import FakeClock, FakeSmsSender
 from tests.services.test_policy_flow import build, event
 
 # Steps 2 and 3 name nobody for an unknown device (no contacts, no community) and

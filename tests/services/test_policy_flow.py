@@ -20,9 +20,8 @@ from dispatcher.adapters.files.policies import POLICIES
 from dispatcher.bootstrap import App
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.core.views import Outcome
-from dispatcher.services.channels import FakeSmsSender
-from dispatcher.services.clock import FakeClock
 from dispatcher.services.escalator import Escalator
+from dispatcher.testing import FakeClock, FakeSmsSender
 from tests.support.app import (
     COMMUNITY_LH,
     DATA,

@@ -22,7 +22,7 @@ from dispatcher.bootstrap import App
 from dispatcher.core.escalation import EMERGENCY
 from dispatcher.core.views import Outcome
 from dispatcher.entrypoints.http.app import create_app
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 from tests.support.app import TUESDAY_10AM, event
 
 AUTH = {"Authorization": "Bearer demo-operator-token"}

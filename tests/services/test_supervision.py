@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 from tests.support.app import event
 
 TOPIC = "eldercall/v1/dev/x/event"

@@ -15,8 +15,8 @@ import pytest
 
 from dispatcher.bootstrap import App, build
 from dispatcher.config import Settings, load_settings
-from dispatcher.services.channels import FakeSmsSender, SmsSender
-from dispatcher.services.clock import FakeClock
+from dispatcher.services.channels import SmsSender
+from dispatcher.testing import FakeClock, FakeSmsSender
 from tests.support.ports import free_port, unique_client_id
 
 REPO = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ from dispatcher.core.views import (
     StaffView,
     TimelineEntryView,
 )
-from dispatcher.services.clock import FakeClock
+from dispatcher.testing import FakeClock
 
 # 2026-11-28 08:15 in Shanghai.
 T0 = datetime(2026, 11, 28, 0, 15, tzinfo=UTC)

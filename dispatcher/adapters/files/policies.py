@@ -41,7 +41,6 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,38 +56,12 @@ from dispatcher.core.escalation import (
     TargetKind,
     parse_target,
 )
+from dispatcher.core.policy_book import PolicyBook
 
 POLICIES = "policies.toml"
 _POLICY_KEYS = {"steps", "repeat_every_s", "repeat", "ack_timeout"}
 _ACK_KEYS = {"after_s", "steps", "repeat_every_s"}
 _STEP_KEYS = {"delay_s", "targets", "channels"}
-
-
-@dataclass(frozen=True)
-class PolicyBook:
-    """The policy for each call kind, and communities' own ones."""
-
-    defaults: dict[str, Policy]
-    by_community: dict[str, dict[str, Policy]] = field(default_factory=dict)
-
-    def for_call(self, kind: str, community_id: str | None) -> Policy:
-        own = self.by_community.get(community_id or "", {})
-        return own.get(kind) or self.defaults[kind]
-
-    def __getitem__(self, kind: str) -> Policy:
-        return self.defaults[kind]
-
-    def overridden(self, overrides: Mapping[str, Policy]) -> PolicyBook:
-        """The configuration's ``[escalation.policies.<kind>]`` over the defaults; each
-        keeps this book's acknowledgement timeout for its kind (the settings have none)."""
-        defaults = dict(self.defaults)
-        for kind, policy in overrides.items():
-            defaults[kind] = replace(policy, ack_timeout=self.defaults[kind].ack_timeout)
-        return PolicyBook(defaults, self.by_community)
-
-
-def book(policies: Mapping[str, Policy] | PolicyBook) -> PolicyBook:
-    return policies if isinstance(policies, PolicyBook) else PolicyBook(dict(policies))
 
 
 class _Problems:
