@@ -19,7 +19,7 @@ $(UV):
 # Installs exactly what uv.lock pins, so a new release upstream cannot break a fresh clone.
 # After changing the dependencies in pyproject.toml: `make lock`, and commit uv.lock.
 $(BIN)/eldercall: pyproject.toml uv.lock | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet --python $(PYTHON) --extra dev --extra postgres
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet --python $(PYTHON) --extra dev --extra postgres --extra demo
 	touch $@
 
 lock: | $(UV)

@@ -14,14 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dispatcher.adapters.files.directory_files import (
-    DataFileError,
-    load_directory,
-    parse_days,
-    read_rows,
-)
+from dispatcher.adapters.files.directory_files import DataFileError, load_directory, read_rows
 from dispatcher.core.directory import Level, Role
 from dispatcher.core.rota import on_duty as rota
+from dispatcher.core.rota.days import parse_days
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "data"
 # The example's rota as weekly shifts, the simple form an older data folder has.

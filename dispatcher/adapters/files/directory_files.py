@@ -25,6 +25,7 @@ from devices.protocol import DEVICE_ID_RE
 from dispatcher.adapters.files.rota_toml import load_rota_file
 from dispatcher.core.contact_methods import Channel, ContactMethod
 from dispatcher.core.directory import Area, Contact, Directory, Level, Resident, Role, Shift, Staff
+from dispatcher.core.rota.days import parse_days
 from dispatcher.core.rota.model import OverrideBook
 
 AREAS = "areas.csv"
@@ -45,7 +46,6 @@ E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 TOKEN_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
 LANGUAGES = ("zh", "en")
 SHIFT_ROLES = ("primary", "backup")
 MAX_REPORTED = 20  # more problems than this are counted, not listed
@@ -202,26 +202,6 @@ def _end_time(value: str) -> time:
     if not TIME_RE.fullmatch(_required(value)):
         raise ValueError(f"{value!r} is not a time HH:MM between 00:00 and 24:00")
     return time.fromisoformat(value)
-
-
-def parse_days(value: str) -> frozenset[int]:
-    """ISO weekday numbers of a spec like ``mon-fri``, ``sat,sun`` or ``mon,wed-fri``.
-
-    A range may wrap over the week end (``fri-mon`` is Friday to Monday).
-    """
-    days: set[int] = set()
-    for part in _required(value).lower().split(","):
-        first, sep, last = part.strip().partition("-")
-        if first not in WEEKDAYS or (sep and last not in WEEKDAYS):
-            raise ValueError(
-                f"{value!r} is not a list of days or day ranges "
-                "like mon-fri or sat,sun (days: mon tue wed thu fri sat sun)"
-            )
-        start = WEEKDAYS[first]
-        stop = WEEKDAYS[last] if sep else start
-        length = (stop - start) % 7 + 1
-        days.update((start - 1 + i) % 7 + 1 for i in range(length))
-    return frozenset(days)
 
 
 def _order(value: str) -> int:

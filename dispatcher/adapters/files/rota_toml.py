@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from dispatcher.core.directory import Area, Staff
+from dispatcher.core.rota.days import parse_days  # the same day specs as rota.csv
 from dispatcher.core.rota.model import (
     DEFAULT_TIMEZONE,
     ROLES,
@@ -69,10 +70,6 @@ def _clock(value: Any, *, end: bool) -> time:
 
 
 def _days(value: Any) -> frozenset[int]:
-    from dispatcher.adapters.files.directory_files import (
-        parse_days,  # the same day specs as rota.csv
-    )
-
     if not isinstance(value, str):
         raise ValueError(f'{value!r} is not a day spec like "mon-fri" or "sat,sun"')
     return parse_days(value)
