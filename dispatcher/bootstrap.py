@@ -16,7 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher import logs
 from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.rota_overrides_store import RotaOverridesStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
+from dispatcher.adapters.db.supervision_store import SupervisionStore
+from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.policies import POLICIES, load_policies
 from dispatcher.adapters.log_sender import LogSmsSender
@@ -102,7 +105,7 @@ async def build(
     engine = make_engine(settings.database.url)
     await migrate.upgrade(engine)
     sessions = make_sessionmaker(engine)
-    overrides = RotaOverrides(sessions, directory, clock)
+    overrides = RotaOverrides(Transactions(sessions, RotaOverridesStore), directory, clock)
     try:
         await overrides.load()
         require_command_centre(directory, clock.now(), check_days)
@@ -152,7 +155,11 @@ async def build(
         operations=operations,
         mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now),
         supervisor=LinkSupervisor(
-            sessions, intake, clock, settings.devices, on_change=escalate_now
+            Transactions(sessions, SupervisionStore),
+            intake,
+            clock,
+            settings.devices,
+            on_change=escalate_now,
         ),
         escalate_now=escalate_now,
         send_now=send_now,

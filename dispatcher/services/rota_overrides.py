@@ -14,17 +14,15 @@ import secrets
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Protocol
 
 import structlog
-from sqlalchemy import Row, delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dispatcher.adapters.db import schema as db
 from dispatcher.core.directory import Directory, Staff
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.core.rota.model import Override, OverrideKind
 from dispatcher.services.clock import Clock
+from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
 
@@ -56,27 +54,6 @@ class OverrideRequest:
     reason: str = ""
 
 
-def _from_row(row: Row[Any]) -> Override:
-    return Override(
-        id=row.id,
-        area_id=row.area_id,
-        kind=OverrideKind(row.kind),
-        start=row.start_at,
-        end=row.end_at,
-        staff_id=row.staff_id,
-        replaces=row.replaces,
-        role=row.role,
-        reason=row.reason,
-        created_by=row.created_by,
-    )
-
-
-async def read_stored(session: AsyncSession) -> list[Override]:
-    """Every override stored in the database."""
-    rows = await session.execute(select(db.rota_overrides).order_by(db.rota_overrides.c.start_at))
-    return [_from_row(r) for r in rows]
-
-
 def usable(directory: Directory, override: Override) -> str | None:
     """Why a stored override no longer fits the directory (its people or area are
     gone from the data files), or None."""
@@ -92,11 +69,21 @@ def is_from_api(override: Override) -> bool:
     return override.id.startswith(API_PREFIX)
 
 
+class OverrideStore(Protocol):
+    """The overrides made through the API, in one transaction."""
+
+    async def stored(self) -> list[Override]:
+        """Every override stored, by start."""
+        ...
+
+    async def add(self, override: Override, created_at: datetime) -> None: ...
+
+    async def remove(self, override_id: str) -> None: ...
+
+
 class RotaOverrides:
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], directory: Directory, clock: Clock
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, tx: Transactions[OverrideStore], directory: Directory, clock: Clock) -> None:
+        self._tx = tx
         self._directory = directory
         self._clock = clock
 
@@ -106,8 +93,8 @@ class RotaOverrides:
 
     async def load(self) -> int:
         """Add the stored overrides to the directory's book; how many were added."""
-        async with self._sessions() as session:
-            stored = await read_stored(session)
+        async with self._tx.read() as store:
+            stored = await store.stored()
         added = 0
         for o in stored:
             why = usable(self._directory, o)
@@ -127,22 +114,8 @@ class RotaOverrides:
         """Check, store and apply an override. Raises :class:`OverrideRefused`."""
         now = self._clock.now()
         override = self._checked(by, request, now)
-        async with self._sessions.begin() as session:
-            await session.execute(
-                insert(db.rota_overrides).values(
-                    id=override.id,
-                    area_id=override.area_id,
-                    kind=override.kind.value,
-                    staff_id=override.staff_id,
-                    replaces=override.replaces,
-                    role=override.role,
-                    start_at=override.start,
-                    end_at=override.end,
-                    reason=override.reason,
-                    created_by=override.created_by,
-                    created_at=now,
-                )
-            )
+        async with self._tx.begin() as store:
+            await store.add(override, now)
         self._directory.overrides.add(override)
         log.info(
             "rota_override_created",
@@ -163,10 +136,8 @@ class RotaOverrides:
                 f"override {override_id} is written in {found.created_by or 'the rota file'}: "
                 "edit the file to change it"
             )
-        async with self._sessions.begin() as session:
-            await session.execute(
-                delete(db.rota_overrides).where(db.rota_overrides.c.id == override_id)
-            )
+        async with self._tx.begin() as store:
+            await store.remove(override_id)
         self._directory.overrides.remove(override_id)
         log.info("rota_override_deleted", override_id=override_id, by=by.id)
         return found

@@ -5,32 +5,59 @@ return clears it (see ``Intake``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
-from sqlalchemy import ColumnElement, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dispatcher.adapters.db import schema as db
-from dispatcher.adapters.db import stores as store
 from dispatcher.config import DeviceSettings
+from dispatcher.core.calls import Call
 from dispatcher.services.clock import Clock
 from dispatcher.services.intake import Intake
+from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
+
+
+class LinkStore(Protocol):
+    """The device links, in one transaction."""
+
+    async def silent_devices(self, since: datetime) -> list[str]:
+        """The devices last seen before ``since``."""
+        ...
+
+    async def offline_devices(self, since: datetime) -> list[str]:
+        """The devices whose status has been offline since before ``since``."""
+        ...
+
+    async def lock_if_silent(self, device_id: str, since: datetime) -> bool:
+        """Lock the device's link if it is still last seen before ``since``."""
+        ...
+
+    async def lock_if_offline(self, device_id: str, since: datetime) -> bool:
+        """Lock the device's link if it is still offline since before ``since``."""
+        ...
+
+    async def active_alert(self, device_id: str, key: str) -> Call | None:
+        """The device's active alert of this kind, if any, locked."""
+        ...
+
+    async def open_alert(self, intake: Intake, device_id: str, key: str, now: datetime) -> Call:
+        """Open a technical alert through ``intake``, in this transaction."""
+        ...
 
 
 class LinkSupervisor:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        tx: Transactions[LinkStore],
         intake: Intake,
         clock: Clock,
         settings: DeviceSettings,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
-        self._sessions = sessions
+        self._tx = tx
         self._intake = intake
         self._clock = clock
         self._settings = settings
@@ -42,50 +69,36 @@ class LinkSupervisor:
         s = self._settings
         silent_since = now - timedelta(seconds=s.heartbeat_s * s.missed_heartbeats)
         offline_since = now - timedelta(seconds=s.offline_grace_s)
-        links = db.device_links.c
-        async with self._sessions() as session:
-            silent = list(
-                await session.scalars(
-                    select(links.device_id).where(links.last_seen_at < silent_since)
-                )
-            )
-            offline = list(
-                await session.scalars(
-                    select(links.device_id).where(
-                        links.status == "offline", links.status_at < offline_since
-                    )
-                )
-            )
+        async with self._tx.read() as links:
+            silent = await links.silent_devices(silent_since)
+            offline = await links.offline_devices(offline_since)
         opened = 0
         for device_id in silent:
             opened += await self._raise(
-                device_id, "heartbeat_missed", links.last_seen_at < silent_since
+                device_id,
+                "heartbeat_missed",
+                lambda links, d: links.lock_if_silent(d, silent_since),
             )
         for device_id in offline:
             opened += await self._raise(
                 device_id,
                 "offline",
-                (links.status == "offline") & (links.status_at < offline_since),
+                lambda links, d: links.lock_if_offline(d, offline_since),
             )
         if opened:
             self._on_change()
         return opened
 
-    async def _raise(self, device_id: str, key: str, still: ColumnElement[bool]) -> int:
+    async def _raise(
+        self, device_id: str, key: str, still: Callable[[LinkStore, str], Awaitable[bool]]
+    ) -> int:
         now = self._clock.now()
-        async with self._sessions.begin() as session:
+        async with self._tx.begin() as links:
             # Checked again inside the transaction: the device may have just come back.
-            if (
-                await session.scalar(
-                    select(db.device_links.c.device_id)
-                    .where(db.device_links.c.device_id == device_id, still)
-                    .with_for_update()
-                )
-                is None
-            ):
+            if not await still(links, device_id):
                 return 0
-            if await store.active_alert(session, device_id, key) is not None:
+            if await links.active_alert(device_id, key) is not None:
                 return 0
-            call = await self._intake.open_alert(session, device_id, key, now)
+            call = await links.open_alert(self._intake, device_id, key, now)
         log.warning("device_link_alert", call_id=call.id, device_id=device_id, alert=key)
         return 1

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from dispatcher.adapters.db.rota_overrides_store import read_stored
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.config import ConfigError, load_settings
 from dispatcher.core.directory import Directory
 from dispatcher.core.rota.check import check, format_report
 from dispatcher.core.rota.model import Override
-from dispatcher.services.rota_overrides import read_stored, usable
+from dispatcher.services.rota_overrides import usable
 
 
 def _missing_sqlite_file(url: str) -> str | None:
