@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher import logs
 from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.phone_store import SqlPhoneStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
+from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.policies import POLICIES, PolicyBook, load_policies
 from dispatcher.adapters.mqtt.gateway import MqttGateway
@@ -144,7 +146,13 @@ async def build(
         ),
         escalate_now=escalate_now,
         send_now=send_now,
-        phone=PhoneDesk(sessions, directory, clock, operations, on_escalate=escalate_now),
+        phone=PhoneDesk(
+            Transactions(sessions, SqlPhoneStore),
+            directory,
+            clock,
+            operations,
+            on_escalate=escalate_now,
+        ),
         overrides=overrides,
     )
 
