@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher import logs
 from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.phone_store import SqlPhoneStore
 from dispatcher.adapters.db.rota_overrides_store import RotaOverridesStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
 from dispatcher.adapters.db.supervision_store import SupervisionStore
@@ -163,7 +164,13 @@ async def build(
         ),
         escalate_now=escalate_now,
         send_now=send_now,
-        phone=PhoneDesk(sessions, directory, clock, operations, on_escalate=escalate_now),
+        phone=PhoneDesk(
+            Transactions(sessions, SqlPhoneStore),
+            directory,
+            clock,
+            operations,
+            on_escalate=escalate_now,
+        ),
         overrides=overrides,
     )
 

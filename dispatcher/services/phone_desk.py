@@ -15,13 +15,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dispatcher.adapters.db import reply_codes as replycodes
-from dispatcher.adapters.db import schema as db
 from dispatcher.core import messages, phone_texts, replies
 from dispatcher.core.calls import Call, CallKind, CallState, TimelineEntry
 from dispatcher.core.directory import Directory
@@ -30,6 +27,7 @@ from dispatcher.core.replies import Action
 from dispatcher.core.views import InvalidTransitionError, Outcome
 from dispatcher.services.clock import Clock
 from dispatcher.services.operations import CallOperations
+from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
 
@@ -88,6 +86,37 @@ def person_by_id(directory: Directory, person_id: str) -> Person | None:
     return Person(person_id, f"{c.name} ({c.relation})", c.phone, c.language)
 
 
+@dataclass(frozen=True)
+class Notification:
+    """One outbox row, as a voice call's webhooks name it."""
+
+    call_id: str
+    recipient: str  # a Person id
+    to_number: str
+
+
+class PhoneStore(Protocol):
+    """What the phone desk reads and writes, in one transaction."""
+
+    async def call_with_code(self, phone: str, number: int) -> str | None:
+        """The active call that ``phone`` knows as reply code ``number``, or None."""
+        ...
+
+    async def open_codes(self, phone: str) -> list[OpenCode]:
+        """``phone``'s active reply codes for unresolved calls, by number."""
+        ...
+
+    async def call(self, call_id: str) -> Call | None: ...
+
+    async def last_recipient(self, call_id: str, phone: str) -> str | None:
+        """Who the latest notification of ``call_id`` to ``phone`` was for."""
+        ...
+
+    async def notification(self, notification_id: int) -> Notification | None: ...
+
+    def add_timeline(self, entry: TimelineEntry) -> None: ...
+
+
 class VoiceStep(StrEnum):
     PROMPT = "prompt"  # read the call and gather one key (then once more, then hang up)
     SAY_AND_HANG_UP = "say_and_hang_up"
@@ -105,13 +134,13 @@ class VoiceAnswer:
 class PhoneDesk:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        tx: Transactions[PhoneStore],
         directory: Directory,
         clock: Clock,
         operations: CallOperations,
         on_escalate: Callable[[], None] = lambda: None,
     ) -> None:
-        self._sessions = sessions
+        self._tx = tx
         self._directory = directory
         self._clock = clock
         self._ops = operations
@@ -151,10 +180,10 @@ class PhoneDesk:
         if reply is None:
             bound.info("sms_in.unreadable", length=len(body))
             return phone_texts.usage(lang, await self._open_codes(phone))
-        async with self._sessions() as session:
-            call_id = await replycodes.find(session, phone, reply.number)
-            call = await session.get(Call, call_id) if call_id else None
-            actor = await self._actor(session, call, phone, senders)
+        async with self._tx.read() as store:
+            call_id = await store.call_with_code(phone, reply.number)
+            call = await store.call(call_id) if call_id else None
+            actor = await self._actor(store, call, phone, senders)
         if call is None or call.state is CallState.RESOLVED:
             bound.info("sms_in.stale_code", number=reply.number, action=reply.action.value)
             return phone_texts.stale(lang, reply.number, await self._open_codes(phone))
@@ -189,17 +218,12 @@ class PhoneDesk:
         return phone_texts.closed(lang, call.id), "closed"
 
     async def _actor(
-        self, session: AsyncSession, call: Call | None, phone: str, senders: list[Person]
+        self, store: PhoneStore, call: Call | None, phone: str, senders: list[Person]
     ) -> Person:
         """Who the sender is for this call: the person its notifications went to (a
         neighbour may be the contact of two residents), else the directory's first."""
         if call is not None:
-            recipient = await session.scalar(
-                select(db.sms_outbox.c.recipient)
-                .where(db.sms_outbox.c.call_id == call.id, db.sms_outbox.c.to_number == phone)
-                .order_by(db.sms_outbox.c.id.desc())
-                .limit(1)
-            )
+            recipient = await store.last_recipient(call.id, phone)
             for p in senders:
                 if p.id == recipient:
                     return p
@@ -209,15 +233,8 @@ class PhoneDesk:
         return senders[0]
 
     async def _open_codes(self, phone: str) -> list[OpenCode]:
-        t, c = db.reply_codes, db.calls
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(t.c.number, t.c.call_id, c.c.kind)
-                .join(c, c.c.id == t.c.call_id)
-                .where(t.c.phone == phone, t.c.active, c.c.state != CallState.RESOLVED.value)
-                .order_by(t.c.number)
-            )
-            return [OpenCode(int(n), str(cid), CallKind(kind)) for n, cid, kind in rows]
+        async with self._tx.read() as store:
+            return await store.open_codes(phone)
 
     def _name(self, person_id: str | None) -> str:
         if person_id is None:
@@ -236,8 +253,8 @@ class PhoneDesk:
         call, person = found
         bound = log.bind(call_id=call.id, notification_id=notification_id, person=person.id)
         if answered_by in MACHINE_ANSWERS:
-            async with self._sessions.begin() as session:
-                session.add(
+            async with self._tx.begin() as store:
+                store.add_timeline(
                     TimelineEntry(
                         self._clock.now(),
                         person.id,
@@ -295,18 +312,11 @@ class PhoneDesk:
         )
 
     async def _notification(self, notification_id: int) -> tuple[Call, Person] | None:
-        o = db.sms_outbox
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(o.c.call_id, o.c.recipient, o.c.to_number).where(
-                        o.c.id == notification_id
-                    )
-                )
-            ).first()
+        async with self._tx.read() as store:
+            row = await store.notification(notification_id)
             if row is None:
                 return None
-            call = await session.get(Call, row.call_id)
+            call = await store.call(row.call_id)
         if call is None:
             return None
         person = person_by_id(self._directory, row.recipient) or Person(
