@@ -49,6 +49,7 @@ lint: venv
 	$(BIN)/ruff check dispatcher devices simulator tests
 	$(BIN)/ruff format --check dispatcher devices simulator tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: venv system-deps lint
 	$(BIN)/pytest -q

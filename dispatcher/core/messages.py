@@ -1,4 +1,4 @@
-"""Message texts, per language, from the catalogues in ``dispatcher/catalogues``.
+"""Message texts, per language, from the catalogues in ``dispatcher/core/catalogues``.
 
 Each language is one TOML file (``zh.toml``, ``en.toml``), loaded once; a person's
 ``language`` picks it, and anything unknown falls back to Chinese. SMS and voice never
