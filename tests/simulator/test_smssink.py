@@ -460,3 +460,11 @@ def test_command_line_sink_prints_each_sms() -> None:
         stdout, _ = process.communicate(timeout=10)
     assert f"SMS → {MOBILE} : from the command line" in stdout
     assert process.returncode == 0
+
+
+def test_the_sinks_own_demo_credentials_are_the_daemons_defaults() -> None:
+    from dispatcher.config import SmsSettings
+    from simulator.phone_network.state import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+
+    defaults = SmsSettings()
+    assert (defaults.account_sid, defaults.auth_token) == (DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)
