@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher import logs
 from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.operations_store import SqlCallStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
+from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.policies import POLICIES, PolicyBook, load_policies
 from dispatcher.adapters.mqtt.gateway import MqttGateway
@@ -116,7 +118,9 @@ async def build(
         ),
         on_change=escalate_and_publish,
     )
-    operations = CallOperations(sessions, directory, clock, on_change=publish_now)
+    operations = CallOperations(
+        Transactions(sessions, SqlCallStore), directory, clock, on_change=publish_now
+    )
     return App(
         settings=settings,
         directory=directory,
