@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher import logs
 from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.operations_store import SqlCallStore
 from dispatcher.adapters.db.phone_store import SqlPhoneStore
 from dispatcher.adapters.db.rota_overrides_store import RotaOverridesStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
@@ -132,7 +133,9 @@ async def build(
         ),
         on_change=escalate_and_publish,
     )
-    operations = CallOperations(sessions, directory, clock, on_change=publish_now)
+    operations = CallOperations(
+        Transactions(sessions, SqlCallStore), directory, clock, on_change=publish_now
+    )
     return App(
         settings=settings,
         directory=directory,

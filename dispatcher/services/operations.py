@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dispatcher.adapters.db import schema as db
-from dispatcher.adapters.db import stores as store
 from dispatcher.core import calls as lifecycle
 from dispatcher.core import reports
 from dispatcher.core.calls import Call, CallState, TimelineEntry, Transition
@@ -35,6 +33,7 @@ from dispatcher.core.views import (
     TimelineEntryView,
 )
 from dispatcher.services.clock import Clock
+from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
 
@@ -42,15 +41,70 @@ LIST_LIMIT = 500
 _STATES = {s.value for s in CallState}
 
 
+@dataclass(frozen=True)
+class CallTimes:
+    """The columns of one call that the answer-time figures read."""
+
+    id: str
+    kind: str
+    opened_at: datetime
+    answered_at: datetime | None
+    answered_by: str | None
+    answered_channel: str | None
+    answered_level: str | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+
+
+class CallStore(Protocol):
+    """What the operators' service reads and writes, bound to one transaction."""
+
+    async def latest_calls(
+        self, limit: int, *, active_only: bool = False, state: CallState | None = None
+    ) -> list[Call]:
+        """The newest calls first, at most ``limit``: only unresolved ones if
+        ``active_only``, only those in ``state`` if given."""
+        ...
+
+    async def call(self, call_id: str) -> Call | None: ...
+
+    async def timeline(self, call_id: str) -> list[TimelineEntry]:
+        """The call's timeline, oldest first."""
+        ...
+
+    async def notifications(self, call_id: str) -> list[NotificationView]:
+        """Every SMS or voice call queued for the call, in the order queued."""
+        ...
+
+    async def lock_call(self, call_id: str) -> Call | None:
+        """The call, locked for update until the transaction ends."""
+        ...
+
+    async def record(self, call: Call, transition: Transition, now: datetime) -> None:
+        """Append the transition's timeline and queue its device update."""
+        ...
+
+    async def cancel_pending_sms(self, call_id: str, why: str) -> int:
+        """Cancel the call's SMS not yet sent; how many were cancelled."""
+        ...
+
+    def add_timeline(self, entry: TimelineEntry) -> None: ...
+
+    async def call_times(self, start: datetime, end: datetime) -> list[CallTimes]:
+        """The calls opened in ``[start, end)``."""
+        ...
+
+
 class CallOperations:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        tx: Transactions[CallStore],
         directory: Directory,
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
-        self._sessions = sessions
+        self._tx = tx
         self._directory = directory
         self._clock = clock
         self._on_change = on_change  # wakes the device outbox
@@ -64,32 +118,24 @@ class CallOperations:
         return found
 
     async def list_calls(self, state: str | None = None) -> list[CallView]:
-        query = select(Call).order_by(db.calls.c.opened_at.desc()).limit(LIST_LIMIT)
+        active_only, only_state = False, None
         if state in (None, "active"):
-            query = query.where(db.calls.c.state != CallState.RESOLVED.value)
+            active_only = True
         elif state in _STATES:
-            query = query.where(db.calls.c.state == state)
+            only_state = CallState(state)
         elif state != "all":
             raise ValueError(f"unknown state {state!r}")
-        async with self._sessions() as session:
-            found = list(await session.scalars(query))
+        async with self._tx.read() as store:
+            found = await store.latest_calls(LIST_LIMIT, active_only=active_only, state=only_state)
         return [self._view(c) for c in found]
 
     async def get_call(self, call_id: str) -> CallView:
-        async with self._sessions() as session:
-            call = await session.get(Call, call_id)
+        async with self._tx.read() as store:
+            call = await store.call(call_id)
             if call is None:
                 raise CallNotFoundError(f"no call {call_id}")
-            entries = await session.scalars(
-                select(TimelineEntry)
-                .where(db.timeline.c.call_id == call_id)
-                .order_by(db.timeline.c.at, db.timeline.c.id)
-            )
-            sms = await session.execute(
-                select(db.sms_outbox)
-                .where(db.sms_outbox.c.call_id == call_id)
-                .order_by(db.sms_outbox.c.id)
-            )
+            entries = await store.timeline(call_id)
+            notifications = await store.notifications(call_id)
             view = self._view(call)
             view.timeline = [
                 TimelineEntryView(
@@ -97,9 +143,7 @@ class CallOperations:
                 )
                 for e in entries
             ]
-            view.notifications = [
-                NotificationView.model_validate(row, from_attributes=True) for row in sms
-            ]
+            view.notifications = notifications
         return view
 
     async def acknowledge(
@@ -126,19 +170,19 @@ class CallOperations:
         self, call_id: str, change: Callable[[Call, datetime], Transition]
     ) -> CallView:
         now = self._clock.now()
-        async with self._sessions.begin() as session:
-            call = await store.lock_call(session, call_id)
+        async with self._tx.begin() as store:
+            call = await store.lock_call(call_id)
             if call is None:
                 raise CallNotFoundError(f"no call {call_id}")
             transition = change(call, now)  # may raise InvalidTransitionError: rolls back
             if call.answered_by is not None and call.answered_level is None:
                 # Recorded as it is when answered: a later move to another area changes nothing.
                 call.answered_level = reports.answerer_level(self._directory, call.answered_by)
-            await store.record(session, call, transition, now)
+            await store.record(call, transition, now)
             if not call.is_escalating:
-                cancelled = await store.cancel_pending_sms(session, call.id, f"call {call.state}")
+                cancelled = await store.cancel_pending_sms(call.id, f"call {call.state}")
                 if cancelled:
-                    session.add(
+                    store.add_timeline(
                         TimelineEntry(
                             now, "system", "sms_cancelled", "system", f"{cancelled} unsent", call.id
                         )
@@ -191,21 +235,8 @@ class CallOperations:
         end = _aware(until, zone) if until is not None else now
         if start >= end:
             raise ValueError("the period is empty: since must be before until")
-        c = db.calls.c
-        query = select(
-            c.id,
-            c.kind,
-            c.opened_at,
-            c.answered_at,
-            c.answered_by,
-            c.answered_channel,
-            c.answered_level,
-            c.acknowledged_at,
-            c.acknowledged_by,
-            c.resolved_at,
-        ).where(c.opened_at >= start, c.opened_at < end)
-        async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
+        async with self._tx.read() as store:
+            rows = await store.call_times(start, end)
         records = [
             reports.CallRecord(
                 call_id=row.id,
