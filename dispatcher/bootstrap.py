@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher import logs
 from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
+from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.policies import POLICIES, PolicyBook, load_policies
 from dispatcher.adapters.mqtt.gateway import MqttGateway
@@ -105,7 +107,7 @@ async def build(
         publish_now()
 
     intake = Intake(
-        sessions,
+        Transactions(sessions, SqlIntakeStore),
         directory,
         clock,
         policy_book(settings, directory),

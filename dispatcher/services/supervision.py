@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
+from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.config import DeviceSettings
 from dispatcher.services.clock import Clock
 from dispatcher.services.intake import Intake
@@ -86,6 +87,6 @@ class LinkSupervisor:
                 return 0
             if await store.active_alert(session, device_id, key) is not None:
                 return 0
-            call = await self._intake.open_alert(session, device_id, key, now)
+            call = await self._intake.open_alert(SqlIntakeStore(session), device_id, key, now)
         log.warning("device_link_alert", call_id=call.id, device_id=device_id, alert=key)
         return 1
