@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher import logs
 from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.adapters.db.operations_store import SqlCallStore
 from dispatcher.adapters.db.phone_store import SqlPhoneStore
 from dispatcher.adapters.db.rota_overrides_store import RotaOverridesStore
@@ -122,7 +123,7 @@ async def build(
         publish_now()
 
     intake = Intake(
-        sessions,
+        Transactions(sessions, SqlIntakeStore),
         directory,
         clock,
         policy_book(settings, directory),

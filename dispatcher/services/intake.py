@@ -8,14 +8,13 @@ recognised as a duplicate of the call it already opened.
 
 from __future__ import annotations
 
+from abc import ABC
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices.protocol import (
     CALL_TYPES,
@@ -29,14 +28,13 @@ from devices.protocol import (
     Rejected,
     parse_event,
 )
-from dispatcher.adapters.db import schema as db
-from dispatcher.adapters.db import stores as store
 from dispatcher.core import calls as lifecycle
-from dispatcher.core.calls import Call, CallKind
+from dispatcher.core.calls import Call, CallKind, Transition
 from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
 from dispatcher.services.clock import Clock
+from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +51,72 @@ ALERT_TEXT = {
 
 
 @dataclass(frozen=True)
+class StoredEvent:
+    """An event already stored under its device and ref, and the call it opened or
+    joined (None when it had none)."""
+
+    call_id: str | None
+
+
+class Conflict(ABC):  # noqa: B024 (a marker: adapters register their error class)
+    """A write that breaks a uniqueness rule (the same ref stored twice at once).
+
+    The store's adapter registers its own error class as a Conflict, so that the intake
+    recognises it without importing the adapter and re-raises it unchanged."""
+
+
+class IntakeStore(Protocol):
+    """What the intake reads and writes, inside one transaction."""
+
+    async def find_event(self, device_id: str, ref: str) -> StoredEvent | None: ...
+
+    async def insert_event(
+        self, device_id: str, event: Event, raw: bytes, now: datetime, call_id: str | None
+    ) -> None: ...
+
+    async def insert_rejected(
+        self,
+        now: datetime,
+        topic: str,
+        device_id: str | None,
+        ref: str | None,
+        raw: bytes,
+        reason: str,
+        *,
+        answered: bool,
+    ) -> None: ...
+
+    async def count_rejected_since(self, device_id: str, since: datetime) -> int: ...
+
+    async def is_known_device(self, device_id: str) -> bool: ...
+
+    async def update_link(
+        self,
+        device_id: str,
+        now: datetime,
+        *,
+        status: str | None = None,
+        battery: int | None = None,
+    ) -> None:
+        """Record contact with the device (inserting its link row the first time)."""
+
+    async def queue_device_message(self, device_id: str, payload: str, now: datetime) -> None: ...
+
+    async def next_call_id(self, now: datetime, timezone: str) -> str: ...
+
+    async def open_call(self, call: Call, transition: Transition, now: datetime) -> None:
+        """Store a new call and record its opening transition."""
+
+    async def active_resident_call(self, device_id: str) -> Call | None: ...
+
+    async def active_alert(self, device_id: str, alert_key: str) -> Call | None: ...
+
+    async def record(self, call: Call, transition: Transition, now: datetime) -> None: ...
+
+    async def cancel_pending_sms(self, call_id: str, why: str) -> int: ...
+
+
+@dataclass(frozen=True)
 class IntakeSettings:
     timezone: str
     rejected_alert_threshold: int = 5  # unreadable messages from one device per hour
@@ -62,14 +126,14 @@ class IntakeSettings:
 class Intake:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        tx: Transactions[IntakeStore],
         directory: Directory,
         clock: Clock,
         policies: Mapping[str, Policy] | PolicyBook,
         settings: IntakeSettings,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
-        self._sessions = sessions
+        self._tx = tx
         self._directory = directory
         self._clock = clock
         self._policies = book(policies)
@@ -91,7 +155,9 @@ class Intake:
             return None
         try:
             ack = await self._accept(device_id, parsed, payload, now)
-        except IntegrityError:
+        except Exception as exc:
+            if not isinstance(exc, Conflict):
+                raise
             # The same ref raced in twice (a resend while the first was being stored).
             duplicate = await self._duplicate(device_id, parsed.ref)
             if duplicate is None:
@@ -112,44 +178,31 @@ class Intake:
             log.warning("status_unreadable", device_id=device_id, payload=payload[:200])
             return
         now = self._clock.now()
-        async with self._sessions.begin() as session:
-            known = await session.scalar(
-                select(db.device_links.c.device_id).where(db.device_links.c.device_id == device_id)
-            )
+        async with self._tx.begin() as store:
+            known = await store.is_known_device(device_id)
             if retained and known:
                 return
-            await _upsert_link(session, device_id, now, status=status.state)
+            await store.update_link(device_id, now, status=status.state)
             if status.state == "online":
-                await self._clear_alert(session, device_id, "offline", now, "device back online")
+                await self._clear_alert(store, device_id, "offline", now, "device back online")
                 # The centre sets the heartbeat interval that supervision expects.
                 config = ConfigCommand(heartbeat_s=self._settings.heartbeat_s)
-                await store.queue_device_message(session, device_id, config.model_dump_json(), now)
+                await store.queue_device_message(device_id, config.model_dump_json(), now)
         log.info("device_status", device_id=device_id, state=status.state)
         self._on_change()
 
     async def _accept(self, device_id: str, event: Event, raw: bytes, now: datetime) -> Ack:
-        async with self._sessions.begin() as session:
-            seen = await _first_answer(session, device_id, event.ref)
+        async with self._tx.begin() as store:
+            seen = await store.find_event(device_id, event.ref)
             if seen is not None:
-                log.info("event_duplicate", device_id=device_id, ref=event.ref, call_id=seen[0])
-                return Ack(ref=event.ref, result=AckResult.DUPLICATE, call_id=seen[0])
-            call = await self._apply(session, device_id, event, now)
-            await session.execute(
-                insert(db.events).values(
-                    device_id=device_id,
-                    ref=event.ref,
-                    type=event.type.value,
-                    received_at=now,
-                    device_ts=event.ts.isoformat() if event.ts else None,
-                    battery=event.battery,
-                    rssi=event.rssi,
-                    fw=event.fw,
-                    payload=raw.decode("utf-8"),
-                    call_id=call.id if call else None,
+                log.info(
+                    "event_duplicate", device_id=device_id, ref=event.ref, call_id=seen.call_id
                 )
-            )
-            await _upsert_link(session, device_id, now, battery=event.battery)
-            await self._clear_alert(session, device_id, "heartbeat_missed", now, "device heard")
+                return Ack(ref=event.ref, result=AckResult.DUPLICATE, call_id=seen.call_id)
+            call = await self._apply(store, device_id, event, now)
+            await store.insert_event(device_id, event, raw, now, call.id if call else None)
+            await store.update_link(device_id, now, battery=event.battery)
+            await self._clear_alert(store, device_id, "heartbeat_missed", now, "device heard")
         log.info(
             "event_stored",
             device_id=device_id,
@@ -160,42 +213,41 @@ class Intake:
         return Ack(ref=event.ref, result=AckResult.OK, call_id=call.id if call else None)
 
     async def _apply(
-        self, session: AsyncSession, device_id: str, event: Event, now: datetime
+        self, store: IntakeStore, device_id: str, event: Event, now: datetime
     ) -> Call | None:
         """What the event does to the device's calls; returns the call it opened or joined."""
         if event.type in CALL_TYPES:
             kind = CallKind(event.type.value)
-            call = await store.active_resident_call(session, device_id)
+            call = await store.active_resident_call(device_id)
             if call is None:
-                return await self._open(session, device_id, kind, now)
+                return await self._open(store, device_id, kind, now)
             await store.record(
-                session,
                 call,
                 lifecycle.join(call, kind, now, self._policies.for_call(kind, call.community_id)),
                 now,
             )
             return call
         if event.type in (EventType.CANCEL, EventType.PRESENCE):
-            call = await store.active_resident_call(session, device_id)
+            call = await store.active_resident_call(device_id)
             if call is None:
                 return None  # recorded and answered ok, without a call id
             change = lifecycle.cancel if event.type is EventType.CANCEL else lifecycle.presence
-            await store.record(session, call, change(call, now), now)
+            await store.record(call, change(call, now), now)
             if not call.is_escalating:
-                await store.cancel_pending_sms(session, call.id, f"{event.type.value} pressed")
+                await store.cancel_pending_sms(call.id, f"{event.type.value} pressed")
             return call
         if event.type in _ALERT_OPENED_BY:
             key = _ALERT_OPENED_BY[event.type]
-            existing = await store.active_alert(session, device_id, key)
-            return existing or await self.open_alert(session, device_id, key, now)
+            existing = await store.active_alert(device_id, key)
+            return existing or await self.open_alert(store, device_id, key, now)
         if event.type in _ALERT_CLEARED_BY:
             key = _ALERT_CLEARED_BY[event.type]
-            return await self._clear_alert(session, device_id, key, now, event.type.value)
+            return await self._clear_alert(store, device_id, key, now, event.type.value)
         raise AssertionError(f"unhandled event type {event.type}")
 
     async def _open(
         self,
-        session: AsyncSession,
+        store: IntakeStore,
         device_id: str,
         kind: CallKind,
         now: datetime,
@@ -205,7 +257,7 @@ class Intake:
     ) -> Call:
         resident = self._directory.residents_by_device.get(device_id)
         call, transition = lifecycle.open_call(
-            call_id=await store.next_call_id(session, now, self._settings.timezone),
+            call_id=await store.next_call_id(now, self._settings.timezone),
             device_id=device_id,
             kind=kind,
             policy=self._policies.for_call(kind.value, resident.community_id if resident else None),
@@ -215,36 +267,33 @@ class Intake:
             detail=detail,
             alert_key=alert_key,
         )
-        session.add(call)
-        await store.record(session, call, transition, now)
+        await store.open_call(call, transition, now)
         log.info("call_opened", call_id=call.id, device_id=device_id, kind=kind.value)
         return call
 
-    async def open_alert(
-        self, session: AsyncSession, device_id: str, key: str, now: datetime
-    ) -> Call:
+    async def open_alert(self, store: IntakeStore, device_id: str, key: str, now: datetime) -> Call:
         """A technical alert: someone must look at a device that may not call for help."""
         return await self._open(
-            session, device_id, CallKind.TECHNICAL, now, detail=ALERT_TEXT[key], alert_key=key
+            store, device_id, CallKind.TECHNICAL, now, detail=ALERT_TEXT[key], alert_key=key
         )
 
     async def _clear_alert(
-        self, session: AsyncSession, device_id: str, key: str, now: datetime, why: str
+        self, store: IntakeStore, device_id: str, key: str, now: datetime, why: str
     ) -> Call | None:
-        alert = await store.active_alert(session, device_id, key)
+        alert = await store.active_alert(device_id, key)
         if alert is None:
             return None
-        await store.record(session, alert, lifecycle.clear_technical(alert, now, why), now)
-        await store.cancel_pending_sms(session, alert.id, "fault cleared")
+        await store.record(alert, lifecycle.clear_technical(alert, now, why), now)
+        await store.cancel_pending_sms(alert.id, "fault cleared")
         log.info("alert_cleared", call_id=alert.id, device_id=device_id, alert=key)
         return alert
 
     async def _duplicate(self, device_id: str, ref: str) -> Ack | None:
-        async with self._sessions.begin() as session:
-            seen = await _first_answer(session, device_id, ref)
+        async with self._tx.begin() as store:
+            seen = await store.find_event(device_id, ref)
         if seen is None:
             return None
-        return Ack(ref=ref, result=AckResult.DUPLICATE, call_id=seen[0])
+        return Ack(ref=ref, result=AckResult.DUPLICATE, call_id=seen.call_id)
 
     async def on_unhandled(
         self, device_id: str | None, topic: str, payload: bytes, reason: str
@@ -263,84 +312,30 @@ class Intake:
     ) -> Ack | None:
         ref = why.ref if isinstance(why, Invalid) else None
         reason = why.error if isinstance(why, Invalid) else why.reason
-        async with self._sessions.begin() as session:
-            await session.execute(
-                insert(db.rejected_messages).values(
-                    received_at=now,
-                    topic=topic[:300],
-                    device_id=device_id,
-                    ref=ref,
-                    raw=raw,
-                    reason=reason,
-                    answered=ref is not None,
-                )
+        async with self._tx.begin() as store:
+            await store.insert_rejected(
+                now, topic, device_id, ref, raw, reason, answered=ref is not None
             )
             if device_id is not None:
-                await self._alert_if_unreadable(session, device_id, now)
+                await self._alert_if_unreadable(store, device_id, now)
         log.warning("event_rejected", device_id=device_id, ref=ref, reason=reason)
         if ref is None:
             return None
         return Ack(ref=ref, result=AckResult.INVALID, error=reason)
 
-    async def _alert_if_unreadable(
-        self, session: AsyncSession, device_id: str, now: datetime
-    ) -> None:
+    async def _alert_if_unreadable(self, store: IntakeStore, device_id: str, now: datetime) -> None:
         """A device that keeps sending what we cannot read may not be able to call for help."""
-        recent = await session.scalar(
-            select(func.count())
-            .select_from(db.rejected_messages)
-            .where(
-                db.rejected_messages.c.device_id == device_id,
-                db.rejected_messages.c.received_at > now - timedelta(hours=1),
-            )
-        )
-        if (recent or 0) < self._settings.rejected_alert_threshold:
+        recent = await store.count_rejected_since(device_id, now - timedelta(hours=1))
+        if recent < self._settings.rejected_alert_threshold:
             return
-        if await store.active_alert(session, device_id, "rejected_messages") is None:
-            await self.open_alert(session, device_id, "rejected_messages", now)
+        if await store.active_alert(device_id, "rejected_messages") is None:
+            await self.open_alert(store, device_id, "rejected_messages", now)
             self._on_change()
 
     async def _seen(
         self, device_id: str, now: datetime, battery: int | None, *, heartbeat: bool
     ) -> None:
-        async with self._sessions.begin() as session:
-            await _upsert_link(session, device_id, now, battery=battery)
+        async with self._tx.begin() as store:
+            await store.update_link(device_id, now, battery=battery)
             if heartbeat:
-                await self._clear_alert(session, device_id, "heartbeat_missed", now, "heartbeat")
-
-
-async def _first_answer(
-    session: AsyncSession, device_id: str, ref: str
-) -> tuple[str | None] | None:
-    """``(call_id,)`` of the stored event with this ref, or None when it is new."""
-    row = (
-        await session.execute(
-            select(db.events.c.call_id).where(
-                db.events.c.device_id == device_id, db.events.c.ref == ref
-            )
-        )
-    ).first()
-    return None if row is None else (row.call_id,)
-
-
-async def _upsert_link(
-    session: AsyncSession,
-    device_id: str,
-    now: datetime,
-    *,
-    status: str | None = None,
-    battery: int | None = None,
-) -> None:
-    # Any message from the device means it is connected, whatever its retained
-    # status said last; only the status topic itself can say offline.
-    values: dict[str, object] = {"last_seen_at": now, "status": status or "online"}
-    if status is not None:
-        values["status_at"] = now
-    if battery is not None:
-        values["battery"] = battery
-    changed = await session.execute(
-        update(db.device_links).where(db.device_links.c.device_id == device_id).values(**values)
-    )
-    if not getattr(changed, "rowcount", 0):
-        values.setdefault("status_at", now)
-        await session.execute(insert(db.device_links).values(device_id=device_id, **values))
+                await self._clear_alert(store, device_id, "heartbeat_missed", now, "heartbeat")

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
+from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.core.calls import Call
 from dispatcher.services.intake import Intake
 
@@ -55,4 +56,4 @@ class SupervisionStore:
         return await store.active_alert(self._session, device_id, key)
 
     async def open_alert(self, intake: Intake, device_id: str, key: str, now: datetime) -> Call:
-        return await intake.open_alert(self._session, device_id, key, now)
+        return await intake.open_alert(SqlIntakeStore(self._session), device_id, key, now)
