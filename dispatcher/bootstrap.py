@@ -192,21 +192,9 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         ),
     }
     if serve_http:
-        from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
-        from dispatcher.entrypoints.http.app import create_app, serve_api
+        from dispatcher.entrypoints.http.app import serve_api
 
-        twilio = TwilioWebhooks.from_settings(app.phone, app.settings)
-        from dispatcher.services.calendar_feeds import CalendarFeeds
-
-        calendars = CalendarFeeds(app.directory, app.clock, app.settings.http.public_url)
-        api = create_app(
-            app.operations,
-            app.clock,
-            twilio=twilio,
-            overrides=app.overrides,
-            calendars=calendars,
-        )
-        api.include_router(delivery_router(app))
+        api = http_app(app)
         http = app.settings.http
         parts["http"] = lambda: serve_api(api, http.host, http.port, stop)
     log.info("dispatcher_started", parts=sorted(parts))
@@ -243,6 +231,25 @@ async def _keep_running(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 30.0)
+
+
+def http_app(app: App) -> Any:
+    """The daemon's HTTP app as it serves it: the operator API, Twilio's signed webhooks
+    (replies, voice keys, delivery reports) and the calendar feeds. Tests take it from
+    here, so they exercise the production wiring."""
+    from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
+    from dispatcher.entrypoints.http.app import create_app
+    from dispatcher.services.calendar_feeds import CalendarFeeds
+
+    api = create_app(
+        app.operations,
+        app.clock,
+        twilio=TwilioWebhooks.from_settings(app.phone, app.settings),
+        overrides=app.overrides,
+        calendars=CalendarFeeds(app.directory, app.clock, app.settings.http.public_url),
+    )
+    api.include_router(delivery_router(app))
+    return api
 
 
 def delivery_router(app: App) -> Any:

@@ -11,6 +11,7 @@ import pytest
 
 from dispatcher.adapters.files.directory_files import load_directory
 from dispatcher.core.rota import on_duty as rota
+from dispatcher.entrypoints.cli import common
 from dispatcher.entrypoints.cli import main as cli
 from dispatcher.testing import FakeClock
 
@@ -54,7 +55,7 @@ END:VCALENDAR\r
 
 @pytest.fixture(autouse=True)
 def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_clock", lambda: FakeClock(T))
+    monkeypatch.setattr(common, "clock", lambda: FakeClock(T))
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from dispatcher.core.views import Outcome
+from dispatcher.entrypoints.cli import common
 from dispatcher.entrypoints.cli import main as cli
 from dispatcher.entrypoints.http.app import ApiServer, CallStateFilter, create_app
 from dispatcher.testing import FakeClock
@@ -54,7 +55,7 @@ def quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ops: FakeOperatio
         monkeypatch.delenv(name, raising=False)
     # No config/eldercall.toml here unless a test writes one.
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_clock", lambda: ops.clock)
+    monkeypatch.setattr(common, "clock", lambda: ops.clock)
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ async def test_calls_prints_a_table_of_active_calls(
     assert RESOLVED not in r.out
     assert "Asia/Shanghai" in lines[-1]
     # columns line up in a terminal, where a Chinese character takes two columns
-    assert cli._width(wang[: wang.index("阳光社区")]) == cli._width(
+    assert common.width(wang[: wang.index("阳光社区")]) == common.width(
         stray[: stray.index("-", stray.index("device"))]
     )
 
@@ -421,7 +422,7 @@ def test_run_and_demo_call_their_entry_points(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "dispatcher.bootstrap", bootstrap)
     monkeypatch.setitem(sys.modules, "simulator.demo", demo)
     clock = FakeClock(datetime(2026, 11, 28, 0, 15, tzinfo=UTC))
-    monkeypatch.setattr(cli, "_clock", lambda: clock)
+    monkeypatch.setattr(common, "clock", lambda: clock)
     assert cli.main(["run", "--config", "x.toml"]) == 3
     assert cli.main(["run"]) == 3
     assert cli.main(["demo", "--homes", "4"]) == 0

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pytest
 
+from dispatcher.entrypoints.cli import common
 from tests.entrypoints import test_cli
 from tests.entrypoints.test_cli import eldercall, with_token
 from tests.support.fake_ops import FakeOperations
@@ -134,7 +135,7 @@ async def test_report_errors(
 
 
 def test_answer_times_read_in_seconds_and_long_waits_in_minutes() -> None:
-    assert [test_cli.cli._seconds(v) for v in (None, 0, 37.5, 599, 600, 3900)] == [
+    assert [common.seconds(v) for v in (None, 0, 37.5, 599, 600, 3900)] == [
         "-",
         "0s",
         "37.5s",

@@ -19,6 +19,7 @@ from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.core.rota.check import RotaGapError
+from dispatcher.entrypoints.cli import common
 from dispatcher.entrypoints.cli import main as cli
 from dispatcher.entrypoints.http.app import ApiServer, create_app
 from dispatcher.testing import FakeClock
@@ -204,7 +205,7 @@ async def test_the_cli_makes_lists_and_deletes_overrides(
     app: App, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no config/eldercall.toml: the default zone, Asia/Shanghai
-    monkeypatch.setattr(cli, "_clock", lambda: app.clock)
+    monkeypatch.setattr(common, "clock", lambda: app.clock)
     server = ApiServer(
         create_app(app.operations, app.clock, overrides=app.overrides), "127.0.0.1", 0
     )

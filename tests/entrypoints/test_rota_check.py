@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import insert
 
 from dispatcher.adapters.db import schema as db
+from dispatcher.entrypoints.cli import common
 from dispatcher.entrypoints.cli import main as cli
 from dispatcher.testing import FakeClock
 from tests.support.app import DATA, TUESDAY_10AM, built_app, settings_for
@@ -77,7 +78,7 @@ def config(tmp_path: Path, data: Path, extra: str = "") -> Path:
 
 @pytest.fixture(autouse=True)
 def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_clock", lambda: FakeClock(T))
+    monkeypatch.setattr(common, "clock", lambda: FakeClock(T))
 
 
 def check(capsys: pytest.CaptureFixture[str], cfg: Path, *args: str) -> tuple[int, str]:

@@ -8,26 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import os
 import sys
-import unicodedata
-from collections.abc import Callable, Sequence
-from datetime import date, datetime, time, timedelta, tzinfo
+from collections.abc import Callable
 from functools import partial
-from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.core.views import CallView, Outcome
-from dispatcher.entrypoints.cli.api_client import ApiClient, ApiError, OnCall
-from dispatcher.services.clock import Clock, SystemClock
+from dispatcher.entrypoints.cli import common
+from dispatcher.entrypoints.cli.api_client import ApiError, OnCall
 
-PROG = "eldercall"
-DEFAULT_CONFIG = "config/eldercall.toml"
-URL_ENV = "ELDERCALL_API_URL"
-TOKEN_ENV = "ELDERCALL_API_TOKEN"
 # The same values as dispatcher.entrypoints.http.app.CallStateFilter (a test keeps them equal); not
 # imported from there so the CLI does not load FastAPI to list calls.
 CALL_STATES = (
@@ -40,19 +28,6 @@ CALL_STATES = (
     "resolved",
 )
 DEFAULT_DEMO_HOMES = 10
-
-
-class UsageError(Exception):
-    """Something the user must change in the command line or configuration (exit 2)."""
-
-
-def _clock() -> Clock:
-    """The clock of every command, the daemon's included (replaced in tests)."""
-    return SystemClock()
-
-
-def _now() -> datetime:
-    return _clock().now()
 
 
 # ---------------------------------------------------------------- entry point
@@ -70,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return handler(args)
-    except UsageError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+    except common.UsageError as exc:
+        print(f"{common.PROG}: {exc}", file=sys.stderr)
         return 2
     except ApiError as exc:
-        print(f"{PROG}: {exc.message}", file=sys.stderr)
+        print(f"{common.PROG}: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -86,20 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     from dispatcher.entrypoints.cli import rota as cli_rota
 
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=common.PROG,
         description="Emergency call dispatch for elderly residents' home call devices.",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the dispatcher daemon")
-    _config_option(run)
+    common.config_option(run)
     run.set_defaults(handler=_run)
 
     demo = sub.add_parser("demo", help="run a self-contained demonstration")
-    _config_option(demo)
+    common.config_option(demo)
     demo.add_argument(
         "--homes",
-        type=_positive_int,
+        type=common.positive_int,
         default=DEFAULT_DEMO_HOMES,
         help=f"how many simulated homes (default {DEFAULT_DEMO_HOMES})",
     )
@@ -112,10 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--api",
         metavar="URL",
-        help=f"the dispatcher's API (default ${URL_ENV}, else [http] listen of the config)",
+        help=f"the dispatcher's API (default ${common.URL_ENV}, else [http] listen of the config)",
     )
-    group.add_argument("--token", help=f"your API token (default ${TOKEN_ENV})")
-    _config_option(group)
+    group.add_argument("--token", help=f"your API token (default ${common.TOKEN_ENV})")
+    common.config_option(group)
 
     calls = sub.add_parser("calls", parents=[api], help="list calls")
     calls.add_argument(
@@ -165,59 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help=f"configuration file (default {DEFAULT_CONFIG} if it exists)",
-    )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 # ---------------------------------------------------------------- commands run in-process
-
-
-def _unavailable(command: str, reason: BaseException, args: argparse.Namespace) -> int:
-    print(f"{PROG}: '{command}' is not available in this installation: {reason}", file=sys.stderr)
-    return 1
-
-
-def _import(module: str, command: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise _Unavailable(command, exc) from exc
-
-
-class _Unavailable(Exception):
-    def __init__(self, command: str, reason: BaseException) -> None:
-        super().__init__(command)
-        self.command = command
-        self.reason = reason
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        bootstrap = _import("dispatcher.bootstrap", "run")
-    except _Unavailable as exc:
-        return _unavailable(exc.command, exc.reason, args)
-    return int(bootstrap.main_run(args.config, clock=_clock()))
+        bootstrap = common.import_command("dispatcher.bootstrap", "run")
+    except common.Unavailable as exc:
+        return common.unavailable(exc.command, exc.reason, args)
+    return int(bootstrap.main_run(args.config, clock=common.clock()))
 
 
 def _demo(args: argparse.Namespace) -> int:
     try:
-        demo = _import("simulator.demo", "demo")
-    except _Unavailable as exc:
-        return _unavailable(exc.command, exc.reason, args)
+        demo = common.import_command("simulator.demo", "demo")
+    except common.Unavailable as exc:
+        return common.unavailable(exc.command, exc.reason, args)
     return int(demo.main_demo(args.config, args.homes))
 
 
@@ -237,7 +175,7 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             add_help=False,
         )
         stand_in.add_argument("rest", nargs="*")
-        stand_in.set_defaults(handler=partial(_unavailable, "simulate", exc))
+        stand_in.set_defaults(handler=partial(common.unavailable, "simulate", exc))
         return
     simulate = sub.add_parser("simulate", help="simulate home call devices against a broker")
     add_arguments(simulate)
@@ -247,55 +185,11 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 # ---------------------------------------------------------------- API commands
 
 
-class _Session:
-    """What an API command needs: a client, the directory's time zone, and now."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        settings = _settings(args.config)
-        self.tz = _zone(settings.data.timezone)
-        self.tz_name = settings.data.timezone
-        url = args.api or os.environ.get(URL_ENV) or settings.http.base_url
-        token = args.token or os.environ.get(TOKEN_ENV)
-        if not token:
-            raise UsageError(f"no API token: give --token TOKEN or set {TOKEN_ENV}")
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"--api must be an http:// or https:// URL, not {url!r}")
-        self.client = ApiClient(url, token, channel="cli")
-        self.now = _now()
-
-    def __enter__(self) -> _Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.close()
-
-    def local(self, when: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-        return when.astimezone(self.tz).strftime(fmt) if when else "-"
-
-    def ago(self, when: datetime) -> str:
-        return _duration(self.now - when)
-
-
-def _settings(config: str | None) -> Settings:
-    path = config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
-
-
-def _zone(name: str) -> tzinfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise UsageError(f"[data] timezone: unknown time zone {name!r}") from exc
-
-
 def _calls(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
+    with common.Session(args) as s:
         calls = s.client.list_calls(args.state)
         if args.json:
-            _print_json([c.model_dump(mode="json") for c in calls])
+            common.print_json([c.model_dump(mode="json") for c in calls])
             return 0
         if not calls:
             print("no calls" if args.state == "all" else f"no {args.state} calls")
@@ -317,23 +211,23 @@ def _calls(args: argparse.Namespace) -> int:
                     c.acknowledged_by or "-",
                 ]
             )
-        print(_table(rows))
+        print(common.table(rows))
         print(f"{len(calls)} call{'s' if len(calls) != 1 else ''}; times in {s.tz_name}")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
+    with common.Session(args) as s:
         call = s.client.get_call(args.call_id)
         if args.json:
-            _print_json(call.model_dump(mode="json"))
+            common.print_json(call.model_dump(mode="json"))
             return 0
         print("\n".join(_call_lines(call, s)))
     return 0
 
 
 def _ack(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
+    with common.Session(args) as s:
         call = s.client.acknowledge(args.call_id, args.note)
         print(
             f"{call.call_id} is {call.state}: acknowledged by {call.acknowledged_by or '?'} "
@@ -343,7 +237,7 @@ def _ack(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
+    with common.Session(args) as s:
         call = s.client.resolve(args.call_id, Outcome(args.outcome), args.note)
         print(
             f"{call.call_id} is {call.state}: {call.outcome} by {call.resolved_by or '?'} "
@@ -353,18 +247,18 @@ def _resolve(args: argparse.Namespace) -> int:
 
 
 def _oncall(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
-        at = _parse_at(args.at, s.tz, s.now) if args.at else None
+    with common.Session(args) as s:
+        at = common.parse_at(args.at, s.tz, s.now) if args.at else None
         answer = s.client.on_duty(args.community, at)
         print("\n".join(_oncall_lines(answer, s)))
     return 0
 
 
 def _calendars(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
+    with common.Session(args) as s:
         found = s.client.my_calendars()
     if args.json:
-        _print_json(found)
+        common.print_json(found)
         return 0
     print(f"your shifts: {found['shifts']}")
     for schedule in found.get("schedules", []):
@@ -382,7 +276,7 @@ def _who(call: CallView) -> str:
     return f"{call.resident.name} ({call.resident.age})"
 
 
-def _call_lines(call: CallView, s: _Session) -> list[str]:
+def _call_lines(call: CallView, s: common.Session) -> list[str]:
     presses = "once" if call.press_count == 1 else f"{call.press_count} times"
     fields: list[tuple[str, str]] = [
         ("State", call.state),
@@ -405,7 +299,7 @@ def _call_lines(call: CallView, s: _Session) -> list[str]:
         fields.append(("Problem", call.detail))
 
     lines = [f"Call {call.call_id}: {call.kind}, {call.priority} priority"]
-    lines += _fields(fields)
+    lines += common.fields(fields)
     lines.append("")
     r = call.resident
     if r is None:
@@ -419,7 +313,7 @@ def _call_lines(call: CallView, s: _Session) -> list[str]:
         ]
         if r.notes:
             rfields.append(("Notes", r.notes))
-        lines += _fields(rfields)
+        lines += common.fields(rfields)
         if r.contacts:
             lines.append("  Contacts:")
             for number, c in enumerate(r.contacts, 1):
@@ -433,7 +327,7 @@ def _call_lines(call: CallView, s: _Session) -> list[str]:
             [s.local(e.at, "%m-%d %H:%M:%S"), e.actor, e.action, e.channel, e.detail]
             for e in call.timeline
         ]
-        lines += ["  " + line for line in _table(rows).splitlines()]
+        lines += ["  " + line for line in common.table(rows).splitlines()]
     else:
         lines.append("  (empty)")
     lines.append("")
@@ -456,7 +350,7 @@ def _call_lines(call: CallView, s: _Session) -> list[str]:
                     extra,
                 ]
             )
-        lines += ["  " + line for line in _table(rows).splitlines()]
+        lines += ["  " + line for line in common.table(rows).splitlines()]
     else:
         lines.append("  (none)")
     lines.append("")
@@ -464,7 +358,7 @@ def _call_lines(call: CallView, s: _Session) -> list[str]:
     return lines
 
 
-def _oncall_lines(answer: OnCall, s: _Session) -> list[str]:
+def _oncall_lines(answer: OnCall, s: common.Session) -> list[str]:
     lines = [f"On duty at {s.local(answer.at, '%Y-%m-%d %H:%M')} ({s.tz_name})"]
     if not answer.on_duty:
         lines.append("  nobody")
@@ -483,70 +377,5 @@ def _oncall_lines(answer: OnCall, s: _Session) -> list[str]:
             lines.append("  nobody")
             continue
         rows = [[p.name, p.id, p.role, p.shift_role, p.phone or "(no phone)"] for p in duty.staff]
-        lines += ["  " + line for line in _table(rows).splitlines()]
+        lines += ["  " + line for line in common.table(rows).splitlines()]
     return lines
-
-
-def _fields(pairs: Sequence[tuple[str, str]]) -> list[str]:
-    width = max(len(k) for k, _ in pairs) + 2
-    return [f"  {(k + ':').ljust(width)}{v}" for k, v in pairs]
-
-
-def _width(text: str) -> int:
-    """Terminal columns: Chinese names take two each."""
-    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
-    out = []
-    for row in rows:
-        cells = [cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row)]
-        out.append("  ".join(cells).rstrip())
-    return "\n".join(out)
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 600:
-        return f"{round(value, 1):g}s"
-    return _duration(timedelta(seconds=value))  # a long wait reads better as 1h05m
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def _parse_at(text: str, tz: tzinfo, now: datetime) -> datetime:
-    """An RFC 3339 time, or a local date and time, or a local time today."""
-    value = text.strip()
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            clock = time.fromisoformat(value)
-        except ValueError:
-            raise UsageError(
-                f"--at: cannot read {text!r}: give 2026-11-28T08:00+08:00, "
-                f"'2026-11-28 08:00' or 08:00 (a local time)"
-            ) from None
-        today: date = now.astimezone(tz).date()
-        when = datetime.combine(today, clock)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=tz)
-    return when

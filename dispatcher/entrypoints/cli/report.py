@@ -1,7 +1,7 @@
 """``eldercall report``: answer times against the 60 s / 180 s targets, as tables.
 
-Registered by ``dispatcher.entrypoints.cli.main.build_parser``; uses that module's session and
-formatting helpers.
+Registered by ``dispatcher.entrypoints.cli.main.build_parser``; uses the commands' shared
+session and formatting helpers in ``common``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 from datetime import datetime
 
 from dispatcher.core.reports import AnswerTimes, Figures
-from dispatcher.entrypoints.cli import main as cli
+from dispatcher.entrypoints.cli import common
 
 
 def add_report_parser(
@@ -34,10 +34,10 @@ def add_report_parser(
 def _report(args: argparse.Namespace) -> int:
     since = _parse_period_end("--since", args.since)
     until = _parse_period_end("--until", args.until) if args.until else None
-    with cli._Session(args) as s:
+    with common.Session(args) as s:
         report = s.client.answer_times(since, until)
         if args.json:
-            cli._print_json(report.model_dump(mode="json"))
+            common.print_json(report.model_dump(mode="json"))
             return 0
         print("\n".join(_report_lines(report)))
     return 0
@@ -48,7 +48,7 @@ _FIGURE_HEADS += ["180s TARGET", "MEDIAN", "P90"]
 
 
 def _report_lines(report: AnswerTimes) -> list[str]:
-    zone = cli._zone(report.timezone)
+    zone = common.zone(report.timezone)
 
     def local(when: datetime) -> str:
         return when.astimezone(zone).strftime("%Y-%m-%d %H:%M")
@@ -69,7 +69,7 @@ def _report_lines(report: AnswerTimes) -> list[str]:
         if not rows:
             lines.append("  (no calls)")
             return
-        table = cli._table([heads + _FIGURE_HEADS, *rows])
+        table = common.table([heads + _FIGURE_HEADS, *rows])
         lines.extend("  " + line for line in table.splitlines())
 
     section("Residents' calls", [""], [["all", *_figure_cells(report.overall)]])
@@ -100,7 +100,7 @@ def _figure_cells(f: Figures) -> list[str]:
             share += f" (+{t.pending} pending)"
         verdict = "-" if t.met is None else ("met" if t.met else "MISSED")
         cells += [share, verdict]
-    cells += [cli._seconds(f.median_s), cli._seconds(f.p90_s)]
+    cells += [common.seconds(f.median_s), common.seconds(f.p90_s)]
     return cells
 
 
@@ -110,7 +110,7 @@ def _parse_period_end(option: str, text: str) -> datetime:
     try:
         return datetime.fromisoformat(text.strip())
     except ValueError:
-        raise cli.UsageError(
+        raise common.UsageError(
             f"{option}: cannot read {text!r}: give 2026-11-01, '2026-11-01 08:00' "
             "or 2026-11-01T08:00+08:00"
         ) from None

@@ -1,9 +1,9 @@
 """``eldercall rota ...``: check the rota and import shifts (offline), and list, make
 and delete overrides through the API.
 
-Registered by ``dispatcher.entrypoints.cli.main.build_parser``; uses that module's
-session, parsing and formatting helpers (through the module, so a test's replacement
-of ``cli._clock`` holds).
+Registered by ``dispatcher.entrypoints.cli.main.build_parser``; uses the commands'
+shared session, parsing and formatting helpers in ``common`` (through the module, so a
+test's replacement of ``common.clock`` holds).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from dispatcher.core.views import OverrideView
-from dispatcher.entrypoints.cli import main as cli
+from dispatcher.entrypoints.cli import common
 
 
 def add_rota_parser(
@@ -25,9 +25,9 @@ def add_rota_parser(
         help="report gaps, overlaps and people on duty without a phone (offline); "
         "exit 1 when the command centre has a gap",
     )
-    cli._config_option(check)
+    common.config_option(check)
     check.add_argument(
-        "--days", type=cli._positive_int, default=28, help="how many days to check (default 28)"
+        "--days", type=common.positive_int, default=28, help="how many days to check (default 28)"
     )
     check.add_argument(
         "--from",
@@ -42,11 +42,11 @@ def add_rota_parser(
         help="add the shifts of an iCalendar (.ics) file to rota.toml as dated shifts "
         "(offline; a running daemon sees them after a restart)",
     )
-    cli._config_option(imp)
+    common.config_option(imp)
     imp.add_argument("file", metavar="FILE", help="the .ics file")
     imp.add_argument("--area", required=True, metavar="ID", help="whose schedule gets them")
     imp.add_argument(
-        "--days", type=cli._positive_int, default=90, help="how many days to import (default 90)"
+        "--days", type=common.positive_int, default=90, help="how many days to import (default 90)"
     )
     imp.add_argument(
         "--from", dest="start", metavar="TIME", help="first day imported (default now)"
@@ -83,31 +83,27 @@ def add_rota_parser(
 
 def _rota_check(args: argparse.Namespace) -> int:
     try:
-        rotacli = cli._import("dispatcher.entrypoints.cli.rota_check", "rota check")
-    except cli._Unavailable as exc:
-        return cli._unavailable(exc.command, exc.reason, args)
-    now = cli._now()
-    config = args.config or (cli.DEFAULT_CONFIG if Path(cli.DEFAULT_CONFIG).is_file() else None)
-    start = None
-    if args.start:
-        start = cli._parse_at(args.start, cli._zone(cli._settings(config).data.timezone), now)
+        rotacli = common.import_command("dispatcher.entrypoints.cli.rota_check", "rota check")
+    except common.Unavailable as exc:
+        return common.unavailable(exc.command, exc.reason, args)
+    now = common.now()
+    config = common.config_path(args.config)
+    start = common.start_option(args.start, config, now)
     return int(rotacli.main_check(config, args.days, start, now))
 
 
 def _rota_import(args: argparse.Namespace) -> int:
     from dispatcher.adapters.files import rota_import as rotaimport
 
-    now = cli._now()
-    config = args.config or (cli.DEFAULT_CONFIG if Path(cli.DEFAULT_CONFIG).is_file() else None)
-    start = None
-    if args.start:
-        start = cli._parse_at(args.start, cli._zone(cli._settings(config).data.timezone), now)
+    now = common.now()
+    config = common.config_path(args.config)
+    start = common.start_option(args.start, config, now)
     return rotaimport.main_import(
         config, Path(args.file), args.area, args.days, start, now, dry_run=args.dry_run
     )
 
 
-def _override_line(o: OverrideView, s: cli._Session) -> str:
+def _override_line(o: OverrideView, s: common.Session) -> str:
     who = f"{o.staff_id} instead of {o.replaces}" if o.replaces else o.staff_id
     role = f" as {o.role}" if o.role else ""
     reason = f": {o.reason}" if o.reason else ""
@@ -119,10 +115,10 @@ def _override_line(o: OverrideView, s: cli._Session) -> str:
 
 
 def _rota_overrides(args: argparse.Namespace) -> int:
-    with cli._Session(args) as s:
+    with common.Session(args) as s:
         found = s.client.list_overrides(include_past=args.all)
         if args.json:
-            cli._print_json([o.model_dump(mode="json") for o in found])
+            common.print_json([o.model_dump(mode="json") for o in found])
             return 0
         if not found:
             print("no overrides")
@@ -134,15 +130,15 @@ def _rota_overrides(args: argparse.Namespace) -> int:
 
 
 def _rota_override(args: argparse.Namespace) -> int:
-    with cli._Session(args) as s:
+    with common.Session(args) as s:
         body = {
             "area": args.area,
             "kind": args.kind,
             "staff": args.staff,
             "replaces": args.replaces,
             "role": args.role,
-            "start": cli._parse_at(args.start, s.tz, s.now).isoformat(),
-            "end": cli._parse_at(args.end, s.tz, s.now).isoformat(),
+            "start": common.parse_at(args.start, s.tz, s.now).isoformat(),
+            "end": common.parse_at(args.end, s.tz, s.now).isoformat(),
             "reason": args.reason,
         }
         made = s.client.create_override(body)
@@ -151,7 +147,7 @@ def _rota_override(args: argparse.Namespace) -> int:
 
 
 def _rota_delete_override(args: argparse.Namespace) -> int:
-    with cli._Session(args) as s:
+    with common.Session(args) as s:
         gone = s.client.delete_override(args.override_id)
         print(f"deleted {_override_line(gone, s)}")
     return 0
