@@ -470,3 +470,18 @@ def test_without_the_simulator_the_rest_still_works(
     assert "'simulate' is not available" in capsys.readouterr().err
     assert cli.main(["calls", "--token", "t", "--api", "ftp://x"]) == 2
     assert "--api must be an http" in capsys.readouterr().err
+
+
+def test_the_simulator_registers_demo_and_simulate_through_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep.value for ep in entry_points(group="eldercall.commands")}
+    assert found == {"demo": "simulator.demo", "simulate": "simulator.cli"}
+
+
+def test_without_the_simulators_registration_demo_says_it_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "entry_points", lambda **_: ())
+    assert cli.main(["demo"]) == 1
+    assert "'demo' is not available" in capsys.readouterr().err

@@ -7,10 +7,11 @@ Exit codes: 0 done, 1 the API (or a command it runs) reported an error, 2 usage.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Callable
 from functools import partial
+from importlib.metadata import entry_points
+from typing import Any
 
 from dispatcher.core.views import CallView, Outcome
 from dispatcher.entrypoints.cli import common
@@ -153,16 +154,29 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     try:
-        demo = common.import_command("simulator.demo", "demo")
+        demo = _registered("demo")
     except common.Unavailable as exc:
         return common.unavailable(exc.command, exc.reason, args)
     return int(demo.main_demo(args.config, args.homes))
 
 
+def _registered(command: str) -> Any:
+    """The module the simulator registers for ``command`` (``[project.entry-points.
+    "eldercall.commands"]`` in pyproject.toml): the daemon never imports the simulator by
+    name, and works without it."""
+    found = entry_points(group="eldercall.commands", name=command)
+    if not found:
+        raise common.Unavailable(command, LookupError("the simulator is not installed"))
+    try:
+        return next(iter(found)).load()
+    except ImportError as exc:
+        raise common.Unavailable(command, exc) from exc
+
+
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The simulator brings its own options; without it every other command still works."""
     try:
-        simulator_cli = importlib.import_module("simulator.cli")
+        simulator_cli = _registered("simulate")
         add_arguments = simulator_cli.add_simulate_arguments
         run_simulate = simulator_cli.run_simulate
     except Exception as exc:  # not written yet, or broken: say so when it is asked for
