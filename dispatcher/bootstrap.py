@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher import logs
 from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.adapters.db.operations_store import SqlCallStore
 from dispatcher.adapters.db.phone_store import SqlPhoneStore
@@ -145,7 +146,9 @@ async def build(
         sessions=sessions,
         sms=sms,
         intake=intake,
-        escalator=Escalator(sessions, directory, clock, on_change=send_now),
+        escalator=Escalator(
+            Transactions(sessions, SqlEscalationStore), directory, clock, on_change=send_now
+        ),
         outbox=SmsOutbox(
             sessions,
             sms,

@@ -18,21 +18,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Protocol
 
 import structlog
-from sqlalchemy import ColumnElement, and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dispatcher.adapters.db import schema as db
-from dispatcher.adapters.db import stores as store
 from dispatcher.core import calls as lifecycle
 from dispatcher.core import routing
-from dispatcher.core.calls import Call, CallState, TimelineEntry
+from dispatcher.core.calls import Call, TimelineEntry
 from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Step
 from dispatcher.services import notify
 from dispatcher.services.clock import Clock
+from dispatcher.services.notify import NotifyStore
+from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
 
@@ -43,57 +41,49 @@ class Fired(Enum):
     NOBODY = "nobody"  # nobody, not even the command centre: an alarm in the log
 
 
-def outbox_row_wanted() -> ColumnElement[bool]:
-    """Whether an outbox row's call still wants it sent (for the outbox's claim,
-    joined on ``calls``): an unacknowledged call, or an acknowledged one whose
-    acknowledgement timeout queued the row (created since the timeout fell). The same
-    rule as ``Call.wants_notification``."""
-    return or_(
-        db.calls.c.state == CallState.OPEN.value,
-        and_(
-            db.calls.c.state == CallState.ACKNOWLEDGED.value,
-            db.calls.c.ack_timeout_at.is_not(None),
-            db.sms_outbox.c.created_at >= db.calls.c.ack_timeout_at,
-        ),
-    )
+class EscalationStore(NotifyStore, Protocol):
+    """What the escalator reads and writes, bound to one transaction: the calls due,
+    the locked call, its timeline, and (as :class:`NotifyStore`) its step's
+    notifications and reply numbers."""
+
+    async def due_escalations(self, now: datetime, limit: int) -> list[str]:
+        """Ids of open calls whose next escalation step is due, the most overdue first."""
+        ...
+
+    async def due_ack_escalations(self, now: datetime, limit: int) -> list[str]:
+        """Ids of acknowledged calls whose next acknowledgement-timeout step is due,
+        the most overdue first."""
+        ...
+
+    async def lock_call(self, call_id: str) -> Call | None:
+        """The call, locked for update until the transaction ends."""
+        ...
+
+    def add_timeline(self, entry: TimelineEntry) -> None: ...
 
 
 class Escalator:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        tx: Transactions[EscalationStore],
         directory: Directory,
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
         batch: int = 100,
     ) -> None:
-        self._sessions = sessions
+        self._tx = tx
         self._directory = directory
         self._clock = clock
         self._on_change = on_change  # wakes the SMS outbox
         self._batch = batch
 
-    async def _due(
-        self, session: AsyncSession, state: CallState, due_at: Any, now: datetime
-    ) -> list[str]:
-        """Ids of calls in ``state`` whose ``due_at`` has come, the most overdue first."""
-        found = await session.scalars(
-            select(db.calls.c.id)
-            .where(db.calls.c.state == state.value, due_at <= now)
-            .order_by(due_at)
-            .limit(self._batch)
-        )
-        return list(found)
-
     async def run_due(self) -> int:
         """Fire every step due now (escalation and acknowledgement timeout); returns
         how many fired, skipped steps included."""
         now = self._clock.now()
-        async with self._sessions.begin() as session:
-            due = await self._due(session, CallState.OPEN, db.calls.c.next_escalation_at, now)
-            ack_due = await self._due(
-                session, CallState.ACKNOWLEDGED, db.calls.c.next_ack_escalation_at, now
-            )
+        async with self._tx.begin() as store:
+            due = await store.due_escalations(now, self._batch)
+            ack_due = await store.due_ack_escalations(now, self._batch)
         fired = 0
         for call_id in due:
             fired += await self._fire(call_id, now)
@@ -109,8 +99,8 @@ class Escalator:
         before its last, so this loop ends."""
         fired = 0
         while True:
-            async with self._sessions.begin() as session:
-                call = await store.lock_call(session, call_id)
+            async with self._tx.begin() as store:
+                call = await store.lock_call(call_id)
                 if call is None:
                     return fired
                 # Re-checked under the lock: an acknowledgement may have just committed.
@@ -118,7 +108,7 @@ class Escalator:
                 if index is None:
                     return fired
                 if call.policy.is_exhausted(index) and not call.policy.is_exhausted(index - 1):
-                    session.add(
+                    store.add_timeline(
                         TimelineEntry(
                             now,
                             "system",
@@ -130,7 +120,7 @@ class Escalator:
                         )
                     )
                 result = await self._notify(
-                    session,
+                    store,
                     call,
                     call.policy.step(index),
                     f"step {index + 1}",
@@ -150,8 +140,8 @@ class Escalator:
     async def _fire_ack(self, call_id: str, now: datetime) -> int:
         fired = 0
         while True:
-            async with self._sessions.begin() as session:
-                call = await store.lock_call(session, call_id)
+            async with self._tx.begin() as store:
+                call = await store.lock_call(call_id)
                 if call is None:
                     return fired
                 index = lifecycle.take_due_ack_step(call, now)
@@ -159,7 +149,7 @@ class Escalator:
                 if index is None or timeout is None:
                     return fired
                 if index == 0:
-                    session.add(
+                    store.add_timeline(
                         TimelineEntry(
                             now,
                             "system",
@@ -171,7 +161,7 @@ class Escalator:
                         )
                     )
                 result = await self._notify(
-                    session,
+                    store,
                     call,
                     timeout.step(index),
                     f"acknowledgement timeout step {index + 1}",
@@ -190,7 +180,7 @@ class Escalator:
 
     async def _notify(
         self,
-        session: AsyncSession,
+        store: EscalationStore,
         call: Call,
         step: Step,
         label: str,
@@ -213,7 +203,7 @@ class Escalator:
         targets = ", ".join(step.targets)
         if not people:
             if can_skip:
-                session.add(
+                store.add_timeline(
                     TimelineEntry(
                         now,
                         "system",
@@ -226,7 +216,7 @@ class Escalator:
                 return Fired.SKIPPED
             # The last step names nobody: never silence, the command centre instead.
             people = routing.command_centre(self._directory, now)
-            session.add(
+            store.add_timeline(
                 TimelineEntry(
                     now,
                     "system",
@@ -238,7 +228,7 @@ class Escalator:
             )
             if not people:
                 log.error("nobody_to_notify", call_id=call.id, step=label)
-                session.add(
+                store.add_timeline(
                     TimelineEntry(
                         now,
                         "system",
@@ -250,10 +240,10 @@ class Escalator:
                 )
                 return Fired.NOBODY
         await notify.queue_step(
-            session, call, resident, self._directory, people, step_index, now, step.channels
+            store, call, resident, self._directory, people, step_index, now, step.channels
         )
         names = "; ".join(f"{p.name} ({p.why})" for p in people)
-        session.add(
+        store.add_timeline(
             TimelineEntry(
                 now,
                 "system",

@@ -2,26 +2,37 @@
 
 The escalator decides *who* (routing) and *when*; this module decides *how* each
 person is reached (their contact methods, per channel) and *what* they are sent, and
-writes it to the outbox, so that the step, its messages and the call's new escalation
-state commit together and leave through the outbox.
+writes it to the outbox through the step's :class:`NotifyStore`, so that the step, its
+messages and the call's new escalation state commit together and leave through the
+outbox.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from dispatcher.adapters.db import reply_codes as replycodes
-from dispatcher.adapters.db import schema as db
 from dispatcher.core.calls import Call
 from dispatcher.core.contact_methods import Channel, ContactMethod, first_of_kind, methods_for
 from dispatcher.core.directory import Directory, Resident
 from dispatcher.core.messages import call_sms, call_summary, voice_script
 from dispatcher.core.routing import Recipient
+
+OutboxRow = dict[str, Any]
+"""One outbox row's columns, as the outbox stores them."""
+
+
+class NotifyStore(Protocol):
+    """The writes of one step's notifications, in the step's transaction."""
+
+    async def reply_code(self, phone: str, call_id: str, now: datetime) -> int:
+        """The reply number ``phone`` uses for ``call_id`` (given once, then kept)."""
+        ...
+
+    async def queue_notifications(self, rows: list[OutboxRow]) -> None:
+        """Insert the rows into the outbox."""
+        ...
 
 
 def methods_to_use(
@@ -40,8 +51,7 @@ def methods_to_use(
     return chosen
 
 
-async def outbox_row(
-    session: AsyncSession,
+def outbox_values(
     call: Call,
     resident: Resident | None,
     directory: Directory,
@@ -51,9 +61,10 @@ async def outbox_row(
     method: ContactMethod,
     step_index: int,
     now: datetime,
-) -> dict[str, Any]:
-    """The outbox row that reaches ``recipient`` about ``call`` by ``method``."""
-    code = await replycodes.assign(session, method.number, call.id, now)
+    code: int,
+) -> OutboxRow:
+    """The outbox row that reaches ``recipient`` about ``call`` by ``method``, whose
+    reply number for the call is ``code``."""
     if method.kind is Channel.VOICE:
         # The TwiML is made when Twilio asks for it; the body records what it reads.
         body = voice_script(call, resident, directory, language, step_index)
@@ -78,7 +89,7 @@ async def outbox_row(
 
 
 async def queue_step(
-    session: AsyncSession,
+    store: NotifyStore,
     call: Call,
     resident: Resident | None,
     directory: Directory,
@@ -89,12 +100,12 @@ async def queue_step(
 ) -> int:
     """Write one outbox row per person per channel for step ``step_index``; returns how many."""
     wanted = tuple(channels)
-    rows = []
+    rows: list[OutboxRow] = []
     for p in people:
         for method in methods_to_use(directory, p, wanted):
+            code = await store.reply_code(method.number, call.id, now)
             rows.append(
-                await outbox_row(
-                    session,
+                outbox_values(
                     call,
                     resident,
                     directory,
@@ -103,8 +114,9 @@ async def queue_step(
                     method=method,
                     step_index=step_index,
                     now=now,
+                    code=code,
                 )
             )
     if rows:
-        await session.execute(insert(db.sms_outbox), rows)
+        await store.queue_notifications(rows)
     return len(rows)

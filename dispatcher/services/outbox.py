@@ -30,14 +30,13 @@ from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher.adapters.db import schema as db
+from dispatcher.adapters.db.escalator_store import outbox_row, outbox_row_wanted
 from dispatcher.core.calls import Call, CallKind, TimelineEntry
 from dispatcher.core.contact_methods import Channel, methods_for, next_after, person_phone
 from dispatcher.core.directory import Directory
 from dispatcher.core.messages import BundleItem, also_sms, bundle_sms
-from dispatcher.services import notify
 from dispatcher.services.channels import SmsSender, SmsSendError
 from dispatcher.services.clock import Clock
-from dispatcher.services.escalator import outbox_row_wanted
 
 log = structlog.get_logger(__name__)
 
@@ -460,7 +459,7 @@ class SmsOutbox:
             )
             return
         resident = directory.residents.get(call.resident_id or "")
-        values = await notify.outbox_row(
+        values = await outbox_row(
             session,
             call,
             resident,

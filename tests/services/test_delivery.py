@@ -176,6 +176,7 @@ def test_without_rows_a_person_gets_sms_then_voice_to_their_phone() -> None:
 
 async def test_a_step_asking_for_sms_and_voice_queues_both_per_person(app: App) -> None:
     from dispatcher.adapters.db import stores as store
+    from dispatcher.adapters.db.escalator_store import SqlEscalationStore
     from dispatcher.services import notify
 
     call_id = await press(app, "dev-0001", "emergency", "c1")
@@ -184,7 +185,14 @@ async def test_a_step_asking_for_sms_and_voice_queues_both_per_person(app: App) 
         call = await store.lock_call(s, call_id)
         assert call is not None
         queued = await notify.queue_step(
-            s, call, None, app.directory, [person], 0, app.clock.now(), channels=("sms", "voice")
+            SqlEscalationStore(s),
+            call,
+            None,
+            app.directory,
+            [person],
+            0,
+            app.clock.now(),
+            channels=("sms", "voice"),
         )
     assert queued == 2
     mine = [r for r in await rows(app) if r.recipient == "wang-fang"]

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from dispatcher.adapters.db import schema as db
+from dispatcher.adapters.db.escalator_store import SqlEscalationStore
+from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.bootstrap import App
 from dispatcher.core.calls import Call, TimelineEntry
 from dispatcher.core.views import InvalidTransitionError, Outcome
@@ -121,7 +123,7 @@ async def test_no_step_fires_twice_and_every_due_step_fires_across_restarts(
     ack = await app.intake.on_event(device, "t", event(f"p{n}-0", "emergency"))
     assert ack is not None and ack.call_id
     call_id = ack.call_id
-    escalator = Escalator(app.sessions, app.directory, clock)
+    escalator = Escalator(Transactions(app.sessions, SqlEscalationStore), app.directory, clock)
     await drain(escalator)
     for i, (name, arg) in enumerate(actions):
         if name == "advance":
@@ -136,10 +138,14 @@ async def test_no_step_fires_twice_and_every_due_step_fires_across_restarts(
         elif name == "cancel":
             await app.intake.on_event(device, "t", event(f"p{n}-{i + 1}", "cancel"))
         elif name == "restart":
-            escalator = Escalator(app.sessions, app.directory, clock)
+            escalator = Escalator(
+                Transactions(app.sessions, SqlEscalationStore), app.directory, clock
+            )
         elif name == "crash":
             with contextlib.suppress(Crash):
-                await CrashingEscalator(app.sessions, app.directory, clock).run_due()
+                await CrashingEscalator(
+                    Transactions(app.sessions, SqlEscalationStore), app.directory, clock
+                ).run_due()
         await drain(escalator)
 
     now: datetime = clock.now()

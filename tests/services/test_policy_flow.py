@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import select, text
 
 from dispatcher.adapters.db import schema as db
+from dispatcher.adapters.db.escalator_store import SqlEscalationStore
+from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.files.directory_files import DataFileError
 from dispatcher.adapters.files.policies import POLICIES
 from dispatcher.bootstrap import App
@@ -148,7 +150,7 @@ async def test_ack_timeout_escalates_to_the_holder_then_the_street_and_a_new_ack
     assert "已确认但仍未处理完毕" in reminder.body and "仍无人确认" not in reminder.body
     assert (await actions(app, call_id))[-2:] == ["ack_timeout", "ack_escalated"]
     # A restart between the steps neither loses nor repeats one.
-    restarted = Escalator(app.sessions, app.directory, clock)
+    restarted = Escalator(Transactions(app.sessions, SqlEscalationStore), app.directory, clock)
     assert await restarted.run_due() == 0
     clock.advance(300)
     before = len(fake_sms.sent)
