@@ -238,8 +238,8 @@ async def _keep_running(
 
 def http_app(app: App) -> Any:
     """The daemon's HTTP app as it serves it: the operator API, Twilio's signed webhooks
-    (replies, voice keys, delivery reports) and the calendar feeds. Tests take it from
-    here, so they exercise the production wiring."""
+    (replies, voice keys, delivery reports) and the calendar feeds; one place, so that a
+    test can take the production wiring instead of assembling its own."""
     from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
     from dispatcher.entrypoints.http.app import create_app
     from dispatcher.services.calendar_feeds import CalendarFeeds

@@ -1,7 +1,7 @@
 """The database: tables, the mapping of the domain's Call onto them, and the engine.
 
 SQLite by default, PostgreSQL in production; the schema is created by Alembic
-(``dispatcher/migrations``). Times are stored as naive UTC and come back aware.
+(``dispatcher/adapters/db/migrations``). Times are stored as naive UTC and come back aware.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What every route group of the operator API shares: the prefix, the bearer-token
 dependencies, the refusal that becomes ``{"error": message}`` and the error bodies.
 
-A module of its own so that ``api.py`` (the app) and the route modules it includes
+A module of its own so that ``app.py`` (the app) and the route modules it includes
 (``api_rota``, ``api_reports``, ``api_calendars``) import it without a cycle.
 """
 
