@@ -19,7 +19,7 @@ import random
 import ssl
 from collections.abc import Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomqtt
 import structlog
@@ -35,6 +35,8 @@ from dispatcher.config import MqttSettings
 from dispatcher.services.clock import Clock
 from dispatcher.services.intake import Intake
 from dispatcher.services.wakeup import Wakeup
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +62,7 @@ class MqttGateway:
         # Set when device messages were queued: publish them now, not at the next poll.
         self._outbox_wake = outbox_wake.event
         self.connected = asyncio.Event()
-        self._in_hand: set[asyncio.Future[None]] = set()
+        self._in_hand: set[asyncio.Future[Any]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -140,14 +142,14 @@ class MqttGateway:
         async for message in client.messages:
             await self._unstoppable(self.handle(client, message))
 
-    async def _unstoppable(self, work: Coroutine[Any, Any, None]) -> None:
+    async def _unstoppable(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` so that a stop waits for it: a stop must not cut a
         transaction in half (a cancelled transaction can leave SQLite's write lock
         held by a connection nobody owns any more)."""
         task = asyncio.ensure_future(work)
         self._in_hand.add(task)
         task.add_done_callback(self._in_hand.discard)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
     async def _finish_in_hand(self) -> None:
         if self._in_hand:
@@ -189,8 +191,21 @@ class MqttGateway:
     async def _publish_outbox(self, client: aiomqtt.Client) -> None:
         while True:
             self._outbox_wake.clear()
-            async with self._sessions() as session:
-                rows = (
+            # Unstoppable like every transaction here: on SQLite even this read holds
+            # the write lock (BEGIN IMMEDIATE), and a stop that cut it in half left the
+            # lock with a connection nobody owned, so the next writer waited 30 s.
+            rows = await self._unstoppable(self._pending_commands())
+            for row in rows:
+                await client.publish(self._topics.cmd(row.device_id), row.payload.encode(), qos=1)
+                await self._unstoppable(self._mark_published(row.id, self._clock.now()))
+            if len(rows) < 200:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox_wake.wait(), 1.0)
+
+    async def _pending_commands(self) -> list[Any]:
+        async with self._sessions() as session:
+            return list(
+                (
                     await session.execute(
                         select(db.device_outbox)
                         .where(db.device_outbox.c.published_at.is_(None))
@@ -198,12 +213,7 @@ class MqttGateway:
                         .limit(200)
                     )
                 ).all()
-            for row in rows:
-                await client.publish(self._topics.cmd(row.device_id), row.payload.encode(), qos=1)
-                await self._unstoppable(self._mark_published(row.id, self._clock.now()))
-            if len(rows) < 200:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._outbox_wake.wait(), 1.0)
+            )
 
     async def _mark_published(self, row_id: int, now: datetime) -> None:
         async with self._sessions.begin() as session:
