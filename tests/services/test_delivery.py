@@ -20,6 +20,7 @@ from dispatcher.core import messages
 from dispatcher.core.calls import CallKind
 from dispatcher.core.contact_methods import Channel, ContactMethod, person_phone
 from dispatcher.core.routing import Recipient
+from dispatcher.services.channels import Channels
 from dispatcher.services.notify import methods_to_use
 from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.support.app import DATA, HOTLINE, event
@@ -319,6 +320,35 @@ async def test_unanswered_voice_is_retried_then_the_next_method_is_used(
     assert [c.to for c in fake_voice.sent] == [WANG, WANG, office]
     assert fake_sms.to(WANG) == []
     assert any(a == "voice_failed" and "no-answer" in d for a, d in await timeline(app, call_id))
+
+
+async def test_a_channel_nobody_registered_never_goes_out_as_sms(
+    app: App, fake_sms: FakeChannelSender
+) -> None:
+    office = "+862155550101"
+    with_methods(
+        app,
+        {
+            "wang-fang": (
+                ContactMethod(1, Channel.VOICE, WANG),
+                ContactMethod(2, Channel.VOICE, office),
+            )
+        },
+    )
+    app.outbox._channels = Channels([fake_sms])  # a daemon that only has SMS
+    call_id = await press(app, "dev-0001", "emergency", "c1")
+    await tick(app)
+    await app.outbox.send_due()  # the fallback, which has no sender either
+    assert [r.status for r in await rows(app, channel="voice")] == ["failed", "failed"]
+    assert fake_sms.to(WANG) == [] and fake_sms.to(office) == []
+    events = await timeline(app, call_id)
+    assert any(
+        a == "voice_failed" and "no sender registered for channel 'voice'" in d for a, d in events
+    )
+    assert [a for a, _ in events if a.startswith("notify_")] == [
+        "notify_fallback",
+        "notify_exhausted",
+    ]
 
 
 async def test_a_forged_or_stale_callback_changes_nothing(
