@@ -372,8 +372,8 @@ def _call_lines(call: CallView, s: common.Session) -> list[str]:
     return lines
 
 
-# How a notification's number is shown per channel: an SMS as the bare number (the
-# list is of SMS first), any other channel named after it, "+86... (voice)".
+# How a notification's number is shown per channel: an SMS (the usual channel) as the
+# bare number; any other channel is named after it, "+86... (voice)".
 _CHANNEL_SUFFIXES = {"sms": ""}
 
 
