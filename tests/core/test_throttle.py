@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from dispatcher.core.notifications import throttle
-from tests.core.test_bundle import item
+from tests.core.outbox_items import item
 
 T = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 MINUTE = timedelta(seconds=60)
