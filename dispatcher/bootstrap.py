@@ -19,6 +19,7 @@ from dispatcher.adapters.db import migrate
 from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.adapters.db.operations_store import SqlCallStore
+from dispatcher.adapters.db.outbox_store import SqlOutboxStore
 from dispatcher.adapters.db.phone_store import SqlPhoneStore
 from dispatcher.adapters.db.rota_overrides_store import RotaOverridesStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
@@ -26,13 +27,14 @@ from dispatcher.adapters.db.supervision_store import SupervisionStore
 from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.policies import POLICIES, load_policies
-from dispatcher.adapters.log_sender import LogSmsSender
+from dispatcher.adapters.log_sender import log_channels
 from dispatcher.adapters.mqtt.gateway import MqttGateway
+from dispatcher.adapters.twilio.delivery_reports import TWILIO_STATUS_ORDER
 from dispatcher.config import ConfigError, Settings, SmsSettings, load_settings
 from dispatcher.core.directory import Directory
 from dispatcher.core.policy_book import PolicyBook
 from dispatcher.core.rota.check import RotaGapError, require_command_centre
-from dispatcher.services.channels import SmsSender
+from dispatcher.services.channels import Channels
 from dispatcher.services.clock import Clock, SystemClock
 from dispatcher.services.escalator import Escalator
 from dispatcher.services.intake import Intake, IntakeSettings
@@ -53,7 +55,7 @@ class App:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    sms: SmsSender
+    channels: Channels
     intake: Intake
     escalator: Escalator
     outbox: SmsOutbox
@@ -66,7 +68,7 @@ class App:
     overrides: RotaOverrides
 
     async def aclose(self) -> None:
-        await self.sms.aclose()
+        await self.channels.aclose()
         await self.engine.dispose()
 
 
@@ -79,14 +81,14 @@ def policy_book(settings: Settings, directory: Directory) -> PolicyBook:
     ).overridden({kind: overrides[kind] for kind in settings.escalation.policies})
 
 
-def build_sms_sender(settings: SmsSettings) -> SmsSender:
-    """The sender the configuration asks for (``[sms] provider``)."""
+def build_channels(settings: SmsSettings) -> Channels:
+    """The SMS and voice senders the configuration asks for (``[sms] provider``)."""
     if settings.provider == "log":
-        return LogSmsSender(settings.from_number)
-    # Imported here so the port and the log sender do not pull in twilio and aiohttp.
-    from dispatcher.adapters.twilio.sender import TwilioSmsSender
+        return Channels(log_channels(settings.from_number))
+    # Imported here so the port and the log senders do not pull in twilio and aiohttp.
+    from dispatcher.adapters.twilio.sender import twilio_channels
 
-    return TwilioSmsSender(settings)
+    return Channels(twilio_channels(settings))
 
 
 async def build(
@@ -94,7 +96,7 @@ async def build(
     *,
     clock: Clock | None = None,
     directory: Directory | None = None,
-    sms: SmsSender | None = None,
+    channels: Channels | None = None,
 ) -> App:
     """Wire the daemon. Loads the data folder (raising DataFileError on a bad file),
     brings the database schema up to date and adds the rota overrides stored in it;
@@ -116,7 +118,7 @@ async def build(
     except BaseException:
         await engine.dispose()
         raise
-    sms = sms or build_sms_sender(settings.sms)
+    channels = channels or build_channels(settings.sms)
     escalate_now, send_now, publish_now = Wakeup(), Wakeup(), Wakeup()
 
     def escalate_and_publish() -> None:
@@ -144,15 +146,16 @@ async def build(
         clock=clock,
         engine=engine,
         sessions=sessions,
-        sms=sms,
+        channels=channels,
         intake=intake,
         escalator=Escalator(
             Transactions(sessions, SqlEscalationStore), directory, clock, on_change=send_now
         ),
         outbox=SmsOutbox(
-            sessions,
-            sms,
+            Transactions(sessions, SqlOutboxStore),
+            channels,
             clock,
+            status_order=TWILIO_STATUS_ORDER,
             directory=directory,
             public_url=settings.http.public_url or settings.http.base_url,
             throttle_s=settings.sms.throttle_s,

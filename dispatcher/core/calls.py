@@ -129,7 +129,7 @@ class Call:
     def wants_notification(self, queued_at: datetime) -> bool:
         """Whether a notification queued at ``queued_at`` should still reach someone:
         the call is unacknowledged, or its acknowledgement timeout queued it (it was
-        queued since the timeout fell). ``escalator_store.outbox_row_wanted`` is this
+        queued since the timeout fell). ``outbox_store.outbox_row_wanted`` is this
         rule in SQL, for the outbox's claim."""
         if self.state is CallState.OPEN:
             return True

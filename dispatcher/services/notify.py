@@ -9,7 +9,7 @@ outbox.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -51,6 +51,36 @@ def methods_to_use(
     return chosen
 
 
+def _sms_body(
+    call: Call,
+    resident: Resident | None,
+    directory: Directory,
+    language: str,
+    step_index: int,
+    code: int,
+) -> str:
+    return call_sms(call, resident, directory, language, step_index, code)
+
+
+def _voice_body(
+    call: Call,
+    resident: Resident | None,
+    directory: Directory,
+    language: str,
+    step_index: int,
+    code: int,
+) -> str:
+    # The TwiML is made when the provider asks for it; the body records what it reads.
+    return voice_script(call, resident, directory, language, step_index)
+
+
+# What an outbox row says, per channel.
+_BODIES: Mapping[Channel, Callable[[Call, Resident | None, Directory, str, int, int], str]] = {
+    Channel.SMS: _sms_body,
+    Channel.VOICE: _voice_body,
+}
+
+
 def outbox_values(
     call: Call,
     resident: Resident | None,
@@ -65,11 +95,10 @@ def outbox_values(
 ) -> OutboxRow:
     """The outbox row that reaches ``recipient`` about ``call`` by ``method``, whose
     reply number for the call is ``code``."""
-    if method.kind is Channel.VOICE:
-        # The TwiML is made when Twilio asks for it; the body records what it reads.
-        body = voice_script(call, resident, directory, language, step_index)
-    else:
-        body = call_sms(call, resident, directory, language, step_index, code)
+    write = _BODIES.get(method.kind)
+    if write is None:
+        raise ValueError(f"no message text for channel {method.kind.value!r}")
+    body = write(call, resident, directory, language, step_index, code)
     return {
         "call_id": call.id,
         "step": step_index,

@@ -25,7 +25,7 @@ from dispatcher.bootstrap import App
 from dispatcher.core.calls import Call, TimelineEntry
 from dispatcher.core.views import InvalidTransitionError, Outcome
 from dispatcher.services.escalator import Escalator, Fired
-from dispatcher.testing import FakeClock, FakeSmsSender
+from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.services.test_policy_flow import build, event
 
 # Steps 2 and 3 name nobody for an unknown device (no contacts, no community) and
@@ -66,7 +66,7 @@ class CrashingEscalator(Escalator):
 
 @pytest.fixture
 async def engine_app(
-    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> AsyncIterator[App]:
     app = await build(tmp_path, database_url, clock, fake_sms, POLICY)
     yield app

@@ -16,6 +16,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 
 from dispatcher.adapters.twilio import signature as twilio_signature
+from dispatcher.adapters.twilio.delivery_reports import read_delivery_report
 from dispatcher.adapters.twilio.phone_webhooks import signed_url
 from dispatcher.services.outbox import SmsOutbox
 
@@ -42,7 +43,7 @@ def status_router(outbox: SmsOutbox, public_url: str | None, tokens: Sequence[st
         if not twilio_signature.is_valid(url, params, signature, valid_tokens):
             log.warning("status_callback_refused", row=row_id, url=url)
             return Response(status_code=403)
-        known = await outbox.record_status(row_id, params)
+        known = await outbox.record_status(row_id, read_delivery_report(params))
         # Twilio only needs a 2xx; a row we do not know is still answered 200 so that
         # the provider does not keep retrying a callback for a row deleted by hand.
         log.info("status_callback", row=row_id, known=known, status=_status(params))
