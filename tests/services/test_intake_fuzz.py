@@ -153,3 +153,17 @@ async def test_a_16_mb_rejection_keeps_its_first_4_kib_with_length_and_digest(ap
     assert row.raw == payload[:RAW_KEPT_BYTES] and len(row.raw) == 4096
     assert row.raw_length == len(payload)
     assert row.raw_sha256 == hashlib.sha256(payload).hexdigest()
+
+
+async def test_the_corpus_on_the_status_topic_changes_nothing(app: App) -> None:
+    """No corpus payload is a status: each is logged and dropped, and the device's
+    link is not touched (an unreadable status says nothing about the device)."""
+    for case in CORPUS:
+        await app.intake.on_status("fuzz-status", case.payload)
+    async with app.sessions() as s:
+        links = await s.scalar(
+            select(func.count())
+            .select_from(db.device_links)
+            .where(db.device_links.c.device_id == "fuzz-status")
+        )
+    assert links == 0
