@@ -125,6 +125,20 @@ async def test_feeds_refuse_bad_tokens_and_other_peoples_shifts(
     assert (await client.get("/api/v1/staff/nobody/shifts.ics", params=good)).status_code == 404
 
 
+@pytest.mark.parametrize(
+    "token", ["zhao-min\u00e9", "\u5bc6" * 32, "0" * 31 + "\u00e9", "\x00", "%ff%fe"]
+)
+async def test_a_token_with_non_ascii_or_control_characters_is_unknown_not_a_500(
+    app: App, client: httpx.AsyncClient, token: str
+) -> None:
+    # compare_digest refuses a str with non-ASCII characters: the feed must not crash.
+    for path in ("/api/v1/rota/c-lh.ics", "/api/v1/staff/ma-lin/shifts.ics"):
+        r = await client.get(path, params={"token": token})
+        assert r.status_code == 401, (path, token, r.text)
+    raw = await client.get("/api/v1/rota/c-lh.ics?token=%C3%A9%FF")  # not even UTF-8
+    assert raw.status_code == 401, raw.text
+
+
 async def test_my_calendars_give_urls_that_work_and_the_token_is_not_logged(
     app: App, client: httpx.AsyncClient
 ) -> None:

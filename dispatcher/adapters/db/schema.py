@@ -145,6 +145,8 @@ events = Table(
 )
 
 # What could not be accepted: not JSON, no usable ref, or invalid (answered "invalid").
+# ``raw`` keeps the first 4 KiB (dispatcher.adapters.db.intake_store); ``raw_length``
+# and ``raw_sha256`` say what the whole was (migration 0007_fit_columns; NULL before).
 rejected_messages = Table(
     "rejected_messages",
     metadata,
@@ -156,6 +158,8 @@ rejected_messages = Table(
     Column("raw", LargeBinary, nullable=False),
     Column("reason", Text, nullable=False),
     Column("answered", Boolean, nullable=False),
+    Column("raw_length", Integer, nullable=True),
+    Column("raw_sha256", String(64), nullable=True),
 )
 
 # The SMS outbox: one row per message to one person, with the provider's status.
