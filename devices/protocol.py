@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dispatcher.core.text import clean_text
+from devices.text import clean_text
 
 MAX_PAYLOAD_BYTES = 4096
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -11,10 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.protocol import Event
+from devices.text import clean_text
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
 from dispatcher.core.calls import Call, Transition
-from dispatcher.core.text import clean_text
 from dispatcher.services.intake import Conflict, StoredEvent
 
 # A unique key broken (the same ref stored twice at once) is what the intake retries as

@@ -22,12 +22,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from devices.protocol import DEVICE_ID_RE
+from devices.text import clean_text
 from dispatcher.adapters.files.rota_toml import load_rota_file
 from dispatcher.core.contact_methods import Channel, ContactMethod
 from dispatcher.core.directory import Area, Contact, Directory, Level, Resident, Role, Shift, Staff
 from dispatcher.core.rota.days import parse_days
 from dispatcher.core.rota.model import OverrideBook
-from dispatcher.core.text import clean_text
 
 AREAS = "areas.csv"
 STAFF = "staff.csv"

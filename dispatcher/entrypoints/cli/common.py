@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from devices.text import clean_text
 from dispatcher.config import ConfigError, Settings, load_settings
-from dispatcher.core.text import clean_text
 from dispatcher.entrypoints.cli.api_client import ApiClient
 from dispatcher.services.clock import Clock, SystemClock
 

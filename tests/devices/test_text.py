@@ -1,4 +1,4 @@
-"""dispatcher.core.text: what text from outside keeps, and what it loses."""
+"""devices.text: what text from outside keeps, and what it loses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.core.text import clean_text
+from devices.text import clean_text
 
 
 @pytest.mark.parametrize(

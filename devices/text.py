@@ -5,6 +5,10 @@ the voice call's TwiML (XML 1.0 forbids most of them), lands in an SMS, an
 iCalendar feed, or moves the cursor of the operator's terminal (ANSI escape
 sequences start with ESC). One function, applied where text comes in and again as a
 last guard where it goes to a terminal, so that every later use can trust it.
+
+It lives with the device protocol, which cleans what devices send, so that the
+protocol package stands alone (it imports nothing of the dispatcher); the dispatcher's
+data-file loader and command line use it too.
 """
 
 from __future__ import annotations
