@@ -15,7 +15,23 @@ from enum import StrEnum
 
 from devices.protocol import CallUpdateState
 from dispatcher.core.escalation import Policy
-from dispatcher.core.views import InvalidTransitionError, Outcome
+
+
+class Outcome(StrEnum):
+    """How a call ended, as the operator records it on resolving."""
+
+    HELPED_BY_PHONE = "helped_by_phone"
+    VISIT = "visit"  # someone went to the home
+    AMBULANCE = "ambulance"  # 120 called
+    SERVICE_DONE = "service_done"  # a service request was carried out
+    FALSE_ALARM = "false_alarm"
+    CANCELLED_BY_RESIDENT = "cancelled_by_resident"
+    TECHNICAL_FIXED = "technical_fixed"
+    OTHER = "other"
+
+
+class InvalidTransitionError(ValueError):
+    """The call cannot do that in its present state (for example, resolve twice)."""
 
 
 class CallState(StrEnum):

@@ -18,22 +18,21 @@ import structlog
 
 from dispatcher.core import calls as lifecycle
 from dispatcher.core import reports
-from dispatcher.core.calls import Call, CallState, TimelineEntry, Transition
+from dispatcher.core.calls import Call, CallState, Outcome, TimelineEntry, Transition
 from dispatcher.core.directory import Directory, Level, Resident, Staff
 from dispatcher.core.rota import on_duty as rota
-from dispatcher.core.views import (
+from dispatcher.services.clock import Clock
+from dispatcher.services.ports import Transactions
+from dispatcher.services.read_models import (
     CallNotFoundError,
     CallView,
     ContactView,
     NotificationView,
     OnDutyView,
-    Outcome,
     ResidentView,
     StaffView,
     TimelineEntryView,
 )
-from dispatcher.services.clock import Clock
-from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
 

@@ -20,7 +20,7 @@ from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
 from dispatcher.bootstrap import App
 from dispatcher.core import calls as lifecycle
-from dispatcher.core.views import Outcome
+from dispatcher.core.calls import Outcome
 from dispatcher.services.outbox import SmsOutbox
 from dispatcher.testing import FakeClock, FakeSmsSender
 from tests.support.app import HOTLINE, built_app, event, settings_for

@@ -19,7 +19,7 @@ from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
 from dispatcher.bootstrap import App
 from dispatcher.config import ConfigError, load_settings
-from dispatcher.core.views import Outcome
+from dispatcher.core.calls import Outcome
 from dispatcher.entrypoints.http.app import ApiServer, create_app
 from dispatcher.testing import FakeClock
 from tests.support.app import event

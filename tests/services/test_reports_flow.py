@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection
 from dispatcher.adapters.db import migrate
 from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App
+from dispatcher.core.calls import Outcome
 from dispatcher.core.escalation import EMERGENCY
-from dispatcher.core.views import Outcome
 from dispatcher.entrypoints.http.app import create_app
 from dispatcher.testing import FakeClock
 from tests.support.app import TUESDAY_10AM, event

@@ -28,14 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatcher.adapters.twilio import phone_webhooks as webhooks
-from dispatcher.core.views import (
-    CallNotFoundError,
-    CallView,
-    InvalidTransitionError,
-    OnDutyView,
-    Operations,
-    Outcome,
-)
+from dispatcher.core.calls import InvalidTransitionError, Outcome
 from dispatcher.entrypoints.http import calendars as api_calendars
 from dispatcher.entrypoints.http import reports as api_reports
 from dispatcher.entrypoints.http import rota as api_rota
@@ -53,6 +46,7 @@ from dispatcher.entrypoints.http.deps import (
 )
 from dispatcher.services.calendar_feeds import CalendarFeeds
 from dispatcher.services.clock import Clock, SystemClock
+from dispatcher.services.read_models import CallNotFoundError, CallView, OnDutyView, Operations
 from dispatcher.services.rota_overrides import RotaOverrides
 
 log = structlog.get_logger(__name__)
