@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from dispatcher.adapters.twilio import twiml
 from dispatcher.adapters.twilio.signed_forms import FormRefused, read_signed_form
 from dispatcher.config import Settings
+from dispatcher.services.outbox import SmsOutbox
 from dispatcher.services.phone_desk import PhoneDesk
 
 PREFIX = "/twilio"
@@ -26,18 +27,22 @@ PREFIX = "/twilio"
 
 @dataclass(frozen=True)
 class TwilioWebhooks:
-    """What the webhook routes need: the service, the tokens, the public URL."""
+    """What the webhook routes need: the services, the tokens, the public URL."""
 
     desk: PhoneDesk
     auth_tokens: tuple[str, ...]
     # The base URL Twilio calls (``https://centre.example.org``) when a proxy stands in
     # front of us; None: the request's own URL is what Twilio signed.
     public_url: str | None = None
+    # Where delivery reports go (``status_webhooks``); None: they are not served.
+    outbox: SmsOutbox | None = None
 
     @classmethod
-    def from_settings(cls, desk: PhoneDesk, settings: Settings) -> TwilioWebhooks:
+    def from_settings(
+        cls, desk: PhoneDesk, settings: Settings, outbox: SmsOutbox | None = None
+    ) -> TwilioWebhooks:
         tokens = (settings.sms.auth_token, settings.sms.auth_token_secondary)
-        return cls(desk, tuple(t for t in tokens if t), settings.http.public_url)
+        return cls(desk, tuple(t for t in tokens if t), settings.http.public_url, outbox)
 
 
 def _hooks(request: Request) -> TwilioWebhooks:

@@ -10,42 +10,41 @@ webhook is); otherwise it gets 403 and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import structlog
 from fastapi import APIRouter, Request, Response
 
+from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
 from dispatcher.adapters.twilio.signed_forms import FormRefused, read_signed_form
-from dispatcher.services.outbox import SmsOutbox
 
 log = structlog.get_logger(__name__)
 
 STATUS_PATH = "/twilio/status/{row_id}"
 
 
-def status_router(outbox: SmsOutbox, public_url: str | None, tokens: Sequence[str]) -> APIRouter:
-    """The router for status callbacks; ``public_url`` is the base Twilio was given."""
-    router = APIRouter()
-    valid_tokens = [t for t in tokens if t]
+router = APIRouter(include_in_schema=False)
 
-    @router.post(STATUS_PATH, include_in_schema=False)
-    async def status_callback(row_id: int, request: Request) -> Response:
-        # Signed over the URL as Twilio called it: our public base, the path, the query.
-        # A callback's refusals are bare statuses, with no size limit (as they always were).
-        try:
-            params = await read_signed_form(
-                request, public_url, valid_tokens, max_bytes=None, not_utf8=400
-            )
-        except FormRefused as refused:
-            log.warning("status_callback_refused", row=row_id, reason=refused.reason)
-            return Response(status_code=refused.status)
-        known = await outbox.record_status(row_id, params)
-        # Twilio only needs a 2xx; a row we do not know is still answered 200 so that
-        # the provider does not keep retrying a callback for a row deleted by hand.
-        log.info("status_callback", row=row_id, known=known, status=_status(params))
-        return Response(status_code=204)
 
-    return router
+@router.post(STATUS_PATH)
+async def status_callback(row_id: int, request: Request) -> Response:
+    """What became of outbox row ``row_id``'s SMS or call, as Twilio reports it."""
+    hooks: TwilioWebhooks = request.app.state.twilio
+    outbox = hooks.outbox
+    if outbox is None:  # webhooks wired without an outbox: no delivery reports here
+        return Response(status_code=404)
+    # Signed over the URL as Twilio called it: our public base, the path, the query.
+    # A callback's refusals are bare statuses, with no size limit (as they always were).
+    try:
+        params = await read_signed_form(
+            request, hooks.public_url, hooks.auth_tokens, max_bytes=None, not_utf8=400
+        )
+    except FormRefused as refused:
+        log.warning("status_callback_refused", row=row_id, reason=refused.reason)
+        return Response(status_code=refused.status)
+    known = await outbox.record_status(row_id, params)
+    # Twilio only needs a 2xx; a row we do not know is still answered 200 so that
+    # the provider does not keep retrying a callback for a row deleted by hand.
+    log.info("status_callback", row=row_id, known=known, status=_status(params))
+    return Response(status_code=204)
 
 
 def _status(params: dict[str, str]) -> str:
