@@ -1,4 +1,4 @@
-"""The operator-facing service layer: the real implementation of ``views.Operations``.
+"""The operator-facing service layer: the real implementation of ``read_models.Operations``.
 
 Acknowledging or resolving is one transaction: the call's new state, its timeline,
 the device's update and the cancellation of every SMS not yet sent for it commit
