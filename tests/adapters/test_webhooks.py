@@ -216,6 +216,30 @@ async def test_a_request_that_is_not_twilios_gets_403_and_changes_nothing(
     assert await snapshot(app) == before
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        # A reply or a key: a form that is not UTF-8 cannot carry Twilio's signature.
+        ("/twilio/sms", b"From=%2B86138&Body=\xff1A", 403),
+        ("/twilio/sms", b"Body=" + b"A" * (64 * 1024), 413),
+        # A delivery report: refused as a bad request, before its signature is read.
+        ("/twilio/status/1", b"MessageStatus=delivered&x=\xff", 400),
+    ],
+)
+async def test_a_form_that_cannot_be_read_is_refused_and_changes_nothing(
+    app: App, twilio: httpx.AsyncClient, path: str, body: bytes, status: int
+) -> None:
+    await open_call(app)
+    before = await snapshot(app)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": sign(path, {}),
+    }
+    response = await twilio.post(path, content=body, headers=headers)
+    assert response.status_code == status
+    assert await snapshot(app) == before
+
+
 async def test_the_secondary_token_is_accepted_during_rotation(
     app: App, twilio: httpx.AsyncClient
 ) -> None:
