@@ -250,22 +250,11 @@ def http_app(app: App) -> Any:
     api = create_app(
         app.operations,
         app.clock,
-        twilio=TwilioWebhooks.from_settings(app.phone, app.settings),
+        twilio=TwilioWebhooks.from_settings(app.phone, app.settings, app.outbox),
         overrides=app.overrides,
         calendars=CalendarFeeds(app.directory, app.clock, app.settings.http.public_url),
     )
-    api.include_router(delivery_router(app))
     return api
-
-
-def delivery_router(app: App) -> Any:
-    """Twilio's delivery status callbacks, signed for ``[http] public_url``."""
-    from dispatcher.adapters.twilio.status_webhooks import status_router
-
-    sms = app.settings.sms
-    return status_router(
-        app.outbox, app.settings.http.public_url, [sms.auth_token, sms.auth_token_secondary]
-    )
 
 
 def _ensure_sqlite_folder(url: str) -> None:

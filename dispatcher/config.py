@@ -15,7 +15,8 @@ from pydantic_settings import (
 )
 
 from devices.protocol import DEFAULT_TOPIC_ROOT
-from dispatcher.core.escalation import DEFAULT_POLICIES, Policy, Step, parse_target
+from dispatcher.core.escalation import DEFAULT_POLICIES, KINDS, Policy
+from dispatcher.core.policy_reader import PolicyReader
 
 
 class MqttSettings(BaseModel):
@@ -116,47 +117,47 @@ class DataSettings(BaseModel):
     timezone: str = "Asia/Shanghai"
 
 
-class StepSettings(BaseModel):
-    delay_s: int = Field(ge=0)
-    # Target specs, as in config/data/policies.toml (dispatcher.core.escalation.parse_target).
-    targets: list[str] = Field(min_length=1)
-    channels: list[Literal["sms", "voice"]] = Field(default=["sms"], min_length=1)
-
-    @field_validator("targets")
-    @classmethod
-    def _targets(cls, value: list[str]) -> list[str]:
-        for spec in value:
-            parse_target(spec)  # a ValueError names the bad target
-        return value
-
-
-class PolicySettings(BaseModel):
-    steps: list[StepSettings] = Field(min_length=1)
-    repeat_every_s: int = Field(gt=0)
-    repeat: int | None = Field(default=None, ge=0)
-
-
 class EscalationSettings(BaseModel):
     # How often the due-escalation and outbox pollers look, in seconds. They are
     # also woken at once by new work; the poll is what survives a restart.
     poll_interval_s: float = Field(default=1.0, gt=0)
-    # Policies replacing the built-in ones (dispatcher.core.escalation), by call kind.
-    policies: dict[Literal["emergency", "fall", "service", "technical"], PolicySettings] = Field(
-        default_factory=dict
-    )
+    # Policies replacing the built-in ones (dispatcher.core.escalation), by call kind,
+    # written as in config/data/policies.toml but without ack_timeout, and checked by the
+    # same reader (dispatcher.core.policy_reader) with the same messages.
+    policies: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("policies")
+    @classmethod
+    def _policies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        _read_policies(value)  # a ValueError lists every problem
+        return value
 
     def resolved_policies(self) -> dict[str, Policy]:
         out = dict(DEFAULT_POLICIES)
-        for kind, p in self.policies.items():
-            out[kind] = Policy(
-                name=kind,
-                steps=tuple(Step(s.delay_s, tuple(s.targets), tuple(s.channels)) for s in p.steps),
-                repeat_every_s=p.repeat_every_s,
-                repeat=p.repeat,
-                # The acknowledgement timeout is the built-in one (or policies.toml's).
-                ack_timeout=DEFAULT_POLICIES[kind].ack_timeout,
-            )
+        # The acknowledgement timeout is the built-in one (or policies.toml's).
+        out.update(_read_policies(self.policies))
         return out
+
+
+def _read_policies(raw: dict[str, Any]) -> dict[str, Policy]:
+    """``[escalation.policies]`` by kind; a ValueError names each problem's key."""
+    problems: list[str] = []
+
+    def report(table: tuple[str, ...], problem: str) -> None:
+        problems.append(f"[{'.'.join(('escalation', 'policies', *table))}] {problem}")
+
+    reader = PolicyReader(report, ack_timeout=False)
+    out: dict[str, Policy] = {}
+    for kind, value in raw.items():
+        if kind not in KINDS:
+            report((kind,), f"unknown call kind (one of {', '.join(KINDS)})")
+            continue
+        policy = reader.policy(value, (kind,), DEFAULT_POLICIES[kind], name=kind)
+        if policy is not None:
+            out[kind] = policy
+    if problems:
+        raise ValueError("; ".join(problems))
+    return out
 
 
 class DeviceSettings(BaseModel):

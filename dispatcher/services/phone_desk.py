@@ -20,11 +20,17 @@ from typing import Protocol
 import structlog
 
 from dispatcher.core import messages, phone_texts, replies
-from dispatcher.core.calls import Call, CallKind, CallState, TimelineEntry
+from dispatcher.core.calls import (
+    Call,
+    CallKind,
+    CallState,
+    InvalidTransitionError,
+    Outcome,
+    TimelineEntry,
+)
 from dispatcher.core.directory import Directory
 from dispatcher.core.phone_texts import OpenCode
 from dispatcher.core.replies import Action
-from dispatcher.core.views import InvalidTransitionError, Outcome
 from dispatcher.services.clock import Clock
 from dispatcher.services.operations import CallOperations
 from dispatcher.services.ports import Transactions

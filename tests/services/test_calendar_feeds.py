@@ -15,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from dispatcher.adapters.files.directory_files import load_directory
-from dispatcher.bootstrap import App
+from dispatcher.bootstrap import App, http_app
 from dispatcher.core.rota import ical
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.entrypoints.cli import main as cli
@@ -29,8 +29,7 @@ OPERATOR = {"Authorization": "Bearer demo-wang-fang-3f9c1a7e"}  # wang-fang, ope
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
-    feeds = CalendarFeeds(app.directory, app.clock)
-    api = create_app(app.operations, app.clock, overrides=app.overrides, calendars=feeds)
+    api = http_app(app)
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
@@ -176,8 +175,7 @@ async def test_the_cli_prints_urls_a_calendar_app_can_fetch(
     app: App, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no config/eldercall.toml
-    feeds = CalendarFeeds(app.directory, app.clock)
-    server = ApiServer(create_app(app.operations, app.clock, calendars=feeds), "127.0.0.1", 0)
+    server = ApiServer(http_app(app), "127.0.0.1", 0)
     await server.start()
     try:
         with capture_logs():

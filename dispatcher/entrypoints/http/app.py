@@ -27,15 +27,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dispatcher.adapters.twilio import phone_webhooks as webhooks
-from dispatcher.core.views import (
-    CallNotFoundError,
-    CallView,
-    InvalidTransitionError,
-    OnDutyView,
-    Operations,
-    Outcome,
-)
+from dispatcher.adapters.twilio import webhooks
+from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
+from dispatcher.core.calls import InvalidTransitionError, Outcome
 from dispatcher.entrypoints.http import calendars as api_calendars
 from dispatcher.entrypoints.http import reports as api_reports
 from dispatcher.entrypoints.http import rota as api_rota
@@ -53,6 +47,7 @@ from dispatcher.entrypoints.http.deps import (
 )
 from dispatcher.services.calendar_feeds import CalendarFeeds
 from dispatcher.services.clock import Clock, SystemClock
+from dispatcher.services.read_models import CallNotFoundError, CallView, OnDutyView, Operations
 from dispatcher.services.rota_overrides import RotaOverrides
 
 log = structlog.get_logger(__name__)
@@ -375,12 +370,13 @@ class _RequestLog:
 def create_app(
     ops: Operations,
     clock: Clock | None = None,
-    twilio: webhooks.TwilioWebhooks | None = None,
+    twilio: TwilioWebhooks | None = None,
     overrides: RotaOverrides | None = None,
     calendars: CalendarFeeds | None = None,
 ) -> FastAPI:
     """The API over ``ops``; ``clock`` gives "now" for on-duty questions without a time;
-    ``twilio`` adds Twilio's webhooks under ``/twilio`` (signed, no bearer token);
+    ``twilio`` adds Twilio's webhooks under ``/twilio`` (signed, no bearer token),
+    delivery reports among them when it has an outbox;
     ``overrides`` serves the rota override routes (503 without it); ``calendars`` the
     iCalendar feeds (503 without it)."""
     app = FastAPI(
