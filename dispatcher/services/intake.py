@@ -47,6 +47,10 @@ ALERT_TEXT = {
     "heartbeat_missed": "心跳中断 heartbeats missed",
     "offline": "设备离线 device offline",
     "rejected_messages": "设备发送的消息无法识别 device keeps sending unreadable messages",
+    # The centre's own faults (dispatcher.services.instance_lock, the MQTT gateway):
+    # raised on the dispatcher's MQTT client id, since no device is at fault.
+    "dispatcher_taken_over": "调度程序曾异常退出 a dispatcher crashed; another took over",
+    "mqtt_session_taken_over": "调度程序的MQTT会话被占用 the dispatcher's MQTT session was taken",
 }
 
 
