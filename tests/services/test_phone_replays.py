@@ -1,0 +1,64 @@
+"""A replayed SMS reply (same MessageSid) gets the same answer and acts no more, even
+after a restart: the handled sids are in the database. Fake clock, real database."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from dispatcher.adapters.db import schema as db
+from dispatcher.bootstrap import App
+from dispatcher.testing import FakeClock, FakeSmsSender
+from tests.support.app import built_app, event
+
+DEMO_OPERATOR = "+8613800138000"  # zh, on the hotline around the clock
+
+
+async def open_call(app: App) -> str:
+    ack = await app.intake.on_event(
+        "dev-0001", "eldercall/v1/dev/dev-0001/event", event("e1", "emergency")
+    )
+    assert ack is not None and ack.call_id is not None
+    await app.escalator.run_due()  # the hotline gets the call, with reply codes
+    return ack.call_id
+
+
+async def snapshot(app: App) -> dict[str, list[Any]]:
+    out = {}
+    async with app.sessions() as s:
+        for table in (db.calls, db.timeline, db.sms_outbox, db.device_outbox, db.reply_codes):
+            rows = await s.execute(select(table).order_by(*table.primary_key.columns))
+            out[table.name] = [tuple(r) for r in rows]
+    return out
+
+
+async def test_a_reply_replayed_after_a_restart_acts_no_more(app: App, clock: FakeClock) -> None:
+    call_id = await open_call(app)
+    sid = "SM" + uuid.uuid4().hex
+    first = await app.phone.on_sms(DEMO_OPERATOR, "1E", sid)  # pass it on: acts once
+    await app.escalator.run_due()
+    before = await snapshot(app)
+
+    restarted = await built_app(app.settings, clock, FakeSmsSender())
+    try:
+        clock.advance(60)
+        again = await restarted.phone.on_sms(DEMO_OPERATOR, "1E", sid)
+        await restarted.escalator.run_due()
+        assert again == first
+        assert await snapshot(restarted) == before
+        view = await restarted.operations.get_call(call_id)
+        assert [e.action for e in view.timeline].count("escalation_requested") == 1
+        # A new message (another sid) with the same text still acts.
+        await restarted.phone.on_sms(DEMO_OPERATOR, "1A", "SM" + uuid.uuid4().hex)
+        assert (await restarted.operations.get_call(call_id)).state == "acknowledged"
+    finally:
+        await restarted.aclose()
+
+
+async def test_a_reply_without_a_sid_is_not_remembered(app: App) -> None:
+    await open_call(app)
+    await app.phone.on_sms(DEMO_OPERATOR, "hello", "")
+    async with app.sessions() as s:
+        assert list(await s.execute(select(db.handled_webhooks))) == []
