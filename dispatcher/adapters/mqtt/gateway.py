@@ -50,6 +50,11 @@ SESSION_TAKEN_OVER = 0x8E
 TAKEN_OVER_BACKOFF_S = 30.0
 TAKEN_OVER_MAX_BACKOFF_S = 600.0
 SESSION_ALERT = "mqtt_session_taken_over"
+# Mosquitto 2.0.11 closes the older connection without sending its DISCONNECT 0x8E
+# (measured here), so a fight also shows as connections lost again and again soon
+# after they were made, while the broker accepts every reconnect.
+SHORT_LIVED_S = 10.0
+FIGHT_AFTER = 3
 # How long a stop waits for a message in hand to be committed and answered.
 IN_HAND_GRACE_S = 10.0
 
@@ -74,18 +79,28 @@ class MqttGateway:
         self._in_hand: set[asyncio.Future[Any]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         attempt = 0
         taken_over = 0
+        short_lived = 0  # connections in a row lost soon after they were made
         while not stop.is_set():
+            client = self._client()
+            up_since: float | None = None
             try:
-                async with self._client() as client:
+                async with client:
+                    up_since = loop.time()
                     attempt = 0
                     await self._serve(client, stop)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 attempt += 1
                 delay = min(MAX_BACKOFF_S, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-                if _session_taken_over(exc):
+                if up_since is not None:
+                    quick = loop.time() - up_since < SHORT_LIVED_S
+                    short_lived = short_lived + 1 if quick else 0
+                evidence = _takeover_evidence(exc, client, short_lived)
+                if evidence is not None:
+                    short_lived = 0
                     taken_over += 1
                     delay = min(
                         TAKEN_OVER_MAX_BACKOFF_S, TAKEN_OVER_BACKOFF_S * 2 ** (taken_over - 1)
@@ -95,6 +110,7 @@ class MqttGateway:
                         "mqtt_session_taken_over",
                         call_id=call_id,
                         client_id=self._settings.client_id,
+                        evidence=evidence,
                         times=taken_over,
                         retry_in_s=delay,
                         hint="another client connected with this dispatcher's client id "
@@ -267,6 +283,26 @@ class MqttGateway:
             )
 
 
-def _session_taken_over(exc: aiomqtt.MqttError) -> bool:
+def _session_taken_over(exc: BaseException | None) -> bool:
     rc = getattr(exc, "rc", None)
     return getattr(rc, "value", rc) == SESSION_TAKEN_OVER
+
+
+def _takeover_evidence(
+    exc: aiomqtt.MqttError, client: aiomqtt.Client, short_lived: int
+) -> str | None:
+    """Why we think another client took our session, or None if we do not."""
+    if _session_taken_over(exc) or _session_taken_over(_why_disconnected(client)):
+        return "reason code 0x8E (session taken over)"
+    if short_lived >= FIGHT_AFTER:
+        return f"{short_lived} connections in a row lost within {SHORT_LIVED_S:g} s"
+    return None
+
+
+def _why_disconnected(client: aiomqtt.Client) -> BaseException | None:
+    """The broker's reason for the disconnection: aiomqtt's message iterator raises a
+    plain "Disconnected during message iteration" and keeps the reason code here."""
+    gone = client._disconnected
+    if not gone.done() or gone.cancelled():
+        return None
+    return gone.exception()
