@@ -7,7 +7,9 @@ lock before it starts any part:
 
 - a live lease of another owner: it refuses to start (:class:`LockHeldError`, naming
   the other owner);
-- an expired lease (a daemon that crashed and never released it): it takes it over,
+- an expired lease (a daemon that crashed and never released it), or a live one whose
+  owner was on this host and whose process is gone (a crash, restarted at once by
+  systemd: no waiting out the lease while devices go unanswered): it takes it over,
   logs a warning naming the previous owner and raises a technical alert, since a
   crash is something someone must look at;
 - its own lease found taken by another while running (:class:`LeaseLostError`): it
@@ -66,6 +68,23 @@ class Lease:
     lease_until: datetime
 
 
+def owner_is_gone(owner: Owner) -> bool:
+    """Whether ``owner`` is certainly not running: it was on this host and its pid is
+    ours (a container restarted: pids repeat) or no process at all. On another host
+    nothing is certain, and only the lease's expiry counts."""
+    if owner.host != socket.gethostname():
+        return False
+    if owner.pid == os.getpid():
+        return True
+    try:
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # a process of another user: alive
+    return False
+
+
 class LockHeldError(RuntimeError):
     """Another dispatcher holds a live lease on this database."""
 
@@ -117,8 +136,10 @@ class InstanceLock:
         lease_s: float,
         renew_every_s: float,
         on_alert: Callable[[], None] = lambda: None,
+        is_gone: Callable[[Owner], bool] = owner_is_gone,
     ) -> None:
         self._tx = tx
+        self._is_gone = is_gone
         self._clock = clock
         self.owner = owner
         self._lease = timedelta(seconds=lease_s)
@@ -133,7 +154,7 @@ class InstanceLock:
         async with self._tx.begin() as store:
             found = await store.current()
             if found is not None and found.owner.instance_id != self.owner.instance_id:
-                if found.lease_until > now:
+                if found.lease_until > now and not self._is_gone(found.owner):
                     raise LockHeldError(found)
             else:
                 found = None

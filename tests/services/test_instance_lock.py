@@ -7,6 +7,10 @@ taken stops instead of fighting."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from dispatcher.services.instance_lock import (
     LeaseLostError,
     LockHeldError,
     Owner,
+    owner_is_gone,
 )
 from dispatcher.testing import FakeClock, FakeSmsSender
 from tests.support.app import built_app, settings_for
@@ -35,11 +40,16 @@ async def lite_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[App]:
     await built.aclose()
 
 
-def other_dispatcher(app: App, clock: FakeClock, host: str = "other-host") -> InstanceLock:
-    """A second daemon's lock on the same database (another owner)."""
-    owner = Owner(host, 4242, "feedfacecafebeef", "eldercall-dispatcher")
+def other_dispatcher(
+    app: App, clock: FakeClock, host: str = "other-host", pid: int = 4242
+) -> InstanceLock:
+    """A second daemon's lock on the same database (another owner). Both run in this
+    test's process, so each takes the other for alive (as two processes would)."""
+    owner = Owner(host, pid, "feedfacecafebeef", "eldercall-dispatcher")
     tx = Transactions(app.sessions, lambda s: SqlLockStore(s, app.intake))
-    return InstanceLock(tx, clock, owner, lease_s=LEASE_S, renew_every_s=10.0)
+    return InstanceLock(
+        tx, clock, owner, lease_s=LEASE_S, renew_every_s=10.0, is_gone=lambda _: False
+    )
 
 
 async def technical_alerts(app: App) -> list[tuple[str, str]]:
@@ -132,3 +142,29 @@ async def other_acquires(app: App, clock: FakeClock) -> InstanceLock | None:
     except LockHeldError:
         return None
     return other
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process of this host that has exited."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+async def test_a_live_lease_of_a_process_gone_from_this_host_is_taken_at_once(
+    lite_app: App, clock: FakeClock, dead_pid: int
+) -> None:
+    crashed = other_dispatcher(lite_app, clock, host=socket.gethostname(), pid=dead_pid)
+    await crashed.acquire()
+    clock.advance(1)  # well within the lease: restarted at once after a crash
+    previous = await lite_app.lock.acquire()
+    assert previous is not None and previous.owner.pid == dead_pid
+    assert len(await technical_alerts(lite_app)) == 1
+    # A live process here, or any process elsewhere, is not taken for gone.
+    assert not owner_is_gone(Owner(socket.gethostname(), os.getppid(), "x", "y"))
+    assert not owner_is_gone(Owner("another-host", dead_pid, "x", "y"))
