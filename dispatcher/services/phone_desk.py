@@ -280,8 +280,20 @@ class PhoneDesk:
         bound.info("voice.answered", answered_by=answered_by or "unknown", state=call.state.value)
         return self._prompt_or_state(call, person)
 
-    async def voice_key(self, notification_id: int, digits: str) -> VoiceAnswer:
-        """A key pressed in the call for outbox row ``notification_id``."""
+    async def voice_key(self, notification_id: int, digits: str, call_sid: str = "") -> VoiceAnswer:
+        """A key pressed in the call for outbox row ``notification_id``.
+
+        A press that acknowledged is remembered by the voice call's ``CallSid``: the
+        same request replayed (even after a restart, and after the call was handed
+        back) gets the same answer and acknowledges no more."""
+        replay_key = f"{call_sid}:ack" if call_sid else ""
+        if replay_key:
+            async with self._tx.read() as store:
+                before = await store.handled(replay_key)
+            if before is not None:
+                log.info("voice.key_repeated", call_sid=call_sid, notification_id=notification_id)
+                lang, _, text = before.partition(":")
+                return VoiceAnswer(VoiceStep.SAY_AND_HANG_UP, lang, text)
         found = await self._notification(notification_id)
         if found is None:
             log.warning("voice.unknown_notification", notification_id=notification_id)
@@ -301,6 +313,9 @@ class PhoneDesk:
             return VoiceAnswer(VoiceStep.SAY_AND_HANG_UP, lang, text)
         bound.info("voice.acknowledged")
         text = phone_texts.voice_acknowledged(lang, call.id)
+        if replay_key:
+            async with self._tx.begin() as store:
+                await store.remember(replay_key, "voice_key", f"{lang}:{text}", self._clock.now())
         return VoiceAnswer(VoiceStep.SAY_AND_HANG_UP, lang, text)
 
     def _prompt_or_state(self, call: Call, person: Person) -> VoiceAnswer:

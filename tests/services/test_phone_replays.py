@@ -62,3 +62,32 @@ async def test_a_reply_without_a_sid_is_not_remembered(app: App) -> None:
     await app.phone.on_sms(DEMO_OPERATOR, "hello", "")
     async with app.sessions() as s:
         assert list(await s.execute(select(db.handled_webhooks))) == []
+
+
+async def test_a_voice_key_replayed_after_the_call_was_handed_back_acts_no_more(
+    app: App, clock: FakeClock
+) -> None:
+    call_id = await open_call(app)
+    async with app.sessions() as s:
+        row = await s.scalar(
+            select(db.sms_outbox.c.id)
+            .where(db.sms_outbox.c.call_id == call_id, db.sms_outbox.c.to_number == DEMO_OPERATOR)
+            .limit(1)
+        )
+    assert row is not None
+    call_sid = "CA" + uuid.uuid4().hex
+    first = await app.phone.voice_key(row, "1", call_sid)
+    assert (await app.operations.get_call(call_id)).state == "acknowledged"
+    # Handed back by SMS: the call is open again and escalating.
+    await app.phone.on_sms(DEMO_OPERATOR, "1E", "SM" + uuid.uuid4().hex)
+    assert (await app.operations.get_call(call_id)).state == "open"
+
+    restarted = await built_app(app.settings, clock, FakeSmsSender())
+    try:
+        again = await restarted.phone.voice_key(row, "1", call_sid)  # Twilio's retry
+        assert again == first
+        view = await restarted.operations.get_call(call_id)
+        assert view.state == "open"
+        assert [e.action for e in view.timeline].count("acknowledged") == 1
+    finally:
+        await restarted.aclose()

@@ -112,7 +112,9 @@ async def voice_key(request: Request, notification_id: str, form: Form) -> Respo
     number = _row_id(notification_id)
     if number is None:
         return _xml(_voice(VoiceAnswer(VoiceStep.HANG_UP), ""))
-    answer = await _hooks(request).desk.voice_key(number, form.get("Digits", "").strip())
+    answer = await _hooks(request).desk.voice_key(
+        number, form.get("Digits", "").strip(), form.get("CallSid", "")
+    )
     return _xml(_voice(answer, _key_url(request, number)))
 
 
