@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,6 +76,12 @@ class SmsSettings(BaseModel):
 
 class HttpSettings(BaseModel):
     listen: str = "127.0.0.1:8080"
+    # At most this many open HTTP connections (uvicorn's limit_concurrency answers the
+    # rest 503): well below a systemd unit's 1,024 open files, so that idle or slow
+    # HTTP clients can never take the file descriptors MQTT intake needs.
+    max_connections: int = Field(default=200, ge=1)
+    # An idle keep-alive connection is closed after this many seconds.
+    keep_alive_s: float = Field(default=5.0, gt=0)
     # The base URL Twilio reaches us at (https://centre.example.org) when a proxy stands in
     # front: Twilio signs that URL. None: the request's own URL.
     public_url: str | None = None
@@ -168,6 +174,20 @@ class DeviceSettings(BaseModel):
     check_interval_s: float = Field(default=30.0, gt=0)  # how often links are checked
 
 
+class InstanceSettings(BaseModel):
+    # The lease on the database that keeps a second dispatcher from running beside
+    # this one (dispatcher.services.instance_lock): renewed every renew_every_s; a
+    # lease not renewed for lease_s (a crashed daemon) may be taken over.
+    lease_s: float = Field(default=30.0, gt=0)
+    renew_every_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> InstanceSettings:
+        if self.renew_every_s >= self.lease_s:
+            raise ValueError("renew_every_s must be shorter than lease_s")
+        return self
+
+
 class RotaSettings(BaseModel):
     # The daemon refuses to start when the command centre has nobody on duty at some
     # time in this many days from now (0: no check).
@@ -187,6 +207,7 @@ class Settings(BaseSettings):
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     devices: DeviceSettings = Field(default_factory=DeviceSettings)
     rota: RotaSettings = Field(default_factory=RotaSettings)
+    instance: InstanceSettings = Field(default_factory=InstanceSettings)
 
     @classmethod
     def settings_customise_sources(

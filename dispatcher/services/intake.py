@@ -45,7 +45,17 @@ _ALERT_CLEARED_BY = {EventType.BATTERY_OK: "battery_low", EventType.POWER_RESTOR
 # A technical alert's detail, for readers of any language: every catalogue's text.
 ALERT_TEXT = {
     key: " ".join(text(lang, f"alert.{key}") for lang in LANGUAGES)
-    for key in ("battery_low", "power_lost", "heartbeat_missed", "offline", "rejected_messages")
+    for key in (
+        "battery_low",
+        "power_lost",
+        "heartbeat_missed",
+        "offline",
+        "rejected_messages",
+        # The centre's own faults (dispatcher.services.instance_lock, the MQTT gateway):
+        # raised on the dispatcher's MQTT client id, since no device is at fault.
+        "dispatcher_taken_over",
+        "mqtt_session_taken_over",
+    )
 }
 
 

@@ -30,6 +30,10 @@ async def test_the_migrated_database_is_the_declared_schema(database_url: str) -
         await engine.dispose()
 
 
-def test_the_migrations_have_one_head() -> None:
-    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
-    assert heads == ["0007_fit_columns"]
+def test_the_migrations_have_one_head_and_the_files_show_the_order() -> None:
+    # Branches merged side by side each chain their migration onto the head they saw:
+    # two heads means one was not rechained, and the daemon would refuse to upgrade.
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert len(scripts.get_heads()) == 1
+    chain = [s.path.rsplit("/", 1)[-1] for s in reversed(list(scripts.walk_revisions()))]
+    assert chain == sorted(chain)

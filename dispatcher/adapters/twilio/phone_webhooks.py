@@ -93,7 +93,9 @@ async def voice_key(request: Request, notification_id: str, form: Form) -> Respo
     number = _row_id(notification_id)
     if number is None:
         return _xml(twiml.hang_up())
-    answer = await _hooks(request).desk.voice_key(number, form.get("Digits", "").strip())
+    answer = await _hooks(request).desk.voice_key(
+        number, form.get("Digits", "").strip(), form.get("CallSid", "")
+    )
     return _xml(twiml.voice(answer, _key_url(request, number)))
 
 
