@@ -9,13 +9,16 @@ fails or cannot run is reported as "not run" with the reason; the others go on.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import tempfile
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
-from simulator.bench.figures import Figure
+from simulator.bench.figures import Figure, fmt
 from simulator.bench.report import machine, markdown
 from simulator.bench.scenarios import (
     EVERY_DATABASE,
@@ -43,6 +46,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny numbers: checks the harness")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the report (markdown)")
+    parser.add_argument("--json", type=Path, help="also write the figures here, as JSON")
     parser.add_argument("--label", default=BASELINE_LABEL, help="the report's heading")
     parser.add_argument(
         "--quiet-machine",
@@ -114,11 +118,24 @@ def main(argv: list[str] | None = None) -> int:
         encoding="utf-8",
     )
     say(f"wrote {args.out}")
+    if args.json is not None:
+        # NaN and infinity ("never") are written as strings: JSON has neither.
+        rows = [{k: _plain(v) for k, v in asdict(f).items()} for f in figures]
+        args.json.write_text(
+            json.dumps({"figures": rows, "not_run": not_run, "machine": about}, indent=2),
+            encoding="utf-8",
+        )
     return 0 if figures else 1
 
 
 def say(text: str) -> None:
     print(text, flush=True)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return fmt(value)
+    return value
 
 
 def _why(exc: Exception) -> str:

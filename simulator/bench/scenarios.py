@@ -65,10 +65,10 @@ QUICK = Size(
     steady_presses=10,
     open_calls=10,
     step_delays_s=(0, 3),
-    escalation_window_s=12,
+    escalation_window_s=10,
     rest_devices=500,
     baseline_round_trips=20,
-    timeout_s=15,
+    timeout_s=10,
 )
 
 
