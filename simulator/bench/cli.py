@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             not_run=not_run,
             shared=not args.quiet_machine,
             quick=args.quick,
+            scenarios={name: SCENARIOS[name].__doc__ or "" for name in args.scenarios},
         ),
         encoding="utf-8",
     )

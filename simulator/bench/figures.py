@@ -60,7 +60,10 @@ class Figure:
             if self.reference is None
             else f"{fmt(self.reference)} {self.unit} ({self.reference_name})"
         )
-        return (self.name, f"{fmt(self.value)} {self.unit}".strip(), reference, ratio, verdict)
+        value = fmt(self.value)
+        if self.value is not None and math.isfinite(self.value):
+            value = f"{value} {self.unit}".strip()
+        return (self.name, value, reference, ratio, verdict)
 
     def line(self) -> str:
         name, value, reference, ratio, verdict = self.cells()

@@ -19,7 +19,11 @@ target. The baselines are measured in the same run, on the same Mosquitto
 (`set_tcp_nodelay true`): (a) a bare aiomqtt subscriber's QoS 1 ingest rate, (b) the
 broker's QoS 1 round trip to a bare responder at 10 presses a second. A latency that
 never came (an event never answered, an SMS never sent by the timeout) counts as
-infinitely late, so a p99 reads "never" once more than 1 % are missing.
+infinitely late, so a p99 reads "never" once more than 1 % are missing. The bench's
+own MQTT clients (publishers, listeners, the bare responder) set TCP_NODELAY; the
+daemon is run as it is, with the generated configuration of each scenario
+(simulator/bench/world.py: a district of N registered devices, one hotline operator on
+duty around the clock, an emergency policy that sends an SMS at step 0).
 """
 
 
@@ -73,6 +77,7 @@ def markdown(
     not_run: dict[str, str],
     shared: bool,
     quick: bool,
+    scenarios: dict[str, str],
 ) -> str:
     lines = [HEADER, f"## {label}", ""]
     if quick:
@@ -96,6 +101,8 @@ def markdown(
         )
     for scenario, why in not_run.items():
         lines.append(f"| {scenario} | — | not run | | | | {why} |")
+    lines += ["", "## Scenarios", ""]
+    lines += [f"- `{name}`: {' '.join(doc.split())}" for name, doc in scenarios.items()]
     lines += ["", "## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in about.items()]
     return "\n".join(lines) + "\n"

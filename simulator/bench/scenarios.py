@@ -466,7 +466,12 @@ def escalation(bench: Bench, db: str) -> list[Figure]:
     note = (
         f"{found.open_calls:,} calls opened of {n:,} pressed ({len(got):,} answered) in the "
         f"{size.escalation_window_s} s window; {len(found.fired):,} steps fired, "
-        f"{len(found.due_unfired):,} due and not fired"
+        f"{len(found.due_unfired):,} due and not fired; p50 {percentile(lateness, 50):.0f} ms"
+    )
+    missing_sms = sum(map(math.isinf, sms_after))
+    sms_note = (
+        f"{len(sms_after):,} SMS of steps fired ≥ 2 s before the end, {missing_sms:,} not at "
+        f"the endpoint by the end; p50 {percentile(sms_after, 50):.0f} ms"
     )
     return [
         Figure(
@@ -485,7 +490,7 @@ def escalation(bench: Bench, db: str) -> list[Figure]:
             "ms",
             2000,
             "target",
-            note=f"{len(sms_after):,} SMS judged",
+            note=sms_note,
         ),
     ]
 
@@ -497,6 +502,7 @@ def rest(bench: Bench, db: str) -> list[Figure]:
     try:
         time.sleep(5)  # idle: start-up's garbage settles
         rss = daemon.rss_kib()
+        ready = daemon.ready_s
     finally:
         daemon.stop()
     return [
@@ -507,6 +513,9 @@ def rest(bench: Bench, db: str) -> list[Figure]:
             "MB",
             250,
             "target",
+            note=f"idle 5 s after answering its first event, {ready:.1f} s after start"
+            if ready is not None
+            else "",
         ),
     ]
 

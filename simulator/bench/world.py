@@ -133,6 +133,7 @@ startup_check_days = 0
         )
         self._proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
+        self.ready_s: float | None = None  # start to first answer, once wait_ready saw it
 
     @property
     def pid(self) -> int:
@@ -180,7 +181,8 @@ startup_check_days = 0
                 waited = time.time() + 1.0
                 while time.time() < min(waited, deadline) and not answered:
                     time.sleep(0.01)
-            return answered[0] - self.started_at if answered else None
+            self.ready_s = answered[0] - self.started_at if answered else None
+            return self.ready_s
         finally:
             client.loop_stop()
             client.disconnect()
