@@ -88,7 +88,7 @@ def fmt(value: float | None) -> str:
         return f"{value:,.0f}"
     if abs(value) >= 1:
         return f"{value:.2f}"
-    return f"{value:.4f}"
+    return f"{value:.3f}"
 
 
 def latencies_ms(starts: dict[str, float], ends: dict[str, float]) -> list[float]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from simulator.bench import load, records
-from simulator.bench.figures import Figure, latencies_ms, percentile
+from simulator.bench.figures import Figure, fmt, latencies_ms, percentile
 from simulator.bench.load import Press
 from simulator.bench.postgres import BenchPostgres, find_pg_bin
 from simulator.bench.world import Daemon, Policy, SinkProcess, device_id, write_district
@@ -144,6 +144,10 @@ def _presses(first: int, count: int, kind: str, tag: str) -> list[Press]:
 def _workers(rate: float) -> int:
     """Publisher processes for ``rate`` a second: one paho client keeps up with ~4,000."""
     return max(1, min(4, math.ceil(rate / 4000)))
+
+
+def _ms(value: float) -> str:
+    return f"{fmt(value)} ms" if math.isfinite(value) else fmt(value)
 
 
 def _answer_times(got: dict[str, tuple[float, str, str | None]]) -> dict[str, float]:
@@ -409,8 +413,7 @@ def steady(bench: Bench, db: str) -> list[Figure]:
             "ms",
             bench.baselines.answer_target_ms,
             "4× broker round trip p99",
-            note=f"p50 {percentile(answers, 50):.1f} ms; "
-            f"{sum(map(math.isinf, answers))} unanswered",
+            note=f"p50 {_ms(percentile(answers, 50))}; {sum(map(math.isinf, answers))} unanswered",
         ),
         Figure(
             "4 steady",
@@ -419,7 +422,7 @@ def steady(bench: Bench, db: str) -> list[Figure]:
             "ms",
             20,
             "target",
-            note=f"p50 {percentile(to_sms, 50):.1f} ms; {sum(map(math.isinf, to_sms))} without SMS",
+            note=f"p50 {_ms(percentile(to_sms, 50))}; {sum(map(math.isinf, to_sms))} without SMS",
         ),
     ]
 
@@ -466,12 +469,12 @@ def escalation(bench: Bench, db: str) -> list[Figure]:
     note = (
         f"{found.open_calls:,} calls opened of {n:,} pressed ({len(got):,} answered) in the "
         f"{size.escalation_window_s} s window; {len(found.fired):,} steps fired, "
-        f"{len(found.due_unfired):,} due and not fired; p50 {percentile(lateness, 50):.0f} ms"
+        f"{len(found.due_unfired):,} due and not fired; p50 {_ms(percentile(lateness, 50))}"
     )
     missing_sms = sum(map(math.isinf, sms_after))
     sms_note = (
         f"{len(sms_after):,} SMS of steps fired ≥ 2 s before the end, {missing_sms:,} not at "
-        f"the endpoint by the end; p50 {percentile(sms_after, 50):.0f} ms"
+        f"the endpoint by the end; p50 {_ms(percentile(sms_after, 50))}"
     )
     return [
         Figure(
