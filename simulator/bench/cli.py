@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     not_run: dict[str, str] = {}
     began = time.time()
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="eldercall-bench-") as tmp:
         work = Path(tmp)
         broker = MosquittoProcess(work / "mosquitto", extra_config="set_tcp_nodelay true")
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             sink.stop()
             broker.stop()
     about = machine() | bench.versions
+    about["load average (1 min) at start"] = f"{load_at_start:.2f}"
+    about["load average (1 min) at the end"] = about.pop("load average (1 min) now")
     about["bench took"] = f"{time.time() - began:.0f} s"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(

@@ -46,6 +46,8 @@ def machine() -> dict[str, str]:
         "Python": platform.python_version(),
         "Mosquitto": _mosquitto_version(),
         "SQLite": sqlite3.sqlite_version,
+        # How busy the cores were, beside the figures: on a shared machine they vary.
+        "load average (1 min) now": f"{os.getloadavg()[0]:.2f}",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
