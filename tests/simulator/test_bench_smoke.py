@@ -3,8 +3,8 @@ real daemon, Mosquitto, the databases and the SMS sink on tiny numbers and produ
 figure for every scenario asked for. Nothing is asserted about the figures' values:
 timing belongs in the benchmark (``make bench``), never in a test.
 
-The scenarios run in small groups, one bench run per test, so that each stays well
-inside the per-test timeout on a shared machine (every scenario starts its own daemon).
+Two scenarios only, to keep `make test` short; `make bench BENCH_ARGS=--quick` runs
+all six the same way.
 """
 
 from __future__ import annotations
@@ -49,12 +49,11 @@ def scenarios_with_figures(found: dict[str, object]) -> set[str]:
     return {row["scenario"] for row in rows if row["value"] is not None}
 
 
-@pytest.mark.parametrize(
-    "group", [("heartbeat", "burst"), ("flood", "steady"), ("escalation", "rest")]
-)
-def test_quick_bench_produces_a_figure_for_each_scenario(
-    tmp_path: Path, group: tuple[str, ...]
-) -> None:
+def test_quick_bench_produces_its_figures(tmp_path: Path) -> None:
+    # Two scenarios, not six: each starts its own daemon, and the whole suite has a
+    # budget of minutes. The press→answer→SMS path (steady) and the memory at rest
+    # (rest) cover the harness's parts: world, devices, sink, database read-back.
+    group = ("steady", "rest")
     found = run_bench(tmp_path, *group, "--db", "sqlite")
     made = scenarios_with_figures(found)
     assert "baseline" in made
@@ -63,13 +62,3 @@ def test_quick_bench_produces_a_figure_for_each_scenario(
     machine = found["machine"]
     assert isinstance(machine, dict)
     assert {"CPU", "cores", "RAM", "kernel", "Python", "Mosquitto", "SQLite"} <= set(machine)
-
-
-def test_quick_bench_runs_the_burst_on_postgresql(tmp_path: Path) -> None:
-    found = run_bench(tmp_path, "burst", "--db", "postgres")
-    rows = found["figures"]
-    assert isinstance(rows, list)
-    assert any("(postgres)" in row["name"] and row["value"] is not None for row in rows)
-    machine = found["machine"]
-    assert isinstance(machine, dict)
-    assert "PostgreSQL" in machine
