@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.entrypoints.cli.api_client import ApiClient
-from dispatcher.services.clock import Clock, SystemClock
+from dispatcher.services.clock import Clock, SteadyClock
 
 PROG = "eldercall"
 
@@ -38,7 +38,7 @@ class UsageError(Exception):
 
 def clock() -> Clock:
     """The clock of every command, the daemon's included (replaced in tests)."""
-    return SystemClock()
+    return SteadyClock()
 
 
 def now() -> datetime:
