@@ -382,12 +382,14 @@ class DueStep:
     def missed(self) -> int:
         return self.index - self.first
 
-    def catch_up_note(self, what: str = "steps/repeats") -> str:
+    def catch_up_note(self, label: str = "step") -> str:
+        """The timeline's words for a catch-up; ``label`` names the steps as the
+        escalator does ("step", "acknowledgement timeout step")."""
         return (
-            f"catch-up: {self.missed} {what} missed while escalation was held up "
-            f"(step {self.first + 1} was due {_duration(self.late)} earlier: the dispatcher "
-            f"stopped or was suspended, or the clock jumped); step {self.index + 1} fired "
-            "once for them, the following steps count from now"
+            f"catch-up: {self.missed} steps/repeats missed while escalation was held up "
+            f"({label} {self.first + 1} was due {_duration(self.late)} earlier: the "
+            "dispatcher stopped or was suspended, or the clock jumped); "
+            f"{label} {self.index + 1} fired once for them, the following count from now"
         )
 
 

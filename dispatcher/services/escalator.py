@@ -156,7 +156,7 @@ class Escalator:
                     return fired
                 index = due.index
                 if due.missed:
-                    self._caught_up(store, call, due, now)
+                    self._caught_up(store, call, due, now, "acknowledgement timeout step")
                 if due.first == 0:
                     store.add_timeline(
                         TimelineEntry(
@@ -190,20 +190,26 @@ class Escalator:
                 return fired
 
     def _caught_up(
-        self, store: EscalationStore, call: Call, due: lifecycle.DueStep, now: datetime
+        self,
+        store: EscalationStore,
+        call: Call,
+        due: lifecycle.DueStep,
+        now: datetime,
+        label: str = "step",
     ) -> None:
         """Steps missed while escalation was held up fire as one (see ``DueStep``):
         said loudly in the log and on the call's timeline."""
         log.warning(
             "escalation_caught_up",
             call_id=call.id,
+            label=label,
             first_step=due.first + 1,
             step=due.index + 1,
             missed=due.missed,
             late_s=round(due.late.total_seconds(), 3),
         )
         store.add_timeline(
-            TimelineEntry(now, "system", "catch_up", "system", due.catch_up_note(), call.id)
+            TimelineEntry(now, "system", "catch_up", "system", due.catch_up_note(label), call.id)
         )
 
     async def _notify(
