@@ -222,5 +222,10 @@ async def test_a_thousand_presses_fire_each_step_once_and_message_each_person_on
         acts = [e.action for e in view.timeline]
         assert acts.count("urgency_raised") == 2 and acts.count("escalated") == 3
         assert acts.count("joined") < 40  # every press is an event; not every one listed
+        async with app.sessions() as s:
+            remembered = await s.scalar(
+                select(db.calls.c.brought_forward_step).where(db.calls.c.id == call_id)
+            )
+        assert remembered == 2  # stored: a restart does not bring step 3 forward again
     finally:
         await app.aclose()
