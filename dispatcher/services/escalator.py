@@ -11,6 +11,11 @@ names nobody, so an empty policy cannot spin and a call never goes silent.
 
 The acknowledgement timeout (``dispatcher.core.escalation.AckTimeout``) runs the same way
 on acknowledged calls, from its own due time ``calls.next_ack_escalation_at``.
+
+A poll late by more than a step's gap to the next (the daemon stopped, the machine
+slept) fires ONE catch-up step for all it missed, noted on the timeline
+(``catch_up``), never each missed repeat; and nobody already queued for a step of
+the call is queued for it again (``notify.not_yet_queued``).
 """
 
 from __future__ import annotations
