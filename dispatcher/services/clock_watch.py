@@ -17,6 +17,7 @@ from typing import Protocol
 
 import structlog
 
+from dispatcher.core.calls import TimelineEntry
 from dispatcher.services.clock import SteadyClock
 from dispatcher.services.ports import Transactions
 
@@ -30,6 +31,12 @@ class TimeShiftStore(Protocol):
         """Move by ``delta`` every instant the daemon's arithmetic compares with the
         time (``now`` is the old footing's); returns how many rows moved, per table."""
         ...
+
+    async def active_calls(self) -> list[str]:
+        """The ids of the calls not yet resolved."""
+        ...
+
+    def add_timeline(self, entry: TimelineEntry) -> None: ...
 
 
 class ClockWatch:
@@ -51,6 +58,15 @@ class ClockWatch:
         before = self._clock.now()
         async with self._tx.begin() as store:
             moved = await store.shift_instants(delta, before)
+            # On each active call's timeline, whose times now step by ``delta`` too.
+            said = (
+                f"the system clock stepped {_signed(delta)}; the call's due times moved "
+                "with it, so each step still falls due after the time it waits"
+            )
+            for call_id in await store.active_calls():
+                store.add_timeline(
+                    TimelineEntry(before + delta, "system", "clock_jumped", "system", said, call_id)
+                )
         # Only once committed: if the shift fails, the clock stays on the footing of
         # what is stored and the next check tries again. (A transaction that read the
         # time before this and commits after it writes one instant on the old
@@ -65,3 +81,11 @@ class ClockWatch:
         )
         self._on_change()
         return 1
+
+
+def _signed(delta: timedelta) -> str:
+    seconds = round(delta.total_seconds())
+    sign = "+" if seconds >= 0 else "-"
+    hours, rest = divmod(abs(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{sign}{hours} h {minutes:02d} min {secs:02d} s"

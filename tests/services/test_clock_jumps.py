@@ -101,6 +101,9 @@ async def test_the_clock_stepped_back_an_hour_holds_no_step(
     sources.advance(1)  # 180 s after the press, by elapsed time
     await tick(app)
     assert step_numbers(await outbox(app)) == [0, 1, 2]
+    view = await app.operations.get_call(call_id)
+    [jumped] = [e.detail for e in view.timeline if e.action == "clock_jumped"]
+    assert "stepped -1 h 00 min 00 s" in jumped
     step3 = {r.to_number for r in await outbox(app) if r.step == 2}
     assert step3 == HOTLINE | COMMUNITY_LH | SUPERVISOR_HX | R0001_CONTACTS
     assert "catch_up" not in await actions(app, call_id)

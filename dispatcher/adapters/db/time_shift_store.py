@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.adapters.db import schema as db
-from dispatcher.core.calls import CallState
+from dispatcher.core.calls import CallState, TimelineEntry
 
 # Sent rows whose sent_at still matters (the throttle is a minute by default).
 RECENTLY_SENT = timedelta(hours=1)
@@ -72,6 +72,16 @@ class SqlTimeShiftStore:
             ),
         }
         return moved
+
+    async def active_calls(self) -> list[str]:
+        calls = db.calls.c
+        found = await self._session.scalars(
+            select(calls.id).where(calls.state != CallState.RESOLVED.value)
+        )
+        return list(found)
+
+    def add_timeline(self, entry: TimelineEntry) -> None:
+        self._session.add(entry)
 
     async def _shift(
         self,
