@@ -34,7 +34,7 @@ from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Step
 from dispatcher.services import notify
 from dispatcher.services.clock import Clock
-from dispatcher.services.notify import NotifyStore
+from dispatcher.services.notify import NotifyStore, QueuedSteps
 from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
@@ -46,10 +46,10 @@ class Fired(Enum):
     NOBODY = "nobody"  # nobody, not even the command centre: an alarm in the log
 
 
-class EscalationStore(NotifyStore, Protocol):
+class EscalationStore(NotifyStore, QueuedSteps, Protocol):
     """What the escalator reads and writes, bound to one transaction: the calls due,
-    the locked call, its timeline, and (as :class:`NotifyStore`) its step's
-    notifications and reply numbers."""
+    the locked call, its timeline, and (as :class:`NotifyStore`, :class:`QueuedSteps`)
+    its step's notifications, reply numbers and who was already queued for it."""
 
     async def due_escalations(self, now: datetime, limit: int) -> list[str]:
         """Ids of open calls whose next escalation step is due, the most overdue first."""

@@ -34,6 +34,10 @@ class NotifyStore(Protocol):
         """Insert the rows into the outbox."""
         ...
 
+
+class QueuedSteps(Protocol):
+    """Who is already queued for a step, in the step's transaction."""
+
     async def queued_for_step(
         self, call_id: str, timer: str, step: int, since: datetime
     ) -> set[str]:
@@ -47,7 +51,7 @@ ACK_TIMEOUT = "ack_timeout"  # the acknowledgement timeout's steps (numbered fro
 
 
 async def not_yet_queued(
-    store: NotifyStore,
+    store: QueuedSteps,
     call: Call,
     people: list[Recipient],
     step_index: int,
