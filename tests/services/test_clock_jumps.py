@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App, build
 from dispatcher.services.clock import SteadyClock
-from dispatcher.testing import FakeSmsSender, FakeTimeSources
+from dispatcher.testing import FakeTimeSources
 from tests.support.app import (
     COMMUNITY_LH,
     HOTLINE,
@@ -41,8 +41,8 @@ def sources() -> FakeTimeSources:
 
 async def steady_app(url: str, tmp_path: Path, sources: FakeTimeSources) -> App:
     settings = settings_for(tmp_path, database={"url": url})
-    clock = SteadyClock(sources.wall, sources.elapsed)
-    return await build(settings, clock=clock, sms=FakeSmsSender())
+    # The configured sender (the log's): these tests count the outbox's rows.
+    return await build(settings, clock=SteadyClock(sources.wall, sources.elapsed))
 
 
 @pytest.fixture
