@@ -26,6 +26,7 @@ from dispatcher.adapters.db.phone_store import SqlPhoneStore
 from dispatcher.adapters.db.rota_overrides_store import RotaOverridesStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
 from dispatcher.adapters.db.supervision_store import SupervisionStore
+from dispatcher.adapters.db.time_shift_store import SqlTimeShiftStore
 from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.policies import POLICIES, load_policies
@@ -37,7 +38,8 @@ from dispatcher.core.directory import Directory
 from dispatcher.core.policy_book import PolicyBook
 from dispatcher.core.rota.check import RotaGapError, require_command_centre
 from dispatcher.services.channels import Channels
-from dispatcher.services.clock import Clock, SystemClock
+from dispatcher.services.clock import Clock, SteadyClock
+from dispatcher.services.clock_watch import ClockWatch
 from dispatcher.services.escalator import Escalator
 from dispatcher.services.instance_lock import InstanceLock, LeaseLostError, LockHeldError, Owner
 from dispatcher.services.intake import Intake, IntakeSettings
@@ -70,6 +72,8 @@ class App:
     phone: PhoneDesk  # SMS replies and voice keys (Twilio's webhooks)
     overrides: RotaOverrides
     lock: InstanceLock  # one dispatcher per database, taken by run()
+    # Follows a step of the system clock (None when the clock given is not steady).
+    clock_watch: ClockWatch | None = None
 
     async def aclose(self) -> None:
         await self.channels.aclose()
@@ -106,7 +110,7 @@ async def build(
     brings the database schema up to date and adds the rota overrides stored in it;
     raises RotaGapError when the command centre has a gap in the next
     ``[rota] startup_check_days`` days."""
-    clock = clock or SystemClock()
+    clock = clock or SteadyClock()
     directory = directory or load_directory(settings.data.dir, settings.data.timezone)
     check_days = settings.rota.startup_check_days
     # Once before touching the database (the files alone), once with its overrides.
@@ -186,6 +190,11 @@ async def build(
             on_escalate=escalate_now,
         ),
         overrides=overrides,
+        clock_watch=(
+            ClockWatch(Transactions(sessions, SqlTimeShiftStore), clock, on_change=escalate_now)
+            if isinstance(clock, SteadyClock)
+            else None
+        ),
         lock=InstanceLock(
             Transactions(sessions, lambda session: SqlLockStore(session, intake)),
             clock,
@@ -225,6 +234,11 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
             app.supervisor.check, Wakeup(), app.settings.devices.check_interval_s, stop
         ),
     }
+    watch = app.clock_watch
+    if watch is not None:
+        # A step of the system clock is noticed within a poll; until then the steady
+        # clock simply does not follow it, so nothing falls due early or late.
+        parts["clock_watch"] = lambda: _poll(watch.check, Wakeup(), interval, stop)
     if serve_http:
         from dispatcher.entrypoints.http.app import serve_api
 

@@ -32,6 +32,32 @@ class FakeClock:
         self._now = when
 
 
+class FakeTimeSources:
+    """The two time sources of a :class:`~dispatcher.services.clock.SteadyClock`, moved
+    by hand: :meth:`advance` lets time pass (both move), :meth:`step_wall` sets the
+    system clock (only the wall moves), :meth:`suspend` is a machine asleep (both
+    move, as CLOCK_BOOTTIME does). Pass :meth:`wall` and :meth:`elapsed` to the clock."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._wall = start or datetime(2026, 11, 28, 0, 15, tzinfo=UTC)
+        self._elapsed = 1000.0  # any origin: only differences count
+
+    def wall(self) -> datetime:
+        return self._wall
+
+    def elapsed(self) -> float:
+        return self._elapsed
+
+    def advance(self, seconds: float) -> None:
+        self._wall += timedelta(seconds=seconds)
+        self._elapsed += seconds
+
+    suspend = advance
+
+    def step_wall(self, seconds: float) -> None:
+        self._wall += timedelta(seconds=seconds)
+
+
 @dataclass(frozen=True)
 class Sent:
     """One message or call a :class:`FakeChannelSender` accepted."""

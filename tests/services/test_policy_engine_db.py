@@ -49,6 +49,8 @@ steps = [
 ]
 """
 STEP_RE = re.compile(r"^(acknowledgement timeout )?step (\d+) ")
+# A catch-up fires one step for the steps missed before it (issue 8).
+CATCH_UP_RE = re.compile(r"^catch-up: .*\((acknowledgement timeout )?step (\d+) was due")
 
 
 class Crash(Exception):
@@ -93,6 +95,13 @@ def fired_steps(entries: list[TimelineEntry]) -> tuple[list[list[int]], list[lis
             runs.append([])
         if e.action in ("acknowledged", "priority_raised"):
             ack_runs.append([])
+        caught_up = CATCH_UP_RE.match(e.detail)
+        if caught_up and e.action == "catch_up":
+            # The missed steps, from the first; the escalated entry that follows is the last.
+            run = (ack_runs if caught_up.group(1) else runs)[-1]
+            first = int(caught_up.group(2))
+            missed = int(e.detail.split()[1])
+            run.extend(range(first, first + missed))
         found = STEP_RE.match(e.detail)
         if found and e.action in ("escalated", "ack_escalated", "step_skipped", "nobody_to_notify"):
             (ack_runs if found.group(1) else runs)[-1].append(int(found.group(2)))

@@ -51,3 +51,20 @@ class SqlEscalationStore:
 
     async def queue_notifications(self, rows: list[OutboxRow]) -> None:
         await self._session.execute(insert(db.sms_outbox), rows)
+
+    async def queued_for_step(
+        self, call_id: str, timer: str, step: int, since: datetime
+    ) -> set[str]:
+        t = db.sms_outbox.c
+        found = await self._session.scalars(
+            select(t.recipient)
+            .where(
+                t.call_id == call_id,
+                t.timer == timer,
+                t.step == step,
+                t.created_at >= since,
+                t.status != "cancelled",
+            )
+            .distinct()
+        )
+        return set(found)

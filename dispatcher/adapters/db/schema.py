@@ -107,6 +107,8 @@ calls = Table(
     Column("ack_timeout_at", UTCDateTime, nullable=True),
     Column("ack_step", Integer, nullable=False, default=0, server_default="0"),
     Column("next_ack_escalation_at", UTCDateTime, nullable=True),
+    # The step a repeated press already brought forward (migration 0009_escalation_clock).
+    Column("brought_forward_step", Integer, nullable=True),
     Index("ix_calls_device_state", "device_id", "state"),
     Index("ix_calls_next_escalation_at", "next_escalation_at"),
     Index("ix_calls_opened_at", "opened_at"),  # service-level reports by period
@@ -195,6 +197,9 @@ sms_outbox = Table(
     Column("bundle_id", Integer, nullable=True),
     Column("error_code", Integer, nullable=True),
     Column("answered_by", String(32), nullable=True),
+    # Which of the call's step numberings ``step`` counts (0009_escalation_clock):
+    # "escalation" or "ack_timeout"; NULL on a fallback's row and on older rows.
+    Column("timer", String(16), nullable=True),
     Index("ix_sms_outbox_status_next", "status", "next_attempt_at"),
     Index("ix_sms_outbox_to_number", "to_number"),
 )

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from devices.text import clean_text
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.entrypoints.cli.api_client import ApiClient
-from dispatcher.services.clock import Clock, SystemClock
+from dispatcher.services.clock import Clock, SteadyClock
 
 PROG = "eldercall"
 
@@ -39,7 +39,7 @@ class UsageError(Exception):
 
 def clock() -> Clock:
     """The clock of every command, the daemon's included (replaced in tests)."""
-    return SystemClock()
+    return SteadyClock()
 
 
 def now() -> datetime:
