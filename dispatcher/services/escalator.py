@@ -29,6 +29,7 @@ from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Step
 from dispatcher.services import notify
 from dispatcher.services.clock import Clock
+from dispatcher.services.metrics import NULL_METRICS, Metrics, seconds_between
 from dispatcher.services.notify import NotifyStore
 from dispatcher.services.ports import Transactions
 
@@ -70,8 +71,10 @@ class Escalator:
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
         batch: int = 100,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tx = tx
+        self._metrics = metrics
         self._directory = directory
         self._clock = clock
         self._on_change = on_change  # wakes the SMS outbox
@@ -103,6 +106,7 @@ class Escalator:
                 call = await store.lock_call(call_id)
                 if call is None:
                     return fired
+                due = call.next_escalation_at  # for the lateness metric
                 # Re-checked under the lock: an acknowledgement may have just committed.
                 index = lifecycle.take_due_step(call, now)
                 if index is None:
@@ -133,6 +137,7 @@ class Escalator:
                 if result is Fired.SKIPPED:
                     lifecycle.skip_at_once(call, now)
             fired += 1
+            self._metrics.step_fired(seconds_between(due, self._clock.now()))
             log.info("escalation_step", call_id=call_id, step=index + 1, result=result.value)
             if result is not Fired.SKIPPED:
                 return fired
@@ -144,6 +149,7 @@ class Escalator:
                 call = await store.lock_call(call_id)
                 if call is None:
                     return fired
+                due = call.next_ack_escalation_at  # for the lateness metric
                 index = lifecycle.take_due_ack_step(call, now)
                 timeout = call.policy.ack_timeout
                 if index is None or timeout is None:
@@ -174,6 +180,7 @@ class Escalator:
                 if result is Fired.SKIPPED:
                     lifecycle.skip_ack_at_once(call, now)
             fired += 1
+            self._metrics.step_fired(seconds_between(due, self._clock.now()), "ack_timeout")
             log.info("ack_timeout_step", call_id=call_id, step=index + 1, result=result.value)
             if result is not Fired.SKIPPED:
                 return fired
