@@ -58,7 +58,8 @@ def health_router(watch: Watch) -> APIRouter:
             await watch.database()
             checks["database"] = OK
         except Exception as exc:
-            checks["database"] = f"not reachable: {exc}".strip()
+            # The driver's own words (SQLAlchemy's wrapper adds the SQL and a link).
+            checks["database"] = f"not reachable: {getattr(exc, 'orig', None) or exc!r}"
         checks["mqtt"] = (
             OK if watch.mqtt_connected() else "not connected to the broker or not subscribed"
         )
