@@ -5,16 +5,20 @@ away), a real Mosquitto, and the real poll loop of ``bootstrap.run`` on the fake
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from devices.protocol import Topics
+from dispatcher.adapters.metrics.scrape import CACHE_S
 from dispatcher.bootstrap import ESCALATOR, OUTBOX, App, run
 from dispatcher.testing import FakeClock
 from simulator.broker import MosquittoProcess
-from tests.support.app import built_app, settings_for
+from tests.support.app import built_app, event, settings_for
+from tests.support.broker import mqtt_client, next_message
 from tests.support.scrape import http_client, scrape
 
 
@@ -61,16 +65,28 @@ async def test_ready_with_the_broker_and_not_once_the_database_is_gone(
     gateway = asyncio.create_task(app.mqtt.run(stop))
     try:
         await asyncio.wait_for(app.mqtt.connected.wait(), 10)
+        topics = Topics(topic_root)
+        async with mqtt_client(mosquitto.url) as device:
+            await device.subscribe(topics.ack("dev-0001"), qos=1)
+            await device.publish(topics.event("dev-0001"), event("r1", "emergency"), qos=1)
+            ack = await next_message(device, 10)
         async with http_client(app) as client:
+            answered = await scrape(client)
             ready = await client.get("/health/ready")
             await app.engine.dispose()  # no pooled connection left to the old file
             shutil.rmtree(folder)  # SQLite cannot open (or create) it any more
             gone = await client.get("/health/ready")
+            clock.advance(CACHE_S)  # past the figures cached by the scrape above
             seen = await scrape(client)
     finally:
         stop.set()
         await gateway
         await app.aclose()
+    assert json.loads(bytes(ack.payload))["result"] == "ok"  # type: ignore[arg-type]
+    # Through the gateway: the event answered, and nothing left waiting behind it.
+    labels = {"priority": "critical", "kind": "emergency"}
+    assert answered.count("eldercall_answer_latency_seconds_count", **labels) == 1
+    assert answered.value("eldercall_intake_queue_depth", priority="all") == 0
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"database": "ok", "mqtt": "ok"}
     assert gone.status_code == 503

@@ -178,3 +178,21 @@ async def test_two_apps_in_one_process_count_apart(
         await other.aclose()
     latency = "eldercall_answer_latency_seconds_count"
     assert seen.count(latency, priority="critical", kind="emergency") == 0
+
+
+async def test_a_late_step_is_as_late_as_the_clock_says(app: App, clock: FakeClock) -> None:
+    lateness = "eldercall_escalation_lateness_seconds"
+    call_id = await press(app, "dev-0001", "emergency", "l1")
+    assert await app.escalator.run_due()  # the first step, on time
+    async with app.sessions() as s:
+        due = await s.scalar(select(db.calls.c.next_escalation_at).where(db.calls.c.id == call_id))
+    assert due is not None
+    clock.set(due)
+    late_by = clock.advance(7) - due  # a poll that came 7 s after the next step fell due
+    async with http_client(app) as client:
+        on_time = await scrape(client)
+        assert await app.escalator.run_due()
+        late = await scrape(client)
+    before = on_time.count(f"{lateness}_sum", timer="escalation")
+    assert late.count(f"{lateness}_count", timer="escalation") == 2
+    assert late.count(f"{lateness}_sum", timer="escalation") - before == late_by.total_seconds()
