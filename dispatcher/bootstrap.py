@@ -9,7 +9,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.engine import make_url
@@ -50,6 +50,9 @@ from dispatcher.services.phone_desk import PhoneDesk
 from dispatcher.services.rota_overrides import RotaOverrides
 from dispatcher.services.supervision import LinkSupervisor
 from dispatcher.services.wakeup import Wakeup
+
+if TYPE_CHECKING:  # imported where used, as the HTTP side is (it pulls in FastAPI)
+    from dispatcher.entrypoints.http.health import Watch
 
 log = structlog.get_logger(__name__)
 
@@ -315,7 +318,7 @@ def http_app(app: App) -> Any:
     return api
 
 
-def watch(app: App) -> Any:
+def watch(app: App) -> Watch:
     """What ``/metrics`` and ``/health/*`` look at."""
     from dispatcher.entrypoints.http.health import Watch
 
