@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import resource
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dispatcher import logs
 from dispatcher.adapters.db import migrate
 from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
+from dispatcher.adapters.db.lock_store import SqlLockStore
 from dispatcher.adapters.db.metrics_store import SqlMetricsStore, database_answers
 from dispatcher.adapters.db.operations_store import SqlCallStore
 from dispatcher.adapters.db.outbox_store import SqlOutboxStore
@@ -43,6 +45,7 @@ from dispatcher.services.channels import Channels
 from dispatcher.services.clock import Clock, SystemClock
 from dispatcher.services.engine_cycles import EngineCycles
 from dispatcher.services.escalator import Escalator
+from dispatcher.services.instance_lock import InstanceLock, LeaseLostError, LockHeldError, Owner
 from dispatcher.services.intake import Intake, IntakeSettings
 from dispatcher.services.operations import CallOperations
 from dispatcher.services.outbox import SmsOutbox
@@ -80,6 +83,7 @@ class App:
     send_now: Wakeup
     phone: PhoneDesk  # SMS replies and voice keys (Twilio's webhooks)
     overrides: RotaOverrides
+    lock: InstanceLock  # one dispatcher per database, taken by run()
     metrics: PrometheusMetrics  # this app's own registry (GET /metrics)
     figures: ScrapeFigures  # the database's figures, read at scrape time
     cycles: EngineCycles  # the pollers' last completed cycles (GET /health/engine)
@@ -220,6 +224,14 @@ async def build(
             on_escalate=escalate_now,
         ),
         overrides=overrides,
+        lock=InstanceLock(
+            Transactions(sessions, lambda session: SqlLockStore(session, intake)),
+            clock,
+            Owner.this_process(settings.mqtt.client_id),
+            lease_s=settings.instance.lease_s,
+            renew_every_s=settings.instance.renew_every_s,
+            on_alert=escalate_now,
+        ),
         metrics=metrics,
         figures=figures,
         cycles=EngineCycles(clock, [ESCALATOR, OUTBOX]),
@@ -235,9 +247,25 @@ def _version() -> str:
 
 async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None:
     """Run every part of the daemon until ``stop`` is set; a part that fails is
-    logged and restarted, so one fault never stops the others."""
+    logged and restarted, so one fault never stops the others.
+
+    First takes the database's dispatcher lock (raising :class:`LockHeldError` when
+    another dispatcher holds it); raises :class:`LeaseLostError` once every part has
+    stopped if another dispatcher took the lock while this one ran."""
+    await app.lock.acquire()
+    lost: list[LeaseLostError] = []
+
+    async def hold_lock() -> None:
+        try:
+            await app.lock.hold(stop)
+        except LeaseLostError as exc:
+            # Intake stops, with everything else: two dispatchers must never fight.
+            lost.append(exc)
+            stop.set()
+
     interval = app.settings.escalation.poll_interval_s
     parts: dict[str, Callable[[], Awaitable[None]]] = {
+        "lock": hold_lock,
         "mqtt": lambda: app.mqtt.run(stop),
         "escalator": lambda: _poll(
             app.escalator.run_due, app.escalate_now, interval, stop, app.cycles.recorder(ESCALATOR)
@@ -254,9 +282,22 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
 
         api = http_app(app)
         http = app.settings.http
-        parts["http"] = lambda: serve_api(api, http.host, http.port, stop)
-    log.info("dispatcher_started", parts=sorted(parts))
-    await asyncio.gather(*(_keep_running(name, part, stop) for name, part in parts.items()))
+        parts["http"] = lambda: serve_api(
+            api,
+            http.host,
+            http.port,
+            stop,
+            max_connections=http.max_connections,
+            keep_alive_s=http.keep_alive_s,
+        )
+    log.info("dispatcher_started", parts=sorted(parts), owner=str(app.lock.owner))
+    try:
+        await asyncio.gather(*(_keep_running(name, part, stop) for name, part in parts.items()))
+    finally:
+        if not lost:
+            await app.lock.release()
+    if lost:
+        raise lost[0]
     log.info("dispatcher_stopped")
 
 
@@ -309,11 +350,10 @@ def http_app(app: App) -> Any:
     api = create_app(
         app.operations,
         app.clock,
-        twilio=TwilioWebhooks.from_settings(app.phone, app.settings),
+        twilio=TwilioWebhooks.from_settings(app.phone, app.settings, app.outbox),
         overrides=app.overrides,
         calendars=CalendarFeeds(app.directory, app.clock, app.settings.http.public_url),
     )
-    api.include_router(delivery_router(app))
     api.include_router(health_router(watch(app)))
     return api
 
@@ -329,16 +369,6 @@ def watch(app: App) -> Watch:
         engine_max_age_s=app.engine_max_age_s,
         metrics=app.metrics,
         figures=app.figures,
-    )
-
-
-def delivery_router(app: App) -> Any:
-    """Twilio's delivery status callbacks, signed for ``[http] public_url``."""
-    from dispatcher.adapters.twilio.status_webhooks import status_router
-
-    sms = app.settings.sms
-    return status_router(
-        app.outbox, app.settings.http.public_url, [sms.auth_token, sms.auth_token_secondary]
     )
 
 
@@ -369,7 +399,29 @@ def run_main(config_path: str | None, body: Callable[[Settings], Coroutine[Any, 
     except RotaGapError as exc:
         log.error("rota_gap", error=str(exc))
         return 2
+    except LockHeldError as exc:
+        log.error("dispatcher_already_running", error=str(exc))
+        return 3
+    except LeaseLostError as exc:
+        log.error("dispatcher_stopped_lock_lost", error=str(exc))
+        return 3
     return 0
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit of open files to the hard one: a systemd unit's default soft
+    limit (1,024) is a few hundred devices' worth of sockets, and running out stops
+    MQTT intake. (The HTTP server's own connection limit keeps it from taking them.)"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft >= hard:
+        return
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("open_files_limit_kept", soft=soft, hard=hard, error=str(exc))
+        return
+    log.info("open_files_limit_raised", soft_was=soft, soft=target)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -380,6 +432,7 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def _run_until_signalled(settings: Settings, clock: Clock | None = None) -> None:
+    raise_open_files_limit()
     stop = asyncio.Event()
     stop_on_signals(stop)
     app = await build(settings, clock=clock)

@@ -15,7 +15,24 @@ from enum import StrEnum
 
 from devices.protocol import CallUpdateState
 from dispatcher.core.escalation import Policy
-from dispatcher.core.views import InvalidTransitionError, Outcome
+from dispatcher.core.texts import DEFAULT_LANGUAGE, text
+
+
+class Outcome(StrEnum):
+    """How a call ended, as the operator records it on resolving."""
+
+    HELPED_BY_PHONE = "helped_by_phone"
+    VISIT = "visit"  # someone went to the home
+    AMBULANCE = "ambulance"  # 120 called
+    SERVICE_DONE = "service_done"  # a service request was carried out
+    FALSE_ALARM = "false_alarm"
+    CANCELLED_BY_RESIDENT = "cancelled_by_resident"
+    TECHNICAL_FIXED = "technical_fixed"
+    OTHER = "other"
+
+
+class InvalidTransitionError(ValueError):
+    """The call cannot do that in its present state (for example, resolve twice)."""
 
 
 class CallState(StrEnum):
@@ -47,14 +64,9 @@ PRIORITY_OF = {
 }
 _RANK = {Priority.TECHNICAL: 0, Priority.NORMAL: 1, Priority.CRITICAL: 2}
 
-# What the resident's device says at each state (the speaker or the display).
-DEVICE_TEXT = {
-    CallUpdateState.RECEIVED: "呼叫已收到，正在为您联系值班人员",
-    CallUpdateState.ACKNOWLEDGED: "值班员已收到，马上联系您",
-    CallUpdateState.RESPONDER_ON_SITE: "服务人员已到达",
-    CallUpdateState.RESOLVED: "本次呼叫已处理完毕",
-    CallUpdateState.CANCELLED: "呼叫已取消",
-}
+# What the resident's device says at each state (the speaker or the display), in the
+# devices' language, from the catalogues.
+DEVICE_TEXT = {state: text(DEFAULT_LANGUAGE, f"device.{state.value}") for state in CallUpdateState}
 
 
 @dataclass

@@ -33,6 +33,7 @@ from dispatcher.core.calls import Call, CallKind, Transition
 from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
+from dispatcher.core.texts import LANGUAGES, text
 from dispatcher.services.clock import Clock
 from dispatcher.services.metrics import INVALID, NULL_METRICS, Metrics, event_priority
 from dispatcher.services.ports import Transactions
@@ -42,12 +43,20 @@ log = structlog.get_logger(__name__)
 # Technical events: which alert each opens, and which alert each clears.
 _ALERT_OPENED_BY = {EventType.BATTERY_LOW: "battery_low", EventType.POWER_LOST: "power_lost"}
 _ALERT_CLEARED_BY = {EventType.BATTERY_OK: "battery_low", EventType.POWER_RESTORED: "power_lost"}
+# A technical alert's detail, for readers of any language: every catalogue's text.
 ALERT_TEXT = {
-    "battery_low": "电量低 battery low",
-    "power_lost": "主机断电 mains power lost",
-    "heartbeat_missed": "心跳中断 heartbeats missed",
-    "offline": "设备离线 device offline",
-    "rejected_messages": "设备发送的消息无法识别 device keeps sending unreadable messages",
+    key: " ".join(text(lang, f"alert.{key}") for lang in LANGUAGES)
+    for key in (
+        "battery_low",
+        "power_lost",
+        "heartbeat_missed",
+        "offline",
+        "rejected_messages",
+        # The centre's own faults (dispatcher.services.instance_lock, the MQTT gateway):
+        # raised on the dispatcher's MQTT client id, since no device is at fault.
+        "dispatcher_taken_over",
+        "mqtt_session_taken_over",
+    )
 }
 
 

@@ -23,7 +23,7 @@ from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.twilio.delivery_reports import TWILIO_STATUS_ORDER
 from dispatcher.bootstrap import App
 from dispatcher.core import calls as lifecycle
-from dispatcher.core.views import Outcome
+from dispatcher.core.calls import Outcome
 from dispatcher.services.channels import Channels
 from dispatcher.services.outbox import SmsOutbox
 from dispatcher.testing import FakeChannelSender, FakeClock

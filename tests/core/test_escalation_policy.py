@@ -9,9 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.core import calls as lifecycle
-from dispatcher.core.calls import CallKind, CallState
+from dispatcher.core.calls import CallKind, CallState, InvalidTransitionError, Outcome
 from dispatcher.core.escalation import EMERGENCY, SERVICE, Policy, Step, Target
-from dispatcher.core.views import InvalidTransitionError, Outcome
 
 T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from dispatcher.adapters.files.directory_files import load_directory
 from dispatcher.core import calls as lifecycle
 from dispatcher.core import routing
-from dispatcher.core.calls import Call, CallKind, CallState
+from dispatcher.core.calls import Call, CallKind, CallState, Outcome
 from dispatcher.core.directory import Area, Contact, Directory, Level, Resident, Role, Shift, Staff
 from dispatcher.core.escalation import (
     EMERGENCY,
@@ -23,7 +23,6 @@ from dispatcher.core.escalation import (
     Step,
     parse_target,
 )
-from dispatcher.core.views import Outcome
 from tests.support.app import DATA
 
 T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)  # a Saturday, 10:00 in Shanghai

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from devices.protocol import AckResult
 from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App
-from dispatcher.core.views import InvalidTransitionError, Outcome
+from dispatcher.core.calls import InvalidTransitionError, Outcome
 from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.support.app import COMMUNITY_LH, HOTLINE, R0001_CONTACTS, SUPERVISOR_HX, event
 

@@ -22,8 +22,7 @@ from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.bootstrap import App
-from dispatcher.core.calls import Call, TimelineEntry
-from dispatcher.core.views import InvalidTransitionError, Outcome
+from dispatcher.core.calls import Call, InvalidTransitionError, Outcome, TimelineEntry
 from dispatcher.services.escalator import Escalator, Fired
 from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.services.test_policy_flow import build, event

@@ -20,8 +20,8 @@ from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.files.directory_files import DataFileError
 from dispatcher.adapters.files.policies import POLICIES
 from dispatcher.bootstrap import App
+from dispatcher.core.calls import Outcome
 from dispatcher.core.rota import on_duty as rota
-from dispatcher.core.views import Outcome
 from dispatcher.services.escalator import Escalator
 from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.support.app import (

@@ -13,9 +13,10 @@ from functools import partial
 from importlib.metadata import entry_points
 from typing import Any
 
-from dispatcher.core.views import CallView, Outcome
+from dispatcher.core.calls import Outcome
 from dispatcher.entrypoints.cli import common
 from dispatcher.entrypoints.cli.api_client import ApiError, OnCall
+from dispatcher.services.read_models import CallView
 
 # The same values as dispatcher.entrypoints.http.app.CallStateFilter (a test keeps them equal); not
 # imported from there so the CLI does not load FastAPI to list calls.
