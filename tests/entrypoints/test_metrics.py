@@ -108,6 +108,19 @@ async def test_sent_failed_and_delivered_sms_are_counted_by_channel_and_result(
     assert sent.count(lateness, timer="escalation") == fired
 
 
+async def test_a_refused_sms_counts_as_failed_permanent(
+    app: App, fake_sms: FakeChannelSender
+) -> None:
+    await press(app, "dev-0001", "emergency", "r1")
+    await app.escalator.run_due()
+    fake_sms.fail_next(1, permanent=True)
+    await app.outbox.send_due()
+    async with http_client(app) as client:
+        seen = await scrape(client)
+    refused = seen.count("eldercall_notifications_total", channel="sms", result="failed_permanent")
+    assert refused == len(fake_sms.failures) == 1
+
+
 async def test_the_oldest_pending_age_follows_the_clock_until_sent(
     app: App, clock: FakeClock
 ) -> None:
