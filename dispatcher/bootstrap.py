@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import resource
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.engine import make_url
@@ -20,6 +21,7 @@ from dispatcher.adapters.db import migrate
 from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.adapters.db.lock_store import SqlLockStore
+from dispatcher.adapters.db.metrics_store import SqlMetricsStore, database_answers
 from dispatcher.adapters.db.operations_store import SqlCallStore
 from dispatcher.adapters.db.outbox_store import SqlOutboxStore
 from dispatcher.adapters.db.phone_store import SqlPhoneStore
@@ -31,6 +33,9 @@ from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.policies import POLICIES, load_policies
 from dispatcher.adapters.log_sender import log_channels
+from dispatcher.adapters.metrics.one_at_a_time import OneAtATime
+from dispatcher.adapters.metrics.prometheus import PrometheusMetrics
+from dispatcher.adapters.metrics.scrape import ScrapeFigures
 from dispatcher.adapters.mqtt.gateway import MqttGateway
 from dispatcher.adapters.twilio.delivery_reports import TWILIO_STATUS_ORDER
 from dispatcher.config import ConfigError, Settings, SmsSettings, load_settings
@@ -40,6 +45,7 @@ from dispatcher.core.rota.check import RotaGapError, require_command_centre
 from dispatcher.services.channels import Channels
 from dispatcher.services.clock import Clock, SteadyClock
 from dispatcher.services.clock_watch import ClockWatch
+from dispatcher.services.engine_cycles import EngineCycles
 from dispatcher.services.escalator import Escalator
 from dispatcher.services.instance_lock import InstanceLock, LeaseLostError, LockHeldError, Owner
 from dispatcher.services.intake import Intake, IntakeSettings
@@ -50,7 +56,15 @@ from dispatcher.services.rota_overrides import RotaOverrides
 from dispatcher.services.supervision import LinkSupervisor
 from dispatcher.services.wakeup import Wakeup
 
+if TYPE_CHECKING:  # imported where used, as the HTTP side is (it pulls in FastAPI)
+    from dispatcher.entrypoints.http.health import Watch
+
 log = structlog.get_logger(__name__)
+
+# The pollers /health/engine watches, as _poll records their cycles.
+ESCALATOR, OUTBOX = "escalator", "outbox"
+# How long /health/ready waits for the database's answer to a trivial query.
+READY_DB_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -72,8 +86,17 @@ class App:
     phone: PhoneDesk  # SMS replies and voice keys (Twilio's webhooks)
     overrides: RotaOverrides
     lock: InstanceLock  # one dispatcher per database, taken by run()
+    metrics: PrometheusMetrics  # this app's own registry (GET /metrics)
+    figures: ScrapeFigures  # the database's figures, read at scrape time
+    cycles: EngineCycles  # the pollers' last completed cycles (GET /health/engine)
     # Follows a step of the system clock (None when the clock given is not steady).
     clock_watch: ClockWatch | None = None
+
+    @property
+    def engine_max_age_s(self) -> float:
+        """How old a poller's last cycle may be before /health/engine says stale:
+        three poll intervals (one may be slow, the next may be late) and 5 s of slack."""
+        return 3 * self.settings.escalation.poll_interval_s + 5.0
 
     async def aclose(self) -> None:
         await self.channels.aclose()
@@ -128,6 +151,14 @@ async def build(
         raise
     channels = channels or build_channels(settings.sms)
     escalate_now, send_now, publish_now = Wakeup(), Wakeup(), Wakeup()
+    metrics = PrometheusMetrics(_version())
+    devices = settings.devices
+    figures = ScrapeFigures(
+        Transactions(sessions, SqlMetricsStore),
+        clock,
+        silent_after_s=devices.heartbeat_s * devices.missed_heartbeats,
+    )
+    metrics.add_collector(figures)
 
     def escalate_and_publish() -> None:
         escalate_now()
@@ -144,6 +175,7 @@ async def build(
             heartbeat_s=settings.devices.heartbeat_s,
         ),
         on_change=escalate_and_publish,
+        metrics=metrics,
     )
     operations = CallOperations(
         Transactions(sessions, SqlCallStore), directory, clock, on_change=publish_now
@@ -157,7 +189,11 @@ async def build(
         channels=channels,
         intake=intake,
         escalator=Escalator(
-            Transactions(sessions, SqlEscalationStore), directory, clock, on_change=send_now
+            Transactions(sessions, SqlEscalationStore),
+            directory,
+            clock,
+            on_change=send_now,
+            metrics=metrics,
         ),
         outbox=SmsOutbox(
             Transactions(sessions, SqlOutboxStore),
@@ -170,15 +206,17 @@ async def build(
             voice_retries=settings.sms.voice_retries,
             callback_retries=settings.sms.callback_retries,
             on_change=send_now,
+            metrics=metrics,
         ),
         operations=operations,
-        mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now),
+        mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now, metrics),
         supervisor=LinkSupervisor(
             Transactions(sessions, SupervisionStore),
             intake,
             clock,
             settings.devices,
             on_change=escalate_now,
+            metrics=metrics,
         ),
         escalate_now=escalate_now,
         send_now=send_now,
@@ -203,7 +241,17 @@ async def build(
             renew_every_s=settings.instance.renew_every_s,
             on_alert=escalate_now,
         ),
+        metrics=metrics,
+        figures=figures,
+        cycles=EngineCycles(clock, [ESCALATOR, OUTBOX]),
     )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("eldercall")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None:
@@ -228,8 +276,12 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
     parts: dict[str, Callable[[], Awaitable[None]]] = {
         "lock": hold_lock,
         "mqtt": lambda: app.mqtt.run(stop),
-        "escalator": lambda: _poll(app.escalator.run_due, app.escalate_now, interval, stop),
-        "sms_outbox": lambda: _poll(app.outbox.send_due, app.send_now, interval, stop),
+        "escalator": lambda: _poll(
+            app.escalator.run_due, app.escalate_now, interval, stop, app.cycles.recorder(ESCALATOR)
+        ),
+        "sms_outbox": lambda: _poll(
+            app.outbox.send_due, app.send_now, interval, stop, app.cycles.recorder(OUTBOX)
+        ),
         "supervision": lambda: _poll(
             app.supervisor.check, Wakeup(), app.settings.devices.check_interval_s, stop
         ),
@@ -264,11 +316,16 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
 
 
 async def _poll(
-    work: Callable[[], Awaitable[int]], wake: Wakeup, interval: float, stop: asyncio.Event
+    work: Callable[[], Awaitable[int]],
+    wake: Wakeup,
+    interval: float,
+    stop: asyncio.Event,
+    cycled: Callable[[], None] = lambda: None,
 ) -> None:
     while not stop.is_set():
         wake.event.clear()
         done = await work()
+        cycled()  # for /health/engine: this poller is alive
         if done:
             continue  # there may be more right behind
         waits = {asyncio.ensure_future(wake.event.wait()), asyncio.ensure_future(stop.wait())}
@@ -296,10 +353,12 @@ async def _keep_running(
 
 def http_app(app: App) -> Any:
     """The daemon's HTTP app as it serves it: the operator API, Twilio's signed webhooks
-    (replies, voice keys, delivery reports) and the calendar feeds; one place, so that a
-    test can take the production wiring instead of assembling its own."""
+    (replies, voice keys, delivery reports), the calendar feeds, ``/metrics`` and the
+    health checks; one place, so that a test can take the production wiring instead of
+    assembling its own."""
     from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
     from dispatcher.entrypoints.http.app import create_app
+    from dispatcher.entrypoints.http.health import health_router
     from dispatcher.services.calendar_feeds import CalendarFeeds
 
     api = create_app(
@@ -309,7 +368,22 @@ def http_app(app: App) -> Any:
         overrides=app.overrides,
         calendars=CalendarFeeds(app.directory, app.clock, app.settings.http.public_url),
     )
+    api.include_router(health_router(watch(app)))
     return api
+
+
+def watch(app: App) -> Watch:
+    """What ``/metrics`` and ``/health/*`` look at."""
+    from dispatcher.entrypoints.http.health import Watch
+
+    return Watch(
+        database=OneAtATime(lambda: database_answers(app.engine), READY_DB_TIMEOUT_S),
+        mqtt_connected=app.mqtt.connected.is_set,
+        cycles=app.cycles,
+        engine_max_age_s=app.engine_max_age_s,
+        metrics=app.metrics,
+        figures=app.figures,
+    )
 
 
 def _ensure_sqlite_folder(url: str) -> None:

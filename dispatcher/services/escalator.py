@@ -34,6 +34,7 @@ from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Step
 from dispatcher.services import notify
 from dispatcher.services.clock import Clock
+from dispatcher.services.metrics import NULL_METRICS, Metrics, seconds_between
 from dispatcher.services.notify import NotifyStore, QueuedSteps
 from dispatcher.services.ports import Transactions
 
@@ -75,8 +76,10 @@ class Escalator:
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
         batch: int = 100,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tx = tx
+        self._metrics = metrics
         self._directory = directory
         self._clock = clock
         self._on_change = on_change  # wakes the SMS outbox
@@ -108,6 +111,7 @@ class Escalator:
                 call = await store.lock_call(call_id)
                 if call is None:
                     return fired
+                due_at = call.next_escalation_at  # for the lateness metric
                 # Re-checked under the lock: an acknowledgement may have just committed.
                 due = lifecycle.take_due_step(call, now)
                 if due is None:
@@ -143,6 +147,7 @@ class Escalator:
                 if result is Fired.SKIPPED:
                     lifecycle.skip_at_once(call, now)
             fired += 1
+            self._metrics.step_fired(seconds_between(due_at, self._clock.now()))
             log.info("escalation_step", call_id=call_id, step=index + 1, result=result.value)
             if result is not Fired.SKIPPED:
                 return fired
@@ -154,6 +159,7 @@ class Escalator:
                 call = await store.lock_call(call_id)
                 if call is None:
                     return fired
+                due_at = call.next_ack_escalation_at  # for the lateness metric
                 due = lifecycle.take_due_ack_step(call, now)
                 timeout = call.policy.ack_timeout
                 deadline = call.ack_timeout_at
@@ -190,6 +196,7 @@ class Escalator:
                 if result is Fired.SKIPPED:
                     lifecycle.skip_ack_at_once(call, now)
             fired += 1
+            self._metrics.step_fired(seconds_between(due_at, self._clock.now()), "ack_timeout")
             log.info("ack_timeout_step", call_id=call_id, step=index + 1, result=result.value)
             if result is not Fired.SKIPPED:
                 return fired

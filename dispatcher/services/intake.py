@@ -35,6 +35,7 @@ from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
 from dispatcher.core.texts import LANGUAGES, text
 from dispatcher.services.clock import Clock
+from dispatcher.services.metrics import INVALID, NULL_METRICS, Metrics, event_priority
 from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
@@ -141,10 +142,12 @@ class Intake:
         policies: Mapping[str, Policy] | PolicyBook,
         settings: IntakeSettings,
         on_change: Callable[[], None] = lambda: None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tx = tx
         self._directory = directory
         self._clock = clock
+        self._metrics = metrics
         self._policies = book(policies)
         self._settings = settings
         self._on_change = on_change  # wakes the escalator and the device outbox
@@ -158,10 +161,12 @@ class Intake:
         now = self._clock.now()
         parsed = parse_event(payload)
         if isinstance(parsed, Rejected | Invalid):
-            return await self._reject(device_id, topic, payload, parsed, now)
+            return self._answered(
+                INVALID, now, await self._reject(device_id, topic, payload, parsed, now)
+            )
         if parsed.type is EventType.HEARTBEAT:
             await self._seen(device_id, now, parsed.battery, heartbeat=True)
-            return None
+            return self._answered(parsed.type.value, now, None)
         try:
             ack = await self._accept(device_id, parsed, payload, now)
         except Exception as exc:
@@ -173,6 +178,15 @@ class Intake:
                 raise
             ack = duplicate
         self._on_change()
+        return self._answered(parsed.type.value, now, ack)
+
+    def _answered(self, kind: str, received: datetime, ack: Ack | None) -> Ack | None:
+        """Count the message's transaction (one per message until batching) and the
+        answer's latency; returns ``ack``."""
+        self._metrics.batch_committed(1)
+        if ack is not None:
+            seconds = (self._clock.now() - received).total_seconds()
+            self._metrics.answered(event_priority(kind), kind, seconds)
         return ack
 
     async def on_status(self, device_id: str, payload: bytes, *, retained: bool = False) -> None:

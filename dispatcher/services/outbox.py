@@ -37,6 +37,7 @@ from dispatcher.core.notifications.bundle import BUNDLED_CHANNELS, plan_sms
 from dispatcher.core.notifications.item import OutboxItem
 from dispatcher.core.notifications.outcomes import (
     DeliveryReport,
+    Fate,
     StatusOrder,
     Verdict,
     outcome,
@@ -50,6 +51,7 @@ from dispatcher.services.channels import (
     UnknownChannelError,
 )
 from dispatcher.services.clock import Clock
+from dispatcher.services.metrics import NULL_METRICS, Metrics
 from dispatcher.services.notify import NotifyStore, outbox_values
 from dispatcher.services.ports import Transactions
 
@@ -174,8 +176,10 @@ class SmsOutbox:
         voice_retries: int = 1,
         callback_retries: int = 3,
         on_change: Callable[[], None] = lambda: None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tx = tx
+        self._metrics = metrics
         self._channels = channels
         self._clock = clock
         self._batch = batch
@@ -278,6 +282,7 @@ class SmsOutbox:
             return 0
         async with self._tx.begin() as store:
             await store.mark_sent(job.row_ids, receipt, self._clock.now())
+        self._metrics.notification(job.channel, "sent")
         event = _SENT_EVENTS.get(job.channel, f"{job.channel}_sent")
         log.info(event, call_id=job.call_id, to=job.to, sid=receipt.sid, rows=job.row_ids)
         return 1
@@ -292,6 +297,9 @@ class SmsOutbox:
             else:
                 at = now + timedelta(seconds=backoff_s(attempts + 1, _jitter()))
                 await store.retry(job.row_ids, at, str(exc), count_attempt=True)
+        self._metrics.notification(
+            job.channel, f"failed_{'permanent' if exc.permanent else 'temporary'}"
+        )
         log.warning(
             "sms_failed",
             call_id=job.call_id,
@@ -425,4 +433,6 @@ class SmsOutbox:
                 queued = True
         if queued:
             self._on_change()
+        if report.fate is not Fate.UNDER_WAY:  # queued, ringing...: no outcome yet
+            self._metrics.notification(found.channel, report.fate.value)
         return True

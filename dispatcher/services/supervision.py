@@ -15,6 +15,7 @@ from dispatcher.config import DeviceSettings
 from dispatcher.core.calls import Call
 from dispatcher.services.clock import Clock
 from dispatcher.services.intake import Intake
+from dispatcher.services.metrics import NULL_METRICS, Metrics
 from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
@@ -56,8 +57,10 @@ class LinkSupervisor:
         clock: Clock,
         settings: DeviceSettings,
         on_change: Callable[[], None] = lambda: None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tx = tx
+        self._metrics = metrics
         self._intake = intake
         self._clock = clock
         self._settings = settings
@@ -91,6 +94,7 @@ class LinkSupervisor:
             )
         if opened:
             self._on_change()
+        self._metrics.supervision_checked()
         return opened
 
     async def _raise(

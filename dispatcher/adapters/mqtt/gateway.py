@@ -35,6 +35,7 @@ from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.config import MqttSettings
 from dispatcher.services.clock import Clock
 from dispatcher.services.intake import Intake
+from dispatcher.services.metrics import NULL_METRICS, Metrics
 from dispatcher.services.wakeup import Wakeup
 
 T = TypeVar("T")
@@ -55,6 +56,8 @@ SESSION_ALERT = "mqtt_session_taken_over"
 # after they were made, while the broker accepts every reconnect.
 SHORT_LIVED_S = 10.0
 FIGHT_AFTER = 3
+# The queue depth's label while the intake has one queue for every priority.
+ALL_PRIORITIES = "all"
 # How long a stop waits for a message in hand to be committed and answered.
 IN_HAND_GRACE_S = 10.0
 
@@ -67,8 +70,10 @@ class MqttGateway:
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
         outbox_wake: Wakeup,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._intake = intake
         self._sessions = sessions
         self._clock = clock
@@ -199,7 +204,10 @@ class MqttGateway:
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            # Today's queue: the message in hand and those delivered behind it.
+            self._metrics.queue_depth(ALL_PRIORITIES, len(client.messages) + 1)
             await self._unstoppable(self.handle(client, message))
+            self._metrics.queue_depth(ALL_PRIORITIES, len(client.messages))
 
     async def _unstoppable(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` so that a stop waits for it: a stop must not cut a
