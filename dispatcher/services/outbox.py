@@ -330,7 +330,7 @@ class SmsOutbox:
             # A hung task's claim (the restart's are recovered at start-up): we cannot
             # know whether it left, so again.
             stale = await store.release_stale_claims(now - STALE_CLAIM)
-            self._note_resends(store, stale, now, "its claim went stale")
+            self._note_resends(store, stale, now, "after its claim went stale")
             await self._cancel(store, await store.unwanted_pending(), now)
             due = await store.due(now, limit)
             jobs: list[Job] = []
