@@ -127,6 +127,11 @@ class OutboxStore(NotifyStore, Protocol):
         pending."""
         ...
 
+    async def release_claimed(self, ids: Sequence[int], instance_id: str) -> list[Released]:
+        """Those of ``ids`` still "sending" under ``instance_id``'s claim go back to
+        pending."""
+        ...
+
     async def unwanted_pending(self, ids: Sequence[int] | None = None) -> list[RowCheck]:
         """The pending entries (among ``ids``, or all) whose call no longer wants them,
         locked."""
@@ -317,6 +322,16 @@ class SmsOutbox:
                 rows=[r.id for r in released],
                 in_flight=sum(r.requested for r in released),
             )
+        return len(released)
+
+    async def hand_back(self, lane: Lane) -> int:
+        """Hand back what ``lane`` still holds, its sending cut short (a stop that could
+        not wait for the provider's answer); returns how many entries."""
+        ids = [i for job in lane for i in job.row_ids]
+        now = self._clock.now()
+        async with self._tx.begin() as store:
+            released = await store.release_claimed(ids, self.instance_id)
+            self._note_resends(store, released, now, "after a stop")
         return len(released)
 
     # -- claiming ---------------------------------------------------------------------------

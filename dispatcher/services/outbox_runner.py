@@ -30,7 +30,7 @@ class OutboxRunner:
         self._outbox = outbox
         self._slots = outbox.max_in_flight
         self._stop_grace_s = stop_grace_s
-        self._lanes: set[asyncio.Task[int]] = set()
+        self._lanes: dict[asyncio.Task[int], Lane] = {}
 
     @property
     def in_flight(self) -> int:
@@ -57,10 +57,10 @@ class OutboxRunner:
 
     def _start(self, lane: Lane, wake: Wakeup) -> None:
         task = asyncio.create_task(self._outbox.send_lane(lane))
-        self._lanes.add(task)
+        self._lanes[task] = lane
 
         def done(finished: asyncio.Task[int]) -> None:
-            self._lanes.discard(finished)
+            self._lanes.pop(finished, None)
             wake()  # a slot is free: claim what waits for it
 
         task.add_done_callback(done)
@@ -76,7 +76,7 @@ class OutboxRunner:
     async def _wind_down(self) -> None:
         if not self._lanes:
             return
-        lanes = set(self._lanes)
+        lanes = dict(self._lanes)
         log.info("outbox_stopping", in_flight=len(lanes))
         _, pending = await asyncio.wait(lanes, timeout=self._stop_grace_s)
         for task in pending:
@@ -84,3 +84,9 @@ class OutboxRunner:
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            try:
+                # Pending again now, not only at the next start: a part restarted within
+                # this process keeps its instance id, so recovery would not see them.
+                await self._outbox.hand_back(lanes[task])
+            except Exception:
+                log.exception("outbox_hand_back_failed", rows=[j.row_ids for j in lanes[task]])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dispatcher.bootstrap import App
 from dispatcher.services.outbox import STALE_CLAIM
+from dispatcher.services.outbox_runner import OutboxRunner
 from dispatcher.testing import FakeClock
 from tests.services.outbox_senders import HoldingSender, app_with, press, rows, timeline
 from tests.support.app import HOTLINE
@@ -91,5 +92,30 @@ async def test_a_claim_hung_within_a_running_daemon_is_handed_back_after_the_tim
         resent = [d for a, d in await timeline(app, call_id) if a == "notify_resent"]
         stale = "possible duplicate: sent again after its claim went stale"
         assert resent == [f"{stale} (sms to {requested.to_number})"]
+    finally:
+        await app.aclose()
+
+
+async def test_a_stop_that_cannot_wait_for_an_answer_hands_the_claims_back(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> None:
+    sms = HoldingSender()
+    app = await app_with(tmp_path, database_url, clock, sms)
+    try:
+        call_id = await press(app, "dev-0001")
+        await app.escalator.run_due()
+        sms.hold(lambda m: True)  # the provider never answers
+        runner, stop = OutboxRunner(app.outbox, stop_grace_s=0.1), asyncio.Event()
+        running = asyncio.create_task(runner.run(app.send_now, 0.05, stop))
+        await sms.wait_until_held(len(HOTLINE))
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        assert runner.in_flight == 0
+        assert {r.status for r in await rows(app)} == {"pending"}
+        resent = [d for a, d in await timeline(app, call_id) if a == "notify_resent"]
+        assert len(resent) == len(HOTLINE)
+        assert all(d.startswith("possible duplicate: sent again after a stop") for d in resent)
+        sms.release()
+        assert await app.outbox.send_due() == len(HOTLINE)
     finally:
         await app.aclose()

@@ -155,6 +155,9 @@ class SqlOutboxStore:
     async def release_claims_besides(self, instance_id: str) -> list[Released]:
         return await self._release(or_(o.c.claimed_by.is_(None), o.c.claimed_by != instance_id))
 
+    async def release_claimed(self, ids: Sequence[int], instance_id: str) -> list[Released]:
+        return await self._release(and_(o.c.id.in_(list(ids)), o.c.claimed_by == instance_id))
+
     async def unwanted_pending(self, ids: Sequence[int] | None = None) -> list[RowCheck]:
         query = (
             select(o.c.id, o.c.call_id, db.calls.c.state)
