@@ -115,8 +115,9 @@ class RowCheck:
 class OutboxStore(NotifyStore, Protocol):
     """What the outbox reads and writes, bound to one transaction. Reads of pending
     entries only return those whose call still wants them (``Call.wants_notification``),
-    and none for a number that has a message in flight (an entry "sending" on that
-    channel), and lock them, skipping entries another outbox has locked."""
+    and none but an emergency's or a fall's for a number that has a message in flight
+    (an entry "sending" on that channel), and lock them, skipping entries another
+    outbox has locked."""
 
     async def release_stale_claims(self, claimed_before: datetime) -> list[Released]:
         """Entries left "sending" since before ``claimed_before`` go back to pending."""

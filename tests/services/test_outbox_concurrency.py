@@ -135,3 +135,33 @@ async def test_a_failed_service_request_still_backs_off_for_minutes(
     await app.outbox.send_due()
     wait = (min(r.next_attempt_at for r in await rows(app)) - clock.now()).total_seconds()
     assert wait >= 150.0  # 300 s scaled by a jitter of at least one half
+
+
+async def test_an_emergency_leaves_beside_its_numbers_message_in_flight(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> None:
+    sms = HoldingSender()
+    app = await app_with(tmp_path, database_url, clock, sms, request_timeout_s=10)
+    try:
+        service = await press(app, "dev-0002", "service", "s1")
+        await app.escalator.run_due()
+        number = (await rows(app))[0].to_number
+        sms.hold(lambda m: m.to == number and service in m.body)
+        held = asyncio.create_task(app.outbox.send_due())
+        await sms.wait_until_held()
+
+        emergency = await press(app, "dev-0001", "emergency", "e1")
+        await app.escalator.run_due()
+        assert any(r.to_number == number for r in await rows(app) if r.call_id == emergency)
+        another = await press(app, "dev-0003", "service", "s2")
+        await app.escalator.run_due()
+        await app.outbox.send_due()
+        # The emergency did not wait; the other service request for that number does.
+        assert [emergency in m.body for m in sms.to(number)] == [True]
+        waiting = [r for r in await rows(app) if r.call_id == another and r.to_number == number]
+        assert [r.status for r in waiting] == ["pending"]
+        sms.release()
+        await held
+        assert [service in m.body for m in sms.to(number)] == [False, True]
+    finally:
+        await app.aclose()

@@ -4,7 +4,8 @@ session. Pending entries are read with the rule of ``Call.wants_notification`` i
 (:func:`outbox_row_wanted`) and locked with SKIP LOCKED, so two outboxes never send one
 entry twice. A number with a message in flight (an entry "sending") is passed over
 until that message is done, which keeps one number's messages in order and its
-throttle honest while other numbers' messages leave concurrently."""
+throttle honest while other numbers' messages leave concurrently; only an emergency or
+a fall does not wait for it."""
 
 from __future__ import annotations
 
@@ -109,7 +110,13 @@ def _entries() -> Select[Any]:
 def _pending() -> Select[Any]:
     return (
         _entries()
-        .where(o.c.status == "pending", outbox_row_wanted(), not_(_number_in_flight()))
+        .where(
+            o.c.status == "pending",
+            outbox_row_wanted(),
+            # An emergency or a fall is never held back, not even by its number's
+            # message in flight (it leaves beside it, alone: its companions wait).
+            or_(db.calls.c.kind.in_(URGENT_KINDS), not_(_number_in_flight())),
+        )
         .order_by(o.c.id)
     )
 
