@@ -9,7 +9,8 @@ that no longer want them (acknowledged, resolved, cancelled) are cancelled at ea
 claim, whichever path changed the call. Messages to different numbers leave
 concurrently (:meth:`SmsOutbox.send_due` here, the daemon's loop in
 :mod:`dispatcher.services.outbox_runner`), each provider request bounded by
-``request_timeout_s``; one number's messages leave one after the other.
+``request_timeout_s``; one number's messages leave one after the other, but for an
+emergency's or a fall's, which never wait behind another.
 
 Temporary failures go back to pending with a jittered backoff, seconds for an emergency
 or a fall (``core.notifications.backoff``). At start-up the claims of any other
@@ -238,16 +239,22 @@ class Job:
         return any(is_urgent(i) for i in self.items)
 
 
-# One number's jobs on one channel, sent one after the other, in order.
+# Jobs sent one after the other, in order: one number's on one channel.
 Lane = tuple[Job, ...]
 
 
 def lanes_of(jobs: Iterable[Job]) -> list[Lane]:
-    """``jobs`` grouped by channel and number, each group in the jobs' order."""
+    """``jobs`` grouped by channel and number, each group in the jobs' order; an
+    emergency's or a fall's job is a lane of its own, so that it never waits behind
+    another request to that number (one that hangs, say)."""
+    lanes: list[Lane] = []
     by_number: dict[tuple[str, str], list[Job]] = {}
     for job in jobs:
-        by_number.setdefault((job.channel, job.to), []).append(job)
-    return [tuple(group) for group in by_number.values()]
+        if job.urgent:
+            lanes.append((job,))
+        else:
+            by_number.setdefault((job.channel, job.to), []).append(job)
+    return lanes + [tuple(group) for group in by_number.values()]
 
 
 def _jitter() -> float:

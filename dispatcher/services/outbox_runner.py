@@ -3,9 +3,10 @@ once, claiming more as soon as a slot frees, so that a provider request that han
 holds only its own slot (and only until its timeout) while every other message leaves.
 
 Each slot is one lane of :class:`~dispatcher.services.outbox.SmsOutbox`: one number's
-messages on one channel, sent one after the other. The loop claims no more entries than
-it has free slots, so nothing claimed waits for a slot (a claim that waited could
-outlive the stale-claim timeout and be sent twice).
+messages on one channel, sent one after the other (an emergency's is a lane of its
+own). The loop claims no more entries than it has free slots, so nothing claimed waits
+for a slot (a claim that waited could outlive the stale-claim timeout and be sent
+twice).
 """
 
 from __future__ import annotations

@@ -36,28 +36,32 @@ async def app(
 
 
 async def test_a_message_claimed_before_an_acknowledgement_is_cancelled_not_sent(
-    app: App, sms: HoldingSender
+    tmp_path: Path, database_url: str, clock: FakeClock
 ) -> None:
-    first = await press(app, "dev-0001", ref="a")
-    second = await press(app, "dev-0002", ref="b")
-    await app.escalator.run_due()
-    number = min(HOTLINE)
-    # Both calls' SMS to one number are claimed together and leave one after the other;
-    # the first hangs while an operator acknowledges the second call.
-    sms.hold(lambda m: m.to == number and first in m.body)
-    sending = asyncio.create_task(app.outbox.send_due())
-    await sms.wait_until_held()
-    await sms.wait_for_sent(2 * len(HOTLINE) - 2)  # every other number had both
-    claimed = [r for r in await rows(app) if r.call_id == second and r.to_number == number]
-    assert [r.status for r in claimed] == ["sending"]
-    await app.operations.acknowledge(second, "wang-fang", "api")
-    sms.release()
-    await sending
+    sms = HoldingSender()
+    # One request at a time: what is claimed waits for the slot.
+    app = await app_with(tmp_path, database_url, clock, sms, max_in_flight=1)
+    try:
+        first = await press(app, "dev-0001", ref="a")
+        second = await press(app, "dev-0002", ref="b")
+        await app.escalator.run_due()
+        sms.hold(lambda m: first in m.body)  # the first request hangs a while
+        sending = asyncio.create_task(app.outbox.send_due())
+        await sms.wait_until_held()
+        claimed = [r for r in await rows(app) if r.call_id == second]
+        assert {r.status for r in claimed} == {"sending"}
+        await app.operations.acknowledge(second, "wang-fang", "api")
+        sms.release()
+        assert await sending == len(HOTLINE)
 
-    assert [first in m.body for m in sms.to(number)] == [True]
-    [row] = [r for r in await rows(app) if r.id == claimed[0].id]
-    assert row.status == "cancelled" and row.error == "call acknowledged"
-    assert ("sms_cancelled", "1 unsent: call acknowledged") in await timeline(app, second)
+        assert not [m for m in sms.sent if second in m.body]
+        assert {m.to for m in sms.sent} == HOTLINE
+        after = [r for r in await rows(app) if r.call_id == second]
+        assert {(r.status, r.error) for r in after} == {("cancelled", "call acknowledged")}
+        cancelled = [d for a, d in await timeline(app, second) if a == "sms_cancelled"]
+        assert cancelled == ["1 unsent: call acknowledged"] * len(HOTLINE)
+    finally:
+        await app.aclose()
 
 
 async def test_a_failure_after_the_acknowledgement_cancels_the_entry(
