@@ -134,7 +134,7 @@ async def _held(request: Request, state: SinkState, hold_round: int) -> bool:
             if await request.is_disconnected():
                 return False
             await asyncio.sleep(0.01)
-        return True
+        return not await request.is_disconnected()
     finally:
         state.end_hold()
 
