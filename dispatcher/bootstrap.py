@@ -7,6 +7,7 @@ import contextlib
 import importlib.metadata
 import resource
 import signal
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from dispatcher.services.instance_lock import InstanceLock, LeaseLostError, Lock
 from dispatcher.services.intake import Intake, IntakeSettings
 from dispatcher.services.operations import CallOperations
 from dispatcher.services.outbox import SmsOutbox
+from dispatcher.services.outbox_runner import OutboxRunner
 from dispatcher.services.phone_desk import PhoneDesk
 from dispatcher.services.rota_overrides import RotaOverrides
 from dispatcher.services.supervision import LinkSupervisor
@@ -119,7 +121,7 @@ def build_channels(settings: SmsSettings) -> Channels:
     # Imported here so the port and the log senders do not pull in twilio and aiohttp.
     from dispatcher.adapters.twilio.sender import twilio_channels
 
-    return Channels(twilio_channels(settings))
+    return Channels(twilio_channels(settings, timeout=settings.request_timeout_s))
 
 
 async def build(
@@ -207,6 +209,11 @@ async def build(
             callback_retries=settings.sms.callback_retries,
             on_change=send_now,
             metrics=metrics,
+            # Minted at each start: at start-up the outbox hands back every claim that
+            # is not this instance's (a crashed one's) at once.
+            instance_id=uuid.uuid4().hex,
+            request_timeout_s=settings.sms.request_timeout_s,
+            max_in_flight=settings.sms.max_in_flight,
         ),
         operations=operations,
         mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now, metrics),
@@ -279,8 +286,8 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         "escalator": lambda: _poll(
             app.escalator.run_due, app.escalate_now, interval, stop, app.cycles.recorder(ESCALATOR)
         ),
-        "sms_outbox": lambda: _poll(
-            app.outbox.send_due, app.send_now, interval, stop, app.cycles.recorder(OUTBOX)
+        "sms_outbox": lambda: OutboxRunner(app.outbox).run(
+            app.send_now, interval, stop, app.cycles.recorder(OUTBOX)
         ),
         "supervision": lambda: _poll(
             app.supervisor.check, Wakeup(), app.settings.devices.check_interval_s, stop

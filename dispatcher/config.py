@@ -72,6 +72,11 @@ class SmsSettings(BaseModel):
     throttle_s: float = Field(default=60.0, ge=0)
     voice_retries: int = Field(default=1, ge=0)
     callback_retries: int = Field(default=3, ge=0)
+    # Sending: how many numbers' messages may be in flight at once (one request each),
+    # and how long one provider request may take before it counts as a temporary
+    # failure (retried); a request that hangs holds only its own slot, this long.
+    max_in_flight: int = Field(default=16, ge=1, le=256)
+    request_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
 
 class HttpSettings(BaseModel):

@@ -1,10 +1,23 @@
 """Sends the notification outbox (SMS and voice calls), each entry through the sender
 of its channel (:class:`~dispatcher.services.channels.Channels`).
 
-An entry is claimed (pending → sending) in a transaction that also checks the call
-still wants it, so nothing is sent for a call whose acknowledgement has committed.
-Temporary failures go back to pending with a jittered backoff; an entry left "sending"
-by a crash is sent again (a duplicate SMS is better than none).
+An entry is claimed (pending → sending) by this dispatcher instance in a transaction
+that also checks the call still wants it; just before its provider request, a second
+short transaction checks again, so an acknowledgement that committed meanwhile cancels
+it instead (status cancelled, said on the call's timeline). Pending entries of calls
+that no longer want them (acknowledged, resolved, cancelled) are cancelled at each
+claim, whichever path changed the call. Messages to different numbers leave
+concurrently (:meth:`SmsOutbox.send_due` here, the daemon's loop in
+:mod:`dispatcher.services.outbox_runner`), each provider request bounded by
+``request_timeout_s``; one number's messages leave one after the other, but for an
+emergency's or a fall's, which never wait behind another.
+
+Temporary failures go back to pending with a jittered backoff, seconds for an emergency
+or a fall (``core.notifications.backoff``). At start-up the claims of any other
+instance (a crashed one) are handed back at once (:meth:`SmsOutbox.recover_claims`);
+one whose request had left is sent again and the call's timeline says it may be a
+duplicate (a duplicate SMS is better than none). Within a running daemon a claim older
+than :data:`STALE_CLAIM` is handed back too, the backstop for a hung task.
 
 Per phone number, SMS are throttled and bundled (``dispatcher.core.notifications``):
 a service request or technical alert waits while that number had an SMS in the last
@@ -20,8 +33,10 @@ the failure on the call's timeline; a temporary one is retried with backoff.
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -32,8 +47,13 @@ from dispatcher.core.calls import Call, TimelineEntry
 from dispatcher.core.contact_methods import Channel, methods_for, next_after, person_phone
 from dispatcher.core.directory import Directory
 from dispatcher.core.notifications import throttle
-from dispatcher.core.notifications.backoff import CALLBACK_BACKOFF_S, JITTER, backoff_s
-from dispatcher.core.notifications.bundle import BUNDLED_CHANNELS, plan_sms
+from dispatcher.core.notifications.backoff import (
+    CALLBACK_BACKOFF_S,
+    JITTER,
+    backoff_s,
+    send_retry_s,
+)
+from dispatcher.core.notifications.bundle import BUNDLED_CHANNELS, is_urgent, plan_sms
 from dispatcher.core.notifications.item import OutboxItem
 from dispatcher.core.notifications.outcomes import (
     DeliveryReport,
@@ -58,6 +78,8 @@ from dispatcher.services.ports import Transactions
 log = structlog.get_logger(__name__)
 
 STALE_CLAIM = timedelta(minutes=2)
+DEFAULT_REQUEST_TIMEOUT_S = 10.0
+DEFAULT_MAX_IN_FLIGHT = 16
 # The log event of an entry handed to its channel's provider.
 _SENT_EVENTS = {Channel.SMS.value: "sms_sent", Channel.VOICE.value: "call_placed"}
 
@@ -72,13 +94,68 @@ class ReportTarget:
     provider_status: str | None
 
 
+@dataclass(frozen=True)
+class Released:
+    """A claim handed back: the entry is pending again."""
+
+    id: int
+    call_id: str
+    channel: str
+    to_number: str
+    requested: bool  # its provider request had begun: it may have left already
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """Whether an entry's call still wants it, and the call's state."""
+
+    id: int
+    call_id: str
+    wanted: bool
+    call_state: str
+
+
 class OutboxStore(NotifyStore, Protocol):
     """What the outbox reads and writes, bound to one transaction. Reads of pending
-    entries only return those whose call still wants them (``Call.wants_notification``)
-    and lock them, skipping entries another outbox has locked."""
+    entries only return those whose call still wants them (``Call.wants_notification``),
+    and none but an emergency's or a fall's for a number that has a message in flight
+    (an entry "sending" on that channel), and lock them, skipping entries another
+    outbox has locked."""
 
-    async def release_stale_claims(self, claimed_before: datetime) -> None:
+    async def release_stale_claims(self, claimed_before: datetime) -> list[Released]:
         """Entries left "sending" since before ``claimed_before`` go back to pending."""
+        ...
+
+    async def release_claims_besides(self, instance_id: str) -> list[Released]:
+        """Entries "sending" for any other instance than ``instance_id`` go back to
+        pending."""
+        ...
+
+    async def release_claimed(self, ids: Sequence[int], instance_id: str) -> list[Released]:
+        """Those of ``ids`` still "sending" under ``instance_id``'s claim go back to
+        pending."""
+        ...
+
+    async def unwanted_pending(self, ids: Sequence[int] | None = None) -> list[RowCheck]:
+        """The pending entries (among ``ids``, or all) whose call no longer wants them,
+        locked."""
+        ...
+
+    async def cancel(self, ids: Sequence[int], reason: str) -> None:
+        """Cancel the entries for good, with ``reason`` said."""
+        ...
+
+    async def check_claimed(self, ids: Sequence[int], instance_id: str) -> list[RowCheck]:
+        """Those of ``ids`` still "sending" under ``instance_id``'s claim, locked, each
+        with whether its call still wants it."""
+        ...
+
+    async def mark_requested(self, ids: Sequence[int], now: datetime) -> None:
+        """The provider request for the entries begins at ``now``."""
+        ...
+
+    async def release(self, ids: Sequence[int]) -> None:
+        """Hand the claimed entries back (pending, due as they were)."""
         ...
 
     async def due(self, now: datetime, limit: int) -> list[OutboxItem]:
@@ -100,8 +177,11 @@ class OutboxStore(NotifyStore, Protocol):
         not), oldest first, locked."""
         ...
 
-    async def claim(self, ids: Sequence[int], now: datetime, bundle_id: int | None) -> None:
-        """Mark the entries "sending" (one message carries them when ``bundle_id`` is set)."""
+    async def claim(
+        self, ids: Sequence[int], now: datetime, bundle_id: int | None, instance_id: str
+    ) -> None:
+        """Mark the entries "sending" under ``instance_id``'s claim (one message carries
+        them when ``bundle_id`` is set)."""
         ...
 
     async def mark_sent(self, ids: Sequence[int], receipt: Receipt, now: datetime) -> None:
@@ -156,6 +236,28 @@ class Job:
     def call_id(self) -> str:
         return self.items[0].call_id
 
+    @property
+    def urgent(self) -> bool:
+        return any(is_urgent(i) for i in self.items)
+
+
+# Jobs sent one after the other, in order: one number's on one channel.
+Lane = tuple[Job, ...]
+
+
+def lanes_of(jobs: Iterable[Job]) -> list[Lane]:
+    """``jobs`` grouped by channel and number, each group in the jobs' order; an
+    emergency's or a fall's job is a lane of its own, so that it never waits behind
+    another request to that number (one that hangs, say)."""
+    lanes: list[Lane] = []
+    by_number: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        if job.urgent:
+            lanes.append((job,))
+        else:
+            by_number.setdefault((job.channel, job.to), []).append(job)
+    return lanes + [tuple(group) for group in by_number.values()]
+
 
 def _jitter() -> float:
     return random.uniform(*JITTER)
@@ -177,6 +279,9 @@ class SmsOutbox:
         callback_retries: int = 3,
         on_change: Callable[[], None] = lambda: None,
         metrics: Metrics = NULL_METRICS,
+        instance_id: str = "",
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self._tx = tx
         self._metrics = metrics
@@ -190,6 +295,11 @@ class SmsOutbox:
         # How many times a report's temporary failure is retried, per channel.
         self._retries = {Channel.SMS.value: callback_retries, Channel.VOICE.value: voice_retries}
         self._on_change = on_change  # wakes the outbox for a fallback queued by a callback
+        # Whose claims are ours: minted at each start, so a restart knows every other
+        # claim was a crashed instance's.
+        self.instance_id = instance_id or uuid.uuid4().hex
+        self._request_timeout_s = request_timeout_s
+        self.max_in_flight = max_in_flight
 
     def status_url(self, row_id: int) -> str:
         return f"{self._public_url}/twilio/status/{row_id}"
@@ -198,20 +308,58 @@ class SmsOutbox:
         return f"{self._public_url}/twilio/voice/{row_id}"
 
     async def send_due(self) -> int:
-        """Send what is due now; returns how many were handed to the provider."""
-        jobs = await self._claim(self._clock.now())
-        sent = 0
-        for job in jobs:
-            sent += await self._send(job)
-        return sent
+        """Send what is due now, up to ``max_in_flight`` numbers at once, and wait for
+        it; returns how many were handed to the provider. One round of the daemon's
+        loop (:class:`~dispatcher.services.outbox_runner.OutboxRunner`)."""
+        slots = asyncio.Semaphore(self.max_in_flight)
+
+        async def one(lane: Lane) -> int:
+            async with slots:
+                return await self.send_lane(lane)
+
+        lanes = await self.claim(self._batch)
+        return sum(await asyncio.gather(*(one(lane) for lane in lanes)))
+
+    async def recover_claims(self) -> int:
+        """Hand back at once every claim another instance holds (only one dispatcher
+        runs per database, so another instance's claim is a crashed one's); returns
+        how many. Run at start-up, before sending."""
+        now = self._clock.now()
+        async with self._tx.begin() as store:
+            released = await store.release_claims_besides(self.instance_id)
+            self._note_resends(store, released, now, "after a restart")
+        if released:
+            log.warning(
+                "outbox_claims_recovered",
+                rows=[r.id for r in released],
+                in_flight=sum(r.requested for r in released),
+            )
+        return len(released)
+
+    async def hand_back(self, lane: Lane) -> int:
+        """Hand back what ``lane`` still holds, its sending cut short (a stop that could
+        not wait for the provider's answer); returns how many entries."""
+        ids = [i for job in lane for i in job.row_ids]
+        now = self._clock.now()
+        async with self._tx.begin() as store:
+            released = await store.release_claimed(ids, self.instance_id)
+            self._note_resends(store, released, now, "after a stop")
+        return len(released)
 
     # -- claiming ---------------------------------------------------------------------------
 
-    async def _claim(self, now: datetime) -> list[Job]:
+    async def claim(self, limit: int) -> list[Lane]:
+        """Claim up to ``limit`` due entries, planned into messages, grouped into the
+        lanes :meth:`send_lane` sends. Cancels the pending entries of calls that no
+        longer want them on the way."""
+        now = self._clock.now()
         async with self._tx.begin() as store:
-            # Entries a crash left "sending": we cannot know whether they left, so again.
-            await store.release_stale_claims(now - STALE_CLAIM)
-            due = await store.due(now, self._batch)
+            # A hung task's claim (the restart's are recovered at start-up): we cannot
+            # know whether it left, so again.
+            stale = await store.release_stale_claims(now - STALE_CLAIM)
+            self._note_resends(store, stale, now, "after its claim went stale")
+            await self._cancel(store, await store.unwanted_pending(), now)
+            due = await store.due(now, limit)
             jobs: list[Job] = []
             by_number: dict[tuple[str, str], list[OutboxItem]] = {}
             for item in due:
@@ -226,8 +374,50 @@ class SmsOutbox:
             for (channel, number), items in by_number.items():
                 jobs.extend(await self._claim_bundled(store, channel, number, items, now))
             for job in jobs:
-                await store.claim(job.row_ids, now, job.row_id if len(job.items) > 1 else None)
-        return jobs
+                bundle_id = job.row_id if len(job.items) > 1 else None
+                await store.claim(job.row_ids, now, bundle_id, self.instance_id)
+        return lanes_of(jobs)
+
+    def _note_resends(
+        self, store: OutboxStore, released: Sequence[Released], now: datetime, why: str
+    ) -> None:
+        """Say on each call's timeline which of its messages may now leave twice."""
+        for row in released:
+            if not row.requested:
+                continue  # never handed to the provider: sending it is no duplicate
+            store.add_timeline(
+                TimelineEntry(
+                    now,
+                    "system",
+                    "notify_resent",
+                    row.channel,
+                    f"possible duplicate: sent again {why} ({row.channel} to {row.to_number})",
+                    row.call_id,
+                )
+            )
+            log.warning("notify_resent", call_id=row.call_id, row=row.id, why=why)
+
+    async def _cancel(
+        self, store: OutboxStore, unwanted: Sequence[RowCheck], now: datetime
+    ) -> None:
+        """Cancel entries their calls no longer want, said once per call."""
+        by_call: dict[str, list[RowCheck]] = {}
+        for row in unwanted:
+            by_call.setdefault(row.call_id, []).append(row)
+        for call_id, rows in by_call.items():
+            reason = f"call {rows[0].call_state}"
+            await store.cancel([r.id for r in rows], reason)
+            store.add_timeline(
+                TimelineEntry(
+                    now,
+                    "system",
+                    "sms_cancelled",
+                    "system",
+                    f"{len(rows)} unsent: {reason}",
+                    call_id,
+                )
+            )
+            log.info("notify_cancelled", call_id=call_id, rows=[r.id for r in rows], why=reason)
 
     async def _claim_bundled(
         self,
@@ -258,7 +448,45 @@ class SmsOutbox:
 
     # -- sending ----------------------------------------------------------------------------
 
+    async def send_lane(self, lane: Lane) -> int:
+        """Send one number's jobs in order; returns how many the provider accepted.
+        Never raises: a job that fails unexpectedly keeps its claim (the stale-claim
+        backstop hands it back) and the lane goes on."""
+        sent = 0
+        for job in lane:
+            try:
+                sent += await self._send(job)
+            except Exception:
+                log.exception("outbox_job_failed", call_id=job.call_id, rows=job.row_ids)
+        return sent
+
+    async def _still_wanted(self, job: Job) -> bool:
+        """Whether ``job`` may go to the provider now: every entry still claimed by us
+        and still wanted by its call. Entries no longer wanted are cancelled; the rest
+        of a job that may not go are handed back, to be planned again without them."""
+        now = self._clock.now()
+        async with self._tx.begin() as store:
+            checks = await store.check_claimed(job.row_ids, self.instance_id)
+            unwanted = [c for c in checks if not c.wanted]
+            if not unwanted and len(checks) == len(job.items):
+                await store.mark_requested(job.row_ids, now)
+                return True
+            await self._cancel(store, unwanted, now)
+            if keep := [c.id for c in checks if c.wanted]:
+                await store.release(keep)
+        log.info(
+            "notify_not_sent",
+            call_id=job.call_id,
+            to=job.to,
+            rows=job.row_ids,
+            cancelled=[c.id for c in unwanted],
+        )
+        self._on_change()  # what was handed back is planned again at once
+        return False
+
     async def _send(self, job: Job) -> int:
+        if not await self._still_wanted(job):
+            return 0
         message = Outgoing(
             job.to,
             job.body,
@@ -272,9 +500,24 @@ class SmsOutbox:
             await self._failed(job, SendError(str(exc), permanent=True))
             return 0
         try:
-            receipt = await sender.send(message)
+            # The sender has its own timeout (Twilio's HTTP client); this one holds for
+            # any sender, so a hung request only ever holds its own lane.
+            async with asyncio.timeout(self._request_timeout_s):
+                receipt = await sender.send(message)
         except SendError as exc:
             await self._failed(job, exc)
+            return 0
+        except TimeoutError:
+            log.warning(
+                "sms_request_timeout",
+                call_id=job.call_id,
+                to=job.to,
+                timeout_s=self._request_timeout_s,
+            )
+            no_answer = (
+                f"no answer from the {job.channel} provider in {self._request_timeout_s:g} s"
+            )
+            await self._failed(job, SendError(no_answer, permanent=False))
             return 0
         except Exception as exc:  # a bug or an unwrapped network error: retry, never drop
             log.exception("sms_sender_error", call_id=job.call_id, to=job.to)
@@ -295,8 +538,12 @@ class SmsOutbox:
                 await store.count_attempt(job.row_ids)
                 await self._give_up(store, list(job.items), f"{job.to}: {exc}", now, exc.code)
             else:
-                at = now + timedelta(seconds=backoff_s(attempts + 1, _jitter()))
-                await store.retry(job.row_ids, at, str(exc), count_attempt=True)
+                delay = send_retry_s(attempts, _jitter(), urgent=job.urgent)
+                await store.retry(
+                    job.row_ids, now + timedelta(seconds=delay), str(exc), count_attempt=True
+                )
+                # Acknowledged while the request was out: nothing left to retry for.
+                await self._cancel(store, await store.unwanted_pending(job.row_ids), now)
         self._metrics.notification(
             job.channel, f"failed_{'permanent' if exc.permanent else 'temporary'}"
         )
@@ -425,6 +672,7 @@ class SmsOutbox:
                 delay = backoff_s(attempts, _jitter(), CALLBACK_BACKOFF_S)
                 at = now + timedelta(seconds=delay)
                 await store.retry(ids, at, what.reason, count_attempt=False)
+                await self._cancel(store, await store.unwanted_pending(ids), now)
                 log.warning("delivery_retry", row=row_id, reason=what.reason, in_s=delay)
             elif what.verdict is Verdict.FAILED:
                 to = items[0].to_number if items else "?"

@@ -8,6 +8,7 @@ Status callbacks are posted by :class:`~simulator.phone_network.callbacks.Callba
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -117,6 +118,37 @@ async def _form_fields(request: Request) -> dict[str, str]:
     return fields
 
 
+# What the sink records for a held request whose client gave up (nginx's "client closed
+# request"): the sink never handled it, as a request that never got through.
+CLIENT_GONE = 499
+
+
+async def _held(request: Request, state: SinkState, hold_round: int) -> bool:
+    """Hold the request open until released (or ``hold_s`` passes); False if its client
+    went away meanwhile."""
+    deadline = None if state.hold_s is None else time.monotonic() + state.hold_s
+    try:
+        while state.hold_round == hold_round:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if await request.is_disconnected():
+                return False
+            await asyncio.sleep(0.01)
+        return not await request.is_disconnected()
+    finally:
+        state.end_hold()
+
+
+async def _hold_if_asked(request: Request, state: SinkState, to: str) -> Response | None:
+    """None to go on; an answer for a held request whose client is gone."""
+    hold_round = state.take_hold(to)
+    if hold_round is None or await _held(request, state, hold_round):
+        return None
+    state.record_attempt(CLIENT_GONE, None, to or None)
+    log.info("sms_sink.client_gone", to=to)
+    return Response(status_code=CLIENT_GONE)
+
+
 def _valid_callback_url(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -139,8 +171,9 @@ def create_sink_app(state: SinkState) -> Starlette:
         arrived_at = time.time()
         fields = await _form_fields(request)
         to = fields.get("To", "").strip()
-        with state.changed:
-            fault = state.faults.popleft() if state.faults else None
+        if (gone := await _hold_if_asked(request, state, to)) is not None:
+            return gone
+        fault = state.next_fault()
         if fault is not None:
             status, code = fault
             state.record_attempt(status, code, to or None)
@@ -213,8 +246,9 @@ def create_sink_app(state: SinkState) -> Starlette:
         fields = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
         events = tuple(parse_qs(raw).get("StatusCallbackEvent", []))
         to = fields.get("To", "").strip()
-        with state.changed:
-            fault = state.faults.popleft() if state.faults else None
+        if (gone := await _hold_if_asked(request, state, to)) is not None:
+            return gone
+        fault = state.next_fault()
         if fault is not None:
             state.record_attempt(fault[0], fault[1], to or None)
             return _twilio_error(fault[0], fault[1], f"Injected fault: HTTP {fault[0]}")

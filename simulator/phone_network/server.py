@@ -8,7 +8,10 @@ with the account sid and auth token, Twilio's error codes for bad numbers, a Mes
 resource on success, and optionally the delivery status callbacks Twilio would post,
 signed with ``X-Twilio-Signature``. Per-number scripts make a number behave as a test
 needs: an SMS undelivered with 30006 (a landline), a call nobody answers, a call
-answered by a voicemail.
+answered by a voicemail. Faults make it a bad day at the provider: the next requests
+answering 429/500/503 (:meth:`SmsSinkServer.fail_next`), every n-th one
+(:meth:`SmsSinkServer.fail_every`), requests to some numbers held open without an
+answer (:meth:`SmsSinkServer.hold`).
 
 :class:`SmsSinkServer` runs it with uvicorn in its own thread and event loop, so sync
 fixtures, async tests and the demo can all use it. ``python -m simulator.phone_network.server`` runs
@@ -329,6 +332,54 @@ class SmsSinkServer:
         with self._state.changed:
             self._state.faults.extend([(status, code)] * count)
 
+    def fail_every(self, every: int, status: int = 503, code: int | None = None) -> None:
+        """Answer every ``every``-th POST (to Messages.json or Calls.json, counted from
+        now) with ``status``; 2 fails every other request, 0 stops. Faults queued with
+        :meth:`fail_next` come first."""
+        if every < 0:
+            raise ValueError("every must be 0 (off) or more")
+        if code is None:
+            code = DEFAULT_CODE_FOR_STATUS.get(status, INTERNAL_ERROR)
+        with self._state.changed:
+            self._state.posts = 0
+            self._state.periodic_fault = (every, status, code) if every else None
+
+    def hold(self, *numbers: str, times: int | None = None, seconds: float | None = None) -> None:
+        """Hold POSTs to ``numbers`` open without an answer: until :meth:`release_held`,
+        or for ``seconds`` (then they are handled as usual; one ``seconds`` for every
+        held number, the last one given). A client that gives up
+        meanwhile gets nothing recorded but an attempt with HTTP status 499: as a
+        request that never got through. With ``times``, only that many per number."""
+        with self._state.changed:
+            for number in numbers:
+                self._state.holds[number] = times
+            self._state.hold_s = seconds
+
+    def release_held(self) -> None:
+        """Let every held request go on, and hold no more."""
+        with self._state.changed:
+            self._state.holds.clear()
+            self._state.hold_round += 1
+            self._state.changed.notify_all()
+
+    @property
+    def held(self) -> int:
+        """How many requests are being held open now."""
+        with self._state.changed:
+            return self._state.holding
+
+    async def wait_for_held(
+        self,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109  # a polling test helper
+    ) -> None:
+        """Wait (without blocking the loop) until ``count`` requests are held open."""
+        deadline = time.monotonic() + timeout
+        while self.held < count:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.held} of {count} requests held after {timeout}s")
+            await asyncio.sleep(0.01)
+
     def add_landline(self, *numbers: str) -> None:
         """Numbers to refuse with 21614, as Twilio refuses a landline."""
         with self._state.changed:
@@ -346,6 +397,9 @@ class SmsSinkServer:
             self._state.attempts.clear()
             self._state.callbacks.clear()
             self._state.faults.clear()
+            self._state.periodic_fault = None
+            self._state.holds.clear()
+            self._state.hold_round += 1
             self._state.calls.clear()
             self._state.sms_scripts.clear()
             self._state.voice_scripts.clear()
@@ -425,6 +479,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NUMBER=OUTCOME",
         help=f"calls to NUMBER end as one of {', '.join(VOICE_OUTCOMES)}",
     )
+    parser.add_argument(
+        "--fail-every", type=int, default=0, metavar="N", help="answer every N-th POST with 503"
+    )
+    parser.add_argument(
+        "--hang", action="append", default=[], metavar="NUMBER", help="hold requests to NUMBER"
+    )
+    parser.add_argument(
+        "--hang-s", type=float, default=10.0, help="how long a held request waits (10 s)"
+    )
     args = parser.parse_args(argv)
     sms_scripts: list[tuple[str, str, int | None]] = []
     voice_scripts: list[tuple[str, str]] = []
@@ -460,6 +523,10 @@ def main(argv: list[str] | None = None) -> int:
         sink.script_sms(number, status, code)
     for number, outcome in voice_scripts:
         sink.script_voice(number, outcome)
+    if args.fail_every:
+        sink.fail_every(args.fail_every)
+    if args.hang:
+        sink.hold(*args.hang, seconds=args.hang_s)
     sink.start()
     print(f"SMS sink on {sink.url} (account {sink.account_sid})", file=sys.stderr, flush=True)
     try:

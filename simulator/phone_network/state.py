@@ -199,6 +199,16 @@ class SinkState:
         self.attempts: list[SinkAttempt] = []
         self.callbacks: list[SinkCallback] = []
         self.faults: deque[tuple[int, int]] = deque()  # (HTTP status, Twilio code) to answer
+        # Every n-th POST (counted from when it was set) answers (HTTP status, code).
+        self.periodic_fault: tuple[int, int, int] | None = None  # (n, status, code)
+        self.posts = 0
+        # Requests to these numbers are held open (count left, None: all of them) until
+        # released, ``hold_s`` seconds pass, or the client gives up; ``holding`` counts
+        # the requests held now, ``hold_round`` moves on at each release.
+        self.holds: dict[str, int | None] = {}
+        self.hold_s: float | None = None
+        self.holding = 0
+        self.hold_round = 0
         self.calls: list[SinkCall] = []
         # Per number: scripted outcomes used in turn; the last one stays for good
         # unless it was given a count (then the number behaves normally afterwards).
@@ -222,6 +232,38 @@ class SinkState:
                     self.changed.notify_all()
                     return updated
         return None
+
+    def next_fault(self) -> tuple[int, int] | None:
+        """The (HTTP status, Twilio code) this POST answers, if a fault is due."""
+        with self.changed:
+            self.posts += 1
+            if self.faults:
+                return self.faults.popleft()
+            if self.periodic_fault is not None:
+                every, status, code = self.periodic_fault
+                if self.posts % every == 0:
+                    return status, code
+            return None
+
+    def take_hold(self, to: str) -> int | None:
+        """If a POST to ``to`` is to be held: the hold round it waits for the end of."""
+        with self.changed:
+            if to not in self.holds:
+                return None
+            left = self.holds[to]
+            if left is not None:
+                if left <= 1:
+                    del self.holds[to]
+                else:
+                    self.holds[to] = left - 1
+            self.holding += 1
+            self.changed.notify_all()
+            return self.hold_round
+
+    def end_hold(self) -> None:
+        with self.changed:
+            self.holding -= 1
+            self.changed.notify_all()
 
     def record_attempt(self, http_status: int, code: int | None, to: str | None) -> None:
         with self.changed:

@@ -209,3 +209,81 @@ async def test_sigkill_loses_no_event_and_no_escalation_step(
             except TimeoutError:
                 daemon.kill()
                 await daemon.wait()
+
+
+async def press_until_answered(url: str, root: str, device_id: str, ref: str) -> str:
+    """Press until the daemon (which may still be starting) answers; the call id."""
+    async with mqtt_client(url) as resident:
+        await resident.subscribe(f"{root}/dev/{device_id}/ack", qos=1)
+        body = json.dumps({"ref": ref, "type": "emergency"}).encode()
+        async with asyncio.timeout(20):
+            while True:
+                await resident.publish(f"{root}/dev/{device_id}/event", body, qos=1)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        return str(payload_json(await anext(aiter(resident.messages)))["call_id"])
+
+
+async def until_serving(http: httpx.AsyncClient, health: str) -> None:
+    """Until the daemon answers over HTTP: a start-up takes seconds on a loaded machine,
+    and what is measured after a restart counts from when it is up."""
+    async with asyncio.timeout(60):
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get(health)).is_success:
+                    return
+            await asyncio.sleep(0.05)
+
+
+def outbox_statuses(db: Path, call_id: str) -> list[str]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        query = "SELECT status FROM sms_outbox WHERE call_id = ? ORDER BY id"
+        return [status for (status,) in conn.execute(query, (call_id,))]
+
+
+async def test_sigkill_with_sms_in_flight_sends_them_soon_after_the_restart(
+    tmp_path: Path, own_mosquitto: MosquittoProcess, sms_sink: SmsSinkServer
+) -> None:
+    root = "restart/v1"
+    config = write_config(tmp_path, own_mosquitto, sms_sink, root)
+    log = tmp_path / "daemon.log"
+    hotline = {d.staff.phone for d in rota.hotline(load_directory(DATA), datetime.now(UTC))}
+    sms_sink.hold(*hotline)  # the provider takes the requests and never answers
+    daemon = await start_daemon(config, log)
+    try:
+        call_id = await press_until_answered(own_mosquitto.url, root, "dev-0001", "sos-1")
+        await sms_sink.wait_for_held(len(hotline), timeout=10)
+        daemon.send_signal(signal.SIGKILL)  # every emergency SMS claimed, in flight
+        await daemon.wait()
+        assert outbox_statuses(tmp_path / "eldercall.db", call_id) == ["sending"] * len(hotline)
+        async with asyncio.timeout(10):
+            while sms_sink.held:  # noqa: ASYNC110  # until the sink sees its clients gone
+                await asyncio.sleep(0.01)
+        assert not [m for m in sms_sink.messages if call_id in m.body]  # none arrived
+        sms_sink.release_held()  # and the provider is well again
+
+        daemon = await start_daemon(config, log)
+        port = config.read_text().split('listen = "127.0.0.1:')[1].split('"')[0]
+        async with httpx.AsyncClient() as http:
+            await until_serving(http, f"http://127.0.0.1:{port}/api/v1/health")
+            # Handed back at start-up, not after the 2-minute stale-claim timeout.
+            again = await sms_sink.wait_for_async(
+                lambda m: call_id in m.body and m.to in hotline, count=len(hotline), timeout=10
+            )
+            assert sorted(m.to for m in again) == sorted(hotline)  # each once
+            shown = await http.get(
+                f"http://127.0.0.1:{port}/api/v1/calls/{call_id}",
+                headers={"Authorization": "Bearer demo-operator-token"},
+            )
+        resent = [e["detail"] for e in shown.json()["timeline"] if e["action"] == "notify_resent"]
+        assert len(resent) == len(hotline)
+        assert all(d.startswith("possible duplicate: sent again after a restart") for d in resent)
+    finally:
+        sms_sink.release_held()
+        if daemon.returncode is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(daemon.wait(), 10)
+            except TimeoutError:
+                daemon.kill()
+                await daemon.wait()

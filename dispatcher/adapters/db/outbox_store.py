@@ -2,7 +2,10 @@
 throttling, bundling, sending and delivery reports of the ``sms_outbox`` table, in one
 session. Pending entries are read with the rule of ``Call.wants_notification`` in SQL
 (:func:`outbox_row_wanted`) and locked with SKIP LOCKED, so two outboxes never send one
-entry twice."""
+entry twice. A number with a message in flight (an entry "sending") is passed over
+until that message is done, which keeps one number's messages in order and its
+throttle honest while other numbers' messages leave concurrently; only an emergency or
+a fall does not wait for it."""
 
 from __future__ import annotations
 
@@ -10,7 +13,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +37,7 @@ from dispatcher.core.notifications.item import OutboxItem
 from dispatcher.core.notifications.outcomes import DeliveryReport
 from dispatcher.services.channels import Receipt
 from dispatcher.services.notify import OutboxRow
-from dispatcher.services.outbox import ReportTarget
+from dispatcher.services.outbox import Released, ReportTarget, RowCheck
 
 o = db.sms_outbox
 
@@ -59,6 +74,16 @@ def outbox_row_wanted() -> ColumnElement[bool]:
     )
 
 
+def _number_in_flight() -> ColumnElement[bool]:
+    """Whether the row's number has another message on the row's channel in flight."""
+    flying = o.alias("in_flight")
+    return exists().where(
+        flying.c.status == "sending",
+        flying.c.to_number == o.c.to_number,
+        flying.c.channel == o.c.channel,
+    )
+
+
 def _item(row: Row[Any]) -> OutboxItem:
     return OutboxItem(
         id=row.id,
@@ -83,7 +108,22 @@ def _entries() -> Select[Any]:
 
 
 def _pending() -> Select[Any]:
-    return _entries().where(o.c.status == "pending", outbox_row_wanted()).order_by(o.c.id)
+    return (
+        _entries()
+        .where(
+            o.c.status == "pending",
+            outbox_row_wanted(),
+            # An emergency or a fall is never held back, not even by its number's
+            # message in flight (it leaves beside it, alone: its companions wait).
+            or_(db.calls.c.kind.in_(URGENT_KINDS), not_(_number_in_flight())),
+        )
+        .order_by(o.c.id)
+    )
+
+
+def _unclaimed() -> dict[str, Any]:
+    """The values that make an entry nobody's claim again."""
+    return {"status": "pending", "bundle_id": None, "claimed_by": None, "requested_at": None}
 
 
 class SqlOutboxStore:
@@ -98,12 +138,71 @@ class SqlOutboxStore:
     async def _update(self, ids: Sequence[int], **values: Any) -> None:
         await self._session.execute(update(o).where(o.c.id.in_(list(ids))).values(**values))
 
-    async def release_stale_claims(self, claimed_before: datetime) -> None:
-        await self._session.execute(
-            update(o)
-            .where(o.c.status == "sending", o.c.claimed_at < claimed_before)
-            .values(status="pending", bundle_id=None)
+    async def _release(self, which: ColumnElement[bool]) -> list[Released]:
+        claimed = and_(o.c.status == "sending", which)
+        rows = (
+            await self._session.execute(
+                select(o.c.id, o.c.call_id, o.c.channel, o.c.to_number, o.c.requested_at)
+                .where(claimed)
+                .order_by(o.c.id)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not rows:
+            return []
+        await self._update([r.id for r in rows], **_unclaimed())
+        return [
+            Released(r.id, r.call_id, r.channel, r.to_number, r.requested_at is not None)
+            for r in rows
+        ]
+
+    async def release_stale_claims(self, claimed_before: datetime) -> list[Released]:
+        return await self._release(o.c.claimed_at < claimed_before)
+
+    async def release_claims_besides(self, instance_id: str) -> list[Released]:
+        return await self._release(or_(o.c.claimed_by.is_(None), o.c.claimed_by != instance_id))
+
+    async def release_claimed(self, ids: Sequence[int], instance_id: str) -> list[Released]:
+        return await self._release(and_(o.c.id.in_(list(ids)), o.c.claimed_by == instance_id))
+
+    async def unwanted_pending(self, ids: Sequence[int] | None = None) -> list[RowCheck]:
+        query = (
+            select(o.c.id, o.c.call_id, db.calls.c.state)
+            .join(db.calls, db.calls.c.id == o.c.call_id)
+            .where(o.c.status == "pending", not_(outbox_row_wanted()))
+            .order_by(o.c.id)
         )
+        if ids is not None:
+            query = query.where(o.c.id.in_(list(ids)))
+        rows = (await self._session.execute(query.with_for_update(skip_locked=True, of=o))).all()
+        return [RowCheck(r.id, r.call_id, False, r.state) for r in rows]
+
+    async def cancel(self, ids: Sequence[int], reason: str) -> None:
+        await self._update(
+            ids, status="cancelled", bundle_id=None, requested_at=None, error=reason[:500]
+        )
+
+    async def check_claimed(self, ids: Sequence[int], instance_id: str) -> list[RowCheck]:
+        rows = (
+            await self._session.execute(
+                select(o.c.id, o.c.call_id, db.calls.c.state, outbox_row_wanted().label("wanted"))
+                .join(db.calls, db.calls.c.id == o.c.call_id)
+                .where(
+                    o.c.id.in_(list(ids)),
+                    o.c.status == "sending",
+                    o.c.claimed_by == instance_id,
+                )
+                .order_by(o.c.id)
+                .with_for_update(of=o)
+            )
+        ).all()
+        return [RowCheck(r.id, r.call_id, bool(r.wanted), r.state) for r in rows]
+
+    async def mark_requested(self, ids: Sequence[int], now: datetime) -> None:
+        await self._update(ids, requested_at=now)
+
+    async def release(self, ids: Sequence[int]) -> None:
+        await self._update(ids, **_unclaimed())
 
     async def due(self, now: datetime, limit: int) -> list[OutboxItem]:
         return await self._items(
@@ -138,8 +237,17 @@ class SqlOutboxStore:
             .with_for_update(skip_locked=True, of=o)
         )
 
-    async def claim(self, ids: Sequence[int], now: datetime, bundle_id: int | None) -> None:
-        await self._update(ids, status="sending", claimed_at=now, bundle_id=bundle_id)
+    async def claim(
+        self, ids: Sequence[int], now: datetime, bundle_id: int | None, instance_id: str
+    ) -> None:
+        await self._update(
+            ids,
+            status="sending",
+            claimed_at=now,
+            bundle_id=bundle_id,
+            claimed_by=instance_id,
+            requested_at=None,
+        )
 
     async def mark_sent(self, ids: Sequence[int], receipt: Receipt, now: datetime) -> None:
         # Entries a report already moved on (failed, or pending for a retry).
@@ -171,19 +279,19 @@ class SqlOutboxStore:
     async def retry(
         self, ids: Sequence[int], at: datetime, error: str, *, count_attempt: bool
     ) -> None:
-        values: dict[str, Any] = {
-            "status": "pending",
-            "next_attempt_at": at,
-            "bundle_id": None,
-            "error": error[:500],
-        }
+        values: dict[str, Any] = {**_unclaimed(), "next_attempt_at": at, "error": error[:500]}
         if count_attempt:
             values["attempts"] = o.c.attempts + 1
         await self._update(ids, **values)
 
     async def mark_failed(self, ids: Sequence[int], reason: str, code: int | None) -> None:
         await self._update(
-            ids, status="failed", bundle_id=None, error=reason[:500], error_code=code
+            ids,
+            status="failed",
+            bundle_id=None,
+            requested_at=None,
+            error=reason[:500],
+            error_code=code,
         )
 
     async def call(self, call_id: str) -> Call | None:

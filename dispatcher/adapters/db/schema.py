@@ -200,6 +200,12 @@ sms_outbox = Table(
     # Which of the call's step numberings ``step`` counts (0009_escalation_clock):
     # "escalation" or "ack_timeout"; NULL on a fallback's row and on older rows.
     Column("timer", String(16), nullable=True),
+    # Claims (0010): the dispatcher instance that claimed the entry (a restart hands
+    # back every claim of another instance at once), and when the provider request of
+    # the current attempt began (None: not handed to the provider yet; set, the
+    # message may have left, so sending it again after a crash may duplicate it).
+    Column("claimed_by", String(64), nullable=True),
+    Column("requested_at", UTCDateTime, nullable=True),
     Index("ix_sms_outbox_status_next", "status", "next_attempt_at"),
     Index("ix_sms_outbox_to_number", "to_number"),
 )
