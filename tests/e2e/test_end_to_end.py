@@ -110,6 +110,21 @@ async def nothing_for(client: aiomqtt.Client, seconds: float) -> None:
     pytest.fail(f"unexpected message on {message.topic.value}: {message.payload!r}")
 
 
+async def settled(app: App, timeout_s: float = 10.0) -> None:
+    """Until no outbox entry is in flight (claimed and not yet recorded as sent)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            async with app.sessions() as s:
+                busy = (
+                    await s.execute(
+                        select(db.sms_outbox.c.id).where(db.sms_outbox.c.status == "sending")
+                    )
+                ).first()
+            if busy is None:
+                return
+            await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("protocol", [5, 4], ids=["mqtt5", "mqtt311"])
 async def test_press_to_resolve_over_real_parts(
     tmp_path: Path,
@@ -153,6 +168,9 @@ async def test_press_to_resolve_over_real_parts(
         assert update["state"] == "acknowledged" and update["call_id"] == call_id
 
         sent = len(sms_sink.messages)
+        # The sink has them; wait until the daemon has recorded them as sent too: a jump
+        # of 600 s with a request still in flight would make its claim look stale.
+        await settled(d.app)
         d.clock.advance(600)
         await asyncio.sleep(0.4)
         assert len(sms_sink.messages) == sent  # acknowledged: escalation has stopped
