@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import ssl
 from collections.abc import Coroutine
 from datetime import datetime
@@ -175,6 +176,7 @@ class MqttGateway:
         return client
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        _no_delay(client)
         t = self._topics
         await client.subscribe(t.all_events, qos=1)
         await client.subscribe(t.all_statuses, qos=1)
@@ -314,3 +316,12 @@ def _why_disconnected(client: aiomqtt.Client) -> BaseException | None:
     if not gone.done() or gone.cancelled():
         return None
     return gone.exception()
+
+
+def _no_delay(client: aiomqtt.Client) -> None:
+    """Send each packet at once (TCP_NODELAY), as the shipped broker does
+    (``set_tcp_nodelay true``). Without it an answer written right after a PUBACK waits
+    for the broker's delayed ACK (Nagle's algorithm): about 40 ms on every answer."""
+    sock = client._client.socket()  # an ssl.SSLSocket under TLS, a socket.socket too
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
