@@ -161,13 +161,15 @@ async def build(
             on_change=send_now,
         ),
         operations=operations,
-        mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now),
+        mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now, settings.intake),
         supervisor=LinkSupervisor(
             Transactions(sessions, SupervisionStore),
             intake,
             clock,
             settings.devices,
             on_change=escalate_now,
+            # Supervision reads device_links: the contacts held in memory first.
+            before_check=intake.heartbeats.flush,
         ),
         escalate_now=escalate_now,
         send_now=send_now,
@@ -193,6 +195,7 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         "supervision": lambda: _poll(
             app.supervisor.check, Wakeup(), app.settings.devices.check_interval_s, stop
         ),
+        "contacts": lambda: app.intake.heartbeats.run(app.settings.intake.contacts_flush_s, stop),
     }
     if serve_http:
         from dispatcher.entrypoints.http.app import serve_api
@@ -202,6 +205,9 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         parts["http"] = lambda: serve_api(api, http.host, http.port, stop)
     log.info("dispatcher_started", parts=sorted(parts))
     await asyncio.gather(*(_keep_running(name, part, stop) for name, part in parts.items()))
+    # The intake has finished its last batch: what it noted in memory goes to the links.
+    with contextlib.suppress(Exception):
+        await app.intake.heartbeats.flush()
     log.info("dispatcher_stopped")
 
 

@@ -1,18 +1,25 @@
 """Device messages in: validate, store durably, apply to calls, and say what to answer.
 
-The event row and everything it causes (a call opened or joined, its timeline,
-the device's "received" update) are committed in ONE transaction before the
-answer is returned, so an answered event is never lost and a resent one is
-recognised as a duplicate of the call it already opened.
+Messages come in batches (:meth:`Intake.on_batch`): the event rows of a whole batch
+and everything they cause (calls opened or joined, their timelines, the devices'
+"received" updates) are committed in ONE transaction before any answer is returned,
+so an answered event is never lost and a resent one is recognised as a duplicate of
+the call it already opened. Each message runs in a savepoint of its own: one that
+fails is rolled back alone and recorded as rejected, and the rest of its batch goes
+on. Messages are applied in the order given (the caller keeps each device's order).
+
+Heartbeats touch memory only (:class:`~dispatcher.services.heartbeats.HeartbeatTracker`),
+unless the device has an open ``heartbeat_missed`` alert that the heartbeat closes.
 """
 
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -34,6 +41,7 @@ from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
 from dispatcher.services.clock import Clock
+from dispatcher.services.heartbeats import HEARTBEAT_MISSED, ContactStore, HeartbeatTracker
 from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
@@ -65,8 +73,58 @@ class Conflict(ABC):  # noqa: B024 (a marker: adapters register their error clas
     recognises it without importing the adapter and re-raises it unchanged."""
 
 
-class IntakeStore(Protocol):
+class Unavailable(ABC):  # noqa: B024 (a marker, as Conflict)
+    """The database cannot be reached or used at all (not a fault of one message): the
+    whole batch is abandoned, unanswered and unacknowledged, to be delivered again."""
+
+
+@dataclass(frozen=True)
+class DeviceMessage:
+    """One message from ``{root}/dev/{device_id}/event``, parsed at the edge."""
+
+    device_id: str
+    topic: str
+    raw: bytes
+    parsed: Event | Invalid | Rejected
+
+    @classmethod
+    def read(cls, device_id: str, topic: str, raw: bytes) -> DeviceMessage:
+        return cls(device_id, topic, raw, parse_event(raw))
+
+    @property
+    def event_type(self) -> EventType | None:
+        return self.parsed.type if isinstance(self.parsed, Event) else None
+
+
+@dataclass(frozen=True)
+class StatusMessage:
+    """The device's retained ``status`` (online, or offline from its Last Will)."""
+
+    device_id: str
+    raw: bytes
+    retained: bool = False
+
+
+@dataclass(frozen=True)
+class Unhandled:
+    """A message that cannot be handled at all (a topic that names no valid device,
+    messages dropped from a flooding device): recorded with its raw bytes."""
+
+    device_id: str | None
+    topic: str
+    raw: bytes
+    reason: str
+
+
+Incoming = DeviceMessage | StatusMessage | Unhandled
+
+
+class IntakeStore(ContactStore, Protocol):
     """What the intake reads and writes, inside one transaction."""
+
+    def savepoint(self) -> AbstractAsyncContextManager[object]:
+        """A nested transaction: rolled back alone when its block raises."""
+        ...
 
     async def find_event(self, device_id: str, ref: str) -> StoredEvent | None: ...
 
@@ -123,6 +181,21 @@ class IntakeSettings:
     heartbeat_s: int = 3600  # the interval devices are told to use
 
 
+@dataclass
+class _Batch:
+    """What one batch did, told only once its transaction has committed."""
+
+    logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.logs), len(self.after_commit)
+
+    def undo_to(self, mark: tuple[int, int]) -> None:
+        del self.logs[mark[0] :]
+        del self.after_commit[mark[1] :]
+
+
 class Intake:
     def __init__(
         self,
@@ -132,6 +205,7 @@ class Intake:
         policies: Mapping[str, Policy] | PolicyBook,
         settings: IntakeSettings,
         on_change: Callable[[], None] = lambda: None,
+        heartbeats: HeartbeatTracker | None = None,
     ) -> None:
         self._tx = tx
         self._directory = directory
@@ -139,31 +213,15 @@ class Intake:
         self._policies = book(policies)
         self._settings = settings
         self._on_change = on_change  # wakes the escalator and the device outbox
+        self.heartbeats = heartbeats or HeartbeatTracker(tx)
 
     async def on_event(self, device_id: str, topic: str, payload: bytes) -> Ack | None:
-        """Handle one message from ``{root}/dev/{device_id}/event``.
+        """Handle one message from ``{root}/dev/{device_id}/event`` (a batch of one).
 
         Returns the answer to publish on the device's ``ack`` topic, or None when the
         message gets no answer (a heartbeat, or one without a usable ``ref``).
         """
-        now = self._clock.now()
-        parsed = parse_event(payload)
-        if isinstance(parsed, Rejected | Invalid):
-            return await self._reject(device_id, topic, payload, parsed, now)
-        if parsed.type is EventType.HEARTBEAT:
-            await self._seen(device_id, now, parsed.battery, heartbeat=True)
-            return None
-        try:
-            ack = await self._accept(device_id, parsed, payload, now)
-        except Exception as exc:
-            if not isinstance(exc, Conflict):
-                raise
-            # The same ref raced in twice (a resend while the first was being stored).
-            duplicate = await self._duplicate(device_id, parsed.ref)
-            if duplicate is None:
-                raise
-            ack = duplicate
-        self._on_change()
+        [ack] = await self.on_batch([DeviceMessage.read(device_id, topic, payload)])
         return ack
 
     async def on_status(self, device_id: str, payload: bytes, *, retained: bool = False) -> None:
@@ -172,55 +230,176 @@ class Intake:
         A retained copy (delivered again when we subscribe) is old news: it only
         introduces a device we have never heard of, and never counts as contact.
         """
-        try:
-            status = DeviceStatus.model_validate_json(payload)
-        except ValueError:
-            log.warning("status_unreadable", device_id=device_id, payload=payload[:200])
-            return
-        now = self._clock.now()
-        async with self._tx.begin() as store:
-            known = await store.is_known_device(device_id)
-            if retained and known:
-                return
-            await store.update_link(device_id, now, status=status.state)
-            if status.state == "online":
-                await self._clear_alert(store, device_id, "offline", now, "device back online")
-                # The centre sets the heartbeat interval that supervision expects.
-                config = ConfigCommand(heartbeat_s=self._settings.heartbeat_s)
-                await store.queue_device_message(device_id, config.model_dump_json(), now)
-        log.info("device_status", device_id=device_id, state=status.state)
-        self._on_change()
+        await self.on_batch([StatusMessage(device_id, payload, retained)])
 
-    async def _accept(self, device_id: str, event: Event, raw: bytes, now: datetime) -> Ack:
-        async with self._tx.begin() as store:
-            seen = await store.find_event(device_id, event.ref)
-            if seen is not None:
-                log.info(
-                    "event_duplicate", device_id=device_id, ref=event.ref, call_id=seen.call_id
-                )
-                return Ack(ref=event.ref, result=AckResult.DUPLICATE, call_id=seen.call_id)
-            call = await self._apply(store, device_id, event, now)
-            await store.insert_event(device_id, event, raw, now, call.id if call else None)
-            await store.update_link(device_id, now, battery=event.battery)
-            await self._clear_alert(store, device_id, "heartbeat_missed", now, "device heard")
-        log.info(
-            "event_stored",
-            device_id=device_id,
-            ref=event.ref,
-            type=event.type.value,
-            call_id=call.id if call else None,
+    async def on_unhandled(
+        self, device_id: str | None, topic: str, payload: bytes, reason: str
+    ) -> None:
+        """A message that cannot be handled at all (a topic that names no valid device,
+        or a failure of our own): recorded with its raw bytes, never silently dropped."""
+        await self.on_batch([Unhandled(device_id, topic, payload, reason)])
+
+    async def on_batch(self, batch: Sequence[Incoming]) -> list[Ack | None]:
+        """Handle ``batch`` in order, in one transaction; returns each message's answer
+        (None: none to give), once that transaction has committed.
+
+        Raises when the database is unavailable: then nothing of the batch is stored
+        and nothing must be answered or acknowledged."""
+        answers: list[Ack | None] = [None] * len(batch)
+        now = self._clock.now()
+        alerted = await self.heartbeats.alerted()
+        done = _Batch()
+        async with AsyncExitStack() as stack:
+            store: IntakeStore | None = None
+            for i, message in enumerate(batch):
+                if (
+                    isinstance(message, DeviceMessage)
+                    and isinstance(message.parsed, Event)
+                    and message.parsed.type is EventType.HEARTBEAT
+                    and message.device_id not in alerted
+                ):
+                    self.heartbeats.seen(message.device_id, now, message.parsed.battery)
+                    continue
+                if store is None:  # the transaction begins with the first message needing it
+                    store = await stack.enter_async_context(self._tx.begin())
+                answers[i] = await self._in_savepoint(store, message, now, alerted, done)
+            wrote = store is not None
+        if not wrote:
+            return answers
+        for fn in done.after_commit:
+            fn()
+        for event_name, fields in done.logs:
+            log.info(event_name, **fields)
+        self._on_change()
+        return answers
+
+    async def _in_savepoint(
+        self,
+        store: IntakeStore,
+        message: Incoming,
+        now: datetime,
+        alerted: set[str],
+        done: _Batch,
+    ) -> Ack | None:
+        mark = done.mark()
+        try:
+            async with store.savepoint():
+                return await self._one(store, message, now, alerted, done)
+        except Exception as exc:
+            done.undo_to(mark)
+            if isinstance(exc, Unavailable):
+                raise
+            if (
+                isinstance(exc, Conflict)
+                and isinstance(message, DeviceMessage)
+                and isinstance(message.parsed, Event)
+            ):
+                # The same ref raced in twice (a resend while the first was being stored).
+                duplicate = await self._duplicate(store, message.device_id, message.parsed.ref)
+                if duplicate is not None:
+                    return duplicate
+            # A fault of our own on this message. Redelivering it would block every
+            # message behind it, so record it (raw bytes and all) and carry on; the
+            # device, unanswered, resends, and a device whose messages keep failing
+            # raises a technical alert.
+            topic = _topic(message)
+            log.exception("intake_message_failed", device_id=message.device_id, topic=topic)
+            why = Rejected(reason=f"internal error: {exc!r}")
+            async with store.savepoint():
+                await self._reject(store, message.device_id, topic, message.raw, why, now)
+            return None
+
+    async def _one(
+        self,
+        store: IntakeStore,
+        message: Incoming,
+        now: datetime,
+        alerted: set[str],
+        done: _Batch,
+    ) -> Ack | None:
+        if isinstance(message, Unhandled):
+            why = Rejected(reason=message.reason)
+            return await self._reject(
+                store, message.device_id, message.topic, message.raw, why, now
+            )
+        if isinstance(message, StatusMessage):
+            await self._status(store, message, now, done)
+            return None
+        parsed = message.parsed
+        if isinstance(parsed, Rejected | Invalid):
+            return await self._reject(
+                store, message.device_id, message.topic, message.raw, parsed, now
+            )
+        if parsed.type is EventType.HEARTBEAT:  # from a device with a heartbeat_missed alert
+            await self._seen(store, message.device_id, now, parsed.battery, done)
+            return None
+        return await self._accept(store, message.device_id, parsed, message.raw, now, alerted, done)
+
+    async def _status(
+        self, store: IntakeStore, message: StatusMessage, now: datetime, done: _Batch
+    ) -> None:
+        device_id = message.device_id
+        try:
+            status = DeviceStatus.model_validate_json(message.raw)
+        except ValueError:
+            log.warning("status_unreadable", device_id=device_id, payload=message.raw[:200])
+            return
+        known = self.heartbeats.knows(device_id) or await store.is_known_device(device_id)
+        if message.retained and known:
+            return
+        # Written here, in order with the status: a heartbeat noted before it is older.
+        pending = self.heartbeats.take(device_id)
+        battery = pending.battery if pending else None
+        await store.update_link(device_id, now, status=status.state, battery=battery)
+        if status.state == "online":
+            await self._clear_alert(store, device_id, "offline", now, "device back online", done)
+            # The centre sets the heartbeat interval that supervision expects.
+            config = ConfigCommand(heartbeat_s=self._settings.heartbeat_s)
+            await store.queue_device_message(device_id, config.model_dump_json(), now)
+        done.logs.append(("device_status", {"device_id": device_id, "state": status.state}))
+
+    async def _accept(
+        self,
+        store: IntakeStore,
+        device_id: str,
+        event: Event,
+        raw: bytes,
+        now: datetime,
+        alerted: set[str],
+        done: _Batch,
+    ) -> Ack:
+        seen = await store.find_event(device_id, event.ref)
+        if seen is not None:
+            log.info("event_duplicate", device_id=device_id, ref=event.ref, call_id=seen.call_id)
+            self.heartbeats.seen(device_id, now, event.battery)
+            return Ack(ref=event.ref, result=AckResult.DUPLICATE, call_id=seen.call_id)
+        call = await self._apply(store, device_id, event, now, done)
+        await store.insert_event(device_id, event, raw, now, call.id if call else None)
+        self.heartbeats.seen(device_id, now, event.battery)
+        if device_id in alerted:
+            await self._clear_alert(store, device_id, HEARTBEAT_MISSED, now, "device heard", done)
+        done.logs.append(
+            (
+                "event_stored",
+                {
+                    "device_id": device_id,
+                    "ref": event.ref,
+                    "type": event.type.value,
+                    "call_id": call.id if call else None,
+                },
+            )
         )
         return Ack(ref=event.ref, result=AckResult.OK, call_id=call.id if call else None)
 
     async def _apply(
-        self, store: IntakeStore, device_id: str, event: Event, now: datetime
+        self, store: IntakeStore, device_id: str, event: Event, now: datetime, done: _Batch
     ) -> Call | None:
         """What the event does to the device's calls; returns the call it opened or joined."""
         if event.type in CALL_TYPES:
             kind = CallKind(event.type.value)
             call = await store.active_resident_call(device_id)
             if call is None:
-                return await self._open(store, device_id, kind, now)
+                return await self._open(store, device_id, kind, now, done=done)
             await store.record(
                 call,
                 lifecycle.join(call, kind, now, self._policies.for_call(kind, call.community_id)),
@@ -239,10 +418,10 @@ class Intake:
         if event.type in _ALERT_OPENED_BY:
             key = _ALERT_OPENED_BY[event.type]
             existing = await store.active_alert(device_id, key)
-            return existing or await self.open_alert(store, device_id, key, now)
+            return existing or await self.open_alert(store, device_id, key, now, done=done)
         if event.type in _ALERT_CLEARED_BY:
             key = _ALERT_CLEARED_BY[event.type]
-            return await self._clear_alert(store, device_id, key, now, event.type.value)
+            return await self._clear_alert(store, device_id, key, now, event.type.value, done)
         raise AssertionError(f"unhandled event type {event.type}")
 
     async def _open(
@@ -254,6 +433,7 @@ class Intake:
         *,
         detail: str = "",
         alert_key: str | None = None,
+        done: _Batch | None = None,
     ) -> Call:
         resident = self._directory.residents_by_device.get(device_id)
         call, transition = lifecycle.open_call(
@@ -268,42 +448,67 @@ class Intake:
             alert_key=alert_key,
         )
         await store.open_call(call, transition, now)
-        log.info("call_opened", call_id=call.id, device_id=device_id, kind=kind.value)
+        fields = {"call_id": call.id, "device_id": device_id, "kind": kind.value}
+        if done is None:
+            log.info("call_opened", **fields)
+        else:
+            done.logs.append(("call_opened", fields))
         return call
 
-    async def open_alert(self, store: IntakeStore, device_id: str, key: str, now: datetime) -> Call:
+    async def open_alert(
+        self,
+        store: IntakeStore,
+        device_id: str,
+        key: str,
+        now: datetime,
+        *,
+        done: _Batch | None = None,
+    ) -> Call:
         """A technical alert: someone must look at a device that may not call for help."""
+        if key == HEARTBEAT_MISSED:
+            # At once, before the commit: at worst one heartbeat too many takes the
+            # transactional path, never one too few.
+            self.heartbeats.alert_opened(device_id)
         return await self._open(
-            store, device_id, CallKind.TECHNICAL, now, detail=ALERT_TEXT[key], alert_key=key
+            store,
+            device_id,
+            CallKind.TECHNICAL,
+            now,
+            detail=ALERT_TEXT[key],
+            alert_key=key,
+            done=done,
         )
 
     async def _clear_alert(
-        self, store: IntakeStore, device_id: str, key: str, now: datetime, why: str
+        self,
+        store: IntakeStore,
+        device_id: str,
+        key: str,
+        now: datetime,
+        why: str,
+        done: _Batch,
     ) -> Call | None:
         alert = await store.active_alert(device_id, key)
+        if key == HEARTBEAT_MISSED:
+            done.after_commit.append(lambda: self.heartbeats.alert_closed(device_id))
         if alert is None:
             return None
         await store.record(alert, lifecycle.clear_technical(alert, now, why), now)
         await store.cancel_pending_sms(alert.id, "fault cleared")
-        log.info("alert_cleared", call_id=alert.id, device_id=device_id, alert=key)
+        done.logs.append(
+            ("alert_cleared", {"call_id": alert.id, "device_id": device_id, "alert": key})
+        )
         return alert
 
-    async def _duplicate(self, device_id: str, ref: str) -> Ack | None:
-        async with self._tx.begin() as store:
-            seen = await store.find_event(device_id, ref)
+    async def _duplicate(self, store: IntakeStore, device_id: str, ref: str) -> Ack | None:
+        seen = await store.find_event(device_id, ref)
         if seen is None:
             return None
         return Ack(ref=ref, result=AckResult.DUPLICATE, call_id=seen.call_id)
 
-    async def on_unhandled(
-        self, device_id: str | None, topic: str, payload: bytes, reason: str
-    ) -> None:
-        """A message that cannot be handled at all (a topic that names no valid device,
-        or a failure of our own): recorded with its raw bytes, never silently dropped."""
-        await self._reject(device_id, topic, payload, Rejected(reason=reason), self._clock.now())
-
     async def _reject(
         self,
+        store: IntakeStore,
         device_id: str | None,
         topic: str,
         raw: bytes,
@@ -312,12 +517,11 @@ class Intake:
     ) -> Ack | None:
         ref = why.ref if isinstance(why, Invalid) else None
         reason = why.error if isinstance(why, Invalid) else why.reason
-        async with self._tx.begin() as store:
-            await store.insert_rejected(
-                now, topic, device_id, ref, raw, reason, answered=ref is not None
-            )
-            if device_id is not None:
-                await self._alert_if_unreadable(store, device_id, now)
+        await store.insert_rejected(
+            now, topic, device_id, ref, raw, reason, answered=ref is not None
+        )
+        if device_id is not None:
+            await self._alert_if_unreadable(store, device_id, now)
         log.warning("event_rejected", device_id=device_id, ref=ref, reason=reason)
         if ref is None:
             return None
@@ -333,9 +537,17 @@ class Intake:
             self._on_change()
 
     async def _seen(
-        self, device_id: str, now: datetime, battery: int | None, *, heartbeat: bool
+        self, store: IntakeStore, device_id: str, now: datetime, battery: int | None, done: _Batch
     ) -> None:
-        async with self._tx.begin() as store:
-            await store.update_link(device_id, now, battery=battery)
-            if heartbeat:
-                await self._clear_alert(store, device_id, "heartbeat_missed", now, "heartbeat")
+        """A heartbeat from a device with a ``heartbeat_missed`` alert: closes it now."""
+        pending = self.heartbeats.take(device_id)
+        if battery is None and pending is not None:
+            battery = pending.battery
+        await store.update_link(device_id, now, battery=battery)
+        await self._clear_alert(store, device_id, HEARTBEAT_MISSED, now, "heartbeat", done)
+
+
+def _topic(message: Incoming) -> str:
+    if isinstance(message, StatusMessage):
+        return f"dev/{message.device_id}/status"
+    return message.topic

@@ -3,26 +3,78 @@ the intake makes, bound to one SQLAlchemy session (one transaction)."""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.protocol import Event
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
-from dispatcher.core.calls import Call, Transition
-from dispatcher.services.intake import Conflict, StoredEvent
+from dispatcher.core.calls import Call, CallState, Transition
+from dispatcher.services.heartbeats import Seen
+from dispatcher.services.intake import Conflict, StoredEvent, Unavailable
 
 # A unique key broken (the same ref stored twice at once) is what the intake retries as
 # a duplicate; it recognises the error as a Conflict and re-raises it unchanged.
 Conflict.register(IntegrityError)
+# The database gone (locked past its timeout, disk, connection): not one message's
+# fault, so the intake abandons the whole batch for the broker to deliver again.
+Unavailable.register(OperationalError)
+Unavailable.register(InterfaceError)
+Unavailable.register(OSError)
+
+# Rows per statement when writing contacts (SQLite allows 32766 bound parameters).
+_SEEN_CHUNK = 1000
 
 
 class SqlIntakeStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+
+    def savepoint(self) -> AbstractAsyncContextManager[object]:
+        return self._session.begin_nested()
+
+    async def write_seen(self, seen: list[Seen]) -> None:
+        dialect = self._session.get_bind().dialect.name
+        links = db.device_links
+        for start in range(0, len(seen), _SEEN_CHUNK):
+            upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(links)
+            rows = [
+                {
+                    "device_id": s.device_id,
+                    "last_seen_at": s.at,
+                    "status": "online",
+                    "status_at": s.at,
+                    "battery": s.battery,
+                }
+                for s in seen[start : start + _SEEN_CHUNK]
+            ]
+            # Any message from the device means it is connected (as update_link), but
+            # contact noted before a newer write (a status, in order) changes nothing.
+            await self._session.execute(
+                upsert.values(rows).on_conflict_do_update(
+                    index_elements=[links.c.device_id],
+                    set_={
+                        "last_seen_at": upsert.excluded.last_seen_at,
+                        "status": "online",
+                        "battery": func.coalesce(upsert.excluded.battery, links.c.battery),
+                    },
+                    where=links.c.last_seen_at <= upsert.excluded.last_seen_at,
+                )
+            )
+
+    async def devices_with_alert(self, alert_key: str) -> set[str]:
+        found = await self._session.scalars(
+            select(db.calls.c.device_id).where(
+                db.calls.c.alert_key == alert_key, db.calls.c.state != CallState.RESOLVED.value
+            )
+        )
+        return set(found)
 
     async def find_event(self, device_id: str, ref: str) -> StoredEvent | None:
         row = (
