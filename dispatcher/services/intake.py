@@ -58,6 +58,10 @@ ALERT_TEXT = {
 }
 
 
+# Opened by supervision, not by the intake.
+_SUPERVISION_ALERTS = frozenset({HEARTBEAT_MISSED, "offline"})
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """An event already stored under its device and ref, and the call it opened or
@@ -128,6 +132,15 @@ class IntakeStore(ContactStore, Protocol):
 
     async def find_event(self, device_id: str, ref: str) -> StoredEvent | None: ...
 
+    async def find_events(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], StoredEvent]:
+        """Those of these (device, ref) already stored: a whole batch in one query."""
+        ...
+
+    async def open_calls_of(self, device_ids: set[str]) -> set[tuple[str, str | None]]:
+        """(device, alert key) of these devices' unresolved calls; None is the key of
+        a resident's call."""
+        ...
+
     async def insert_event(
         self, device_id: str, event: Event, raw: bytes, now: datetime, call_id: str | None
     ) -> None: ...
@@ -181,12 +194,40 @@ class IntakeSettings:
     heartbeat_s: int = 3600  # the interval devices are told to use
 
 
+class _Failed(Exception):
+    """A message of a batch run without savepoints failed: the batch is run again."""
+
+
 @dataclass
 class _Batch:
-    """What one batch did, told only once its transaction has committed."""
+    """What one batch found out up front (one query each, not one per message), and
+    what it did, told only once its transaction has committed."""
 
+    alerted: set[str]  # devices with a heartbeat_missed alert (the tracker's)
+    stored: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
+    # (device, alert key or None) that may have an unresolved call: one absent has none.
+    open_calls: set[tuple[str, str | None]] = field(default_factory=set)
     logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    async def prefetch(self, store: IntakeStore, batch: Sequence[Incoming]) -> None:
+        events = [
+            (m.device_id, m.parsed.ref)
+            for m in batch
+            if isinstance(m, DeviceMessage) and isinstance(m.parsed, Event)
+        ]
+        if events:
+            self.stored = await store.find_events(set(events))
+        devices = {m.device_id for m in batch if m.device_id is not None}
+        if devices:
+            self.open_calls = await store.open_calls_of(devices)
+
+    def may_have(self, device_id: str, alert_key: str | None) -> bool:
+        # Supervision's alerts may be opened by another transaction after the
+        # prefetch (PostgreSQL): always looked up.
+        if alert_key in _SUPERVISION_ALERTS:
+            return True
+        return (device_id, alert_key) in self.open_calls
 
     def mark(self) -> tuple[int, int]:
         return len(self.logs), len(self.after_commit)
@@ -245,10 +286,31 @@ class Intake:
 
         Raises when the database is unavailable: then nothing of the batch is stored
         and nothing must be answered or acknowledged."""
-        answers: list[Ack | None] = [None] * len(batch)
         now = self._clock.now()
         alerted = await self.heartbeats.alerted()
-        done = _Batch()
+        try:
+            # First without savepoints (each costs two statements, a good part of a
+            # message's cost): the usual batch has no failing message.
+            answers, done = await self._run(batch, now, alerted, savepoints=False)
+        except _Failed:
+            # Rolled back whole: again, each message in a savepoint, so that only the
+            # failing one is undone (and recorded as rejected).
+            answers, done = await self._run(batch, now, alerted, savepoints=True)
+        if done is None:
+            return answers
+        for fn in done.after_commit:
+            fn()
+        for event_name, fields in done.logs:
+            log.info(event_name, **fields)
+        self._on_change()
+        return answers
+
+    async def _run(
+        self, batch: Sequence[Incoming], now: datetime, alerted: set[str], *, savepoints: bool
+    ) -> tuple[list[Ack | None], _Batch | None]:
+        """One pass over the batch; the _Batch is None when nothing needed a transaction."""
+        answers: list[Ack | None] = [None] * len(batch)
+        done = _Batch(alerted)
         async with AsyncExitStack() as stack:
             store: IntakeStore | None = None
             for i, message in enumerate(batch):
@@ -262,29 +324,40 @@ class Intake:
                     continue
                 if store is None:  # the transaction begins with the first message needing it
                     store = await stack.enter_async_context(self._tx.begin())
-                answers[i] = await self._in_savepoint(store, message, now, alerted, done)
+                    await done.prefetch(store, batch[i:])
+                if savepoints:
+                    answers[i] = await self._in_savepoint(store, message, now, done)
+                    continue
+                try:
+                    answers[i] = await self._one(store, message, now, done)
+                except Exception as exc:
+                    if isinstance(exc, Unavailable):
+                        raise
+                    raise _Failed from exc
+                self._note_stored(message, answers[i], done)
             wrote = store is not None
-        if not wrote:
-            return answers
-        for fn in done.after_commit:
-            fn()
-        for event_name, fields in done.logs:
-            log.info(event_name, **fields)
-        self._on_change()
-        return answers
+        return answers, (done if wrote else None)
+
+    @staticmethod
+    def _note_stored(message: Incoming, ack: Ack | None, done: _Batch) -> None:
+        """A later resend in the same batch is a duplicate of this one."""
+        if ack is not None and ack.result is AckResult.OK:
+            assert isinstance(message, DeviceMessage)  # only events are answered ok
+            done.stored[(message.device_id, ack.ref)] = StoredEvent(call_id=ack.call_id)
 
     async def _in_savepoint(
         self,
         store: IntakeStore,
         message: Incoming,
         now: datetime,
-        alerted: set[str],
         done: _Batch,
     ) -> Ack | None:
         mark = done.mark()
         try:
             async with store.savepoint():
-                return await self._one(store, message, now, alerted, done)
+                ack = await self._one(store, message, now, done)
+            self._note_stored(message, ack, done)
+            return ack
         except Exception as exc:
             done.undo_to(mark)
             if isinstance(exc, Unavailable):
@@ -314,7 +387,6 @@ class Intake:
         store: IntakeStore,
         message: Incoming,
         now: datetime,
-        alerted: set[str],
         done: _Batch,
     ) -> Ack | None:
         if isinstance(message, Unhandled):
@@ -333,7 +405,7 @@ class Intake:
         if parsed.type is EventType.HEARTBEAT:  # from a device with a heartbeat_missed alert
             await self._seen(store, message.device_id, now, parsed.battery, done)
             return None
-        return await self._accept(store, message.device_id, parsed, message.raw, now, alerted, done)
+        return await self._accept(store, message.device_id, parsed, message.raw, now, done)
 
     async def _status(
         self, store: IntakeStore, message: StatusMessage, now: datetime, done: _Batch
@@ -365,10 +437,9 @@ class Intake:
         event: Event,
         raw: bytes,
         now: datetime,
-        alerted: set[str],
         done: _Batch,
     ) -> Ack:
-        seen = await store.find_event(device_id, event.ref)
+        seen = done.stored.get((device_id, event.ref))
         if seen is not None:
             log.info("event_duplicate", device_id=device_id, ref=event.ref, call_id=seen.call_id)
             self.heartbeats.seen(device_id, now, event.battery)
@@ -376,7 +447,7 @@ class Intake:
         call = await self._apply(store, device_id, event, now, done)
         await store.insert_event(device_id, event, raw, now, call.id if call else None)
         self.heartbeats.seen(device_id, now, event.battery)
-        if device_id in alerted:
+        if device_id in done.alerted:
             await self._clear_alert(store, device_id, HEARTBEAT_MISSED, now, "device heard", done)
         done.logs.append(
             (
@@ -397,7 +468,7 @@ class Intake:
         """What the event does to the device's calls; returns the call it opened or joined."""
         if event.type in CALL_TYPES:
             kind = CallKind(event.type.value)
-            call = await store.active_resident_call(device_id)
+            call = await self._resident_call(store, device_id, done)
             if call is None:
                 return await self._open(store, device_id, kind, now, done=done)
             await store.record(
@@ -407,7 +478,7 @@ class Intake:
             )
             return call
         if event.type in (EventType.CANCEL, EventType.PRESENCE):
-            call = await store.active_resident_call(device_id)
+            call = await self._resident_call(store, device_id, done)
             if call is None:
                 return None  # recorded and answered ok, without a call id
             change = lifecycle.cancel if event.type is EventType.CANCEL else lifecycle.presence
@@ -417,12 +488,19 @@ class Intake:
             return call
         if event.type in _ALERT_OPENED_BY:
             key = _ALERT_OPENED_BY[event.type]
-            existing = await store.active_alert(device_id, key)
+            existing = (
+                await store.active_alert(device_id, key) if done.may_have(device_id, key) else None
+            )
             return existing or await self.open_alert(store, device_id, key, now, done=done)
         if event.type in _ALERT_CLEARED_BY:
             key = _ALERT_CLEARED_BY[event.type]
             return await self._clear_alert(store, device_id, key, now, event.type.value, done)
         raise AssertionError(f"unhandled event type {event.type}")
+
+    async def _resident_call(self, store: IntakeStore, device_id: str, done: _Batch) -> Call | None:
+        if not done.may_have(device_id, None):
+            return None
+        return await store.active_resident_call(device_id)
 
     async def _open(
         self,
@@ -448,6 +526,8 @@ class Intake:
             alert_key=alert_key,
         )
         await store.open_call(call, transition, now)
+        if done is not None:
+            done.open_calls.add((device_id, alert_key))
         fields = {"call_id": call.id, "device_id": device_id, "kind": kind.value}
         if done is None:
             log.info("call_opened", **fields)
@@ -488,7 +568,7 @@ class Intake:
         why: str,
         done: _Batch,
     ) -> Call | None:
-        alert = await store.active_alert(device_id, key)
+        alert = await store.active_alert(device_id, key) if done.may_have(device_id, key) else None
         if key == HEARTBEAT_MISSED:
             done.after_commit.append(lambda: self.heartbeats.alert_closed(device_id))
         if alert is None:

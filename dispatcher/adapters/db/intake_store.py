@@ -28,6 +28,8 @@ Unavailable.register(OperationalError)
 Unavailable.register(InterfaceError)
 Unavailable.register(OSError)
 
+# Values per IN (...) list (well below SQLite's limit on bound parameters).
+_IN_CHUNK = 500
 # Rows per statement when writing contacts (SQLite allows 32766 bound parameters).
 _SEEN_CHUNK = 1000
 
@@ -85,6 +87,36 @@ class SqlIntakeStore:
             )
         ).first()
         return None if row is None else StoredEvent(call_id=row.call_id)
+
+    async def find_events(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], StoredEvent]:
+        found: dict[tuple[str, str], StoredEvent] = {}
+        ordered = sorted(keys)
+        e = db.events.c
+        for start in range(0, len(ordered), _IN_CHUNK):
+            chunk = ordered[start : start + _IN_CHUNK]
+            rows = await self._session.execute(
+                select(e.device_id, e.ref, e.call_id).where(
+                    e.device_id.in_({d for d, _ in chunk}), e.ref.in_({r for _, r in chunk})
+                )
+            )
+            for row in rows:
+                if (row.device_id, row.ref) in keys:
+                    found[(row.device_id, row.ref)] = StoredEvent(call_id=row.call_id)
+        return found
+
+    async def open_calls_of(self, device_ids: set[str]) -> set[tuple[str, str | None]]:
+        c = db.calls.c
+        ordered = sorted(device_ids)
+        found: set[tuple[str, str | None]] = set()
+        for start in range(0, len(ordered), _IN_CHUNK):
+            rows = await self._session.execute(
+                select(c.device_id, c.alert_key).where(
+                    c.device_id.in_(ordered[start : start + _IN_CHUNK]),
+                    c.state != CallState.RESOLVED.value,
+                )
+            )
+            found.update((row.device_id, row.alert_key) for row in rows)
+        return found
 
     async def insert_event(
         self, device_id: str, event: Event, raw: bytes, now: datetime, call_id: str | None
