@@ -181,9 +181,10 @@ class IntakeQueueSettings(BaseModel):
     batch_wait_s: float = Field(default=0.002, ge=0, le=1)
     # Every device's non-alarm messages: this many a second, in bursts of at most
     # flood_burst; beyond, they are acknowledged and dropped, counted in one
-    # rejected_messages row per device per minute. Alarms are never dropped.
+    # rejected_messages row per device per flood_summary_s. Alarms are never dropped.
     flood_rate: float = Field(default=2.0, gt=0)
     flood_burst: int = Field(default=60, ge=1)
+    flood_summary_s: float = Field(default=60.0, gt=0)
     # How often the contacts held in memory (heartbeats) are written to device_links.
     contacts_flush_s: float = Field(default=5.0, gt=0)
 

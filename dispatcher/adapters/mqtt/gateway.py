@@ -103,7 +103,11 @@ class MqttGateway:
     ) -> None:
         self._settings = settings
         self._queue = queue or IntakeQueueSettings()
-        self._limiter = FloodLimiter(rate=self._queue.flood_rate, burst=self._queue.flood_burst)
+        self._limiter = FloodLimiter(
+            rate=self._queue.flood_rate,
+            burst=self._queue.flood_burst,
+            summary_every_s=self._queue.flood_summary_s,
+        )
         self._intake = intake
         self._sessions = sessions
         self._clock = clock
