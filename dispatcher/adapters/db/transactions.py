@@ -9,12 +9,15 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dispatcher.adapters.db.schema import READ_ONLY_SESSION
+
 Store = TypeVar("Store")
 
 
 class Transactions(Generic[Store]):
     """``begin()`` yields ``store_for(session)`` inside ``session.begin()`` (commit on a
-    normal exit, rollback on an exception); ``read()`` inside a plain session."""
+    normal exit, rollback on an exception); ``read()`` inside a plain session marked
+    read-only (on SQLite a deferred BEGIN: no write lock)."""
 
     def __init__(
         self,
@@ -31,5 +34,5 @@ class Transactions(Generic[Store]):
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Store]:
-        async with self._sessions() as session:
+        async with self._sessions(execution_options=READ_ONLY_SESSION) as session:
             yield self._store_for(session)

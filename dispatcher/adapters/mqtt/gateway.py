@@ -338,9 +338,9 @@ class MqttGateway:
     async def _publish_outbox(self, client: aiomqtt.Client) -> None:
         while True:
             self._outbox_wake.clear()
-            # Unstoppable like every transaction here: on SQLite even this read holds
-            # the write lock (BEGIN IMMEDIATE), and a stop that cut it in half left the
-            # lock with a connection nobody owned, so the next writer waited 30 s.
+            # Unstoppable like every transaction here: a stop that cut a transaction in
+            # half left SQLite's lock with a connection nobody owned, so the next writer
+            # waited 30 s. (This read now begins deferred and takes no write lock.)
             rows = await self._unstoppable(self._pending_commands())
             for row in rows:
                 await client.publish(self._topics.cmd(row.device_id), row.payload.encode(), qos=1)
@@ -350,7 +350,7 @@ class MqttGateway:
                     await asyncio.wait_for(self._outbox_wake.wait(), 1.0)
 
     async def _pending_commands(self) -> list[Any]:
-        async with self._sessions() as session:
+        async with self._sessions(execution_options=db.READ_ONLY_SESSION) as session:
             return list(
                 (
                     await session.execute(
