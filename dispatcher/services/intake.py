@@ -130,6 +130,12 @@ class IntakeStore(ContactStore, Protocol):
         """A nested transaction: rolled back alone when its block raises."""
         ...
 
+    def deferred(self) -> AbstractAsyncContextManager[object]:
+        """Writes held back and made together when the block ends (a statement or two
+        for the whole batch rather than several per message); meanwhile queries do
+        not see them, so the intake remembers what it opened itself."""
+        ...
+
     async def find_event(self, device_id: str, ref: str) -> StoredEvent | None: ...
 
     async def find_events(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], StoredEvent]:
@@ -175,6 +181,10 @@ class IntakeStore(ContactStore, Protocol):
 
     async def next_call_id(self, now: datetime, timezone: str) -> str: ...
 
+    async def next_call_ids(self, now: datetime, timezone: str, count: int) -> list[str]:
+        """``count`` consecutive call ids in one statement."""
+        ...
+
     async def open_call(self, call: Call, transition: Transition, now: datetime) -> None:
         """Store a new call and record its opening transition."""
 
@@ -194,10 +204,6 @@ class IntakeSettings:
     heartbeat_s: int = 3600  # the interval devices are told to use
 
 
-class _Failed(Exception):
-    """A message of a batch run without savepoints failed: the batch is run again."""
-
-
 @dataclass
 class _Batch:
     """What one batch found out up front (one query each, not one per message), and
@@ -207,6 +213,12 @@ class _Batch:
     stored: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
     # (device, alert key or None) that may have an unresolved call: one absent has none.
     open_calls: set[tuple[str, str | None]] = field(default_factory=set)
+    # The calls this batch has found or opened, by (device, alert key or None); None:
+    # it has none. Asked first: a query would not see what is not yet written.
+    calls: dict[tuple[str, str | None], Call | None] = field(default_factory=dict)
+    # Call ids reserved in one statement for the calls the batch is expected to open.
+    expected_calls: int = 0
+    call_ids: list[str] = field(default_factory=list)
     logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
@@ -221,6 +233,25 @@ class _Batch:
         devices = {m.device_id for m in batch if m.device_id is not None}
         if devices:
             self.open_calls = await store.open_calls_of(devices)
+        # At most one new call per device and kind of call (a resident's, an alert of
+        # each fault), none for a resend of what is stored.
+        opening = {
+            (m.device_id, _ALERT_OPENED_BY.get(m.parsed.type))
+            for m in batch
+            if isinstance(m, DeviceMessage)
+            and isinstance(m.parsed, Event)
+            and (m.parsed.type in CALL_TYPES or m.parsed.type in _ALERT_OPENED_BY)
+            and (m.device_id, m.parsed.ref) not in self.stored
+        }
+        self.expected_calls = len(opening - self.open_calls)
+
+    async def call_id(self, store: IntakeStore, now: datetime, timezone: str) -> str:
+        if not self.call_ids and self.expected_calls > 1:
+            self.call_ids = await store.next_call_ids(now, timezone, self.expected_calls)
+            self.expected_calls = 0
+        if self.call_ids:
+            return self.call_ids.pop(0)
+        return await store.next_call_id(now, timezone)
 
     def may_have(self, device_id: str, alert_key: str | None) -> bool:
         # Supervision's alerts may be opened by another transaction after the
@@ -289,12 +320,16 @@ class Intake:
         now = self._clock.now()
         alerted = await self.heartbeats.alerted()
         try:
-            # First without savepoints (each costs two statements, a good part of a
-            # message's cost): the usual batch has no failing message.
+            # First without savepoints and with the writes held back to the end (a
+            # message then costs a statement or two, not seven): the usual batch has no
+            # failing message.
             answers, done = await self._run(batch, now, alerted, savepoints=False)
-        except _Failed:
-            # Rolled back whole: again, each message in a savepoint, so that only the
-            # failing one is undone (and recorded as rejected).
+        except Exception as exc:
+            if isinstance(exc, Unavailable):
+                raise
+            # Rolled back whole: again, each message in a savepoint and its writes made
+            # at once, so that only the failing one is undone (and recorded as rejected).
+            log.info("intake_batch_retried", messages=len(batch), error=repr(exc))
             answers, done = await self._run(batch, now, alerted, savepoints=True)
         if done is None:
             return answers
@@ -324,16 +359,13 @@ class Intake:
                     continue
                 if store is None:  # the transaction begins with the first message needing it
                     store = await stack.enter_async_context(self._tx.begin())
+                    if not savepoints:
+                        await stack.enter_async_context(store.deferred())
                     await done.prefetch(store, batch[i:])
                 if savepoints:
                     answers[i] = await self._in_savepoint(store, message, now, done)
                     continue
-                try:
-                    answers[i] = await self._one(store, message, now, done)
-                except Exception as exc:
-                    if isinstance(exc, Unavailable):
-                        raise
-                    raise _Failed from exc
+                answers[i] = await self._one(store, message, now, done)
                 self._note_stored(message, answers[i], done)
             wrote = store is not None
         return answers, (done if wrote else None)
@@ -360,6 +392,8 @@ class Intake:
             return ack
         except Exception as exc:
             done.undo_to(mark)
+            done.calls.clear()  # what the savepoint opened or changed is gone with it
+            done.call_ids.clear()  # a reservation it made is undone too
             if isinstance(exc, Unavailable):
                 raise
             if (
@@ -379,7 +413,9 @@ class Intake:
             log.exception("intake_message_failed", device_id=message.device_id, topic=topic)
             why = Rejected(reason=f"internal error: {exc!r}")
             async with store.savepoint():
-                await self._reject(store, message.device_id, topic, message.raw, why, now)
+                await self._reject(
+                    store, message.device_id, topic, message.raw, why, now, done=done
+                )
             return None
 
     async def _one(
@@ -392,7 +428,7 @@ class Intake:
         if isinstance(message, Unhandled):
             why = Rejected(reason=message.reason)
             return await self._reject(
-                store, message.device_id, message.topic, message.raw, why, now
+                store, message.device_id, message.topic, message.raw, why, now, done=done
             )
         if isinstance(message, StatusMessage):
             await self._status(store, message, now, done)
@@ -400,7 +436,7 @@ class Intake:
         parsed = message.parsed
         if isinstance(parsed, Rejected | Invalid):
             return await self._reject(
-                store, message.device_id, message.topic, message.raw, parsed, now
+                store, message.device_id, message.topic, message.raw, parsed, now, done=done
             )
         if parsed.type is EventType.HEARTBEAT:  # from a device with a heartbeat_missed alert
             await self._seen(store, message.device_id, now, parsed.battery, done)
@@ -488,9 +524,7 @@ class Intake:
             return call
         if event.type in _ALERT_OPENED_BY:
             key = _ALERT_OPENED_BY[event.type]
-            existing = (
-                await store.active_alert(device_id, key) if done.may_have(device_id, key) else None
-            )
+            existing = await self._alert(store, device_id, key, done)
             return existing or await self.open_alert(store, device_id, key, now, done=done)
         if event.type in _ALERT_CLEARED_BY:
             key = _ALERT_CLEARED_BY[event.type]
@@ -498,9 +532,24 @@ class Intake:
         raise AssertionError(f"unhandled event type {event.type}")
 
     async def _resident_call(self, store: IntakeStore, device_id: str, done: _Batch) -> Call | None:
-        if not done.may_have(device_id, None):
-            return None
-        return await store.active_resident_call(device_id)
+        key = (device_id, None)
+        if key not in done.calls:
+            found = None
+            if done.may_have(device_id, None):
+                found = await store.active_resident_call(device_id)
+            done.calls[key] = found
+        return done.calls[key]
+
+    async def _alert(
+        self, store: IntakeStore, device_id: str, alert_key: str, done: _Batch
+    ) -> Call | None:
+        key = (device_id, alert_key)
+        if key not in done.calls:
+            found = None
+            if done.may_have(device_id, alert_key):
+                found = await store.active_alert(device_id, alert_key)
+            done.calls[key] = found
+        return done.calls[key]
 
     async def _open(
         self,
@@ -515,7 +564,11 @@ class Intake:
     ) -> Call:
         resident = self._directory.residents_by_device.get(device_id)
         call, transition = lifecycle.open_call(
-            call_id=await store.next_call_id(now, self._settings.timezone),
+            call_id=(
+                await done.call_id(store, now, self._settings.timezone)
+                if done is not None
+                else await store.next_call_id(now, self._settings.timezone)
+            ),
             device_id=device_id,
             kind=kind,
             policy=self._policies.for_call(kind.value, resident.community_id if resident else None),
@@ -528,6 +581,7 @@ class Intake:
         await store.open_call(call, transition, now)
         if done is not None:
             done.open_calls.add((device_id, alert_key))
+            done.calls[(device_id, alert_key)] = call
         fields = {"call_id": call.id, "device_id": device_id, "kind": kind.value}
         if done is None:
             log.info("call_opened", **fields)
@@ -568,12 +622,13 @@ class Intake:
         why: str,
         done: _Batch,
     ) -> Call | None:
-        alert = await store.active_alert(device_id, key) if done.may_have(device_id, key) else None
+        alert = await self._alert(store, device_id, key, done)
         if key == HEARTBEAT_MISSED:
             done.after_commit.append(lambda: self.heartbeats.alert_closed(device_id))
         if alert is None:
             return None
         await store.record(alert, lifecycle.clear_technical(alert, now, why), now)
+        done.calls[(device_id, key)] = None  # resolved
         await store.cancel_pending_sms(alert.id, "fault cleared")
         done.logs.append(
             ("alert_cleared", {"call_id": alert.id, "device_id": device_id, "alert": key})
@@ -594,6 +649,8 @@ class Intake:
         raw: bytes,
         why: Rejected | Invalid,
         now: datetime,
+        *,
+        done: _Batch,
     ) -> Ack | None:
         ref = why.ref if isinstance(why, Invalid) else None
         reason = why.error if isinstance(why, Invalid) else why.reason
@@ -601,19 +658,21 @@ class Intake:
             now, topic, device_id, ref, raw, reason, answered=ref is not None
         )
         if device_id is not None:
-            await self._alert_if_unreadable(store, device_id, now)
+            await self._alert_if_unreadable(store, device_id, now, done)
         log.warning("event_rejected", device_id=device_id, ref=ref, reason=reason)
         if ref is None:
             return None
         return Ack(ref=ref, result=AckResult.INVALID, error=reason)
 
-    async def _alert_if_unreadable(self, store: IntakeStore, device_id: str, now: datetime) -> None:
+    async def _alert_if_unreadable(
+        self, store: IntakeStore, device_id: str, now: datetime, done: _Batch
+    ) -> None:
         """A device that keeps sending what we cannot read may not be able to call for help."""
         recent = await store.count_rejected_since(device_id, now - timedelta(hours=1))
         if recent < self._settings.rejected_alert_threshold:
             return
-        if await store.active_alert(device_id, "rejected_messages") is None:
-            await self.open_alert(store, device_id, "rejected_messages", now)
+        if await self._alert(store, device_id, "rejected_messages", done) is None:
+            await self.open_alert(store, device_id, "rejected_messages", now, done=done)
             self._on_change()
 
     async def _seen(

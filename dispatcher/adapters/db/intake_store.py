@@ -3,7 +3,9 @@ the intake makes, bound to one SQLAlchemy session (one transaction)."""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
@@ -13,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.protocol import Event
+from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
 from dispatcher.core.calls import Call, CallState, Transition
@@ -34,12 +37,41 @@ _IN_CHUNK = 500
 _SEEN_CHUNK = 1000
 
 
+@dataclass
+class _Held:
+    """Rows held back by :meth:`SqlIntakeStore.deferred`, in the order they came."""
+
+    timeline: list[dict[str, object]] = field(default_factory=list)
+    outbox: list[dict[str, object]] = field(default_factory=list)
+    events: list[dict[str, object]] = field(default_factory=list)
+
+
 class SqlIntakeStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        self._held: _Held | None = None
 
     def savepoint(self) -> AbstractAsyncContextManager[object]:
         return self._session.begin_nested()
+
+    @asynccontextmanager
+    async def deferred(self) -> AsyncIterator[None]:
+        """The batch's rows in one statement per table at the end: calls (the ORM's
+        flush, no autoflush meanwhile), then timelines, device messages and events."""
+        held = self._held = _Held()
+        try:
+            with self._session.sync_session.no_autoflush:
+                yield
+                await self._session.flush()  # the calls, before the rows that name them
+                for table, rows in (
+                    (db.timeline, held.timeline),
+                    (db.device_outbox, held.outbox),
+                    (db.events, held.events),
+                ):
+                    if rows:
+                        await self._session.execute(insert(table), rows)
+        finally:
+            self._held = None
 
     async def write_seen(self, seen: list[Seen]) -> None:
         dialect = self._session.get_bind().dialect.name
@@ -121,20 +153,22 @@ class SqlIntakeStore:
     async def insert_event(
         self, device_id: str, event: Event, raw: bytes, now: datetime, call_id: str | None
     ) -> None:
-        await self._session.execute(
-            insert(db.events).values(
-                device_id=device_id,
-                ref=event.ref,
-                type=event.type.value,
-                received_at=now,
-                device_ts=event.ts.isoformat() if event.ts else None,
-                battery=event.battery,
-                rssi=event.rssi,
-                fw=event.fw,
-                payload=raw.decode("utf-8"),
-                call_id=call_id,
-            )
+        row: dict[str, object] = dict(
+            device_id=device_id,
+            ref=event.ref,
+            type=event.type.value,
+            received_at=now,
+            device_ts=event.ts.isoformat() if event.ts else None,
+            battery=event.battery,
+            rssi=event.rssi,
+            fw=event.fw,
+            payload=raw.decode("utf-8"),
+            call_id=call_id,
         )
+        if self._held is not None:
+            self._held.events.append(row)  # written with the batch's others (deferred)
+            return
+        await self._session.execute(insert(db.events).values(**row))
 
     async def insert_rejected(
         self,
@@ -201,14 +235,22 @@ class SqlIntakeStore:
             )
 
     async def queue_device_message(self, device_id: str, payload: str, now: datetime) -> None:
+        if self._held is not None:
+            self._held.outbox.append(
+                {"device_id": device_id, "payload": payload, "created_at": now}
+            )
+            return
         await store.queue_device_message(self._session, device_id, payload, now)
 
     async def next_call_id(self, now: datetime, timezone: str) -> str:
         return await store.next_call_id(self._session, now, timezone)
 
+    async def next_call_ids(self, now: datetime, timezone: str, count: int) -> list[str]:
+        return await store.next_call_ids(self._session, now, timezone, count)
+
     async def open_call(self, call: Call, transition: Transition, now: datetime) -> None:
         self._session.add(call)
-        await store.record(self._session, call, transition, now)
+        await self.record(call, transition, now)
 
     async def active_resident_call(self, device_id: str) -> Call | None:
         return await store.active_resident_call(self._session, device_id)
@@ -217,7 +259,26 @@ class SqlIntakeStore:
         return await store.active_alert(self._session, device_id, alert_key)
 
     async def record(self, call: Call, transition: Transition, now: datetime) -> None:
-        await store.record(self._session, call, transition, now)
+        if self._held is None:
+            await store.record(self._session, call, transition, now)
+            return
+        # As stores.record, with the rows held for the end of the batch.
+        for entry in transition.timeline:
+            self._held.timeline.append(
+                {
+                    "call_id": call.id,
+                    "at": entry.at,
+                    "actor": entry.actor,
+                    "action": entry.action,
+                    "channel": entry.channel,
+                    "detail": entry.detail,
+                }
+            )
+        update_msg = store.device_update(call, transition)
+        if update_msg is not None:
+            await self.queue_device_message(call.device_id, update_msg, now)
+        if call.state is CallState.RESOLVED:
+            await replycodes.retire(self._session, call.id)
 
     async def cancel_pending_sms(self, call_id: str, why: str) -> int:
         return await store.cancel_pending_sms(self._session, call_id, why)
