@@ -24,6 +24,7 @@ from dispatcher.adapters.db.rota_overrides_store import RotaOverridesStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
 from dispatcher.adapters.db.supervision_store import SupervisionStore
 from dispatcher.adapters.db.transactions import Transactions
+from dispatcher.adapters.db.write_gate import WriteGate
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.policies import POLICIES, load_policies
 from dispatcher.adapters.log_sender import LogSmsSender
@@ -109,7 +110,13 @@ async def build(
     engine = make_engine(settings.database.url)
     await migrate.upgrade(engine)
     sessions = make_sessionmaker(engine)
-    overrides = RotaOverrides(Transactions(sessions, RotaOverridesStore), directory, clock)
+    # SQLite: the daemon's writers take turns in asyncio, not in SQLite's busy handler.
+    gate = WriteGate() if engine.dialect.name == "sqlite" else None
+
+    def tx(store_for: Callable[[AsyncSession], Any]) -> Transactions[Any]:
+        return Transactions(sessions, store_for, gate)
+
+    overrides = RotaOverrides(tx(RotaOverridesStore), directory, clock)
     try:
         await overrides.load()
         require_command_centre(directory, clock.now(), check_days)
@@ -124,7 +131,7 @@ async def build(
         publish_now()
 
     intake = Intake(
-        Transactions(sessions, SqlIntakeStore),
+        tx(SqlIntakeStore),
         directory,
         clock,
         policy_book(settings, directory),
@@ -135,9 +142,7 @@ async def build(
         ),
         on_change=escalate_and_publish,
     )
-    operations = CallOperations(
-        Transactions(sessions, SqlCallStore), directory, clock, on_change=publish_now
-    )
+    operations = CallOperations(tx(SqlCallStore), directory, clock, on_change=publish_now)
     return App(
         settings=settings,
         directory=directory,
@@ -146,9 +151,7 @@ async def build(
         sessions=sessions,
         sms=sms,
         intake=intake,
-        escalator=Escalator(
-            Transactions(sessions, SqlEscalationStore), directory, clock, on_change=send_now
-        ),
+        escalator=Escalator(tx(SqlEscalationStore), directory, clock, on_change=send_now),
         outbox=SmsOutbox(
             sessions,
             sms,
@@ -163,7 +166,7 @@ async def build(
         operations=operations,
         mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now, settings.intake),
         supervisor=LinkSupervisor(
-            Transactions(sessions, SupervisionStore),
+            tx(SupervisionStore),
             intake,
             clock,
             settings.devices,
@@ -174,7 +177,7 @@ async def build(
         escalate_now=escalate_now,
         send_now=send_now,
         phone=PhoneDesk(
-            Transactions(sessions, SqlPhoneStore),
+            tx(SqlPhoneStore),
             directory,
             clock,
             operations,
