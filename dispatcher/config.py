@@ -176,8 +176,11 @@ class IntakeQueueSettings(BaseModel):
     """How device messages are taken in (dispatcher.adapters.mqtt.gateway)."""
 
     # One transaction for up to this many messages; a batch starts with whatever is
-    # queued, after waiting at most batch_wait_s for more.
+    # queued, after waiting at most batch_wait_s for more. Alarms come first in it,
+    # and at most batch_max_others of the rest: an alarm arriving while a batch of
+    # technical events or heartbeats is being stored waits for no more than that.
     batch_max: int = Field(default=500, ge=1)
+    batch_max_others: int = Field(default=100, ge=1)
     batch_wait_s: float = Field(default=0.002, ge=0, le=1)
     # Every device's non-alarm messages: this many a second, in bursts of at most
     # flood_burst; beyond, they are acknowledged and dropped, counted in one

@@ -92,22 +92,27 @@ class LaneQueue(Generic[T]):
         self._lanes[lane].append(entry)
         self._size += 1
 
-    def take(self, limit: int) -> list[T]:
-        """Up to ``limit`` items, alarms first."""
+    def take(self, limit: int, others: int | None = None) -> list[T]:
+        """Up to ``limit`` items, alarms first; of the other lanes at most ``others``
+        (a batch of technical events or heartbeats stays short, so that an alarm
+        arriving meanwhile waits for little)."""
         out: list[T] = []
-        for lane in Lane:
-            queue = self._lanes[lane]
-            while queue and len(out) < limit:
-                entry = queue.popleft()
-                if entry.moved:
-                    continue  # already handed out from the alarm lane
-                if lane is Lane.CALL and entry.device_id is not None:
-                    self._forget_call(entry)
-                out.append(entry.item)
-                self._size -= 1
-            if len(out) >= limit:
-                break
+        self._take_lane(Lane.ALARM, out, limit)
+        room = limit if others is None else min(limit, len(out) + others)
+        for lane in (Lane.CALL, Lane.TECHNICAL, Lane.ROUTINE):
+            self._take_lane(lane, out, room)
         return out
+
+    def _take_lane(self, lane: Lane, out: list[T], room: int) -> None:
+        queue = self._lanes[lane]
+        while queue and len(out) < room:
+            entry = queue.popleft()
+            if entry.moved:
+                continue  # already handed out from the alarm lane
+            if lane is Lane.CALL and entry.device_id is not None:
+                self._forget_call(entry)
+            out.append(entry.item)
+            self._size -= 1
 
     def clear(self) -> list[T]:
         """Empty the queue; returns what was in it."""

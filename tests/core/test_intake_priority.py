@@ -91,3 +91,15 @@ def test_all_due_summaries_and_idle_buckets_are_forgotten() -> None:
     assert [(s.device_id, s.dropped) for s in limiter.summaries(11.0, all_due=True)] == [("mad", 2)]
     limiter.sweep(500.0)
     assert limiter._buckets == {}
+
+
+def test_a_batch_takes_every_alarm_but_only_so_many_others() -> None:
+    queue: LaneQueue[str] = LaneQueue()
+    for n in range(10):
+        queue.put(f"power-{n}", Lane.TECHNICAL, f"base-{n}")
+    queue.put("sos-1", Lane.ALARM, "dev-1")
+    queue.put("sos-2", Lane.ALARM, "dev-2")
+    assert queue.take(100, others=3) == ["sos-1", "sos-2", "power-0", "power-1", "power-2"]
+    assert queue.take(100, others=3) == ["power-3", "power-4", "power-5"]
+    assert queue.take(2, others=3) == ["power-6", "power-7"]  # the limit still holds
+    assert len(queue) == 2

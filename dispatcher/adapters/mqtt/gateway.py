@@ -84,8 +84,8 @@ class _Inbox:
         self.lanes.put(taken, lane, device_id)
         self.filled.set()
 
-    def take(self, limit: int) -> list[_Taken]:
-        batch = self.lanes.take(limit)
+    def take(self, limit: int, others: int) -> list[_Taken]:
+        batch = self.lanes.take(limit, others)
         if not self.lanes:
             self.filled.clear()
         return batch
@@ -244,8 +244,9 @@ class MqttGateway:
 
     async def _work(self, client: aiomqtt.Client, inbox: _Inbox) -> None:
         """Batches, alarms first: whatever is queued (after at most ``batch_wait_s``
-        for more), up to ``batch_max``; one batch at a time, so each device's
-        messages are applied in the order they were taken."""
+        for more), up to ``batch_max`` of which at most ``batch_max_others`` are not
+        alarms; one batch at a time, so each device's messages are applied in the
+        order they were taken."""
         q = self._queue
         while True:
             with contextlib.suppress(TimeoutError):
@@ -255,7 +256,7 @@ class MqttGateway:
                 continue
             if len(inbox.lanes) < q.batch_max and q.batch_wait_s > 0:
                 await asyncio.sleep(q.batch_wait_s)
-            batch = inbox.take(q.batch_max)
+            batch = inbox.take(q.batch_max, q.batch_max_others)
             await self._unstoppable(self._handle(client, batch))
 
     def _summarise_floods(self, inbox: _Inbox) -> None:
