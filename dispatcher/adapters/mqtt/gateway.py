@@ -26,7 +26,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiomqtt
 import structlog
@@ -67,7 +67,8 @@ _UNREACHABLE = (aiomqtt.MqttError, OperationalError, InterfaceError, OSError)
 
 @dataclass(frozen=True)
 class _Taken:
-    """A message taken from the broker (None: one of our own, a flood summary)."""
+    """A message taken from the broker (``message`` None: one of our own making, a
+    flood summary, with nothing to acknowledge)."""
 
     incoming: Incoming
     message: aiomqtt.Message | None
@@ -308,7 +309,7 @@ class MqttGateway:
         for taken in batch:
             self._puback(client, taken.message)
 
-    def _defer(self, batch: list[_Taken], exc: BaseException) -> None:
+    def _defer(self, batch: list[_Taken], exc: BaseException) -> NoReturn:
         # The broker or the database is unreachable: no PUBACK, so the broker delivers
         # the messages again once we have reconnected. (Any other database error is
         # about one message, and its savepoint has already dealt with it.)
