@@ -54,5 +54,12 @@ lint: venv
 test: venv system-deps lint
 	$(BIN)/pytest -q
 
+# Issue 8's numbers, measured against baselines on the same broker in the same run; writes
+# docs/benchmarks.md. Takes about ten minutes; `make bench BENCH_ARGS=--quick` in seconds,
+# `BENCH_ARGS="burst --db postgres"` for one scenario.
+BENCH_ARGS ?=
+bench: venv system-deps
+	$(BIN)/python -m simulator.bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache var

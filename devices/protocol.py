@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from devices.text import clean_text
 
 MAX_PAYLOAD_BYTES = 4096
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -21,6 +24,10 @@ DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 REF_RE = re.compile(r"^[\x20-\x7e]{1,64}$")
 DEFAULT_TOPIC_ROOT = "eldercall/v1"
 DEVICE_RESEND_AFTER_S = 10.0
+# Deeper than any event needs, far below the depth where Python's json recurses out.
+MAX_JSON_DEPTH = 32
+# The longest firmware version string kept (the events.fw column's size).
+MAX_FW_CHARS = 64
 
 
 class EventType(StrEnum):
@@ -72,7 +79,7 @@ class Event(BaseModel):
     battery: Annotated[int, Field(ge=0, le=100, strict=True)] | None = None
     # Bounded so that no integer a device sends can overflow a database column.
     rssi: Annotated[int, Field(ge=-1000, le=1000, strict=True)] | None = None
-    fw: Annotated[str, Field(max_length=64, pattern=r"^[\x20-\x7e]*$")] | None = None
+    fw: Annotated[str, Field(max_length=MAX_FW_CHARS, pattern=r"^[\x20-\x7e]*$")] | None = None
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -80,12 +87,25 @@ class Event(BaseModel):
         # RFC 3339 needs a date, a time and an offset; pydantic would also take numbers.
         if value is None:
             return None
-        if not isinstance(value, str):
+        if not isinstance(value, str) or len(value) > 64:
             raise ValueError("ts must be an RFC 3339 string")
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("ts must be an RFC 3339 string") from None
         if parsed.tzinfo is None:
             raise ValueError("ts must carry a UTC offset")
-        return parsed
+        try:
+            # Stored in UTC: one form, whatever offset (even with seconds) it came in.
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("ts is out of range") from None
+
+    @field_validator("fw", mode="before")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        # Shown to operators and stored: control characters never get that far.
+        return clean_text(value) if isinstance(value, str) else value
 
 
 class Ack(BaseModel):
@@ -154,19 +174,31 @@ class Invalid(BaseModel):
 
 
 def parse_event(payload: bytes) -> Event | Invalid | Rejected:
-    """Validate a raw event payload at the edge. Never raises."""
+    """Validate a raw event payload at the edge. Never raises, whatever the bytes.
+
+    What is not a usable event is answered ``invalid`` whenever a ``ref`` can be read
+    from it (the device then knows), and is otherwise rejected without an answer.
+    """
+    try:
+        return _parse(payload)
+    except Exception as exc:  # a last guard: no input may escape unanswered
+        return Rejected(reason=f"payload could not be read ({type(exc).__name__})")
+
+
+def _parse(payload: bytes) -> Event | Invalid | Rejected:
     if len(payload) > MAX_PAYLOAD_BYTES:
-        ref = _sniff_ref(payload)
-        reason = f"payload is {len(payload)} bytes, more than {MAX_PAYLOAD_BYTES}"
-        return Invalid(ref=ref, error=reason) if ref else Rejected(reason=reason)
+        return _unusable(payload, f"payload is {len(payload)} bytes, more than {MAX_PAYLOAD_BYTES}")
     try:
-        text = payload.decode("utf-8")
+        # A byte-order mark is allowed before JSON text (RFC 8259 section 8.1).
+        text = payload.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return Rejected(reason="payload is not UTF-8")
+        return _unusable(payload, "payload is not UTF-8")
+    if _too_deep(text):
+        return _unusable(payload, f"payload nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return Rejected(reason=f"payload is not JSON: {exc}")
+        data = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except ValueError as exc:  # also numbers longer than Python's int-string limit
+        return _unusable(payload, f"payload is not JSON: {_short(exc)}")
     if not isinstance(data, dict):
         return Rejected(reason="payload is not a JSON object")
     ref = data.get("ref")
@@ -178,14 +210,80 @@ def parse_event(payload: bytes) -> Event | Invalid | Rejected:
         return Invalid(ref=ref, error=_first_error(exc))
 
 
+def _unusable(payload: bytes, reason: str) -> Invalid | Rejected:
+    """Answered ``invalid`` if the payload's ``ref`` can still be read, else rejected."""
+    ref = _sniff_ref(payload)
+    return Invalid(ref=ref, error=reason) if ref else Rejected(reason=reason)
+
+
+def _short(exc: ValueError) -> str:
+    return clean_text(str(exc))[:200]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Which of two "type"s a device meant is a guess; a guess must not open a call.
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"duplicate key {clean_text(key)[:64]!r}")
+        data[key] = value
+    return data
+
+
+def _too_deep(text: str) -> bool:
+    """True when arrays and objects nest deeper than MAX_JSON_DEPTH (outside strings)."""
+    depth = 0
+    for token in _tokens(text):
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif token in ("]", "}"):
+            depth -= 1
+    return False
+
+
+# A JSON string (with its escapes), or one structural character.
+_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
+
+
+def _tokens(text: str) -> Iterator[str]:
+    for match in _TOKEN_RE.finditer(text):
+        yield match.group()
+
+
 def _sniff_ref(payload: bytes) -> str | None:
-    """The ``ref`` of an oversized payload, if it parses, so the device can be told."""
+    """The top-level ``ref`` of a payload that does not parse, if one can be read, so
+    the device can be told. Reads at most the first few KiB; never raises."""
     try:
-        data = json.loads(payload)
-    except ValueError:
+        text = payload[: 2 * MAX_PAYLOAD_BYTES].decode("utf-8", errors="replace")
+        depth = 0
+        key: str | None = None  # the member name just read at depth 1
+        expecting_key = False
+        for token in _tokens(text):
+            if token in ("[", "{"):
+                depth += 1
+                expecting_key = depth == 1 and token == "{"
+            elif token in ("]", "}"):
+                depth -= 1
+            elif depth != 1:
+                continue
+            elif token == ",":
+                expecting_key, key = True, None
+            elif token == ":":
+                expecting_key = False
+            elif expecting_key:
+                key, expecting_key = json.loads(token), False
+            elif key == "ref":
+                ref = json.loads(token)
+                return ref if isinstance(ref, str) and REF_RE.fullmatch(ref) else None
         return None
-    ref = data.get("ref") if isinstance(data, dict) else None
-    return ref if isinstance(ref, str) and REF_RE.fullmatch(ref) else None
+    except Exception:
+        return None
 
 
 def _first_error(exc: ValidationError) -> str:

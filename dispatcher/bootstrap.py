@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
+import resource
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.engine import make_url
@@ -18,24 +20,35 @@ from dispatcher import logs
 from dispatcher.adapters.db import migrate
 from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
+from dispatcher.adapters.db.lock_store import SqlLockStore
+from dispatcher.adapters.db.metrics_store import SqlMetricsStore, database_answers
 from dispatcher.adapters.db.operations_store import SqlCallStore
+from dispatcher.adapters.db.outbox_store import SqlOutboxStore
 from dispatcher.adapters.db.phone_store import SqlPhoneStore
 from dispatcher.adapters.db.rota_overrides_store import RotaOverridesStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
 from dispatcher.adapters.db.supervision_store import SupervisionStore
+from dispatcher.adapters.db.time_shift_store import SqlTimeShiftStore
 from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.db.write_gate import WriteGate
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.policies import POLICIES, load_policies
-from dispatcher.adapters.log_sender import LogSmsSender
+from dispatcher.adapters.log_sender import log_channels
+from dispatcher.adapters.metrics.one_at_a_time import OneAtATime
+from dispatcher.adapters.metrics.prometheus import PrometheusMetrics
+from dispatcher.adapters.metrics.scrape import ScrapeFigures
 from dispatcher.adapters.mqtt.gateway import MqttGateway
+from dispatcher.adapters.twilio.delivery_reports import TWILIO_STATUS_ORDER
 from dispatcher.config import ConfigError, Settings, SmsSettings, load_settings
 from dispatcher.core.directory import Directory
 from dispatcher.core.policy_book import PolicyBook
 from dispatcher.core.rota.check import RotaGapError, require_command_centre
-from dispatcher.services.channels import SmsSender
-from dispatcher.services.clock import Clock, SystemClock
+from dispatcher.services.channels import Channels
+from dispatcher.services.clock import Clock, SteadyClock
+from dispatcher.services.clock_watch import ClockWatch
+from dispatcher.services.engine_cycles import EngineCycles
 from dispatcher.services.escalator import Escalator
+from dispatcher.services.instance_lock import InstanceLock, LeaseLostError, LockHeldError, Owner
 from dispatcher.services.intake import Intake, IntakeSettings
 from dispatcher.services.operations import CallOperations
 from dispatcher.services.outbox import SmsOutbox
@@ -44,7 +57,15 @@ from dispatcher.services.rota_overrides import RotaOverrides
 from dispatcher.services.supervision import LinkSupervisor
 from dispatcher.services.wakeup import Wakeup
 
+if TYPE_CHECKING:  # imported where used, as the HTTP side is (it pulls in FastAPI)
+    from dispatcher.entrypoints.http.health import Watch
+
 log = structlog.get_logger(__name__)
+
+# The pollers /health/engine watches, as _poll records their cycles.
+ESCALATOR, OUTBOX = "escalator", "outbox"
+# How long /health/ready waits for the database's answer to a trivial query.
+READY_DB_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -54,7 +75,7 @@ class App:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    sms: SmsSender
+    channels: Channels
     intake: Intake
     escalator: Escalator
     outbox: SmsOutbox
@@ -65,9 +86,21 @@ class App:
     send_now: Wakeup
     phone: PhoneDesk  # SMS replies and voice keys (Twilio's webhooks)
     overrides: RotaOverrides
+    lock: InstanceLock  # one dispatcher per database, taken by run()
+    metrics: PrometheusMetrics  # this app's own registry (GET /metrics)
+    figures: ScrapeFigures  # the database's figures, read at scrape time
+    cycles: EngineCycles  # the pollers' last completed cycles (GET /health/engine)
+    # Follows a step of the system clock (None when the clock given is not steady).
+    clock_watch: ClockWatch | None = None
+
+    @property
+    def engine_max_age_s(self) -> float:
+        """How old a poller's last cycle may be before /health/engine says stale:
+        three poll intervals (one may be slow, the next may be late) and 5 s of slack."""
+        return 3 * self.settings.escalation.poll_interval_s + 5.0
 
     async def aclose(self) -> None:
-        await self.sms.aclose()
+        await self.channels.aclose()
         await self.engine.dispose()
 
 
@@ -80,14 +113,14 @@ def policy_book(settings: Settings, directory: Directory) -> PolicyBook:
     ).overridden({kind: overrides[kind] for kind in settings.escalation.policies})
 
 
-def build_sms_sender(settings: SmsSettings) -> SmsSender:
-    """The sender the configuration asks for (``[sms] provider``)."""
+def build_channels(settings: SmsSettings) -> Channels:
+    """The SMS and voice senders the configuration asks for (``[sms] provider``)."""
     if settings.provider == "log":
-        return LogSmsSender(settings.from_number)
-    # Imported here so the port and the log sender do not pull in twilio and aiohttp.
-    from dispatcher.adapters.twilio.sender import TwilioSmsSender
+        return Channels(log_channels(settings.from_number))
+    # Imported here so the port and the log senders do not pull in twilio and aiohttp.
+    from dispatcher.adapters.twilio.sender import twilio_channels
 
-    return TwilioSmsSender(settings)
+    return Channels(twilio_channels(settings))
 
 
 async def build(
@@ -95,13 +128,13 @@ async def build(
     *,
     clock: Clock | None = None,
     directory: Directory | None = None,
-    sms: SmsSender | None = None,
+    channels: Channels | None = None,
 ) -> App:
     """Wire the daemon. Loads the data folder (raising DataFileError on a bad file),
     brings the database schema up to date and adds the rota overrides stored in it;
     raises RotaGapError when the command centre has a gap in the next
     ``[rota] startup_check_days`` days."""
-    clock = clock or SystemClock()
+    clock = clock or SteadyClock()
     directory = directory or load_directory(settings.data.dir, settings.data.timezone)
     check_days = settings.rota.startup_check_days
     # Once before touching the database (the files alone), once with its overrides.
@@ -123,8 +156,16 @@ async def build(
     except BaseException:
         await engine.dispose()
         raise
-    sms = sms or build_sms_sender(settings.sms)
+    channels = channels or build_channels(settings.sms)
     escalate_now, send_now, publish_now = Wakeup(), Wakeup(), Wakeup()
+    metrics = PrometheusMetrics(_version())
+    devices = settings.devices
+    figures = ScrapeFigures(
+        tx(SqlMetricsStore),
+        clock,
+        silent_after_s=devices.heartbeat_s * devices.missed_heartbeats,
+    )
+    metrics.add_collector(figures)
 
     def escalate_and_publish() -> None:
         escalate_now()
@@ -141,6 +182,7 @@ async def build(
             heartbeat_s=settings.devices.heartbeat_s,
         ),
         on_change=escalate_and_publish,
+        metrics=metrics,
     )
     operations = CallOperations(tx(SqlCallStore), directory, clock, on_change=publish_now)
     return App(
@@ -149,22 +191,32 @@ async def build(
         clock=clock,
         engine=engine,
         sessions=sessions,
-        sms=sms,
+        channels=channels,
         intake=intake,
-        escalator=Escalator(tx(SqlEscalationStore), directory, clock, on_change=send_now),
-        outbox=SmsOutbox(
-            sessions,
-            sms,
+        escalator=Escalator(
+            tx(SqlEscalationStore),
+            directory,
             clock,
+            on_change=send_now,
+            metrics=metrics,
+        ),
+        outbox=SmsOutbox(
+            tx(SqlOutboxStore),
+            channels,
+            clock,
+            status_order=TWILIO_STATUS_ORDER,
             directory=directory,
             public_url=settings.http.public_url or settings.http.base_url,
             throttle_s=settings.sms.throttle_s,
             voice_retries=settings.sms.voice_retries,
             callback_retries=settings.sms.callback_retries,
             on_change=send_now,
+            metrics=metrics,
         ),
         operations=operations,
-        mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now, settings.intake),
+        mqtt=MqttGateway(
+            settings.mqtt, intake, sessions, clock, publish_now, settings.intake, metrics
+        ),
         supervisor=LinkSupervisor(
             tx(SupervisionStore),
             intake,
@@ -173,6 +225,7 @@ async def build(
             on_change=escalate_now,
             # Supervision reads device_links: the contacts held in memory first.
             before_check=intake.heartbeats.flush,
+            metrics=metrics,
         ),
         escalate_now=escalate_now,
         send_now=send_now,
@@ -184,42 +237,113 @@ async def build(
             on_escalate=escalate_now,
         ),
         overrides=overrides,
+        clock_watch=(
+            ClockWatch(
+                tx(SqlTimeShiftStore),
+                clock,
+                on_change=escalate_now,
+                on_followed=intake.heartbeats.shift,
+            )
+            if isinstance(clock, SteadyClock)
+            else None
+        ),
+        lock=InstanceLock(
+            tx(lambda session: SqlLockStore(session, intake)),
+            clock,
+            Owner.this_process(settings.mqtt.client_id),
+            lease_s=settings.instance.lease_s,
+            renew_every_s=settings.instance.renew_every_s,
+            on_alert=escalate_now,
+        ),
+        metrics=metrics,
+        figures=figures,
+        cycles=EngineCycles(clock, [ESCALATOR, OUTBOX]),
     )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("eldercall")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None:
     """Run every part of the daemon until ``stop`` is set; a part that fails is
-    logged and restarted, so one fault never stops the others."""
+    logged and restarted, so one fault never stops the others.
+
+    First takes the database's dispatcher lock (raising :class:`LockHeldError` when
+    another dispatcher holds it); raises :class:`LeaseLostError` once every part has
+    stopped if another dispatcher took the lock while this one ran."""
+    await app.lock.acquire()
+    lost: list[LeaseLostError] = []
+
+    async def hold_lock() -> None:
+        try:
+            await app.lock.hold(stop)
+        except LeaseLostError as exc:
+            # Intake stops, with everything else: two dispatchers must never fight.
+            lost.append(exc)
+            stop.set()
+
     interval = app.settings.escalation.poll_interval_s
     parts: dict[str, Callable[[], Awaitable[None]]] = {
+        "lock": hold_lock,
         "mqtt": lambda: app.mqtt.run(stop),
-        "escalator": lambda: _poll(app.escalator.run_due, app.escalate_now, interval, stop),
-        "sms_outbox": lambda: _poll(app.outbox.send_due, app.send_now, interval, stop),
+        "escalator": lambda: _poll(
+            app.escalator.run_due, app.escalate_now, interval, stop, app.cycles.recorder(ESCALATOR)
+        ),
+        "sms_outbox": lambda: _poll(
+            app.outbox.send_due, app.send_now, interval, stop, app.cycles.recorder(OUTBOX)
+        ),
         "supervision": lambda: _poll(
             app.supervisor.check, Wakeup(), app.settings.devices.check_interval_s, stop
         ),
         "contacts": lambda: app.intake.heartbeats.run(app.settings.intake.contacts_flush_s, stop),
     }
+    watch = app.clock_watch
+    if watch is not None:
+        # A step of the system clock is noticed within a poll; until then the steady
+        # clock simply does not follow it, so nothing falls due early or late.
+        parts["clock_watch"] = lambda: _poll(watch.check, Wakeup(), interval, stop)
     if serve_http:
         from dispatcher.entrypoints.http.app import serve_api
 
         api = http_app(app)
         http = app.settings.http
-        parts["http"] = lambda: serve_api(api, http.host, http.port, stop)
-    log.info("dispatcher_started", parts=sorted(parts))
-    await asyncio.gather(*(_keep_running(name, part, stop) for name, part in parts.items()))
-    # The intake has finished its last batch: what it noted in memory goes to the links.
-    with contextlib.suppress(Exception):
-        await app.intake.heartbeats.flush()
+        parts["http"] = lambda: serve_api(
+            api,
+            http.host,
+            http.port,
+            stop,
+            max_connections=http.max_connections,
+            keep_alive_s=http.keep_alive_s,
+        )
+    log.info("dispatcher_started", parts=sorted(parts), owner=str(app.lock.owner))
+    try:
+        await asyncio.gather(*(_keep_running(name, part, stop) for name, part in parts.items()))
+        # The intake has finished its last batch: what it noted in memory goes to the links.
+        with contextlib.suppress(Exception):
+            await app.intake.heartbeats.flush()
+    finally:
+        if not lost:
+            await app.lock.release()
+    if lost:
+        raise lost[0]
     log.info("dispatcher_stopped")
 
 
 async def _poll(
-    work: Callable[[], Awaitable[int]], wake: Wakeup, interval: float, stop: asyncio.Event
+    work: Callable[[], Awaitable[int]],
+    wake: Wakeup,
+    interval: float,
+    stop: asyncio.Event,
+    cycled: Callable[[], None] = lambda: None,
 ) -> None:
     while not stop.is_set():
         wake.event.clear()
         done = await work()
+        cycled()  # for /health/engine: this poller is alive
         if done:
             continue  # there may be more right behind
         waits = {asyncio.ensure_future(wake.event.wait()), asyncio.ensure_future(stop.wait())}
@@ -247,30 +371,36 @@ async def _keep_running(
 
 def http_app(app: App) -> Any:
     """The daemon's HTTP app as it serves it: the operator API, Twilio's signed webhooks
-    (replies, voice keys, delivery reports) and the calendar feeds; one place, so that a
-    test can take the production wiring instead of assembling its own."""
+    (replies, voice keys, delivery reports), the calendar feeds, ``/metrics`` and the
+    health checks; one place, so that a test can take the production wiring instead of
+    assembling its own."""
     from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
     from dispatcher.entrypoints.http.app import create_app
+    from dispatcher.entrypoints.http.health import health_router
     from dispatcher.services.calendar_feeds import CalendarFeeds
 
     api = create_app(
         app.operations,
         app.clock,
-        twilio=TwilioWebhooks.from_settings(app.phone, app.settings),
+        twilio=TwilioWebhooks.from_settings(app.phone, app.settings, app.outbox),
         overrides=app.overrides,
         calendars=CalendarFeeds(app.directory, app.clock, app.settings.http.public_url),
     )
-    api.include_router(delivery_router(app))
+    api.include_router(health_router(watch(app)))
     return api
 
 
-def delivery_router(app: App) -> Any:
-    """Twilio's delivery status callbacks, signed for ``[http] public_url``."""
-    from dispatcher.adapters.twilio.status_webhooks import status_router
+def watch(app: App) -> Watch:
+    """What ``/metrics`` and ``/health/*`` look at."""
+    from dispatcher.entrypoints.http.health import Watch
 
-    sms = app.settings.sms
-    return status_router(
-        app.outbox, app.settings.http.public_url, [sms.auth_token, sms.auth_token_secondary]
+    return Watch(
+        database=OneAtATime(lambda: database_answers(app.engine), READY_DB_TIMEOUT_S),
+        mqtt_connected=app.mqtt.connected.is_set,
+        cycles=app.cycles,
+        engine_max_age_s=app.engine_max_age_s,
+        metrics=app.metrics,
+        figures=app.figures,
     )
 
 
@@ -301,7 +431,29 @@ def run_main(config_path: str | None, body: Callable[[Settings], Coroutine[Any, 
     except RotaGapError as exc:
         log.error("rota_gap", error=str(exc))
         return 2
+    except LockHeldError as exc:
+        log.error("dispatcher_already_running", error=str(exc))
+        return 3
+    except LeaseLostError as exc:
+        log.error("dispatcher_stopped_lock_lost", error=str(exc))
+        return 3
     return 0
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit of open files to the hard one: a systemd unit's default soft
+    limit (1,024) is a few hundred devices' worth of sockets, and running out stops
+    MQTT intake. (The HTTP server's own connection limit keeps it from taking them.)"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft >= hard:
+        return
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("open_files_limit_kept", soft=soft, hard=hard, error=str(exc))
+        return
+    log.info("open_files_limit_raised", soft_was=soft, soft=target)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -312,6 +464,7 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def _run_until_signalled(settings: Settings, clock: Clock | None = None) -> None:
+    raise_open_files_limit()
     stop = asyncio.Event()
     stop_on_signals(stop)
     app = await build(settings, clock=clock)

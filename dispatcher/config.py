@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,7 +15,8 @@ from pydantic_settings import (
 )
 
 from devices.protocol import DEFAULT_TOPIC_ROOT
-from dispatcher.core.escalation import DEFAULT_POLICIES, Policy, Step, parse_target
+from dispatcher.core.escalation import DEFAULT_POLICIES, KINDS, Policy
+from dispatcher.core.policy_reader import PolicyReader
 
 
 class MqttSettings(BaseModel):
@@ -80,6 +81,12 @@ class SmsSettings(BaseModel):
 
 class HttpSettings(BaseModel):
     listen: str = "127.0.0.1:8080"
+    # At most this many open HTTP connections (uvicorn's limit_concurrency answers the
+    # rest 503): well below a systemd unit's 1,024 open files, so that idle or slow
+    # HTTP clients can never take the file descriptors MQTT intake needs.
+    max_connections: int = Field(default=200, ge=1)
+    # An idle keep-alive connection is closed after this many seconds.
+    keep_alive_s: float = Field(default=5.0, gt=0)
     # The base URL Twilio reaches us at (https://centre.example.org) when a proxy stands in
     # front: Twilio signs that URL. None: the request's own URL.
     public_url: str | None = None
@@ -121,47 +128,47 @@ class DataSettings(BaseModel):
     timezone: str = "Asia/Shanghai"
 
 
-class StepSettings(BaseModel):
-    delay_s: int = Field(ge=0)
-    # Target specs, as in config/data/policies.toml (dispatcher.core.escalation.parse_target).
-    targets: list[str] = Field(min_length=1)
-    channels: list[Literal["sms", "voice"]] = Field(default=["sms"], min_length=1)
-
-    @field_validator("targets")
-    @classmethod
-    def _targets(cls, value: list[str]) -> list[str]:
-        for spec in value:
-            parse_target(spec)  # a ValueError names the bad target
-        return value
-
-
-class PolicySettings(BaseModel):
-    steps: list[StepSettings] = Field(min_length=1)
-    repeat_every_s: int = Field(gt=0)
-    repeat: int | None = Field(default=None, ge=0)
-
-
 class EscalationSettings(BaseModel):
     # How often the due-escalation and outbox pollers look, in seconds. They are
     # also woken at once by new work; the poll is what survives a restart.
     poll_interval_s: float = Field(default=1.0, gt=0)
-    # Policies replacing the built-in ones (dispatcher.core.escalation), by call kind.
-    policies: dict[Literal["emergency", "fall", "service", "technical"], PolicySettings] = Field(
-        default_factory=dict
-    )
+    # Policies replacing the built-in ones (dispatcher.core.escalation), by call kind,
+    # written as in config/data/policies.toml but without ack_timeout, and checked by the
+    # same reader (dispatcher.core.policy_reader) with the same messages.
+    policies: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("policies")
+    @classmethod
+    def _policies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        _read_policies(value)  # a ValueError lists every problem
+        return value
 
     def resolved_policies(self) -> dict[str, Policy]:
         out = dict(DEFAULT_POLICIES)
-        for kind, p in self.policies.items():
-            out[kind] = Policy(
-                name=kind,
-                steps=tuple(Step(s.delay_s, tuple(s.targets), tuple(s.channels)) for s in p.steps),
-                repeat_every_s=p.repeat_every_s,
-                repeat=p.repeat,
-                # The acknowledgement timeout is the built-in one (or policies.toml's).
-                ack_timeout=DEFAULT_POLICIES[kind].ack_timeout,
-            )
+        # The acknowledgement timeout is the built-in one (or policies.toml's).
+        out.update(_read_policies(self.policies))
         return out
+
+
+def _read_policies(raw: dict[str, Any]) -> dict[str, Policy]:
+    """``[escalation.policies]`` by kind; a ValueError names each problem's key."""
+    problems: list[str] = []
+
+    def report(table: tuple[str, ...], problem: str) -> None:
+        problems.append(f"[{'.'.join(('escalation', 'policies', *table))}] {problem}")
+
+    reader = PolicyReader(report, ack_timeout=False)
+    out: dict[str, Policy] = {}
+    for kind, value in raw.items():
+        if kind not in KINDS:
+            report((kind,), f"unknown call kind (one of {', '.join(KINDS)})")
+            continue
+        policy = reader.policy(value, (kind,), DEFAULT_POLICIES[kind], name=kind)
+        if policy is not None:
+            out[kind] = policy
+    if problems:
+        raise ValueError("; ".join(problems))
+    return out
 
 
 class DeviceSettings(BaseModel):
@@ -192,6 +199,20 @@ class IntakeQueueSettings(BaseModel):
     contacts_flush_s: float = Field(default=5.0, gt=0)
 
 
+class InstanceSettings(BaseModel):
+    # The lease on the database that keeps a second dispatcher from running beside
+    # this one (dispatcher.services.instance_lock): renewed every renew_every_s; a
+    # lease not renewed for lease_s (a crashed daemon) may be taken over.
+    lease_s: float = Field(default=30.0, gt=0)
+    renew_every_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> InstanceSettings:
+        if self.renew_every_s >= self.lease_s:
+            raise ValueError("renew_every_s must be shorter than lease_s")
+        return self
+
+
 class RotaSettings(BaseModel):
     # The daemon refuses to start when the command centre has nobody on duty at some
     # time in this many days from now (0: no check).
@@ -212,6 +233,7 @@ class Settings(BaseSettings):
     devices: DeviceSettings = Field(default_factory=DeviceSettings)
     intake: IntakeQueueSettings = Field(default_factory=IntakeQueueSettings)
     rota: RotaSettings = Field(default_factory=RotaSettings)
+    instance: InstanceSettings = Field(default_factory=InstanceSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,5 +1,5 @@
 """Test doubles shipped on purpose, as structlog ships ``structlog.testing``: the clock
-that only moves when told to and the in-memory channel sender. The daemon never wires
+that only moves when told to and the recording in-memory channel sender. The daemon never wires
 them; tests, the simulator and anyone embedding the dispatcher may."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from dispatcher.services.channels import SmsReceipt, SmsSendError, made_up_sid
+from dispatcher.core.contact_methods import Channel
+from dispatcher.services.channels import Outgoing, Receipt, SendError, made_up_sid
 
 
 class FakeClock:
@@ -31,42 +32,63 @@ class FakeClock:
         self._now = when
 
 
+class FakeTimeSources:
+    """The two time sources of a :class:`~dispatcher.services.clock.SteadyClock`, moved
+    by hand: :meth:`advance` lets time pass (both move), :meth:`step_wall` sets the
+    system clock (only the wall moves), :meth:`suspend` is a machine asleep (both
+    move, as CLOCK_BOOTTIME does). Pass :meth:`wall` and :meth:`elapsed` to the clock."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._wall = start or datetime(2026, 11, 28, 0, 15, tzinfo=UTC)
+        self._elapsed = 1000.0  # any origin: only differences count
+
+    def wall(self) -> datetime:
+        return self._wall
+
+    def elapsed(self) -> float:
+        return self._elapsed
+
+    def advance(self, seconds: float) -> None:
+        self._wall += timedelta(seconds=seconds)
+        self._elapsed += seconds
+
+    suspend = advance
+
+    def step_wall(self, seconds: float) -> None:
+        self._wall += timedelta(seconds=seconds)
+
+
 @dataclass(frozen=True)
-class SentSms:
-    """One message a :class:`FakeSmsSender` accepted."""
+class Sent:
+    """One message or call a :class:`FakeChannelSender` accepted."""
 
     to: str
     body: str
     status_callback: str | None
+    script_url: str | None
     sid: str
 
 
-@dataclass(frozen=True)
-class PlacedCall:
-    """One voice call a :class:`FakeSmsSender` accepted."""
-
-    to: str
-    url: str
-    status_callback: str | None
-    sid: str
+# Sid prefixes like Twilio's (two letters) that no Twilio resource uses.
+_SID_PREFIXES = {Channel.SMS.value: "SF", Channel.VOICE.value: "CF"}
 
 
-class FakeSmsSender:
-    """In-memory sender for service-layer tests.
+class FakeChannelSender:
+    """In-memory sender of one channel for service-layer tests.
 
-    Records every accepted message in :attr:`sent`, counts every call in :attr:`attempts`,
-    and can be told to fail the next sends (:meth:`fail_next`) or every send to a number
-    (:meth:`fail_number`).
+    Records every accepted message or call in :attr:`sent`, counts every send in
+    :attr:`attempts`, and can be told to fail the next sends (:meth:`fail_next`) or every
+    send to a number (:meth:`fail_number`).
     """
 
-    def __init__(self) -> None:
-        self.sent: list[SentSms] = []
-        self.calls: list[PlacedCall] = []
+    def __init__(self, channel: str = Channel.SMS.value) -> None:
+        self.channel = channel
+        self.sent: list[Sent] = []
         self.attempts = 0
-        self.failures: list[tuple[str, str, SmsSendError]] = []  # (to, body, error raised)
+        self.failures: list[tuple[Outgoing, SendError]] = []  # (message, error raised)
         self.closed = False
-        self._fail_queue: deque[SmsSendError] = deque()
-        self._fail_numbers: dict[str, SmsSendError] = {}
+        self._fail_queue: deque[SendError] = deque()
+        self._fail_numbers: dict[str, SendError] = {}
 
     def fail_next(
         self,
@@ -83,7 +105,7 @@ class FakeSmsSender:
         error_message = message or ("refused by fake" if permanent else "fake provider unavailable")
         for _ in range(count):
             self._fail_queue.append(
-                SmsSendError(error_message, permanent=permanent, status=status, code=code)
+                SendError(error_message, permanent=permanent, status=status, code=code)
             )
 
     def fail_number(
@@ -95,78 +117,57 @@ class FakeSmsSender:
         code: int | None = 21614,
         message: str = "not a mobile number",
     ) -> None:
-        """Make every send to ``to`` raise (by default like Twilio refusing a landline)."""
-        self._fail_numbers[to] = SmsSendError(
-            message, permanent=permanent, status=status, code=code
-        )
+        """Make every send to ``to`` raise (by default like Twilio refusing an SMS to a
+        landline)."""
+        self._fail_numbers[to] = SendError(message, permanent=permanent, status=status, code=code)
 
     def heal(self) -> None:
         """Forget every failure set up with :meth:`fail_next` or :meth:`fail_number`."""
         self._fail_queue.clear()
         self._fail_numbers.clear()
 
-    def to(self, number: str) -> list[SentSms]:
-        """The accepted messages sent to ``number``, oldest first."""
-        return [sms for sms in self.sent if sms.to == number]
+    def to(self, number: str) -> list[Sent]:
+        """The accepted messages or calls to ``number``, oldest first."""
+        return [sent for sent in self.sent if sent.to == number]
 
-    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SmsReceipt:
+    async def send(self, message: Outgoing) -> Receipt:
         if self.closed:
-            raise RuntimeError("FakeSmsSender used after aclose()")
+            raise RuntimeError("FakeChannelSender used after aclose()")
         self.attempts += 1
+        to = message.to
         error = self._fail_queue.popleft() if self._fail_queue else self._fail_numbers.get(to)
         if error is not None:
             # A fresh exception per raise: one instance raised twice would chain tracebacks.
-            fresh = SmsSendError(
+            fresh = SendError(
                 error.message, permanent=error.permanent, status=error.status, code=error.code
             )
-            self.failures.append((to, body, fresh))
+            self.failures.append((message, fresh))
             raise fresh
-        sms = SentSms(to=to, body=body, status_callback=status_callback, sid=made_up_sid("SF"))
-        self.sent.append(sms)
-        return SmsReceipt(sid=sms.sid, status="queued")
-
-    async def place_call(
-        self, to: str, url: str, *, status_callback: str | None = None
-    ) -> SmsReceipt:
-        if self.closed:
-            raise RuntimeError("FakeSmsSender used after aclose()")
-        self.attempts += 1
-        if self._fail_queue:
-            error = self._fail_queue.popleft()
-            fresh = SmsSendError(
-                error.message, permanent=error.permanent, status=error.status, code=error.code
-            )
-            self.failures.append((to, url, fresh))
-            raise fresh
-        # fail_number is about SMS (a landline); a landline takes calls.
-        call = PlacedCall(to=to, url=url, status_callback=status_callback, sid=made_up_sid("CF"))
-        self.calls.append(call)
-        return SmsReceipt(sid=call.sid, status="queued")
+        sid = made_up_sid(_SID_PREFIXES.get(self.channel, "XF"))
+        self.sent.append(Sent(to, message.body, message.status_callback, message.script_url, sid))
+        return Receipt(sid=sid, status="queued")
 
     async def wait_for_sent(
         self,
         count: int = 1,
         timeout: float = 5.0,  # noqa: ASYNC109  # a polling test helper, like the sink's
-        predicate: Callable[[SentSms], bool] | None = None,
-    ) -> list[SentSms]:
+        predicate: Callable[[Sent], bool] | None = None,
+    ) -> list[Sent]:
         """Wait until at least ``count`` accepted messages match ``predicate``; return them.
 
         For tests where a background task (the outbox poller) does the sending.
         """
         deadline = time.monotonic() + timeout
         while True:
-            matching = [sms for sms in self.sent if predicate is None or predicate(sms)]
+            matching = [sent for sent in self.sent if predicate is None or predicate(sent)]
             if len(matching) >= count:
                 return matching
             if time.monotonic() >= deadline:
                 raise TimeoutError(
-                    f"{len(matching)} of {count} expected SMS after {timeout}s; sent: {self.sent}"
+                    f"{len(matching)} of {count} expected {self.channel} after {timeout}s; "
+                    f"sent: {self.sent}"
                 )
             await asyncio.sleep(0.005)
 
     async def aclose(self) -> None:
         self.closed = True
-
-
-# The in-memory notifier under the port's newer name.
-FakeNotifier = FakeSmsSender

@@ -1,44 +1,59 @@
-"""``[sms] provider = "log"``: a channel sender that writes to the log instead of sending."""
+"""``[sms] provider = "log"``: channel senders that write to the log instead of sending.
+
+They let the whole system run with no provider at all; every send succeeds.
+"""
 
 from __future__ import annotations
 
 import structlog
 
-from dispatcher.services.channels import SmsReceipt, made_up_sid
+from dispatcher.core.contact_methods import Channel
+from dispatcher.services.channels import ChannelSender, Outgoing, Receipt, made_up_sid
 
 log = structlog.get_logger(__name__)
 
 
 class LogSmsSender:
-    """``provider = "log"``: write each SMS to the log instead of sending it.
+    """The SMS channel, written to the log."""
 
-    Lets the whole system run with no SMS provider at all; every send succeeds.
-    """
+    channel = Channel.SMS.value
 
     def __init__(self, from_number: str | None = None) -> None:
         self._from = from_number
 
-    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SmsReceipt:
+    async def send(self, message: Outgoing) -> Receipt:
         sid = made_up_sid("LG")
         log.info(
             "sms.logged",
             sid=sid,
-            to=to,
+            to=message.to,
             from_=self._from,
-            body=body,
-            status_callback=status_callback,
+            body=message.body,
+            status_callback=message.status_callback,
         )
-        return SmsReceipt(sid=sid, status="queued")
-
-    async def place_call(
-        self, to: str, url: str, *, status_callback: str | None = None
-    ) -> SmsReceipt:
-        sid = made_up_sid("LC")
-        log.info("call.logged", sid=sid, to=to, from_=self._from, url=url)
-        return SmsReceipt(sid=sid, status="queued")
+        return Receipt(sid=sid, status="queued")
 
     async def aclose(self) -> None:
         return None
 
 
-LogNotifier = LogSmsSender
+class LogVoiceSender:
+    """The voice channel, written to the log."""
+
+    channel = Channel.VOICE.value
+
+    def __init__(self, from_number: str | None = None) -> None:
+        self._from = from_number
+
+    async def send(self, message: Outgoing) -> Receipt:
+        sid = made_up_sid("LC")
+        log.info("call.logged", sid=sid, to=message.to, from_=self._from, url=message.script_url)
+        return Receipt(sid=sid, status="queued")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def log_channels(from_number: str | None = None) -> list[ChannelSender]:
+    """The log's SMS and voice channel senders."""
+    return [LogSmsSender(from_number), LogVoiceSender(from_number)]

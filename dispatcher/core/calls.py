@@ -15,7 +15,24 @@ from enum import StrEnum
 
 from devices.protocol import CallUpdateState
 from dispatcher.core.escalation import Policy
-from dispatcher.core.views import InvalidTransitionError, Outcome
+from dispatcher.core.texts import DEFAULT_LANGUAGE, text
+
+
+class Outcome(StrEnum):
+    """How a call ended, as the operator records it on resolving."""
+
+    HELPED_BY_PHONE = "helped_by_phone"
+    VISIT = "visit"  # someone went to the home
+    AMBULANCE = "ambulance"  # 120 called
+    SERVICE_DONE = "service_done"  # a service request was carried out
+    FALSE_ALARM = "false_alarm"
+    CANCELLED_BY_RESIDENT = "cancelled_by_resident"
+    TECHNICAL_FIXED = "technical_fixed"
+    OTHER = "other"
+
+
+class InvalidTransitionError(ValueError):
+    """The call cannot do that in its present state (for example, resolve twice)."""
 
 
 class CallState(StrEnum):
@@ -47,14 +64,9 @@ PRIORITY_OF = {
 }
 _RANK = {Priority.TECHNICAL: 0, Priority.NORMAL: 1, Priority.CRITICAL: 2}
 
-# What the resident's device says at each state (the speaker or the display).
-DEVICE_TEXT = {
-    CallUpdateState.RECEIVED: "呼叫已收到，正在为您联系值班人员",
-    CallUpdateState.ACKNOWLEDGED: "值班员已收到，马上联系您",
-    CallUpdateState.RESPONDER_ON_SITE: "服务人员已到达",
-    CallUpdateState.RESOLVED: "本次呼叫已处理完毕",
-    CallUpdateState.CANCELLED: "呼叫已取消",
-}
+# What the resident's device says at each state (the speaker or the display), in the
+# devices' language, from the catalogues.
+DEVICE_TEXT = {state: text(DEFAULT_LANGUAGE, f"device.{state.value}") for state in CallUpdateState}
 
 
 @dataclass
@@ -91,6 +103,9 @@ class Call:
     escalation_started_at: datetime
     next_escalation_at: datetime | None
     escalation_step: int = 0  # the index of the next step to fire
+    # The step a repeated press already brought forward (None: none yet, this
+    # escalation): each step is brought forward once, however often she presses.
+    brought_forward_step: int | None = None
     resident_id: str | None = None
     community_id: str | None = None
     unknown_device: bool = False
@@ -129,7 +144,7 @@ class Call:
     def wants_notification(self, queued_at: datetime) -> bool:
         """Whether a notification queued at ``queued_at`` should still reach someone:
         the call is unacknowledged, or its acknowledgement timeout queued it (it was
-        queued since the timeout fell). ``escalator_store.outbox_row_wanted`` is this
+        queued since the timeout fell). ``outbox_store.outbox_row_wanted`` is this
         rule in SQL, for the outbox's claim."""
         if self.state is CallState.OPEN:
             return True
@@ -183,14 +198,24 @@ def open_call(
 
 
 def join(call: Call, kind: CallKind, now: datetime, policy_for_kind: Policy) -> Transition:
-    """Another press while the device has an active call joins it and raises urgency."""
+    """Another press while the device has an active call joins it and raises urgency.
+
+    A press brings the next step forward at most once per step, and only a step of
+    the policy's own: once everyone it names has been told, its repeats keep their
+    pace (a thousand presses were 694 steps and 1,769 SMS in 43 s). Each press is
+    stored as an event and counted in ``press_count``; the timeline lists every press
+    that changed something, and of the others presses 2-10, then every 10th to 100,
+    every 100th to 1,000 and so on (see :func:`_listed`), each saying why it changed
+    nothing, so that a stuck button cannot flood the operators' view of the call.
+    """
     t = Transition()
     call.press_count += 1
     call.updated_at = now
-    t.note(now, "device", "joined", "mqtt", f"{kind} pressed again (press {call.press_count})")
+    pressed = f"{kind} pressed again (press {call.press_count})"
     if _RANK[PRIORITY_OF[kind]] > _RANK[call.priority]:
         # A service request that turns into an emergency follows the emergency policy
         # from its first step: the earlier, slower steps no longer apply.
+        t.note(now, "device", "joined", "mqtt", pressed)
         t.note(now, "system", "priority_raised", "system", f"{call.priority} → {kind}")
         call.kind, call.priority, call.policy = kind, PRIORITY_OF[kind], policy_for_kind
         _restart_escalation(call, now)
@@ -198,15 +223,49 @@ def join(call: Call, kind: CallKind, now: datetime, policy_for_kind: Policy) -> 
             _start_ack_timer(call, now)
     elif call.state is CallState.CANCELLED:
         # The resident cancelled and then pressed again: they need help after all.
+        t.note(now, "device", "joined", "mqtt", pressed)
         t.note(now, "system", "reopened", "system", "pressed again after cancelling")
         call.state = CallState.OPEN
         _restart_escalation(call, now)
     elif call.state is CallState.OPEN and call.next_escalation_at is not None:
         # Pressing again while nobody has answered: do not wait out the step's delay.
-        call.next_escalation_at = min(call.next_escalation_at, now)
-        t.note(now, "system", "urgency_raised", "system", "next escalation step brought forward")
+        unchanged = _bring_forward(call, now)
+        if unchanged is None:
+            t.note(now, "device", "joined", "mqtt", pressed)
+            t.note(
+                now,
+                "system",
+                "urgency_raised",
+                "system",
+                f"step {call.escalation_step + 1} brought forward",
+            )
+        elif _listed(call.press_count):
+            t.note(now, "device", "joined", "mqtt", f"{pressed}: {unchanged}")
+    elif _listed(call.press_count):
+        t.note(now, "device", "joined", "mqtt", pressed)
     t.device_update = _device_state(call)
     return t
+
+
+def _bring_forward(call: Call, now: datetime) -> str | None:
+    """Bring the call's next step forward to ``now``; None if it did, else why not."""
+    index = call.escalation_step
+    if call.brought_forward_step == index:
+        return f"step {index + 1} was already brought forward by an earlier press"
+    if call.next_escalation_at is None or call.next_escalation_at <= now:
+        return f"step {index + 1} is already due"
+    if index > call.policy.last:
+        return "every step has fired; its repeats keep their pace"
+    call.next_escalation_at = now
+    call.brought_forward_step = index
+    return None
+
+
+def _listed(press: int) -> bool:
+    """Whether a press that changed nothing is listed on the timeline: 2-10, then
+    20, 30 ... 100, 200 ... 1,000, 2,000 ... (a thousand presses list 27)."""
+    digits = str(press)
+    return press <= 10 or set(digits[1:]) == {"0"}
 
 
 def acknowledge(
@@ -319,18 +378,64 @@ def clear_technical(call: Call, now: datetime, why: str) -> Transition:
     return t
 
 
-def take_due_step(call: Call, now: datetime) -> int | None:
-    """If a step is due, advance the call past it and return its index; else None."""
+@dataclass(frozen=True)
+class DueStep:
+    """The step a poll fired: number ``index``. ``first`` is the step that was due;
+    it is less than ``index`` after a catch-up: the escalation was held up (stopped,
+    suspended, a step of the clock nobody saw) for longer than ``first``'s gap to the
+    next, and ONE step stands for all those missed, with the steps after it counted
+    from the moment it fired, never replaying each missed repeat."""
+
+    index: int
+    first: int
+    late: timedelta  # how long after ``first`` fell due it fired
+
+    @property
+    def missed(self) -> int:
+        return self.index - self.first
+
+    def catch_up_note(self, label: str = "step") -> str:
+        """The timeline's words for a catch-up; ``label`` names the steps as the
+        escalator does ("step", "acknowledgement timeout step")."""
+        return (
+            f"catch-up: {self.missed} steps/repeats missed while escalation was held up "
+            f"({label} {self.first + 1} was due {_duration(self.late)} earlier: the "
+            "dispatcher stopped or was suspended, or the clock jumped); "
+            f"{label} {self.index + 1} fired once for them, the following count from now"
+        )
+
+
+def take_due_step(call: Call, now: datetime) -> DueStep | None:
+    """If a step is due, advance the call past it and say which; else None."""
     if not call.is_escalating or call.next_escalation_at is None or call.next_escalation_at > now:
         return None
-    index = call.escalation_step
-    call.escalation_step += 1
-    following = call.policy.due_at(call.escalation_started_at, call.escalation_step)
-    # A step brought forward (a repeated press) does not drag the ones after it along.
-    # After downtime the overdue steps fire one per poll: each is its own transaction.
-    call.next_escalation_at = max(following, now)
+    due = call.next_escalation_at
+    first = call.escalation_step
+    index = call.policy.latest_due(first, due, now)
+    call.escalation_step = index + 1
+    call.next_escalation_at = _following(
+        call.policy.due_at(call.escalation_started_at, index + 1),
+        due,
+        call.policy.gap_after(index),
+        now,
+        caught_up=index > first,
+    )
     call.updated_at = now
-    return index
+    return DueStep(index, first, now - due)
+
+
+def _following(
+    nominal: datetime, due: datetime, gap: timedelta, now: datetime, *, caught_up: bool
+) -> datetime:
+    """When the step after one that fired at ``now`` (due at ``due``) falls due.
+
+    After a catch-up: its gap from now. Otherwise its own due time (``nominal``,
+    counted from the escalation's start), so that a step brought forward (a repeated
+    press) or skipped does not drag the ones after it along; but never sooner than
+    its gap after this one's due time, which keeps the pace a catch-up set."""
+    if caught_up:
+        return now + gap
+    return max(nominal, due + gap, now)
 
 
 def skip_at_once(call: Call, now: datetime) -> None:
@@ -340,9 +445,9 @@ def skip_at_once(call: Call, now: datetime) -> None:
         call.next_escalation_at = now
 
 
-def take_due_ack_step(call: Call, now: datetime) -> int | None:
-    """If a step of the acknowledgement timeout is due, advance past it and return
-    its index; else None."""
+def take_due_ack_step(call: Call, now: datetime) -> DueStep | None:
+    """If a step of the acknowledgement timeout is due, advance past it and say which
+    (caught up like :func:`take_due_step`); else None."""
     timeout = call.policy.ack_timeout
     if (
         not call.is_ack_escalating
@@ -352,11 +457,19 @@ def take_due_ack_step(call: Call, now: datetime) -> int | None:
         or call.next_ack_escalation_at > now
     ):
         return None
-    index = call.ack_step
-    call.ack_step += 1
-    call.next_ack_escalation_at = max(timeout.due_at(call.ack_timeout_at, call.ack_step), now)
+    due = call.next_ack_escalation_at
+    first = call.ack_step
+    index = timeout.latest_due(first, due, now)
+    call.ack_step = index + 1
+    call.next_ack_escalation_at = _following(
+        timeout.due_at(call.ack_timeout_at, index + 1),
+        due,
+        timeout.gap_after(index),
+        now,
+        caught_up=index > first,
+    )
     call.updated_at = now
-    return index
+    return DueStep(index, first, now - due)
 
 
 def skip_ack_at_once(call: Call, now: datetime) -> None:
@@ -384,7 +497,17 @@ def _stop_ack_timer(call: Call) -> None:
 def _restart_escalation(call: Call, now: datetime) -> None:
     call.escalation_started_at = now
     call.escalation_step = 0
+    call.brought_forward_step = None
     call.next_escalation_at = now if call.state is CallState.OPEN else None
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def _answered(call: Call, who: str, channel: str, now: datetime) -> None:

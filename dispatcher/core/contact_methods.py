@@ -13,10 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dispatcher.core.directory import Directory
+from typing import Protocol
 
 
 class Channel(StrEnum):
@@ -34,11 +31,36 @@ class ContactMethod:
 ContactMethods = Mapping[str, tuple[ContactMethod, ...]]
 
 
+# What these functions read of ``dispatcher.core.directory.Directory``, as protocols:
+# the directory holds contact methods, so this module must not import it back.
+class _Phoned(Protocol):
+    @property
+    def phone(self) -> str | None: ...
+
+
+class _WithContacts(Protocol):
+    @property
+    def contacts(self) -> tuple[_Phoned, ...]: ...
+
+
+class People(Protocol):
+    """The directory as far as reaching a person goes: methods, staff, residents."""
+
+    @property
+    def contact_methods(self) -> ContactMethods: ...
+
+    @property
+    def staff(self) -> Mapping[str, _Phoned]: ...
+
+    @property
+    def residents(self) -> Mapping[str, _WithContacts]: ...
+
+
 def default_methods(phone: str) -> tuple[ContactMethod, ...]:
     return (ContactMethod(1, Channel.SMS, phone), ContactMethod(2, Channel.VOICE, phone))
 
 
-def methods_for(directory: Directory, person_id: str, phone: str) -> tuple[ContactMethod, ...]:
+def methods_for(directory: People, person_id: str, phone: str) -> tuple[ContactMethod, ...]:
     """The person's methods in order: their rows in the data file, else SMS then voice."""
     found = directory.contact_methods.get(person_id)
     return found if found else default_methods(phone)
@@ -53,7 +75,7 @@ def next_after(methods: tuple[ContactMethod, ...], order: int) -> ContactMethod 
     return next((m for m in methods if m.order > order), None)
 
 
-def person_phone(directory: Directory, person_id: str) -> str | None:
+def person_phone(directory: People, person_id: str) -> str | None:
     """The phone on file for a staff id or a ``contact:<resident>:<n>`` id."""
     if person_id.startswith("contact:"):
         resident_id, _, number = person_id.removeprefix("contact:").rpartition(":")

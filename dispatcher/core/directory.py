@@ -9,11 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, time
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from dispatcher.core.contact_methods import ContactMethod
-
+from dispatcher.core.contact_methods import ContactMethod
 from dispatcher.core.rota.model import OverrideBook, Rotation, Rule, Schedule
 
 

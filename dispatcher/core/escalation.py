@@ -149,6 +149,48 @@ def _due(steps: tuple[Step, ...], repeat_every_s: int, start: datetime, index: i
     return start + timedelta(seconds=steps[last].delay_s + (index - last) * repeat_every_s)
 
 
+def _gap(steps: tuple[Step, ...], repeat_every_s: int, index: int) -> timedelta:
+    """From step ``index`` falling due to step ``index + 1`` falling due."""
+    last = len(steps) - 1
+    if index < last:
+        return timedelta(seconds=steps[index + 1].delay_s - steps[index].delay_s)
+    return timedelta(seconds=repeat_every_s)
+
+
+def _latest_due(
+    steps: tuple[Step, ...], repeat_every_s: int, first: int, due: datetime, now: datetime
+) -> int:
+    """Step ``first`` fell due at ``due`` and each later one follows at its gap: the
+    last of them due by ``now``. More than ``first`` means the escalation was held up
+    (a stop, a suspend, a step of the clock nobody saw) for longer than ``first``'s
+    gap to the next: those steps were *missed*, and are caught up as one.
+
+    Steps that fall due at the same moment (a gap of 0) are never merged: they fire
+    one after another as they always do, so the catch-up stops before them."""
+    last = len(steps) - 1
+    index, at = first, due
+    while index < last:
+        gap = _gap(steps, repeat_every_s, index)
+        if gap <= timedelta(0) or at + gap > now:
+            return index
+        index, at = index + 1, at + gap
+    # The repeats (and the reminders once a policy is exhausted) keep one cadence.
+    if now < at:
+        return index
+    return index + (now - at) // timedelta(seconds=repeat_every_s)
+
+
+def _merged(steps: tuple[Step, ...], between: range, then: Step) -> Step:
+    """One step that reaches everyone the steps in ``between`` name, and then ``then``'s:
+    a catch-up must not leave out whom a missed step would have told."""
+    targets: dict[str, None] = {}
+    channels: dict[str, None] = {}
+    for step in (*(steps[i] for i in between if i < len(steps)), then):
+        targets.update(dict.fromkeys(step.targets))
+        channels.update(dict.fromkeys(step.channels))
+    return Step(then.delay_s, tuple(targets), tuple(channels))
+
+
 @dataclass(frozen=True)
 class AckTimeout:
     """An acknowledged call not resolved ``after_s`` after the acknowledgement
@@ -170,6 +212,19 @@ class AckTimeout:
 
     def due_at(self, deadline: datetime, index: int) -> datetime:
         return _due(self.steps, self.repeat_every_s, deadline, index)
+
+    def gap_after(self, index: int) -> timedelta:
+        return _gap(self.steps, self.repeat_every_s, index)
+
+    def latest_due(self, first: int, due: datetime, now: datetime) -> int:
+        """See :meth:`Policy.latest_due`."""
+        return _latest_due(self.steps, self.repeat_every_s, first, due, now)
+
+    def catch_up_step(self, first: int, index: int) -> Step:
+        """See :meth:`Policy.catch_up_step`."""
+        if first == index:
+            return self.step(index)
+        return _merged(self.steps, range(first, index), self.step(index))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -228,6 +283,23 @@ class Policy:
     def due_at(self, started_at: datetime, index: int) -> datetime:
         """When step number ``index`` falls due for an escalation started at ``started_at``."""
         return _due(self.steps, self.repeat_every_s, started_at, index)
+
+    def gap_after(self, index: int) -> timedelta:
+        """From step ``index`` falling due to step ``index + 1`` falling due."""
+        return _gap(self.steps, self.repeat_every_s, index)
+
+    def latest_due(self, first: int, due: datetime, now: datetime) -> int:
+        """The last step due by ``now`` when step ``first`` fell due at ``due``: ``first``
+        itself unless the escalation was held up for longer than its gap to the next."""
+        return _latest_due(self.steps, self.repeat_every_s, first, due, now)
+
+    def catch_up_step(self, first: int, index: int) -> Step:
+        """The step fired as number ``index`` when steps ``first`` to ``index`` were all
+        due at once: step ``index``, reaching also whom the missed policy steps name
+        (a missed repeat names nobody new)."""
+        if first == index:
+            return self.step(index)
+        return _merged(self.steps, range(first, min(index, len(self.steps))), self.step(index))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -1,40 +1,19 @@
-"""Message texts, per language, from the catalogues in ``dispatcher/core/catalogues``.
+"""The SMS and voice call about a call, per language, from the catalogues' texts.
 
-Each language is one TOML file (``zh.toml``, ``en.toml``), loaded once; a person's
-``language`` picks it, and anything unknown falls back to Chinese. SMS and voice never
+The texts are ``dispatcher.core.texts``'s (one TOML file per language); a person's
+``language`` picks them, and anything unknown falls back to Chinese. SMS and voice never
 carry medical notes or key-safe codes: only what a responder needs to act (who, where,
 what kind, the call id).
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 from dispatcher.core.calls import Call, CallKind, CallState
 from dispatcher.core.directory import Directory, Resident
-
-CATALOGUES = Path(__file__).with_name("catalogues")
-DEFAULT_LANGUAGE = "zh"
-LANGUAGES = ("zh", "en")
-
-
-@cache
-def catalogue(language: str) -> dict[str, dict[str, str]]:
-    """The texts of ``language`` as {section: {key: text}}, read once per process."""
-    lang = language if language in LANGUAGES else DEFAULT_LANGUAGE
-    with (CATALOGUES / f"{lang}.toml").open("rb") as f:
-        data = tomllib.load(f)
-    return {section: dict(texts) for section, texts in data.items()}
-
-
-def text(language: str, key: str, **values: object) -> str:
-    """The text ``section.key`` of ``language`` with its placeholders filled."""
-    section, _, name = key.partition(".")
-    return catalogue(language)[section][name].format(**values)
+from dispatcher.core.texts import text
 
 
 def kind_name(language: str, kind: CallKind) -> str:

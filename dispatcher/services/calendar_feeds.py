@@ -68,10 +68,13 @@ class CalendarFeeds:
         if not token:
             return None
         found = None
+        # As bytes: compare_digest refuses a str with non-ASCII characters (TypeError,
+        # a 500), and a query string may carry anything; such a token matches nobody.
+        given = token.encode("utf-8", errors="replace")
         for staff in self._directory.staff.values():
             mine = feed_token(staff)
             # Compare with everyone (constant time each) so timing says nothing.
-            if mine is not None and hmac.compare_digest(mine, token):
+            if mine is not None and hmac.compare_digest(mine.encode(), given):
                 found = staff
         return found
 

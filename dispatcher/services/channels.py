@@ -1,29 +1,44 @@
-"""The notification port: what the dispatcher needs from an SMS and voice provider
-(send an SMS, place a voice call). The senders are adapters: Twilio
-(``dispatcher.adapters.twilio.sender``) and the log (``dispatcher.adapters.log_sender``);
-the in-memory double for tests is ``dispatcher.testing.FakeSmsSender``.
+"""The channel port: one sender per channel (SMS, voice call), each with one ``send``
+for its kind of message, and the :class:`Channels` registry the outbox looks them up
+in. The senders are adapters: Twilio (``dispatcher.adapters.twilio.sender``) and the log
+(``dispatcher.adapters.log_sender``); the recording double for tests is
+``dispatcher.testing.FakeChannelSender``.
 
-Nothing here retries: a failed send raises :class:`SmsSendError` and the outbox decides
-whether and when to try again, so a retry is always a deliberate, recorded act (a POST
-retried blindly after a 5xx can text a resident's daughter twice).
+A channel nobody registered is an error, never a quiet fallback: a new channel must
+not go out as SMS. Nothing here retries: a failed send raises :class:`SendError` and
+the outbox decides whether and when to try again, so a retry is always a deliberate,
+recorded act (a POST retried blindly after a 5xx can text a resident's daughter twice).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 
 @dataclass(frozen=True)
-class SmsReceipt:
-    """What the provider answered to an accepted message."""
+class Outgoing:
+    """One message or call for a channel sender to hand to its provider."""
 
-    sid: str  # the provider's message id, e.g. Twilio's "SM" + 32 hex digits
+    to: str  # E.164
+    body: str  # the text of an SMS; what a voice call reads (its script is fetched)
+    # Where the provider posts its delivery reports.
+    status_callback: str | None = None
+    # Where a channel that speaks (voice) fetches what to say; a text channel ignores it.
+    script_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the provider answered to an accepted message or call."""
+
+    sid: str  # the provider's id, e.g. Twilio's "SM"/"CA" + 32 hex digits
     status: str  # the provider's status at acceptance, e.g. Twilio's "queued"
 
 
-class SmsSendError(Exception):
+class SendError(Exception):
     """A send that did not go through.
 
     ``permanent`` means trying again will not help (invalid or landline number, bad
@@ -56,30 +71,23 @@ class SmsSendError(Exception):
 
     def __repr__(self) -> str:
         return (
-            f"SmsSendError({self.message!r}, permanent={self.permanent}, "
+            f"SendError({self.message!r}, permanent={self.permanent}, "
             f"status={self.status}, code={self.code})"
         )
 
 
-class SmsSender(Protocol):
-    """A provider of SMS and voice calls (:data:`Notifier` is the same port)."""
+class ChannelSender(Protocol):
+    """The provider of one channel."""
 
-    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SmsReceipt:
-        """Hand one SMS to the provider; raise :class:`SmsSendError` if it was not accepted.
-
-        ``to`` is an E.164 number. ``status_callback`` is a URL the provider posts delivery
-        reports to. Returning means the provider accepted the message, not that it arrived.
-        """
+    @property
+    def channel(self) -> str:
+        """The channel it sends on: a ``dispatcher.core.contact_methods.Channel`` value."""
         ...
 
-    async def place_call(
-        self, to: str, url: str, *, status_callback: str | None = None
-    ) -> SmsReceipt:
-        """Start one voice call to ``to`` whose script (TwiML) the provider fetches from ``url``.
-
-        Raise :class:`SmsSendError` if the provider did not accept it; returning means the
-        call was queued (its receipt's sid is the call's), not that anyone answered.
-        """
+    async def send(self, message: Outgoing) -> Receipt:
+        """Hand one message (an SMS) or call (voice) to the provider; raise
+        :class:`SendError` if it was not accepted. Returning means the provider
+        accepted it, not that it arrived or that anyone answered."""
         ...
 
     async def aclose(self) -> None:
@@ -87,8 +95,36 @@ class SmsSender(Protocol):
         ...
 
 
-# The port under the name it has since it also places calls.
-Notifier = SmsSender
+class UnknownChannelError(LookupError):
+    """A channel no sender was registered for."""
+
+
+class Channels:
+    """The registry: channel → its sender."""
+
+    def __init__(self, senders: Iterable[ChannelSender]) -> None:
+        self._senders: dict[str, ChannelSender] = {}
+        for sender in senders:
+            if sender.channel in self._senders:
+                raise ValueError(f"two senders for channel {sender.channel!r}")
+            self._senders[sender.channel] = sender
+
+    def sender(self, channel: str) -> ChannelSender:
+        """The sender of ``channel``; :class:`UnknownChannelError` when nobody registered it."""
+        found = self._senders.get(channel)
+        if found is None:
+            known = ", ".join(sorted(self._senders)) or "none"
+            raise UnknownChannelError(
+                f"no sender registered for channel {channel!r} (registered: {known})"
+            )
+        return found
+
+    def __iter__(self) -> Iterator[ChannelSender]:
+        return iter(self._senders.values())
+
+    async def aclose(self) -> None:
+        for sender in self._senders.values():
+            await sender.aclose()
 
 
 def made_up_sid(prefix: str) -> str:

@@ -11,6 +11,11 @@ names nobody, so an empty policy cannot spin and a call never goes silent.
 
 The acknowledgement timeout (``dispatcher.core.escalation.AckTimeout``) runs the same way
 on acknowledged calls, from its own due time ``calls.next_ack_escalation_at``.
+
+A poll late by more than a step's gap to the next (the daemon stopped, the machine
+slept) fires ONE catch-up step for all it missed, noted on the timeline
+(``catch_up``), never each missed repeat; and nobody already queued for a step of
+the call is queued for it again (``notify.not_yet_queued``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Step
 from dispatcher.services import notify
 from dispatcher.services.clock import Clock
-from dispatcher.services.notify import NotifyStore
+from dispatcher.services.metrics import NULL_METRICS, Metrics, seconds_between
+from dispatcher.services.notify import NotifyStore, QueuedSteps
 from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
@@ -41,10 +47,10 @@ class Fired(Enum):
     NOBODY = "nobody"  # nobody, not even the command centre: an alarm in the log
 
 
-class EscalationStore(NotifyStore, Protocol):
+class EscalationStore(NotifyStore, QueuedSteps, Protocol):
     """What the escalator reads and writes, bound to one transaction: the calls due,
-    the locked call, its timeline, and (as :class:`NotifyStore`) its step's
-    notifications and reply numbers."""
+    the locked call, its timeline, and (as :class:`NotifyStore`, :class:`QueuedSteps`)
+    its step's notifications, reply numbers and who was already queued for it."""
 
     async def due_escalations(self, now: datetime, limit: int) -> list[str]:
         """Ids of open calls whose next escalation step is due, the most overdue first."""
@@ -70,8 +76,10 @@ class Escalator:
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
         batch: int = 100,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tx = tx
+        self._metrics = metrics
         self._directory = directory
         self._clock = clock
         self._on_change = on_change  # wakes the SMS outbox
@@ -103,11 +111,15 @@ class Escalator:
                 call = await store.lock_call(call_id)
                 if call is None:
                     return fired
+                due_at = call.next_escalation_at  # for the lateness metric
                 # Re-checked under the lock: an acknowledgement may have just committed.
-                index = lifecycle.take_due_step(call, now)
-                if index is None:
+                due = lifecycle.take_due_step(call, now)
+                if due is None:
                     return fired
-                if call.policy.is_exhausted(index) and not call.policy.is_exhausted(index - 1):
+                index = due.index
+                if due.missed:
+                    self._caught_up(store, call, due, now)
+                if call.policy.is_exhausted(index) and not call.policy.is_exhausted(due.first - 1):
                     store.add_timeline(
                         TimelineEntry(
                             now,
@@ -122,17 +134,20 @@ class Escalator:
                 result = await self._notify(
                     store,
                     call,
-                    call.policy.step(index),
+                    call.policy.catch_up_step(due.first, index),
                     f"step {index + 1}",
                     can_skip=index < call.policy.last,
                     now=now,
                     step_index=index,
                     holder=None,
                     action="escalated",
+                    timer=notify.ESCALATION,
+                    since=call.escalation_started_at,
                 )
                 if result is Fired.SKIPPED:
                     lifecycle.skip_at_once(call, now)
             fired += 1
+            self._metrics.step_fired(seconds_between(due_at, self._clock.now()))
             log.info("escalation_step", call_id=call_id, step=index + 1, result=result.value)
             if result is not Fired.SKIPPED:
                 return fired
@@ -144,11 +159,16 @@ class Escalator:
                 call = await store.lock_call(call_id)
                 if call is None:
                     return fired
-                index = lifecycle.take_due_ack_step(call, now)
+                due_at = call.next_ack_escalation_at  # for the lateness metric
+                due = lifecycle.take_due_ack_step(call, now)
                 timeout = call.policy.ack_timeout
-                if index is None or timeout is None:
+                deadline = call.ack_timeout_at
+                if due is None or timeout is None or deadline is None:
                     return fired
-                if index == 0:
+                index = due.index
+                if due.missed:
+                    self._caught_up(store, call, due, now, "acknowledgement timeout step")
+                if due.first == 0:
                     store.add_timeline(
                         TimelineEntry(
                             now,
@@ -163,20 +183,46 @@ class Escalator:
                 result = await self._notify(
                     store,
                     call,
-                    timeout.step(index),
+                    timeout.catch_up_step(due.first, index),
                     f"acknowledgement timeout step {index + 1}",
                     can_skip=index < len(timeout.steps) - 1,
                     now=now,
                     step_index=index,
                     holder=call.held_by,
                     action="ack_escalated",
+                    timer=notify.ACK_TIMEOUT,
+                    since=deadline,
                 )
                 if result is Fired.SKIPPED:
                     lifecycle.skip_ack_at_once(call, now)
             fired += 1
+            self._metrics.step_fired(seconds_between(due_at, self._clock.now()), "ack_timeout")
             log.info("ack_timeout_step", call_id=call_id, step=index + 1, result=result.value)
             if result is not Fired.SKIPPED:
                 return fired
+
+    def _caught_up(
+        self,
+        store: EscalationStore,
+        call: Call,
+        due: lifecycle.DueStep,
+        now: datetime,
+        label: str = "step",
+    ) -> None:
+        """Steps missed while escalation was held up fire as one (see ``DueStep``):
+        said loudly in the log and on the call's timeline."""
+        log.warning(
+            "escalation_caught_up",
+            call_id=call.id,
+            label=label,
+            first_step=due.first + 1,
+            step=due.index + 1,
+            missed=due.missed,
+            late_s=round(due.late.total_seconds(), 3),
+        )
+        store.add_timeline(
+            TimelineEntry(now, "system", "catch_up", "system", due.catch_up_note(label), call.id)
+        )
 
     async def _notify(
         self,
@@ -190,6 +236,8 @@ class Escalator:
         step_index: int,
         holder: str | None,
         action: str,
+        timer: str,
+        since: datetime,
     ) -> Fired:
         resident = self._directory.residents.get(call.resident_id or "")
         people = routing.recipients(
@@ -239,10 +287,22 @@ class Escalator:
                     )
                 )
                 return Fired.NOBODY
+        fresh, told = await notify.not_yet_queued(store, call, people, step_index, timer, since)
         await notify.queue_step(
-            store, call, resident, self._directory, people, step_index, now, step.channels
+            store,
+            call,
+            resident,
+            self._directory,
+            fresh,
+            step_index,
+            now,
+            step.channels,
+            timer=timer,
         )
-        names = "; ".join(f"{p.name} ({p.why})" for p in people)
+        names = "; ".join(f"{p.name} ({p.why})" for p in fresh) or "nobody new"
+        if told:
+            log.info("already_notified", call_id=call.id, step=label, recipients=len(told))
+            names += "; already notified of this step: " + "; ".join(p.name for p in told)
         store.add_timeline(
             TimelineEntry(
                 now,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -55,6 +55,7 @@ class HeartbeatTracker:
     def __init__(self, tx: Transactions[ContactStore]) -> None:
         self._tx = tx
         self._pending: dict[str, Seen] = {}
+        self._in_flight: dict[str, Seen] = {}  # taken by a flush not yet committed
         self._alerted: set[str] | None = None  # loaded on first use
         self._opened_before_load: set[str] = set()
         self._flushing = asyncio.Lock()
@@ -105,18 +106,28 @@ class HeartbeatTracker:
         async with self._flushing:
             if not self._pending:
                 return 0
-            batch, self._pending = self._pending, {}
+            self._in_flight, self._pending = self._pending, {}
             try:
                 async with self._tx.begin() as store:
+                    batch = self._in_flight  # as shifted, if the clock stepped meanwhile
                     await store.write_seen(list(batch.values()))
             except BaseException:
-                for device_id, seen in batch.items():
+                for device_id, seen in self._in_flight.items():
                     newer = self._pending.get(device_id)
                     if newer is None or newer.at < seen.at:
                         self._pending[device_id] = seen
                 raise
+            finally:
+                self._in_flight = {}
         log.debug("contacts_flushed", devices=len(batch))
         return len(batch)
+
+    def shift(self, delta: timedelta) -> None:
+        """The system clock stepped by ``delta`` and the stored instants moved with it
+        (dispatcher.services.clock_watch): so do those held here."""
+        for held in (self._pending, self._in_flight):
+            for device_id, seen in held.items():
+                held[device_id] = Seen(device_id, seen.at + delta, seen.battery)
 
     async def run(self, every_s: float, stop: asyncio.Event) -> None:
         """Flush every ``every_s`` until ``stop``; once more at the end."""

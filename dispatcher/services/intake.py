@@ -40,8 +40,10 @@ from dispatcher.core.calls import Call, CallKind, Transition
 from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
+from dispatcher.core.texts import LANGUAGES, text
 from dispatcher.services.clock import Clock
 from dispatcher.services.heartbeats import HEARTBEAT_MISSED, ContactStore, HeartbeatTracker
+from dispatcher.services.metrics import INVALID, NULL_METRICS, Metrics, event_priority
 from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
@@ -49,12 +51,20 @@ log = structlog.get_logger(__name__)
 # Technical events: which alert each opens, and which alert each clears.
 _ALERT_OPENED_BY = {EventType.BATTERY_LOW: "battery_low", EventType.POWER_LOST: "power_lost"}
 _ALERT_CLEARED_BY = {EventType.BATTERY_OK: "battery_low", EventType.POWER_RESTORED: "power_lost"}
+# A technical alert's detail, for readers of any language: every catalogue's text.
 ALERT_TEXT = {
-    "battery_low": "电量低 battery low",
-    "power_lost": "主机断电 mains power lost",
-    "heartbeat_missed": "心跳中断 heartbeats missed",
-    "offline": "设备离线 device offline",
-    "rejected_messages": "设备发送的消息无法识别 device keeps sending unreadable messages",
+    key: " ".join(text(lang, f"alert.{key}") for lang in LANGUAGES)
+    for key in (
+        "battery_low",
+        "power_lost",
+        "heartbeat_missed",
+        "offline",
+        "rejected_messages",
+        # The centre's own faults (dispatcher.services.instance_lock, the MQTT gateway):
+        # raised on the dispatcher's MQTT client id, since no device is at fault.
+        "dispatcher_taken_over",
+        "mqtt_session_taken_over",
+    )
 }
 
 
@@ -278,10 +288,12 @@ class Intake:
         settings: IntakeSettings,
         on_change: Callable[[], None] = lambda: None,
         heartbeats: HeartbeatTracker | None = None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tx = tx
         self._directory = directory
         self._clock = clock
+        self._metrics = metrics
         self._policies = book(policies)
         self._settings = settings
         self._on_change = on_change  # wakes the escalator and the device outbox
@@ -331,6 +343,7 @@ class Intake:
             # at once, so that only the failing one is undone (and recorded as rejected).
             log.info("intake_batch_retried", messages=len(batch), error=repr(exc))
             answers, done = await self._run(batch, now, alerted, savepoints=True)
+        self._observe(batch, answers, now, committed=done is not None)
         if done is None:
             return answers
         for fn in done.after_commit:
@@ -339,6 +352,24 @@ class Intake:
             log.info(event_name, **fields)
         self._on_change()
         return answers
+
+    def _observe(
+        self,
+        batch: Sequence[Incoming],
+        answers: list[Ack | None],
+        now: datetime,
+        *,
+        committed: bool,
+    ) -> None:
+        """Count the batch's transaction and each answer's latency (from the batch's start)."""
+        if committed:
+            self._metrics.batch_committed(len(batch))
+        seconds = (self._clock.now() - now).total_seconds()
+        for message, ack in zip(batch, answers, strict=True):
+            if ack is None or not isinstance(message, DeviceMessage):
+                continue
+            kind = message.parsed.type.value if isinstance(message.parsed, Event) else INVALID
+            self._metrics.answered(event_priority(kind), kind, seconds)
 
     async def _run(
         self, batch: Sequence[Incoming], now: datetime, alerted: set[str], *, savepoints: bool

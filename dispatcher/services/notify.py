@@ -9,7 +9,7 @@ outbox.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -35,6 +35,48 @@ class NotifyStore(Protocol):
         ...
 
 
+class QueuedSteps(Protocol):
+    """Who is already queued for a step, in the step's transaction."""
+
+    async def queued_for_step(
+        self, call_id: str, timer: str, step: int, since: datetime
+    ) -> set[str]:
+        """The recipients with a row (not cancelled) for step ``step`` of ``timer``
+        ("escalation" or "ack_timeout") of the call, created since ``since``."""
+        ...
+
+
+ESCALATION = "escalation"  # the call's escalation steps
+ACK_TIMEOUT = "ack_timeout"  # the acknowledgement timeout's steps (numbered from 0 too)
+
+
+async def not_yet_queued(
+    store: QueuedSteps,
+    call: Call,
+    people: list[Recipient],
+    step_index: int,
+    timer: str,
+    since: datetime,
+) -> tuple[list[Recipient], list[Recipient]]:
+    """``people`` split into those to notify of this step and those already queued for
+    it: nobody gets more than one message per call per step, whatever fires it again.
+
+    ``since`` is when this run of the timer began (the escalation's start, the
+    acknowledgement timeout's deadline), so that a restarted escalation (a priority
+    raised, a call reopened) or a new acknowledgement timeout reaches people again."""
+    already = await store.queued_for_step(call.id, timer, step_index, since)
+    fresh: list[Recipient] = []
+    told: list[Recipient] = []
+    seen: set[str] = set()
+    for person in people:
+        if person.id in already:
+            told.append(person)
+        elif person.id not in seen:
+            fresh.append(person)
+        seen.add(person.id)
+    return fresh, told
+
+
 def methods_to_use(
     directory: Directory, person: Recipient, channels: Iterable[str]
 ) -> list[ContactMethod]:
@@ -51,6 +93,36 @@ def methods_to_use(
     return chosen
 
 
+def _sms_body(
+    call: Call,
+    resident: Resident | None,
+    directory: Directory,
+    language: str,
+    step_index: int,
+    code: int,
+) -> str:
+    return call_sms(call, resident, directory, language, step_index, code)
+
+
+def _voice_body(
+    call: Call,
+    resident: Resident | None,
+    directory: Directory,
+    language: str,
+    step_index: int,
+    code: int,
+) -> str:
+    # The TwiML is made when the provider asks for it; the body records what it reads.
+    return voice_script(call, resident, directory, language, step_index)
+
+
+# What an outbox row says, per channel.
+_BODIES: Mapping[Channel, Callable[[Call, Resident | None, Directory, str, int, int], str]] = {
+    Channel.SMS: _sms_body,
+    Channel.VOICE: _voice_body,
+}
+
+
 def outbox_values(
     call: Call,
     resident: Resident | None,
@@ -62,14 +134,16 @@ def outbox_values(
     step_index: int,
     now: datetime,
     code: int,
+    timer: str | None = None,
 ) -> OutboxRow:
     """The outbox row that reaches ``recipient`` about ``call`` by ``method``, whose
-    reply number for the call is ``code``."""
-    if method.kind is Channel.VOICE:
-        # The TwiML is made when Twilio asks for it; the body records what it reads.
-        body = voice_script(call, resident, directory, language, step_index)
-    else:
-        body = call_sms(call, resident, directory, language, step_index, code)
+    reply number for the call is ``code``. ``timer`` says which of the call's step
+    numberings ``step_index`` belongs to (None on a fallback's row: not counted by
+    :func:`not_yet_queued`, its first row is)."""
+    write = _BODIES.get(method.kind)
+    if write is None:
+        raise ValueError(f"no message text for channel {method.kind.value!r}")
+    body = write(call, resident, directory, language, step_index, code)
     return {
         "call_id": call.id,
         "step": step_index,
@@ -85,6 +159,7 @@ def outbox_values(
         "language": language,
         "reply_code": code,
         "summary": call_summary(call, resident, language),
+        "timer": timer,
     }
 
 
@@ -97,8 +172,10 @@ async def queue_step(
     step_index: int,
     now: datetime,
     channels: Iterable[str] = ("sms",),
+    timer: str = ESCALATION,
 ) -> int:
-    """Write one outbox row per person per channel for step ``step_index``; returns how many."""
+    """Write one outbox row per person per channel for step ``step_index`` of ``timer``;
+    returns how many. Pass the people through :func:`not_yet_queued` first."""
     wanted = tuple(channels)
     rows: list[OutboxRow] = []
     for p in people:
@@ -115,6 +192,7 @@ async def queue_step(
                     step_index=step_index,
                     now=now,
                     code=code,
+                    timer=timer,
                 )
             )
     if rows:

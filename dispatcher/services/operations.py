@@ -1,4 +1,4 @@
-"""The operator-facing service layer: the real implementation of ``views.Operations``.
+"""The operator-facing service layer: the real implementation of ``read_models.Operations``.
 
 Acknowledging or resolving is one transaction: the call's new state, its timeline,
 the device's update and the cancellation of every SMS not yet sent for it commit
@@ -18,22 +18,21 @@ import structlog
 
 from dispatcher.core import calls as lifecycle
 from dispatcher.core import reports
-from dispatcher.core.calls import Call, CallState, TimelineEntry, Transition
+from dispatcher.core.calls import Call, CallState, Outcome, TimelineEntry, Transition
 from dispatcher.core.directory import Directory, Level, Resident, Staff
 from dispatcher.core.rota import on_duty as rota
-from dispatcher.core.views import (
+from dispatcher.services.clock import Clock
+from dispatcher.services.ports import Transactions
+from dispatcher.services.read_models import (
     CallNotFoundError,
     CallView,
     ContactView,
     NotificationView,
     OnDutyView,
-    Outcome,
     ResidentView,
     StaffView,
     TimelineEntryView,
 )
-from dispatcher.services.clock import Clock
-from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
 

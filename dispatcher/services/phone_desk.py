@@ -11,20 +11,26 @@ they do for an operator at the console.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
 import structlog
 
 from dispatcher.core import messages, phone_texts, replies
-from dispatcher.core.calls import Call, CallKind, CallState, TimelineEntry
+from dispatcher.core.calls import (
+    Call,
+    CallKind,
+    CallState,
+    InvalidTransitionError,
+    Outcome,
+    TimelineEntry,
+)
 from dispatcher.core.directory import Directory
 from dispatcher.core.phone_texts import OpenCode
 from dispatcher.core.replies import Action
-from dispatcher.core.views import InvalidTransitionError, Outcome
 from dispatcher.services.clock import Clock
 from dispatcher.services.operations import CallOperations
 from dispatcher.services.ports import Transactions
@@ -36,7 +42,6 @@ MACHINE_ANSWERS = frozenset(
     {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
 )
 _TAKEN = (CallState.ACKNOWLEDGED, CallState.RESPONDER_ON_SITE)
-REMEMBERED_SMS = 1000  # answered MessageSids kept, so a resent SMS does not act twice
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,15 @@ class PhoneStore(Protocol):
 
     def add_timeline(self, entry: TimelineEntry) -> None: ...
 
+    async def handled(self, sid: str) -> str | None:
+        """The answer given to the webhook ``sid`` if it was already handled."""
+        ...
+
+    async def remember(self, sid: str, kind: str, answer: str, now: datetime) -> None:
+        """Record webhook ``sid`` as handled with ``answer`` (a second record of one
+        sid keeps the first)."""
+        ...
+
 
 class VoiceStep(StrEnum):
     PROMPT = "prompt"  # read the call and gather one key (then once more, then hang up)
@@ -146,25 +160,28 @@ class PhoneDesk:
         self._ops = operations
         self._on_escalate = on_escalate  # wakes the escalator after a "7E"
         self._people = people_by_phone(directory)
-        self._answered: OrderedDict[str, str] = OrderedDict()
 
     # ------------------------------------------------------------ SMS
 
     async def on_sms(self, from_number: str, body: str, message_sid: str = "") -> str:
         """Act on an inbound SMS; returns the answer to send back to its sender.
 
-        Twilio may post one message twice (a timeout on its side, a replayed request):
-        a ``MessageSid`` already answered gets the same answer and acts no more, so a
-        "7E" never skips two steps. (Remembered in memory: a restart forgets.)
+        Twilio may post one message twice (a timeout on its side, a replayed request,
+        before or after a restart): a ``MessageSid`` already handled gets the same
+        answer and acts no more, so a "7E" never skips two steps. Remembered in the
+        database, after acting: a crash between the two may still act twice, where
+        remembering first could lose a reply that never acted at all.
         """
-        if message_sid and message_sid in self._answered:
-            log.info("sms_in.repeated", message_sid=message_sid)
-            return self._answered[message_sid]
+        if message_sid:
+            async with self._tx.read() as store:
+                before = await store.handled(message_sid)
+            if before is not None:
+                log.info("sms_in.repeated", message_sid=message_sid)
+                return before
         answer = await self._answer_sms(from_number, body, message_sid)
         if message_sid:
-            self._answered[message_sid] = answer
-            while len(self._answered) > REMEMBERED_SMS:
-                self._answered.popitem(last=False)
+            async with self._tx.begin() as store:
+                await store.remember(message_sid, "sms", answer, self._clock.now())
         return answer
 
     async def _answer_sms(self, from_number: str, body: str, message_sid: str) -> str:
@@ -269,8 +286,20 @@ class PhoneDesk:
         bound.info("voice.answered", answered_by=answered_by or "unknown", state=call.state.value)
         return self._prompt_or_state(call, person)
 
-    async def voice_key(self, notification_id: int, digits: str) -> VoiceAnswer:
-        """A key pressed in the call for outbox row ``notification_id``."""
+    async def voice_key(self, notification_id: int, digits: str, call_sid: str = "") -> VoiceAnswer:
+        """A key pressed in the call for outbox row ``notification_id``.
+
+        A press that acknowledged is remembered by the voice call's ``CallSid``: the
+        same request replayed (even after a restart, and after the call was handed
+        back) gets the same answer and acknowledges no more."""
+        replay_key = f"{call_sid}:ack" if call_sid else ""
+        if replay_key:
+            async with self._tx.read() as store:
+                before = await store.handled(replay_key)
+            if before is not None:
+                log.info("voice.key_repeated", call_sid=call_sid, notification_id=notification_id)
+                lang, _, text = before.partition(":")
+                return VoiceAnswer(VoiceStep.SAY_AND_HANG_UP, lang, text)
         found = await self._notification(notification_id)
         if found is None:
             log.warning("voice.unknown_notification", notification_id=notification_id)
@@ -290,6 +319,9 @@ class PhoneDesk:
             return VoiceAnswer(VoiceStep.SAY_AND_HANG_UP, lang, text)
         bound.info("voice.acknowledged")
         text = phone_texts.voice_acknowledged(lang, call.id)
+        if replay_key:
+            async with self._tx.begin() as store:
+                await store.remember(replay_key, "voice_key", f"{lang}:{text}", self._clock.now())
         return VoiceAnswer(VoiceStep.SAY_AND_HANG_UP, lang, text)
 
     def _prompt_or_state(self, call: Call, person: Person) -> VoiceAnswer:

@@ -15,6 +15,7 @@ from dispatcher.config import DeviceSettings
 from dispatcher.core.calls import Call
 from dispatcher.services.clock import Clock
 from dispatcher.services.intake import Intake
+from dispatcher.services.metrics import NULL_METRICS, Metrics
 from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
@@ -57,8 +58,10 @@ class LinkSupervisor:
         settings: DeviceSettings,
         on_change: Callable[[], None] = lambda: None,
         before_check: Callable[[], Awaitable[object]] | None = None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tx = tx
+        self._metrics = metrics
         self._intake = intake
         self._clock = clock
         self._settings = settings
@@ -82,27 +85,37 @@ class LinkSupervisor:
             opened += await self._raise(
                 device_id,
                 "heartbeat_missed",
-                lambda links, d: links.lock_if_silent(d, silent_since),
+                lambda links, d, now: links.lock_if_silent(
+                    d, now - timedelta(seconds=s.heartbeat_s * s.missed_heartbeats)
+                ),
             )
         for device_id in offline:
             opened += await self._raise(
                 device_id,
                 "offline",
-                lambda links, d: links.lock_if_offline(d, offline_since),
+                lambda links, d, now: links.lock_if_offline(
+                    d, now - timedelta(seconds=s.offline_grace_s)
+                ),
             )
         if opened:
             self._on_change()
+        self._metrics.supervision_checked()
         return opened
 
     async def _raise(
-        self, device_id: str, key: str, still: Callable[[LinkStore, str], Awaitable[bool]]
+        self,
+        device_id: str,
+        key: str,
+        still: Callable[[LinkStore, str, datetime], Awaitable[bool]],
     ) -> int:
-        now = self._clock.now()
         if self._before_check is not None:
             await self._before_check()  # the device may have been heard since the read
         async with self._tx.begin() as links:
-            # Checked again inside the transaction: the device may have just come back.
-            if not await still(links, device_id):
+            # Checked again inside the transaction, against the time read inside it: the
+            # device may have just come back, or the clock's watch may have just moved
+            # the links with a step of the system clock (ClockWatch).
+            now = self._clock.now()
+            if not await still(links, device_id, now):
                 return 0
             if await links.active_alert(device_id, key) is not None:
                 return 0

@@ -14,6 +14,7 @@ import contextlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -135,6 +136,7 @@ def create_sink_app(state: SinkState) -> Starlette:
         return None
 
     async def create_message(request: Request) -> Response:
+        arrived_at = time.time()
         fields = await _form_fields(request)
         to = fields.get("To", "").strip()
         with state.changed:
@@ -186,6 +188,7 @@ def create_sink_app(state: SinkState) -> Starlette:
             received_at=datetime.now(UTC).replace(microsecond=0),
             status_callback=callback,
             account_sid=state.account_sid,
+            arrived_at=arrived_at,
         )
         with state.changed:
             state.messages.append(message)
@@ -293,6 +296,7 @@ def create_sink_app(state: SinkState) -> Starlette:
                     "status": m.status,
                     "status_callback": m.status_callback,
                     "received_at": m.received_at.isoformat(),
+                    "arrived_at": m.arrived_at,
                 }
                 for m in messages
             ]

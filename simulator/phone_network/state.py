@@ -55,6 +55,9 @@ class SinkMessage:
     account_sid: str = DEFAULT_ACCOUNT_SID
     status: str = "queued"
     updated_at: datetime | None = None
+    # When the request arrived, in seconds since the epoch at full precision
+    # (received_at keeps Twilio's whole seconds): what benchmarks measure delays to.
+    arrived_at: float = 0.0
 
     def resource(self) -> dict[str, Any]:
         """The Message resource JSON, as in Twilio's OpenAPI ``api.v2010.account.message``."""

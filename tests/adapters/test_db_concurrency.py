@@ -18,11 +18,15 @@ from sqlalchemy import Row, select, text
 from devices.protocol import AckResult
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
+from dispatcher.adapters.db.outbox_store import SqlOutboxStore
+from dispatcher.adapters.db.transactions import Transactions
+from dispatcher.adapters.twilio.delivery_reports import TWILIO_STATUS_ORDER
 from dispatcher.bootstrap import App
 from dispatcher.core import calls as lifecycle
-from dispatcher.core.views import Outcome
+from dispatcher.core.calls import Outcome
+from dispatcher.services.channels import Channels
 from dispatcher.services.outbox import SmsOutbox
-from dispatcher.testing import FakeClock, FakeSmsSender
+from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.support.app import HOTLINE, built_app, event, settings_for
 
 TOPIC = "eldercall/v1/dev/x/event"
@@ -34,7 +38,7 @@ STEP_TIMES = [0, 60, 180, 360]
 async def twin(app: App, tmp_path: Path, database_url: str, clock: FakeClock) -> AsyncIterator[App]:
     """A second dispatcher on the same database: its own engine, its own SMS sender."""
     built = await built_app(
-        settings_for(tmp_path, database={"url": database_url}), clock, FakeSmsSender()
+        settings_for(tmp_path, database={"url": database_url}), clock, FakeChannelSender()
     )
     yield built
     await built.aclose()
@@ -73,7 +77,7 @@ async def someone_waits_for_a_lock(app: App, database_url: str) -> None:
 
 
 async def test_two_outboxes_never_send_one_row_twice(
-    app: App, twin: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, twin: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     await open_calls(app, 8)
     assert await app.escalator.run_due() == 8
@@ -82,11 +86,17 @@ async def test_two_outboxes_never_send_one_row_twice(
     # (to, body) names one row: the body carries the call id, one SMS per person per call.
     assert len({(r.to_number, r.body) for r in queued}) == len(queued)
 
-    other_sms = FakeSmsSender()
+    other_sms = FakeChannelSender()
     # Small batches: many rounds, each with both claims in flight at once.
     outboxes = [
-        SmsOutbox(app.sessions, fake_sms, clock, batch=3),
-        SmsOutbox(twin.sessions, other_sms, clock, batch=3),
+        SmsOutbox(
+            Transactions(sessions, SqlOutboxStore),
+            Channels([sms, FakeChannelSender("voice")]),
+            clock,
+            batch=3,
+            status_order=TWILIO_STATUS_ORDER,
+        )
+        for sessions, sms in ((app.sessions, fake_sms), (twin.sessions, other_sms))
     ]
     rounds = 0
     while sum(await asyncio.gather(*(o.send_due() for o in outboxes))):
@@ -102,7 +112,7 @@ async def test_two_outboxes_never_send_one_row_twice(
 
 
 async def test_a_claim_in_flight_elsewhere_is_skipped_not_waited_for(
-    app: App, database_url: str, fake_sms: FakeSmsSender
+    app: App, database_url: str, fake_sms: FakeChannelSender
 ) -> None:
     first, second = await open_calls(app, 2)
     await app.escalator.run_due()
@@ -135,14 +145,14 @@ async def test_a_claim_in_flight_elsewhere_is_skipped_not_waited_for(
 
 
 async def test_acknowledgements_racing_two_escalators_lose_no_step_and_leave_no_sms(
-    app: App, twin: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, twin: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     calls = await open_calls(app, 6)
     # Which calls two operators acknowledge (both at once) in each round of steps; the
     # last call is never acknowledged and must escalate through every round.
     acked_in_round = [calls[0:2], calls[2:4], calls[4:5], []]
-    twin_sms = twin.sms
-    assert isinstance(twin_sms, FakeSmsSender)
+    twin_sms = twin.channels.sender("sms")
+    assert isinstance(twin_sms, FakeChannelSender)
     start = clock.now()
     acked: set[str] = set()
     for at, to_ack in zip(STEP_TIMES, acked_in_round, strict=True):
@@ -182,7 +192,7 @@ async def test_acknowledgements_racing_two_escalators_lose_no_step_and_leave_no_
 
 
 async def test_a_press_racing_the_resolution_of_its_call_opens_a_new_call(
-    app: App, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, database_url: str, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     [first] = await open_calls(app, 1)
     now = clock.now()

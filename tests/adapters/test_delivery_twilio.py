@@ -18,9 +18,9 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from dispatcher.adapters.db import schema as db
-from dispatcher.bootstrap import App, build, delivery_router
+from dispatcher.bootstrap import App, build, http_app
 from dispatcher.core.contact_methods import Channel, ContactMethod
-from dispatcher.entrypoints.http.app import create_app, serve_api
+from dispatcher.entrypoints.http.app import serve_api
 from dispatcher.testing import FakeClock
 from simulator.phone_network.server import SmsSinkServer
 from tests.support.app import HOTLINE, event, settings_for
@@ -80,8 +80,7 @@ async def live(
         http={"listen": f"127.0.0.1:{port}"},
     )
     app = await build(settings, clock=clock)
-    api = create_app(app.operations, app.clock)
-    api.include_router(delivery_router(app))
+    api = http_app(app)
     stop, started = asyncio.Event(), asyncio.Event()
     server = asyncio.create_task(serve_api(api, "127.0.0.1", port, stop, started))
     await asyncio.wait_for(started.wait(), 10)

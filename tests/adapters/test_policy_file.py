@@ -201,3 +201,43 @@ def test_configuration_policies_still_work_and_check_their_targets(tmp_path: Pat
                 }
             },
         )
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (
+            '[escalation.policies.emergency]\nsteps = [{ delay_s = 0, targets = ["hotlin"] }]\n',
+            "[escalation.policies.emergency.steps] step 1: unknown target 'hotlin'",
+        ),
+        (
+            "[escalation.policies.fall]\nrepeat_every_s = 60\nsteps = [\n"
+            ' { delay_s = 60, targets = ["hotline"] },\n'
+            ' { delay_s = 0, targets = ["community"] },\n]\n',
+            "step 2: delay_s 0 comes before step 1's 60; steps must be in order",
+        ),
+        (
+            "[escalation.policies.service]\nrepeat_every_s = 0\n"
+            'steps = [{ delay_s = 0, targets = ["hotline"] }]\n',
+            "[escalation.policies.service] repeat_every_s must be a whole number >= 1, not 0",
+        ),
+        (
+            '[escalation.policies.emergncy]\nsteps = [{ delay_s = 0, targets = ["hotline"] }]\n',
+            "[escalation.policies.emergncy] unknown call kind",
+        ),
+        (
+            '[escalation.policies.emergency]\nsteps = [{ delay_s = 0, targets = ["hotline"] }]\n'
+            "[escalation.policies.emergency.ack_timeout]\nafter_s = 60\nrepeat_every_s = 60\n"
+            'steps = [{ delay_s = 0, targets = ["acknowledger"] }]\n',
+            "[escalation.policies.emergency] unknown key ack_timeout",
+        ),
+    ],
+)
+def test_the_configuration_refuses_a_policy_in_the_files_words(
+    tmp_path: Path, policy: str, expected: str
+) -> None:
+    config = tmp_path / "eldercall.toml"
+    config.write_text(policy, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert expected in str(caught.value) and str(config) in str(caught.value)

@@ -8,7 +8,7 @@ from twilio.request_validator import RequestValidator
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.twilio import signature as twilio_signature
 from dispatcher.bootstrap import App
-from dispatcher.core.views import Outcome
+from dispatcher.core.calls import Outcome
 from dispatcher.testing import FakeClock
 from tests.support.app import event
 

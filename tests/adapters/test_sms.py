@@ -12,12 +12,16 @@ import structlog
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from dispatcher.adapters.log_sender import LogSmsSender
-from dispatcher.adapters.twilio.sender import RebasingAsyncHttpClient, TwilioSmsSender
-from dispatcher.bootstrap import build_sms_sender
+from dispatcher.adapters.log_sender import LogSmsSender, LogVoiceSender
+from dispatcher.adapters.twilio.sender import (
+    RebasingAsyncHttpClient,
+    TwilioSmsSender,
+    TwilioVoiceSender,
+)
+from dispatcher.bootstrap import build_channels
 from dispatcher.config import SmsSettings
-from dispatcher.services.channels import SmsReceipt, SmsSendError
-from dispatcher.testing import FakeSmsSender
+from dispatcher.services.channels import Channels, Outgoing, Receipt, SendError, UnknownChannelError
+from dispatcher.testing import FakeChannelSender
 from simulator.phone_network.server import SmsSinkServer
 from tests.support.sms import SINK_FROM_NUMBER, sms_settings_for
 
@@ -32,13 +36,13 @@ async def twilio(sms_settings: SmsSettings) -> AsyncIterator[TwilioSmsSender]:
     await sender.aclose()
 
 
-# -- FakeSmsSender ---------------------------------------------------------------------
+# -- FakeChannelSender -------------------------------------------------------------------
 
 
 async def test_fake_records_sends_with_distinct_sids() -> None:
-    fake = FakeSmsSender()
-    first = await fake.send(MOBILE, "Room 12 needs help", status_callback="http://cb/1")
-    second = await fake.send("+8613900000000", "again")
+    fake = FakeChannelSender()
+    first = await fake.send(Outgoing(MOBILE, "Room 12 needs help", status_callback="http://cb/1"))
+    second = await fake.send(Outgoing("+8613900000000", "again"))
     assert first.sid != second.sid
     assert first.status == "queued"
     assert [(s.to, s.body, s.status_callback) for s in fake.sent] == [
@@ -50,13 +54,13 @@ async def test_fake_records_sends_with_distinct_sids() -> None:
 
 
 async def test_fake_fails_the_next_sends_then_recovers() -> None:
-    fake = FakeSmsSender()
+    fake = FakeChannelSender()
     fake.fail_next(2)
     fake.fail_next(1, permanent=True, code=21211)
     errors = []
     for _ in range(3):
-        with pytest.raises(SmsSendError) as caught:
-            await fake.send(MOBILE, "x")
+        with pytest.raises(SendError) as caught:
+            await fake.send(Outgoing(MOBILE, "x"))
         errors.append(caught.value)
     assert [(e.permanent, e.status, e.code) for e in errors] == [
         (False, 503, None),
@@ -65,31 +69,31 @@ async def test_fake_fails_the_next_sends_then_recovers() -> None:
     ]
     assert fake.sent == []
     assert len(fake.failures) == 3
-    await fake.send(MOBILE, "now it works")
+    await fake.send(Outgoing(MOBILE, "now it works"))
     assert len(fake.sent) == 1
     assert fake.attempts == 4
 
 
 async def test_fake_fails_a_number_every_time_until_healed() -> None:
-    fake = FakeSmsSender()
+    fake = FakeChannelSender()
     fake.fail_number("+861012345678")
     for _ in range(2):
-        with pytest.raises(SmsSendError) as caught:
-            await fake.send("+861012345678", "x")
+        with pytest.raises(SendError) as caught:
+            await fake.send(Outgoing("+861012345678", "x"))
         assert caught.value.permanent and caught.value.code == 21614
-    await fake.send(MOBILE, "other numbers still work")
+    await fake.send(Outgoing(MOBILE, "other numbers still work"))
     fake.heal()
-    await fake.send("+861012345678", "healed")
+    await fake.send(Outgoing("+861012345678", "healed"))
     assert [s.to for s in fake.sent] == [MOBILE, "+861012345678"]
 
 
 async def test_fake_wait_for_sent_sees_background_sends_and_times_out() -> None:
-    fake = FakeSmsSender()
+    fake = FakeChannelSender()
 
     async def later() -> None:
         await asyncio.sleep(0.02)
-        await fake.send(MOBILE, "one")
-        await fake.send(MOBILE, "two")
+        await fake.send(Outgoing(MOBILE, "one"))
+        await fake.send(Outgoing(MOBILE, "two"))
 
     task = asyncio.create_task(later())
     sent = await fake.wait_for_sent(2, timeout=2.0)
@@ -100,19 +104,19 @@ async def test_fake_wait_for_sent_sees_background_sends_and_times_out() -> None:
 
 
 async def test_fake_refuses_use_after_close() -> None:
-    fake = FakeSmsSender()
+    fake = FakeChannelSender()
     await fake.aclose()
     with pytest.raises(RuntimeError):
-        await fake.send(MOBILE, "x")
+        await fake.send(Outgoing(MOBILE, "x"))
 
 
-# -- LogSmsSender and the factory -------------------------------------------------------
+# -- the log senders, the registry and the factory -------------------------------------
 
 
 async def test_log_sender_logs_each_sms_and_makes_up_a_sid() -> None:
     sender = LogSmsSender("+8610000000000")
     with structlog.testing.capture_logs() as logs:
-        receipt = await sender.send(MOBILE, "Fall detected, room 3", status_callback=None)
+        receipt = await sender.send(Outgoing(MOBILE, "Fall detected, room 3"))
     await sender.aclose()
     assert re.fullmatch(r"LG[0-9a-f]{32}", receipt.sid)
     assert receipt.status == "queued"
@@ -122,18 +126,38 @@ async def test_log_sender_logs_each_sms_and_makes_up_a_sid() -> None:
     assert entry["sid"] == receipt.sid
 
 
-async def test_build_sms_sender_follows_the_provider_setting() -> None:
-    assert isinstance(build_sms_sender(SmsSettings(provider="log")), LogSmsSender)
-    twilio = build_sms_sender(SmsSettings(provider="twilio"))
-    assert isinstance(twilio, TwilioSmsSender)
+async def test_build_channels_follows_the_provider_setting() -> None:
+    logged = build_channels(SmsSettings(provider="log"))
+    assert isinstance(logged.sender("sms"), LogSmsSender)
+    assert isinstance(logged.sender("voice"), LogVoiceSender)
+    twilio = build_channels(SmsSettings(provider="twilio"))
+    assert isinstance(twilio.sender("sms"), TwilioSmsSender)
+    assert isinstance(twilio.sender("voice"), TwilioVoiceSender)
     await twilio.aclose()
 
 
+async def test_log_voice_sender_logs_each_call_and_makes_up_a_sid() -> None:
+    sender = LogVoiceSender("+8610000000000")
+    with structlog.testing.capture_logs() as logs:
+        receipt = await sender.send(Outgoing(MOBILE, "script", script_url="http://h/twiml"))
+    assert re.fullmatch(r"LC[0-9a-f]{32}", receipt.sid)
+    [entry] = [e for e in logs if e["event"] == "call.logged"]
+    assert (entry["to"], entry["url"], entry["sid"]) == (MOBILE, "http://h/twiml", receipt.sid)
+
+
+def test_a_channel_nobody_registered_is_a_clear_error() -> None:
+    channels = Channels([FakeChannelSender("sms")])
+    with pytest.raises(UnknownChannelError, match=r"'voice'.*registered: sms"):
+        channels.sender("voice")
+    with pytest.raises(ValueError, match="two senders"):
+        Channels([FakeChannelSender("sms"), FakeChannelSender("sms")])
+
+
 def test_send_error_carries_its_kind() -> None:
-    error = SmsSendError("not a mobile number", permanent=True, status=400, code=21614)
+    error = SendError("not a mobile number", permanent=True, status=400, code=21614)
     assert (error.permanent, error.status, error.code) == (True, 400, 21614)
     assert str(error) == "not a mobile number (permanent, HTTP 400, code 21614)"
-    assert "temporary" in str(SmsSendError("down", permanent=False))
+    assert "temporary" in str(SendError("down", permanent=False))
 
 
 def test_twilio_sender_refuses_unusable_settings() -> None:
@@ -175,8 +199,8 @@ async def test_rewrite_keeps_path_and_query() -> None:
 async def test_send_reaches_the_sink_with_to_from_body(
     twilio: TwilioSmsSender, sms_sink: SmsSinkServer
 ) -> None:
-    receipt = await twilio.send(MOBILE, "紧急呼叫：3号房 Wang Li 需要帮助")
-    assert isinstance(receipt, SmsReceipt)
+    receipt = await twilio.send(Outgoing(MOBILE, "紧急呼叫：3号房 Wang Li 需要帮助"))
+    assert isinstance(receipt, Receipt)
     assert SID.match(receipt.sid)
     assert receipt.status == "queued"
     [message] = sms_sink.messages
@@ -192,15 +216,15 @@ async def test_send_reaches_the_sink_with_to_from_body(
 async def test_status_callback_is_passed_on(
     twilio: TwilioSmsSender, sms_sink: SmsSinkServer
 ) -> None:
-    await twilio.send(MOBILE, "x", status_callback="http://127.0.0.1:8080/sms/status?n=1")
+    await twilio.send(Outgoing(MOBILE, "x", status_callback="http://127.0.0.1:8080/sms/status?n=1"))
     assert sms_sink.messages[0].status_callback == "http://127.0.0.1:8080/sms/status?n=1"
 
 
 async def test_wrong_token_is_a_permanent_auth_failure(sms_sink: SmsSinkServer) -> None:
     sender = TwilioSmsSender(sms_settings_for(sms_sink, auth_token="not-the-token"))
     try:
-        with pytest.raises(SmsSendError) as caught:
-            await sender.send(MOBILE, "x")
+        with pytest.raises(SendError) as caught:
+            await sender.send(Outgoing(MOBILE, "x"))
     finally:
         await sender.aclose()
     assert caught.value.permanent
@@ -213,14 +237,14 @@ async def test_server_errors_and_throttling_are_temporary_and_not_retried(
     twilio: TwilioSmsSender, sms_sink: SmsSinkServer, status: int, code: int
 ) -> None:
     sms_sink.fail_next(1, status=status)
-    with pytest.raises(SmsSendError) as caught:
-        await twilio.send(MOBILE, "x")
+    with pytest.raises(SendError) as caught:
+        await twilio.send(Outgoing(MOBILE, "x"))
     assert not caught.value.permanent
     assert (caught.value.status, caught.value.code) == (status, code)
     # The library must not have retried by itself: exactly one POST reached the sink.
     assert [a.http_status for a in sms_sink.attempts] == [status]
     # The fault was one-off: the outbox's retry goes through.
-    await twilio.send(MOBILE, "x")
+    await twilio.send(Outgoing(MOBILE, "x"))
     assert [a.http_status for a in sms_sink.attempts] == [status, 201]
     assert len(sms_sink.messages) == 1
 
@@ -229,8 +253,8 @@ async def test_landline_is_a_permanent_failure(
     twilio: TwilioSmsSender, sms_sink: SmsSinkServer
 ) -> None:
     sms_sink.add_landline("+861062345678")
-    with pytest.raises(SmsSendError) as caught:
-        await twilio.send("+861062345678", "x")
+    with pytest.raises(SendError) as caught:
+        await twilio.send(Outgoing("+861062345678", "x"))
     assert caught.value.permanent
     assert (caught.value.status, caught.value.code) == (400, 21614)
     assert "mobile" in caught.value.message
@@ -239,8 +263,8 @@ async def test_landline_is_a_permanent_failure(
 async def test_invalid_number_is_a_permanent_failure(
     twilio: TwilioSmsSender, sms_sink: SmsSinkServer
 ) -> None:
-    with pytest.raises(SmsSendError) as caught:
-        await twilio.send("13800138000", "x")  # not E.164
+    with pytest.raises(SendError) as caught:
+        await twilio.send(Outgoing("13800138000", "x"))  # not E.164
     assert caught.value.permanent
     assert caught.value.code == 21211
 
@@ -252,8 +276,8 @@ async def test_nothing_listening_is_temporary() -> None:
     sink.stop()  # the port is now closed
     sender = TwilioSmsSender(SmsSettings(provider="twilio", api_base=url))
     try:
-        with pytest.raises(SmsSendError) as caught:
-            await sender.send(MOBILE, "x")
+        with pytest.raises(SendError) as caught:
+            await sender.send(Outgoing(MOBILE, "x"))
     finally:
         await sender.aclose()
     assert not caught.value.permanent
@@ -273,8 +297,8 @@ async def test_a_provider_that_never_answers_times_out_as_temporary() -> None:
     )
     started = time.monotonic()
     try:
-        with pytest.raises(SmsSendError) as caught:
-            await sender.send(MOBILE, "x")
+        with pytest.raises(SendError) as caught:
+            await sender.send(Outgoing(MOBILE, "x"))
     finally:
         await sender.aclose()
         for writer in accepted:
@@ -290,7 +314,7 @@ async def test_concurrent_sends_all_arrive_with_distinct_sids(
     twilio: TwilioSmsSender, sms_sink: SmsSinkServer
 ) -> None:
     receipts = await asyncio.gather(
-        *(twilio.send(f"+86138000000{i:02d}", f"message {i}") for i in range(30))
+        *(twilio.send(Outgoing(f"+86138000000{i:02d}", f"message {i}")) for i in range(30))
     )
     assert len({r.sid for r in receipts}) == 30
     assert {m.sid for m in sms_sink.messages} == {r.sid for r in receipts}
@@ -298,13 +322,13 @@ async def test_concurrent_sends_all_arrive_with_distinct_sids(
 
 async def test_aclose_closes_the_http_session(sms_settings: SmsSettings) -> None:
     sender = TwilioSmsSender(sms_settings)
-    await sender.send(MOBILE, "x")
+    await sender.send(Outgoing(MOBILE, "x"))
     http = sender._http
     assert http is not None and not http.session.closed
     await sender.aclose()
     assert http.session.closed
     with pytest.raises(RuntimeError):
-        await sender.send(MOBILE, "x")
+        await sender.send(Outgoing(MOBILE, "x"))
     await sender.aclose()  # twice is fine
 
 
@@ -333,7 +357,7 @@ async def test_status_callbacks_reach_the_dispatcher_signed(
     callback = f"http://127.0.0.1:{port}/sms/status"
     sender = TwilioSmsSender(sms_settings_for(sink))
     try:
-        receipt = await sender.send(MOBILE, "x", status_callback=callback)
+        receipt = await sender.send(Outgoing(MOBILE, "x", status_callback=callback))
         await asyncio.wait_for(both.wait(), 5.0)
     finally:
         await sender.aclose()

@@ -8,6 +8,7 @@ import json
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,12 +18,12 @@ from twilio.request_validator import RequestValidator
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
-from dispatcher.bootstrap import App
+from dispatcher.bootstrap import App, http_app
 from dispatcher.config import ConfigError, load_settings
-from dispatcher.core.views import Outcome
-from dispatcher.entrypoints.http.app import ApiServer, create_app
-from dispatcher.testing import FakeClock
-from tests.support.app import event
+from dispatcher.core.calls import Outcome
+from dispatcher.entrypoints.http.app import ApiServer
+from dispatcher.testing import FakeChannelSender, FakeClock
+from tests.support.app import built_app, event, settings_for
 
 TOKEN, SECONDARY = "primary-auth-token", "secondary-auth-token"
 PUBLIC = "https://centre.example.org"  # what Twilio calls; we sit behind a proxy
@@ -36,10 +37,36 @@ STRANGER = "+8613999999999"
 # ---------------------------------------------------------------- helpers
 
 
+BEHIND_A_PROXY = {
+    "sms": {"auth_token": TOKEN, "auth_token_secondary": SECONDARY},
+    "http": {"public_url": PUBLIC},
+}
+
+
+@pytest.fixture
+def webhook_settings() -> dict[str, Any]:
+    """The settings of the daemon under test over settings_for's; a test parametrizes
+    this name to run another wiring (no public URL, one token)."""
+    return BEHIND_A_PROXY
+
+
+@pytest.fixture
+async def app(
+    tmp_path: Path,
+    database_url: str,
+    clock: FakeClock,
+    fake_sms: FakeChannelSender,
+    webhook_settings: dict[str, Any],
+) -> AsyncIterator[App]:
+    settings = settings_for(tmp_path, database={"url": database_url}, **webhook_settings)
+    built = await built_app(settings, clock, fake_sms)
+    yield built
+    await built.aclose()
+
+
 @pytest.fixture
 async def twilio(app: App) -> AsyncIterator[httpx.AsyncClient]:
-    hooks = TwilioWebhooks(app.phone, (TOKEN, SECONDARY), PUBLIC)
-    api = create_app(app.operations, app.clock, twilio=hooks)
+    api = http_app(app)  # the daemon's own wiring, from its settings
     # The proxy forwards to a private address: not the URL that Twilio signed.
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://10.0.0.7:8080") as client:
@@ -189,6 +216,30 @@ async def test_a_request_that_is_not_twilios_gets_403_and_changes_nothing(
     assert await snapshot(app) == before
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        # A reply or a key: a form that is not UTF-8 cannot carry Twilio's signature.
+        ("/twilio/sms", b"From=%2B86138&Body=\xff1A", 403),
+        ("/twilio/sms", b"Body=" + b"A" * (64 * 1024), 413),
+        # A delivery report: refused as a bad request, before its signature is read.
+        ("/twilio/status/1", b"MessageStatus=delivered&x=\xff", 400),
+    ],
+)
+async def test_a_form_that_cannot_be_read_is_refused_and_changes_nothing(
+    app: App, twilio: httpx.AsyncClient, path: str, body: bytes, status: int
+) -> None:
+    await open_call(app)
+    before = await snapshot(app)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": sign(path, {}),
+    }
+    response = await twilio.post(path, content=body, headers=headers)
+    assert response.status_code == status
+    assert await snapshot(app) == before
+
+
 async def test_the_secondary_token_is_accepted_during_rotation(
     app: App, twilio: httpx.AsyncClient
 ) -> None:
@@ -198,9 +249,10 @@ async def test_the_secondary_token_is_accepted_during_rotation(
     assert (await app.operations.get_call(call_id)).state == "acknowledged"
 
 
+@pytest.mark.parametrize("webhook_settings", [{"sms": {"auth_token": TOKEN}}])
 async def test_without_a_public_url_the_request_url_is_what_is_signed(app: App) -> None:
     call_id = await open_call(app)
-    api = create_app(app.operations, app.clock, twilio=TwilioWebhooks(app.phone, (TOKEN,)))
+    api = http_app(app)
     base = "http://testserver"
     params = sms(DEMO_OPERATOR, "1A")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url=base) as c:
@@ -213,11 +265,12 @@ async def test_without_a_public_url_the_request_url_is_what_is_signed(app: App) 
     assert (await app.operations.get_call(call_id)).state == "acknowledged"
 
 
+@pytest.mark.parametrize("webhook_settings", [{}])
 async def test_the_real_server_checks_the_url_it_was_called_at(app: App) -> None:
     call_id = await open_call(app)
     hooks = TwilioWebhooks.from_settings(app.phone, app.settings)  # no public_url
     assert hooks.auth_tokens == (app.settings.sms.auth_token,)
-    server = ApiServer(create_app(app.operations, app.clock, twilio=hooks), "127.0.0.1", 0)
+    server = ApiServer(http_app(app), "127.0.0.1", 0)
     await server.start()
     try:
         params = sms(DEMO_OPERATOR, "1A")

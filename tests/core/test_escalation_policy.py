@@ -9,9 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.core import calls as lifecycle
-from dispatcher.core.calls import CallKind, CallState
+from dispatcher.core.calls import CallKind, CallState, InvalidTransitionError, Outcome
 from dispatcher.core.escalation import EMERGENCY, SERVICE, Policy, Step, Target
-from dispatcher.core.views import InvalidTransitionError, Outcome
 
 T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
 
@@ -27,6 +26,10 @@ def new_call(kind: CallKind = CallKind.EMERGENCY, policy: Policy = EMERGENCY) ->
         community_id="c-1",
     )
     return call
+
+
+def index_of(due: lifecycle.DueStep | None) -> int | None:
+    return None if due is None else due.index
 
 
 def test_emergency_steps_fall_due_at_0_60_180_then_every_180() -> None:
@@ -53,20 +56,23 @@ def test_malformed_policies_are_refused(steps: tuple[Step, ...]) -> None:
 @given(st.lists(st.floats(min_value=0, max_value=400), min_size=1, max_size=40))
 def test_a_step_never_fires_twice_early_or_not_at_all(polls: list[float]) -> None:
     """Whatever the polling pattern (the daemon polls again at once after firing),
-    steps fire in order, each once, never before its due time, and none is lost."""
+    steps fire in order, each once, never before its due time, and none is lost:
+    a poll late by more than a step's gap to the next fires one catch-up for the
+    steps it missed, and nothing due is left unfired."""
     call = new_call()
     now = T0
-    fired: list[tuple[int, datetime]] = []
+    fired: list[tuple[lifecycle.DueStep, datetime]] = []
     for gap in polls:
         now += timedelta(seconds=gap)
-        while (index := lifecycle.take_due_step(call, now)) is not None:
-            fired.append((index, now))
-    indices = [i for i, _ in fired]
-    assert indices == list(range(len(indices)))
-    for index, when in fired:
-        assert when >= EMERGENCY.due_at(T0, index)
-    due_by_now = sum(1 for i in range(len(indices) + 2) if EMERGENCY.due_at(T0, i) <= now)
-    assert len(indices) == due_by_now
+        while (due := lifecycle.take_due_step(call, now)) is not None:
+            fired.append((due, now))
+    covered = [i for due, _ in fired for i in range(due.first, due.index + 1)]
+    assert covered == list(range(len(covered)))
+    for due, when in fired:
+        assert when >= EMERGENCY.due_at(T0, due.index)
+        caught_up = due.late >= EMERGENCY.gap_after(due.first)
+        assert (due.missed > 0) == caught_up
+    assert call.next_escalation_at is not None and call.next_escalation_at > now
 
 
 def test_acknowledging_stops_escalation_and_is_idempotent() -> None:
@@ -90,10 +96,10 @@ def test_resolved_call_refuses_further_changes() -> None:
 
 def test_repeated_press_brings_the_next_step_forward() -> None:
     call = new_call()
-    assert lifecycle.take_due_step(call, T0) == 0
+    assert index_of(lifecycle.take_due_step(call, T0)) == 0
     lifecycle.join(call, CallKind.EMERGENCY, T0 + timedelta(seconds=10), EMERGENCY)
     assert call.next_escalation_at == T0 + timedelta(seconds=10)
-    assert lifecycle.take_due_step(call, T0 + timedelta(seconds=10)) == 1
+    assert index_of(lifecycle.take_due_step(call, T0 + timedelta(seconds=10))) == 1
     # The step after it keeps its own due time.
     assert call.next_escalation_at == T0 + timedelta(seconds=180)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from dispatcher.adapters.files.directory_files import load_directory
 from dispatcher.core import calls as lifecycle
 from dispatcher.core import routing
-from dispatcher.core.calls import Call, CallKind, CallState
+from dispatcher.core.calls import Call, CallKind, CallState, Outcome
 from dispatcher.core.directory import Area, Contact, Directory, Level, Resident, Role, Shift, Staff
 from dispatcher.core.escalation import (
     EMERGENCY,
@@ -23,7 +23,6 @@ from dispatcher.core.escalation import (
     Step,
     parse_target,
 )
-from dispatcher.core.views import Outcome
 from tests.support.app import DATA
 
 T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)  # a Saturday, 10:00 in Shanghai
@@ -42,6 +41,10 @@ def new_call(policy: Policy = EMERGENCY, kind: CallKind = CallKind.EMERGENCY) ->
         community_id="c-1",
     )
     return call
+
+
+def index_of(due: lifecycle.DueStep | None) -> int | None:
+    return None if due is None else due.index
 
 
 # --- the old format and JSON ---------------------------------------------------------
@@ -103,9 +106,9 @@ def test_after_its_repeats_a_policy_keeps_reminding_the_command_centre() -> None
 
 def test_a_skipped_step_brings_only_the_next_one_forward() -> None:
     call = new_call()
-    assert lifecycle.take_due_step(call, T0) == 0
+    assert index_of(lifecycle.take_due_step(call, T0)) == 0
     lifecycle.skip_at_once(call, T0)
-    assert lifecycle.take_due_step(call, T0) == 1  # not 60 s later
+    assert index_of(lifecycle.take_due_step(call, T0)) == 1  # not 60 s later
     assert call.next_escalation_at == T0 + timedelta(seconds=180)
 
 
@@ -120,11 +123,11 @@ def test_ack_timeout_escalates_to_the_holder_then_the_next_levels() -> None:
     deadline = acked + timedelta(minutes=45)
     assert call.held_by == "op-1" and call.next_ack_escalation_at == deadline
     assert lifecycle.take_due_ack_step(call, deadline - timedelta(seconds=1)) is None
-    assert lifecycle.take_due_ack_step(call, deadline) == 0
+    assert index_of(lifecycle.take_due_ack_step(call, deadline)) == 0
     assert EMERGENCY.ack_timeout is not None
     assert EMERGENCY.ack_timeout.step(0).targets == ("acknowledger",)
     assert call.next_ack_escalation_at == deadline + timedelta(seconds=300)
-    assert lifecycle.take_due_ack_step(call, deadline + timedelta(seconds=300)) == 1
+    assert index_of(lifecycle.take_due_ack_step(call, deadline + timedelta(seconds=300))) == 1
     assert "street_supervisor" in EMERGENCY.ack_timeout.step(1).targets
     # A new acknowledgement (by anyone) stops it and starts it afresh for them.
     again = deadline + timedelta(seconds=400)
@@ -204,12 +207,14 @@ def test_no_step_fires_twice_and_every_due_step_fires(
     draws = iter(nobody * 100)
 
     def drain() -> None:
-        while (i := lifecycle.take_due_step(call, now)) is not None:
-            fired[epoch].append(i)
-            if i < call.policy.last and next(draws):
+        # A catch-up (a poll late by more than a step's gap) stands for the steps it
+        # missed: each fired step counts as its range first..index.
+        while (due := lifecycle.take_due_step(call, now)) is not None:
+            fired[epoch].extend(range(due.first, due.index + 1))
+            if due.index < call.policy.last and next(draws):
                 lifecycle.skip_at_once(call, now)
-        while (i := lifecycle.take_due_ack_step(call, now)) is not None:
-            ack_fired[ack_epoch].append(i)
+        while (due := lifecycle.take_due_ack_step(call, now)) is not None:
+            ack_fired[ack_epoch].extend(range(due.first, due.index + 1))
 
     drain()
     for name, arg in actions:

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from dispatcher.core import calls as lifecycle
-from dispatcher.core.calls import Call, CallKind
+from dispatcher.core.calls import Call, CallKind, Outcome
 from dispatcher.core.directory import Area, Contact, Directory, Level, Resident, Role, Staff
 from dispatcher.core.escalation import EMERGENCY
 from dispatcher.core.reports import (
@@ -21,7 +21,6 @@ from dispatcher.core.reports import (
     answerer_name,
     nearest_rank,
 )
-from dispatcher.core.views import Outcome
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)

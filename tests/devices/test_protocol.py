@@ -45,6 +45,9 @@ def test_a_full_event_is_accepted_and_unknown_fields_are_ignored() -> None:
         (raw(ref="caf\u00e9", type="fall"), "ref"),
         (raw(ref=5, type="fall"), "ref"),
         (b'{"pad": "' + b"x" * 5000 + b'"}', "more than 4096"),
+        (b"[" * 1000 + b"]" * 1000, "deeper than"),
+        (b"", "not JSON"),
+        (b"null", "not a JSON object"),
     ],
 )
 def test_what_cannot_be_answered_is_rejected_with_a_reason(payload: bytes, reason: str) -> None:
@@ -60,11 +63,13 @@ def test_what_cannot_be_answered_is_rejected_with_a_reason(payload: bytes, reaso
         ({"type": "fall", "battery": 101}, "battery"),
         ({"type": "fall", "battery": "80"}, "battery"),
         ({"type": "fall", "rssi": 3_000_000_000}, "rssi"),
-        ({"type": "fall", "fw": "1.0\x00"}, "fw"),
+        ({"type": "fall", "fw": "1." + "0" * 63}, "fw"),
         ({"type": "fall", "ts": "yesterday"}, "ts"),
         ({"type": "fall", "ts": "2026-11-28T08:15:02"}, "ts"),
         ({"type": "fall", "ts": 1764288902}, "ts"),
         ({"type": "fall", "pad": "x" * 5000}, "more than 4096"),
+        ({"type": "fall", "ts": "0001-01-01T00:00:00+08:00"}, "ts is out of range"),
+        ({"type": "fall", "ts": "x" * 65}, "ts"),
     ],
 )
 def test_a_malformed_event_with_a_ref_is_invalid_with_a_reason(
@@ -83,3 +88,37 @@ def test_topics_name_the_device_and_refuse_what_is_not_a_device() -> None:
     assert t.event("d1") == "eldercall/v1/dev/d1/event" and t.centre_status.endswith(
         "centre/status"
     )
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        # Python's json would recurse out (RecursionError) long before 1,000 levels.
+        (b'{"ref": "k1", "type": "fall", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}", "deeper"),
+        # More digits than Python's int-string limit (4,300), in an oversized payload.
+        (b'{"ref": "k1", "type": "fall", "x": ' + b"1" * 5000 + b"}", "more than 4096"),
+        (b'{"ref": "k1", "type": "fall", "battery": NaN}', "NaN"),
+        (b'{"ref": "k1", "type": "fall", "rssi": -Infinity}', "Infinity"),
+        (b'{"ref": "k1", "type": "emergency", "type": "cancel"}', "duplicate key 'type'"),
+        (b'{"ref": "k1", "type": "fall", "x": "\xff"}', "not UTF-8"),
+        (b'{"ref": "k1", "type": "fall"', "not JSON"),
+        (b'{"x": {"ref": "inner"}, "ref": "k1", "type": "fall", "y": NaN}', "NaN"),
+    ],
+)
+def test_an_unreadable_payload_whose_ref_can_be_read_is_answered_invalid(
+    payload: bytes, reason: str
+) -> None:
+    parsed = parse_event(payload)
+    assert isinstance(parsed, Invalid), parsed
+    assert parsed.ref == "k1" and reason in parsed.error
+
+
+def test_a_ts_with_offset_seconds_or_many_digits_is_normalised_to_utc() -> None:
+    parsed = parse_event(raw(ref="k1", type="fall", ts="2026-11-28T08:15:02.123456+08:00:30"))
+    assert isinstance(parsed, Event) and parsed.ts is not None
+    assert parsed.ts.isoformat() == "2026-11-28T00:14:32.123456+00:00"
+
+
+def test_a_byte_order_mark_is_allowed_and_control_characters_leave_fw() -> None:
+    parsed = parse_event(b"\xef\xbb\xbf" + raw(ref="k1", type="fall", fw="1.0\x1b[2J\x00"))
+    assert isinstance(parsed, Event) and parsed.fw == "1.0[2J"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from dispatcher.core.views import Outcome
+from dispatcher.core.calls import Outcome
 from dispatcher.entrypoints.http.app import ApiServer, create_app, serve_api
 from tests.support.fake_ops import FakeOperations, sample_ops
 

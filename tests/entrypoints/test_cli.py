@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from dispatcher.core.views import Outcome
+from dispatcher.core.calls import Outcome
 from dispatcher.entrypoints.cli import common
 from dispatcher.entrypoints.cli import main as cli
 from dispatcher.entrypoints.http.app import ApiServer, CallStateFilter, create_app

@@ -16,12 +16,12 @@ from sqlalchemy import insert
 from structlog.testing import capture_logs
 
 from dispatcher.adapters.db import schema as db
-from dispatcher.bootstrap import App
+from dispatcher.bootstrap import App, http_app
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.core.rota.check import RotaGapError
 from dispatcher.entrypoints.cli import common
 from dispatcher.entrypoints.cli import main as cli
-from dispatcher.entrypoints.http.app import ApiServer, create_app
+from dispatcher.entrypoints.http.app import ApiServer
 from dispatcher.testing import FakeClock
 from tests.support.app import TUESDAY_10AM, built_app, settings_for
 
@@ -50,7 +50,7 @@ def body(**fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
-    api = create_app(app.operations, app.clock, overrides=app.overrides)
+    api = http_app(app)
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1") as c:
         yield c
@@ -158,7 +158,7 @@ async def test_api_overrides_survive_a_restart(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     first = await built_app(settings, FakeClock(T))
     try:
-        api = create_app(first.operations, first.clock, overrides=first.overrides)
+        api = http_app(first)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=api), base_url="http://test/api/v1"
         ) as c:
@@ -206,9 +206,7 @@ async def test_the_cli_makes_lists_and_deletes_overrides(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no config/eldercall.toml: the default zone, Asia/Shanghai
     monkeypatch.setattr(common, "clock", lambda: app.clock)
-    server = ApiServer(
-        create_app(app.operations, app.clock, overrides=app.overrides), "127.0.0.1", 0
-    )
+    server = ApiServer(http_app(app), "127.0.0.1", 0)
     await server.start()
 
     async def run(*argv: str, token: str = "demo-zhao-min-91c6ab04") -> tuple[int, str]:

@@ -15,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from dispatcher.adapters.files.directory_files import load_directory
-from dispatcher.bootstrap import App
+from dispatcher.bootstrap import App, http_app
 from dispatcher.core.rota import ical
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.entrypoints.cli import main as cli
@@ -29,8 +29,7 @@ OPERATOR = {"Authorization": "Bearer demo-wang-fang-3f9c1a7e"}  # wang-fang, ope
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
-    feeds = CalendarFeeds(app.directory, app.clock)
-    api = create_app(app.operations, app.clock, overrides=app.overrides, calendars=feeds)
+    api = http_app(app)
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
@@ -125,6 +124,20 @@ async def test_feeds_refuse_bad_tokens_and_other_peoples_shifts(
     assert (await client.get("/api/v1/staff/nobody/shifts.ics", params=good)).status_code == 404
 
 
+@pytest.mark.parametrize(
+    "token", ["zhao-min\u00e9", "\u5bc6" * 32, "0" * 31 + "\u00e9", "\x00", "%ff%fe"]
+)
+async def test_a_token_with_non_ascii_or_control_characters_is_unknown_not_a_500(
+    app: App, client: httpx.AsyncClient, token: str
+) -> None:
+    # compare_digest refuses a str with non-ASCII characters: the feed must not crash.
+    for path in ("/api/v1/rota/c-lh.ics", "/api/v1/staff/ma-lin/shifts.ics"):
+        r = await client.get(path, params={"token": token})
+        assert r.status_code == 401, (path, token, r.text)
+    raw = await client.get("/api/v1/rota/c-lh.ics?token=%C3%A9%FF")  # not even UTF-8
+    assert raw.status_code == 401, raw.text
+
+
 async def test_my_calendars_give_urls_that_work_and_the_token_is_not_logged(
     app: App, client: httpx.AsyncClient
 ) -> None:
@@ -162,8 +175,7 @@ async def test_the_cli_prints_urls_a_calendar_app_can_fetch(
     app: App, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no config/eldercall.toml
-    feeds = CalendarFeeds(app.directory, app.clock)
-    server = ApiServer(create_app(app.operations, app.clock, calendars=feeds), "127.0.0.1", 0)
+    server = ApiServer(http_app(app), "127.0.0.1", 0)
     await server.start()
     try:
         with capture_logs():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import string
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,15 @@ from sqlalchemy import select
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
+from dispatcher.adapters.twilio.delivery_reports import read_delivery_report
 from dispatcher.bootstrap import App
 from dispatcher.core import messages
 from dispatcher.core.calls import CallKind
 from dispatcher.core.contact_methods import Channel, ContactMethod, person_phone
 from dispatcher.core.routing import Recipient
+from dispatcher.services.channels import Channels
 from dispatcher.services.notify import methods_to_use
-from dispatcher.testing import FakeClock, FakeSmsSender
+from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.support.app import DATA, HOTLINE, event
 
 TOPIC = "eldercall/v1/dev/{}/event"
@@ -36,6 +37,11 @@ async def press(app: App, device: str, kind: str, ref: str) -> str:
 async def tick(app: App) -> None:
     await app.escalator.run_due()
     await app.outbox.send_due()
+
+
+async def report(app: App, row_id: int, form: dict[str, str]) -> bool:
+    """Twilio's status callback ``form`` for ``row_id``, read as the webhook reads it."""
+    return await app.outbox.record_status(row_id, read_delivery_report(form))
 
 
 async def rows(app: App, **where: Any) -> list[Any]:
@@ -60,19 +66,6 @@ def with_methods(app: App, methods: dict[str, tuple[ContactMethod, ...]]) -> Non
 
 
 # -- catalogues ---------------------------------------------------------------------------
-
-
-def _placeholders(text: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
-
-
-def test_catalogues_have_the_same_keys_and_placeholders() -> None:
-    zh, en = messages.catalogue("zh"), messages.catalogue("en")
-    assert zh.keys() == en.keys()
-    for section in zh:
-        assert zh[section].keys() == en[section].keys(), section
-        for key in zh[section]:
-            assert _placeholders(zh[section][key]) == _placeholders(en[section][key]), key
 
 
 def test_unknown_language_falls_back_to_chinese() -> None:
@@ -207,7 +200,7 @@ async def test_a_step_asking_for_sms_and_voice_queues_both_per_person(app: App) 
 
 
 async def test_undelivered_30006_moves_to_the_next_method_at_once(
-    app: App, fake_sms: FakeSmsSender
+    app: App, fake_sms: FakeChannelSender, fake_voice: FakeChannelSender
 ) -> None:
     call_id = await press(app, "dev-0001", "emergency", "f1")
     await tick(app)
@@ -217,24 +210,24 @@ async def test_undelivered_30006_moves_to_the_next_method_at_once(
         == f"{app.settings.http.base_url}/twilio/status/{sms.id}"
     )
     params = {"MessageSid": sms.provider_sid, "MessageStatus": "undelivered", "ErrorCode": "30006"}
-    assert await app.outbox.record_status(sms.id, {**params, "MessageStatus": "sent"})
-    assert await app.outbox.record_status(sms.id, params)
-    assert await app.outbox.record_status(sms.id, params)  # Twilio may repeat itself
+    assert await report(app, sms.id, {**params, "MessageStatus": "sent"})
+    assert await report(app, sms.id, params)
+    assert await report(app, sms.id, params)  # Twilio may repeat itself
     voice = await rows(app, channel="voice")
     assert [(r.to_number, r.status, r.recipient) for r in voice] == [(WANG, "pending", "wang-fang")]
     assert (await rows(app, id=sms.id))[0].status == "failed"
     await app.outbox.send_due()
-    assert [(c.to, c.url) for c in fake_sms.calls] == [
+    assert [(c.to, c.script_url) for c in fake_voice.sent] == [
         (WANG, f"{app.settings.http.base_url}/twilio/voice/{voice[0].id}")
     ]
     events = await timeline(app, call_id)
     assert any(a == "sms_failed" and "30006" in d and "landline" in d for a, d in events)
     assert any(a == "notify_fallback" and "next voice" in d for a, d in events)
-    assert not await app.outbox.record_status(999_999, params)
+    assert not await report(app, 999_999, params)
 
 
 async def test_a_person_with_no_method_left_is_on_the_timeline(
-    app: App, fake_sms: FakeSmsSender
+    app: App, fake_sms: FakeChannelSender
 ) -> None:
     with_methods(app, {"wang-fang": (ContactMethod(1, Channel.SMS, WANG),)})
     fake_sms.fail_number(WANG)  # refused at once with 21614
@@ -245,7 +238,7 @@ async def test_a_person_with_no_method_left_is_on_the_timeline(
 
 
 async def test_an_ack_timeout_reminder_that_fails_moves_to_the_next_method(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender, fake_voice: FakeChannelSender
 ) -> None:
     call_id = await press(app, "dev-0001", "emergency", "a1")
     await tick(app)
@@ -256,18 +249,18 @@ async def test_an_ack_timeout_reminder_that_fails_moves_to_the_next_method(
     [voice] = await rows(app, channel="voice")
     assert voice.to_number == WANG and voice.recipient == "wang-fang"
     await tick(app)
-    assert [c.to for c in fake_sms.calls] == [WANG]  # the reminder reached them by voice
+    assert [c.to for c in fake_voice.sent] == [WANG]  # the reminder reached them by voice
     assert "notify_fallback" in [a for a, _ in await timeline(app, call_id)]
 
 
 async def test_temporary_callback_failure_is_retried_with_backoff(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     await press(app, "dev-0001", "emergency", "t1")
     await tick(app)
     sms = next(r for r in await rows(app) if r.to_number == WANG)
     params = {"MessageSid": sms.provider_sid, "MessageStatus": "undelivered", "ErrorCode": "30003"}
-    await app.outbox.record_status(sms.id, params)
+    await report(app, sms.id, params)
     again = (await rows(app, id=sms.id))[0]
     assert again.status == "pending" and again.next_attempt_at > clock.now()
     await app.outbox.send_due()
@@ -279,7 +272,7 @@ async def test_temporary_callback_failure_is_retried_with_backoff(
 
 
 async def test_unanswered_voice_is_retried_then_the_next_method_is_used(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender, fake_voice: FakeChannelSender
 ) -> None:
     office = "+862155550101"
     # No SMS method: the step's SMS becomes her first method, a call.
@@ -294,59 +287,86 @@ async def test_unanswered_voice_is_retried_then_the_next_method_is_used(
     )
     call_id = await press(app, "dev-0001", "emergency", "n1")
     await tick(app)
-    assert [c.to for c in fake_sms.calls] == [WANG]
+    assert [c.to for c in fake_voice.sent] == [WANG]
 
     async def outcome(status: str, answered_by: str = "") -> None:
         row = (await rows(app, channel="voice"))[0]
-        sid = fake_sms.calls[-1].sid
-        await app.outbox.record_status(
-            row.id, {"CallSid": sid, "CallStatus": status, "AnsweredBy": answered_by}
-        )
+        sid = fake_voice.sent[-1].sid
+        await report(app, row.id, {"CallSid": sid, "CallStatus": status, "AnsweredBy": answered_by})
 
     await outcome("ringing")
     await outcome("completed", "machine_end_beep")  # a voicemail is not a person
     assert (await rows(app, channel="voice"))[0].status == "pending"
     clock.advance(61)
     await app.outbox.send_due()
-    assert [c.to for c in fake_sms.calls] == [WANG, WANG]
+    assert [c.to for c in fake_voice.sent] == [WANG, WANG]
     await outcome("no-answer")
     assert (await rows(app, channel="voice"))[0].status == "failed"
     await app.outbox.send_due()
-    assert [c.to for c in fake_sms.calls] == [WANG, WANG, office]
+    assert [c.to for c in fake_voice.sent] == [WANG, WANG, office]
     assert fake_sms.to(WANG) == []
     assert any(a == "voice_failed" and "no-answer" in d for a, d in await timeline(app, call_id))
 
 
+async def test_a_channel_nobody_registered_never_goes_out_as_sms(
+    app: App, fake_sms: FakeChannelSender
+) -> None:
+    office = "+862155550101"
+    with_methods(
+        app,
+        {
+            "wang-fang": (
+                ContactMethod(1, Channel.VOICE, WANG),
+                ContactMethod(2, Channel.VOICE, office),
+            )
+        },
+    )
+    app.outbox._channels = Channels([fake_sms])  # a daemon that only has SMS
+    call_id = await press(app, "dev-0001", "emergency", "c1")
+    await tick(app)
+    await app.outbox.send_due()  # the fallback, which has no sender either
+    assert [r.status for r in await rows(app, channel="voice")] == ["failed", "failed"]
+    assert fake_sms.to(WANG) == [] and fake_sms.to(office) == []
+    events = await timeline(app, call_id)
+    assert any(
+        a == "voice_failed" and "no sender registered for channel 'voice'" in d for a, d in events
+    )
+    assert [a for a, _ in events if a.startswith("notify_")] == [
+        "notify_fallback",
+        "notify_exhausted",
+    ]
+
+
 async def test_a_forged_or_stale_callback_changes_nothing(
-    app: App, fake_sms: FakeSmsSender
+    app: App, fake_sms: FakeChannelSender
 ) -> None:
     await press(app, "dev-0001", "emergency", "s1")
     await tick(app)
     sms = next(r for r in await rows(app) if r.to_number == WANG)
     other_sid = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "failed", "ErrorCode": "30006"}
-    await app.outbox.record_status(sms.id, other_sid)  # an earlier attempt's message
+    await report(app, sms.id, other_sid)  # an earlier attempt's message
     assert (await rows(app, id=sms.id))[0].status == "sent"
     assert await rows(app, channel="voice") == []
 
 
 async def test_nothing_is_sent_after_the_call_is_acknowledged(
-    app: App, fake_sms: FakeSmsSender
+    app: App, fake_sms: FakeChannelSender, fake_voice: FakeChannelSender
 ) -> None:
     call_id = await press(app, "dev-0001", "emergency", "a1")
     await tick(app)
     sms = next(r for r in await rows(app) if r.to_number == WANG)
     await app.operations.acknowledge(call_id, "demo-operator", "api")
     params = {"MessageSid": sms.provider_sid, "MessageStatus": "undelivered", "ErrorCode": "30006"}
-    await app.outbox.record_status(sms.id, params)
+    await report(app, sms.id, params)
     await app.outbox.send_due()
-    assert fake_sms.calls == [] and await rows(app, channel="voice") == []
+    assert fake_voice.sent == [] and await rows(app, channel="voice") == []
 
 
 # -- throttling and bundling --------------------------------------------------------------
 
 
 async def test_a_burst_of_service_calls_is_one_bundled_sms_and_an_emergency_goes_at_once(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     ids = [await press(app, f"dev-{n:04d}", "service", f"b{n}") for n in range(1, 11)]
     await tick(app)
@@ -380,7 +400,7 @@ async def test_a_burst_of_service_calls_is_one_bundled_sms_and_an_emergency_goes
 
 
 async def test_throttled_sms_leaves_when_the_window_ends(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     first = await press(app, "dev-0001", "service", "w1")
     await tick(app)
@@ -395,7 +415,7 @@ async def test_throttled_sms_leaves_when_the_window_ends(
 
 
 async def test_a_bundle_reported_undelivered_moves_each_call_on(
-    app: App, fake_sms: FakeSmsSender
+    app: App, fake_sms: FakeChannelSender
 ) -> None:
     first = await press(app, "dev-0001", "service", "u1")
     second = await press(app, "dev-0002", "service", "u2")
@@ -404,8 +424,10 @@ async def test_a_bundle_reported_undelivered_moves_each_call_on(
     bundled = [r for r in await rows(app) if r.to_number == WANG]
     assert len(bundled) == 2 and {r.bundle_id for r in bundled} == {bundled[0].id}
     sid = bundled[0].provider_sid
-    assert await app.outbox.record_status(
-        bundled[0].id, {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "21614"}
+    assert await report(
+        app,
+        bundled[0].id,
+        {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "21614"},
     )
     after = [r for r in await rows(app) if r.to_number == WANG]
     assert [(r.channel, r.status) for r in after] == [
@@ -420,7 +442,7 @@ async def test_a_bundle_reported_undelivered_moves_each_call_on(
 
 
 async def test_a_delivered_bundle_marks_every_row_it_carried(
-    app: App, fake_sms: FakeSmsSender
+    app: App, fake_sms: FakeChannelSender
 ) -> None:
     await press(app, "dev-0001", "service", "d1")
     await press(app, "dev-0002", "service", "d2")
@@ -428,7 +450,7 @@ async def test_a_delivered_bundle_marks_every_row_it_carried(
     bundled = [r for r in await rows(app) if r.to_number == WANG]
     sid = bundled[0].provider_sid
     for status in ("sent", "delivered", "sent"):  # the last one arrives late
-        await app.outbox.record_status(bundled[0].id, {"MessageSid": sid, "MessageStatus": status})
+        await report(app, bundled[0].id, {"MessageSid": sid, "MessageStatus": status})
     after = [r for r in await rows(app) if r.to_number == WANG]
     assert [(r.status, r.provider_status) for r in after] == [("sent", "delivered")] * 2
 

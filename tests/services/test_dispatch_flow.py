@@ -10,8 +10,8 @@ from sqlalchemy import select
 from devices.protocol import AckResult
 from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App
-from dispatcher.core.views import InvalidTransitionError, Outcome
-from dispatcher.testing import FakeClock, FakeSmsSender
+from dispatcher.core.calls import InvalidTransitionError, Outcome
+from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.support.app import COMMUNITY_LH, HOTLINE, R0001_CONTACTS, SUPERVISOR_HX, event
 
 TOPIC = "eldercall/v1/dev/dev-0001/event"
@@ -34,7 +34,7 @@ async def device_updates(app: App, device_id: str) -> list[str]:
 
 
 async def test_press_opens_call_and_escalates_until_acknowledged(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     ack = await app.intake.on_event("dev-0001", TOPIC, event("a1", "emergency", battery=80))
     assert ack is not None and ack.result is AckResult.OK
@@ -83,7 +83,7 @@ async def test_press_opens_call_and_escalates_until_acknowledged(
     assert actions[-2:] == ["acknowledged", "resolved"]
 
 
-async def test_ack_commits_cancel_queued_sms(app: App, fake_sms: FakeSmsSender) -> None:
+async def test_ack_commits_cancel_queued_sms(app: App, fake_sms: FakeChannelSender) -> None:
     ack = await app.intake.on_event("dev-0001", TOPIC, event("b1", "fall"))
     assert ack is not None and ack.call_id
     await app.escalator.run_due()  # SMS queued, not yet sent
@@ -107,7 +107,7 @@ async def test_resend_is_duplicate_and_second_press_joins(app: App) -> None:
 
 
 async def test_unknown_device_still_opens_a_call_for_the_hotline(
-    app: App, fake_sms: FakeSmsSender
+    app: App, fake_sms: FakeChannelSender
 ) -> None:
     ack = await app.intake.on_event("stranger", "x", event("u1", "emergency"))
     assert ack is not None and ack.call_id
@@ -119,7 +119,7 @@ async def test_unknown_device_still_opens_a_call_for_the_hotline(
 
 
 async def test_cancel_stops_escalation_but_keeps_the_call(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     ack = await app.intake.on_event("dev-0001", TOPIC, event("c1", "emergency"))
     assert ack is not None and ack.call_id
@@ -147,7 +147,7 @@ async def test_cancel_and_presence_without_a_call_are_ok_without_call_id(app: Ap
 
 
 async def test_presence_stops_escalation(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     ack = await app.intake.on_event("dev-0003", TOPIC, event("p1", "emergency"))
     assert ack is not None and ack.call_id
@@ -212,7 +212,7 @@ async def test_resolving_twice_is_refused(app: App) -> None:
 
 
 async def test_temporary_sms_failure_is_retried_permanent_is_on_timeline(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender, fake_voice: FakeChannelSender
 ) -> None:
     fake_sms.fail_number("+8613916200101", permanent=True)
     fake_sms.fail_next(1)  # the first send fails temporarily
@@ -229,7 +229,7 @@ async def test_temporary_sms_failure_is_retried_permanent_is_on_timeline(
     # Issue 3: a landline moves that person on to their next contact method (voice).
     voice = [n for n in view.notifications if n.channel == "voice"]
     assert [(n.to_number, n.status) for n in voice] == [("+8613916200101", "sent")]
-    assert [c.to for c in fake_sms.calls] == ["+8613916200101"]
+    assert [c.to for c in fake_voice.sent] == ["+8613916200101"]
 
 
 async def test_call_ids_are_numbered_per_local_day(app: App, clock: FakeClock) -> None:
@@ -246,7 +246,7 @@ async def test_call_ids_are_numbered_per_local_day(app: App, clock: FakeClock) -
 
 
 async def test_escalate_now_gives_an_acknowledged_call_back_and_fires_the_next_step(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     ack = await app.intake.on_event("dev-0001", TOPIC, event("x1", "emergency"))
     assert ack is not None and ack.call_id is not None

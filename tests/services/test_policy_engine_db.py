@@ -22,10 +22,9 @@ from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.bootstrap import App
-from dispatcher.core.calls import Call, TimelineEntry
-from dispatcher.core.views import InvalidTransitionError, Outcome
+from dispatcher.core.calls import Call, InvalidTransitionError, Outcome, TimelineEntry
 from dispatcher.services.escalator import Escalator, Fired
-from dispatcher.testing import FakeClock, FakeSmsSender
+from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.services.test_policy_flow import build, event
 
 # Steps 2 and 3 name nobody for an unknown device (no contacts, no community) and
@@ -50,6 +49,8 @@ steps = [
 ]
 """
 STEP_RE = re.compile(r"^(acknowledgement timeout )?step (\d+) ")
+# A catch-up fires one step for the steps missed before it (issue 8).
+CATCH_UP_RE = re.compile(r"^catch-up: .*\((acknowledgement timeout )?step (\d+) was due")
 
 
 class Crash(Exception):
@@ -66,7 +67,7 @@ class CrashingEscalator(Escalator):
 
 @pytest.fixture
 async def engine_app(
-    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> AsyncIterator[App]:
     app = await build(tmp_path, database_url, clock, fake_sms, POLICY)
     yield app
@@ -94,6 +95,13 @@ def fired_steps(entries: list[TimelineEntry]) -> tuple[list[list[int]], list[lis
             runs.append([])
         if e.action in ("acknowledged", "priority_raised"):
             ack_runs.append([])
+        caught_up = CATCH_UP_RE.match(e.detail)
+        if caught_up and e.action == "catch_up":
+            # The missed steps, from the first; the escalated entry that follows is the last.
+            run = (ack_runs if caught_up.group(1) else runs)[-1]
+            first = int(caught_up.group(2))
+            missed = int(e.detail.split()[1])
+            run.extend(range(first, first + missed))
         found = STEP_RE.match(e.detail)
         if found and e.action in ("escalated", "ack_escalated", "step_skipped", "nobody_to_notify"):
             (ack_runs if found.group(1) else runs)[-1].append(int(found.group(2)))

@@ -20,10 +20,10 @@ from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.files.directory_files import DataFileError
 from dispatcher.adapters.files.policies import POLICIES
 from dispatcher.bootstrap import App
+from dispatcher.core.calls import Outcome
 from dispatcher.core.rota import on_duty as rota
-from dispatcher.core.views import Outcome
 from dispatcher.services.escalator import Escalator
-from dispatcher.testing import FakeClock, FakeSmsSender
+from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.support.app import (
     COMMUNITY_LH,
     DATA,
@@ -70,8 +70,9 @@ async def build(
     tmp_path: Path,
     database_url: str,
     clock: FakeClock,
-    sms: FakeSmsSender,
+    sms: FakeChannelSender,
     policies: str | None,
+    *voice: FakeChannelSender,
     **overrides: Any,
 ) -> App:
     settings = settings_for(
@@ -80,12 +81,12 @@ async def build(
         data={"dir": str(data_with(tmp_path, policies)), "timezone": "Asia/Shanghai"},
         **overrides,
     )
-    return await built_app(settings, clock, sms)
+    return await built_app(settings, clock, sms, *voice)
 
 
 @pytest.fixture
 async def lh_app(
-    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> AsyncIterator[App]:
     app = await build(tmp_path, database_url, clock, fake_sms, LH_POLICY)
     yield app
@@ -103,7 +104,7 @@ async def press(app: App, device: str, ref: str, kind: str = "emergency") -> str
     return ack.call_id
 
 
-def sent_to(sms: FakeSmsSender, since: int = 0) -> set[str]:
+def sent_to(sms: FakeChannelSender, since: int = 0) -> set[str]:
     return {m.to for m in sms.sent[since:]}
 
 
@@ -112,7 +113,7 @@ async def actions(app: App, call_id: str) -> list[str]:
 
 
 async def test_a_step_naming_nobody_is_skipped_at_once_and_communities_have_their_own(
-    lh_app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    lh_app: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     clock.set(TUESDAY_2PM)
     lh = await press(lh_app, "dev-0001", "a1")  # c-lh: its own policy
@@ -135,7 +136,7 @@ async def test_a_step_naming_nobody_is_skipped_at_once_and_communities_have_thei
 
 
 async def test_ack_timeout_escalates_to_the_holder_then_the_street_and_a_new_ack_stops_it(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     call_id = await press(app, "dev-0001", "k1")
     await tick(app)
@@ -180,7 +181,7 @@ async def test_ack_timeout_escalates_to_the_holder_then_the_street_and_a_new_ack
 
 
 async def test_editing_the_policy_file_or_settings_leaves_a_call_in_progress_alone(
-    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     first = """
 [emergency]
@@ -251,7 +252,7 @@ OLD_FORMAT = {
 
 
 async def test_a_call_stored_in_the_old_policy_format_still_escalates(
-    app: App, clock: FakeClock, fake_sms: FakeSmsSender
+    app: App, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     call_id = await press(app, "dev-0001", "o1")
     async with app.sessions.begin() as s:
@@ -272,7 +273,7 @@ async def test_a_call_stored_in_the_old_policy_format_still_escalates(
 
 
 async def test_an_exhausted_policy_keeps_reminding_the_command_centre(
-    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     policy = """
 [emergency]
@@ -303,7 +304,7 @@ steps = [{ delay_s = 0, targets = ["emergency_contacts:1"] }]
 
 
 async def test_the_daemon_refuses_a_bad_policy_file(
-    tmp_path: Path, clock: FakeClock, fake_sms: FakeSmsSender
+    tmp_path: Path, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     bad = '[emergency]\nsteps = [{ delay_s = 0, targets = ["person:ghost"] }]\n'
     with pytest.raises(DataFileError, match=r"policies.toml:2: .*no staff 'ghost'"):
@@ -311,7 +312,7 @@ async def test_the_daemon_refuses_a_bad_policy_file(
 
 
 async def test_a_policy_naming_nobody_at_all_cannot_spin_and_reaches_the_command_centre(
-    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     policy = """
 [emergency]
@@ -347,9 +348,13 @@ steps = [
 
 
 async def test_a_step_asking_for_voice_calls_as_well_as_texting(
-    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+    tmp_path: Path,
+    database_url: str,
+    clock: FakeClock,
+    fake_sms: FakeChannelSender,
+    fake_voice: FakeChannelSender,
 ) -> None:
-    app = await build(tmp_path, database_url, clock, fake_sms, VOICE_POLICY)
+    app = await build(tmp_path, database_url, clock, fake_sms, VOICE_POLICY, fake_voice)
     try:
         call_id = await press(app, "dev-0001", "v1")
         await tick(app)
@@ -358,7 +363,7 @@ async def test_a_step_asking_for_voice_calls_as_well_as_texting(
             ("sms", DEMO_OPERATOR),
             ("voice", DEMO_OPERATOR),
         }
-        assert [c.to for c in fake_sms.calls] == [DEMO_OPERATOR]
+        assert [c.to for c in fake_voice.sent] == [DEMO_OPERATOR]
         assert sent_to(fake_sms) == {DEMO_OPERATOR}
     finally:
         await app.aclose()
@@ -375,7 +380,7 @@ steps = [
 
 
 async def test_rotation_targets_follow_the_example_rota_hand_offs(
-    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeChannelSender
 ) -> None:
     app = await build(tmp_path, database_url, clock, fake_sms, ROTATION_POLICY)
     try:

@@ -18,10 +18,9 @@ from sqlalchemy.engine import Connection
 
 from dispatcher.adapters.db import migrate
 from dispatcher.adapters.db import schema as db
-from dispatcher.bootstrap import App
+from dispatcher.bootstrap import App, http_app
+from dispatcher.core.calls import Outcome
 from dispatcher.core.escalation import EMERGENCY
-from dispatcher.core.views import Outcome
-from dispatcher.entrypoints.http.app import create_app
 from dispatcher.testing import FakeClock
 from tests.support.app import TUESDAY_10AM, event
 
@@ -30,7 +29,7 @@ AUTH = {"Authorization": "Bearer demo-operator-token"}
 
 @pytest.fixture
 async def api(app: App) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(app.operations, app.clock))
+    transport = httpx.ASGITransport(app=http_app(app))
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
         yield c
 

@@ -36,6 +36,7 @@ def test_config_keeps_queued_messages_and_persists(tmp_path: Path) -> None:
     assert f"persistence_location {tmp_path}/" in text
     assert f"max_queued_messages {MAX_QUEUED_MESSAGES}" in text
     assert "allow_anonymous true" in text
+    assert "set_tcp_nodelay true" in text  # no 40 ms of Nagle on every answer
 
 
 def test_start_stop_restart_on_the_same_port(own_mosquitto: MosquittoProcess) -> None:

@@ -1,5 +1,5 @@
 """The sink's Calls resource and its scripted, signed status callbacks, with the real
-``twilio`` client; and the Twilio adapter's ``place_call``."""
+``twilio`` client; and the Twilio adapter's voice channel."""
 
 from __future__ import annotations
 
@@ -15,8 +15,12 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from dispatcher.adapters.twilio.sender import RebasingAsyncHttpClient, TwilioSmsSender
-from dispatcher.services.channels import SmsSendError
+from dispatcher.adapters.twilio.sender import (
+    RebasingAsyncHttpClient,
+    TwilioSmsSender,
+    TwilioVoiceSender,
+)
+from dispatcher.services.channels import Outgoing, SendError
 from simulator.phone_network.server import SmsSinkServer
 from tests.support.sms import SINK_FROM_NUMBER, sms_settings_for
 
@@ -158,11 +162,19 @@ async def test_scripted_numbers_end_their_calls_as_told(
     answered_by: str | None,
 ) -> None:
     sms_sink.script_voice(MOBILE, outcome, times=1)
-    sender = TwilioSmsSender(sms_settings_for(sms_sink))
+    sender = TwilioVoiceSender(sms_settings_for(sms_sink))
     try:
-        await sender.place_call(MOBILE, "http://127.0.0.1:1/twiml", status_callback=listener.url)
+        await sender.send(
+            Outgoing(
+                MOBILE, "", script_url="http://127.0.0.1:1/twiml", status_callback=listener.url
+            )
+        )
         params = await listener.wait(len(statuses))
-        await sender.place_call(MOBILE, "http://127.0.0.1:1/twiml", status_callback=listener.url)
+        await sender.send(
+            Outgoing(
+                MOBILE, "", script_url="http://127.0.0.1:1/twiml", status_callback=listener.url
+            )
+        )
         again = await listener.wait(len(statuses) + 4)
     finally:
         await sender.aclose()
@@ -179,9 +191,11 @@ async def test_a_scripted_landline_reports_the_sms_undelivered_30006(
     sms_sink.script_sms(LANDLINE, "undelivered", 30006)
     sender = TwilioSmsSender(sms_settings_for(sms_sink))
     try:
-        receipt = await sender.send(LANDLINE, "x", status_callback=listener.url)
+        receipt = await sender.send(Outgoing(LANDLINE, "x", status_callback=listener.url))
         params = await listener.wait(2)
-        await sender.send(MOBILE, "y", status_callback=listener.url)  # unscripted: no callbacks
+        await sender.send(
+            Outgoing(MOBILE, "y", status_callback=listener.url)
+        )  # unscripted: no callbacks
         await asyncio.sleep(0.1)
     finally:
         await sender.aclose()
@@ -200,14 +214,14 @@ async def test_place_call_failures_are_classified_like_sends(
     make_sms_sink: Callable[..., SmsSinkServer],
 ) -> None:
     sink = make_sms_sink()
-    sender = TwilioSmsSender(sms_settings_for(sink))
+    sender = TwilioVoiceSender(sms_settings_for(sink))
     try:
-        with pytest.raises(SmsSendError) as invalid:
-            await sender.place_call("12345", "http://127.0.0.1:1/twiml")
+        with pytest.raises(SendError) as invalid:
+            await sender.send(Outgoing("12345", "", script_url="http://127.0.0.1:1/twiml"))
         sink.fail_next(1, 503)
-        with pytest.raises(SmsSendError) as unavailable:
-            await sender.place_call(MOBILE, "http://127.0.0.1:1/twiml")
-        receipt = await sender.place_call(MOBILE, "http://127.0.0.1:1/twiml")
+        with pytest.raises(SendError) as unavailable:
+            await sender.send(Outgoing(MOBILE, "", script_url="http://127.0.0.1:1/twiml"))
+        receipt = await sender.send(Outgoing(MOBILE, "", script_url="http://127.0.0.1:1/twiml"))
     finally:
         await sender.aclose()
     assert (invalid.value.permanent, invalid.value.code) == (True, 21211)

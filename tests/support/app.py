@@ -15,8 +15,9 @@ import pytest
 
 from dispatcher.bootstrap import App, build
 from dispatcher.config import Settings, load_settings
-from dispatcher.services.channels import SmsSender
-from dispatcher.testing import FakeClock, FakeSmsSender
+from dispatcher.core.contact_methods import Channel
+from dispatcher.services.channels import Channels
+from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.support.ports import free_port, unique_client_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,8 +51,11 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     return load_settings(None, **base)
 
 
-async def built_app(settings: Settings, clock: FakeClock, sms: SmsSender | None = None) -> App:
-    return await build(settings, clock=clock, sms=sms or FakeSmsSender())
+async def built_app(settings: Settings, clock: FakeClock, *senders: FakeChannelSender) -> App:
+    """The daemon with ``senders`` (fakes), and a fresh fake for each channel they leave out."""
+    given = {s.channel: s for s in senders}
+    channels = Channels(given.get(c.value) or FakeChannelSender(c.value) for c in Channel)
+    return await build(settings, clock=clock, channels=channels)
 
 
 def event(ref: str, type_: str, **fields: Any) -> bytes:
@@ -64,8 +68,13 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def fake_sms() -> FakeSmsSender:
-    return FakeSmsSender()
+def fake_sms() -> FakeChannelSender:
+    return FakeChannelSender(Channel.SMS.value)
+
+
+@pytest.fixture
+def fake_voice() -> FakeChannelSender:
+    return FakeChannelSender(Channel.VOICE.value)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -79,9 +88,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def app(
-    tmp_path: Path, database_url: str, clock: FakeClock, fake_sms: FakeSmsSender
+    tmp_path: Path,
+    database_url: str,
+    clock: FakeClock,
+    fake_sms: FakeChannelSender,
+    fake_voice: FakeChannelSender,
 ) -> AsyncIterator[App]:
     settings = settings_for(tmp_path, database={"url": database_url})
-    built = await built_app(settings, clock, fake_sms)
+    built = await built_app(settings, clock, fake_sms, fake_voice)
     yield built
     await built.aclose()

@@ -1,4 +1,4 @@
-"""An in-memory stand-in for ``dispatcher.core.views.Operations``, for the API and CLI tests.
+"""An in-memory stand-in for ``services.read_models.Operations``, for the API and CLI tests.
 
 It keeps a handful of calls in a dict and applies the same state rules the service
 layer promises: acknowledging an open call records who and how, acknowledging it
@@ -13,15 +13,14 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dispatcher.core import reports
+from dispatcher.core.calls import InvalidTransitionError, Outcome
 from dispatcher.core.directory import Area, Directory, Level, Role, Staff
-from dispatcher.core.views import (
+from dispatcher.services.read_models import (
     CallNotFoundError,
     CallView,
     ContactView,
-    InvalidTransitionError,
     NotificationView,
     OnDutyView,
-    Outcome,
     ResidentView,
     StaffView,
     TimelineEntryView,

@@ -3,10 +3,11 @@ the intake makes, bound to one SQLAlchemy session (one transaction)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -15,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.protocol import Event
+from devices.text import clean_text
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
@@ -44,6 +46,26 @@ class _Held:
     timeline: list[dict[str, object]] = field(default_factory=list)
     outbox: list[dict[str, object]] = field(default_factory=list)
     events: list[dict[str, object]] = field(default_factory=list)
+
+
+# What is kept of a rejected message: its first bytes (enough to see what a device
+# sent), with its length and digest; a flood of 16 MB payloads must not fill the disk.
+RAW_KEPT_BYTES = 4096
+REASON_KEPT_CHARS = 1000
+
+
+def _fit(text: str, column: object) -> str:
+    """``text`` made storable in a String column: no control characters (PostgreSQL
+    refuses NUL in text), no lone surrogates, at most the column's length."""
+    length = getattr(getattr(column, "type", None), "length", None)
+    cleaned = clean_text(text)
+    return cleaned[:length] if length else cleaned
+
+
+def device_ts(ts: datetime | None) -> str | None:
+    """The device's clock as stored: UTC, microseconds, one fixed form of 32 characters
+    (the events.device_ts column holds 40)."""
+    return None if ts is None else ts.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class SqlIntakeStore:
@@ -158,11 +180,12 @@ class SqlIntakeStore:
             ref=event.ref,
             type=event.type.value,
             received_at=now,
-            device_ts=event.ts.isoformat() if event.ts else None,
+            device_ts=device_ts(event.ts),
             battery=event.battery,
             rssi=event.rssi,
-            fw=event.fw,
-            payload=raw.decode("utf-8"),
+            fw=None if event.fw is None else _fit(event.fw, db.events.c.fw),
+            # Parsed as UTF-8 already; "replace" guards the column all the same.
+            payload=raw.decode("utf-8", errors="replace"),
             call_id=call_id,
         )
         if self._held is not None:
@@ -184,11 +207,15 @@ class SqlIntakeStore:
         await self._session.execute(
             insert(db.rejected_messages).values(
                 received_at=now,
-                topic=topic[:300],
-                device_id=device_id,
-                ref=ref,
-                raw=raw,
-                reason=reason,
+                topic=_fit(topic, db.rejected_messages.c.topic),
+                device_id=None
+                if device_id is None
+                else _fit(device_id, db.rejected_messages.c.device_id),
+                ref=None if ref is None else _fit(ref, db.rejected_messages.c.ref),
+                raw=raw[:RAW_KEPT_BYTES],
+                raw_length=len(raw),
+                raw_sha256=hashlib.sha256(raw).hexdigest(),
+                reason=clean_text(reason)[:REASON_KEPT_CHARS],
                 answered=answered,
             )
         )

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
 from dispatcher.core.calls import Call, CallState, TimelineEntry, Transition
-from dispatcher.core.views import NotificationView
 from dispatcher.services.operations import CallTimes
+from dispatcher.services.read_models import NotificationView
 
 
 class SqlCallStore:

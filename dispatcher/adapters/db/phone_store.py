@@ -3,7 +3,11 @@ codes, outbox rows and calls that acknowledging by phone reads, in one session."
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.adapters.db import reply_codes as replycodes
@@ -58,3 +62,19 @@ class SqlPhoneStore:
 
     def add_timeline(self, entry: TimelineEntry) -> None:
         self._session.add(entry)
+
+    async def handled(self, sid: str) -> str | None:
+        h = db.handled_webhooks
+        answer = await self._session.scalar(select(h.c.answer).where(h.c.sid == sid))
+        return None if answer is None else str(answer)
+
+    async def remember(self, sid: str, kind: str, answer: str, now: datetime) -> None:
+        # Two copies of one webhook handled at once: the first record stays.
+        insert = (
+            pg_insert if self._session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        )
+        await self._session.execute(
+            insert(db.handled_webhooks)
+            .values(sid=sid, kind=kind, answer=answer, handled_at=now)
+            .on_conflict_do_nothing(index_elements=["sid"])
+        )

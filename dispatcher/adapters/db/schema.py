@@ -107,6 +107,8 @@ calls = Table(
     Column("ack_timeout_at", UTCDateTime, nullable=True),
     Column("ack_step", Integer, nullable=False, default=0, server_default="0"),
     Column("next_ack_escalation_at", UTCDateTime, nullable=True),
+    # The step a repeated press already brought forward (migration 0009_escalation_clock).
+    Column("brought_forward_step", Integer, nullable=True),
     Index("ix_calls_device_state", "device_id", "state"),
     Index("ix_calls_next_escalation_at", "next_escalation_at"),
     Index("ix_calls_opened_at", "opened_at"),  # service-level reports by period
@@ -145,6 +147,8 @@ events = Table(
 )
 
 # What could not be accepted: not JSON, no usable ref, or invalid (answered "invalid").
+# ``raw`` keeps the first 4 KiB (dispatcher.adapters.db.intake_store); ``raw_length``
+# and ``raw_sha256`` say what the whole was (migration 0007_fit_columns; NULL before).
 rejected_messages = Table(
     "rejected_messages",
     metadata,
@@ -156,6 +160,8 @@ rejected_messages = Table(
     Column("raw", LargeBinary, nullable=False),
     Column("reason", Text, nullable=False),
     Column("answered", Boolean, nullable=False),
+    Column("raw_length", Integer, nullable=True),
+    Column("raw_sha256", String(64), nullable=True),
 )
 
 # The SMS outbox: one row per message to one person, with the provider's status.
@@ -191,6 +197,9 @@ sms_outbox = Table(
     Column("bundle_id", Integer, nullable=True),
     Column("error_code", Integer, nullable=True),
     Column("answered_by", String(32), nullable=True),
+    # Which of the call's step numberings ``step`` counts (0009_escalation_clock):
+    # "escalation" or "ack_timeout"; NULL on a fallback's row and on older rows.
+    Column("timer", String(16), nullable=True),
     Index("ix_sms_outbox_status_next", "status", "next_attempt_at"),
     Index("ix_sms_outbox_to_number", "to_number"),
 )
@@ -340,3 +349,29 @@ __all__ = [
     "sms_outbox",
     "timeline",
 ]
+
+# The one dispatcher allowed to run on this database (dispatcher.services.instance_lock):
+# one row (name "dispatcher"), its owner and a lease the running daemon renews. Two
+# dispatchers on one database answer each other's devices; the second refuses to start.
+dispatcher_lock = Table(
+    "dispatcher_lock",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    Column("client_id", String(255), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=False),
+)
+
+# Twilio webhooks already acted on, by their sid (an inbound SMS's MessageSid), with
+# the answer given: a replay, even after a restart, gets the same answer and acts no more.
+handled_webhooks = Table(
+    "handled_webhooks",
+    metadata,
+    Column("sid", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("handled_at", UTCDateTime, nullable=False),
+)

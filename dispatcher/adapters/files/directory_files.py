@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from devices.protocol import DEVICE_ID_RE
+from devices.text import clean_text
 from dispatcher.adapters.files.rota_toml import load_rota_file
 from dispatcher.core.contact_methods import Channel, ContactMethod
 from dispatcher.core.directory import Area, Contact, Directory, Level, Resident, Role, Shift, Staff
@@ -151,6 +152,10 @@ def _required(value: str) -> str:
     return value
 
 
+def _printable(value: Any) -> Any:
+    return clean_text(value).strip() if isinstance(value, str) else value
+
+
 def _ident(value: str) -> str:
     if not ID_RE.fullmatch(_required(value)):
         raise ValueError(
@@ -234,7 +239,10 @@ def _optional(check: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 Ident = Annotated[str, AfterValidator(_ident)]
-Text = Annotated[str, AfterValidator(_required)]
+# Names, addresses, notes: shown in TwiML, SMS, iCalendar and on terminals, so they
+# come in without control characters (an invisible one breaks the voice call's XML).
+Text = Annotated[str, BeforeValidator(_printable), AfterValidator(_required)]
+OptText = Annotated[str, BeforeValidator(_printable)]
 Phone = Annotated[str, AfterValidator(_phone)]
 OptPhone = Annotated[str | None, BeforeValidator(_optional(_phone))]
 Language = Annotated[str, AfterValidator(_language)]
@@ -269,7 +277,7 @@ class ResidentRow(_RowModel):
     community: Ident
     device_id: Annotated[str, AfterValidator(_device_id)]
     phone: OptPhone
-    notes: str
+    notes: OptText
 
 
 class ContactRow(_RowModel):

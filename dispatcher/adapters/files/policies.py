@@ -2,10 +2,11 @@
 optionally per community.
 
 The file is kept by hand, so every problem is reported as ``file:line: problem``
-(the line of the table it is in) and nothing is half loaded: either every policy
-is valid or :class:`~dispatcher.adapters.files.directory_files.DataFileError` lists
-what is wrong. An
-absent file means the built-in policies (``dispatcher.core.escalation``).
+(the line of the table it is in; the checks are ``dispatcher.core.policy_reader``'s,
+the same as for the configuration's ``[escalation.policies]``) and nothing is half
+loaded: either every policy is valid or
+:class:`~dispatcher.adapters.files.directory_files.DataFileError` lists what is
+wrong. An absent file means the built-in policies (``dispatcher.core.escalation``).
 
 Format (all keys but ``steps`` optional)::
 
@@ -42,26 +43,14 @@ import re
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
 
 from dispatcher.adapters.files.directory_files import DataFileError
 from dispatcher.core.directory import Directory, Level
-from dispatcher.core.escalation import (
-    DEFAULT_POLICIES,
-    KINDS,
-    AckTimeout,
-    Policy,
-    Step,
-    Target,
-    TargetKind,
-    parse_target,
-)
+from dispatcher.core.escalation import DEFAULT_POLICIES, Policy
 from dispatcher.core.policy_book import PolicyBook
+from dispatcher.core.policy_reader import PolicyReader
 
 POLICIES = "policies.toml"
-_POLICY_KEYS = {"steps", "repeat_every_s", "repeat", "ack_timeout"}
-_ACK_KEYS = {"after_s", "steps", "repeat_every_s"}
-_STEP_KEYS = {"delay_s", "targets", "channels"}
 
 
 class _Problems:
@@ -125,7 +114,7 @@ def load_policies(
         raise DataFileError([f"{place}: not valid TOML ({exc})"]) from None
 
     problems = _Problems(path, text)
-    reader = _Reader(problems, directory, rotation_ids)
+    reader = PolicyReader(problems.add, directory, rotation_ids)
     defaults = dict(base)
     defaults.update(reader.kinds(data, (), base))
     by_community: dict[str, dict[str, Policy]] = {}
@@ -146,166 +135,3 @@ def load_policies(
     if problems.found:
         raise DataFileError(problems.found)
     return PolicyBook(defaults, by_community)
-
-
-class _Reader:
-    def __init__(
-        self, problems: _Problems, directory: Directory, rotation_ids: Collection[str] | None
-    ) -> None:
-        self.problems = problems
-        self.directory = directory
-        self.rotation_ids = rotation_ids
-
-    def kinds(
-        self, data: dict[str, Any], where: tuple[str, ...], base: Mapping[str, Policy]
-    ) -> dict[str, Policy]:
-        """The policies of one level (the file's top, or a community), by kind."""
-        out: dict[str, Policy] = {}
-        for key, value in data.items():
-            if not where and key == "community":
-                continue
-            if key not in KINDS:
-                self.problems.add(
-                    (*where, key), f"unknown call kind (one of {', '.join(KINDS)}, community)"
-                )
-                continue
-            policy = self.policy(value, (*where, key), base[key])
-            if policy is not None:
-                out[key] = policy
-        if "emergency" in out and "fall" not in out:
-            out["fall"] = out["emergency"]  # a fall is an emergency unless told otherwise
-        return out
-
-    def policy(self, value: Any, where: tuple[str, ...], base: Policy) -> Policy | None:
-        if not isinstance(value, dict):
-            self.problems.add(where, "must be a table")
-            return None
-        before = len(self.problems.found)
-        self._unknown_keys(value, _POLICY_KEYS, where)
-        steps = self.steps(value.get("steps"), where)
-        every = self._int(value, "repeat_every_s", where, base.repeat_every_s, minimum=1)
-        repeat = self._int(value, "repeat", where, None, minimum=0)
-        ack: AckTimeout | None = base.ack_timeout
-        if "ack_timeout" in value:
-            ack = self.ack_timeout(value["ack_timeout"], (*where, "ack_timeout"))
-        if len(self.problems.found) > before or steps is None or every is None:
-            return None
-        name = ".".join(k for k in where if k != "community")
-        return Policy(name, steps, every, repeat, ack)
-
-    def ack_timeout(self, value: Any, where: tuple[str, ...]) -> AckTimeout | None:
-        if value is False:
-            return None
-        if not isinstance(value, dict):
-            self.problems.add(where, "must be a table, or false for none")
-            return None
-        self._unknown_keys(value, _ACK_KEYS, where)
-        after = self._int(value, "after_s", where, None, minimum=1, required=True)
-        every = self._int(value, "repeat_every_s", where, None, minimum=1, required=True)
-        steps = self.steps(value.get("steps"), where)
-        if after is None or every is None or steps is None:
-            return None
-        return AckTimeout(after, steps, every)
-
-    def steps(self, value: Any, where: tuple[str, ...]) -> tuple[Step, ...] | None:
-        at = (*where, "steps")
-        if not isinstance(value, list) or not value:
-            self.problems.add(at, "a policy needs a list of at least one step")
-            return None
-        out: list[Step] = []
-        for number, raw in enumerate(value, start=1):
-            step = self.step(raw, at, number)
-            if step is None:
-                return None
-            if out and step.delay_s < out[-1].delay_s:
-                self.problems.add(
-                    at,
-                    f"step {number}: delay_s {step.delay_s} comes before step {number - 1}'s "
-                    f"{out[-1].delay_s}; steps must be in order",
-                )
-                return None
-            out.append(step)
-        return tuple(out)
-
-    def step(self, raw: Any, where: tuple[str, ...], number: int) -> Step | None:
-        if not isinstance(raw, dict):
-            self.problems.add(where, f"step {number}: must be a table")
-            return None
-        bad = sorted(set(raw) - _STEP_KEYS)
-        if bad:
-            self.problems.add(where, f"step {number}: unknown key {', '.join(bad)}")
-            return None
-        delay = raw.get("delay_s")
-        if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
-            self.problems.add(where, f"step {number}: delay_s must be a whole number >= 0")
-            return None
-        targets = raw.get("targets")
-        if (
-            not isinstance(targets, list)
-            or not targets
-            or not all(isinstance(t, str) for t in targets)
-        ):
-            self.problems.add(where, f"step {number}: targets must be a list of names")
-            return None
-        ok = True
-        for spec in targets:
-            problem = self._target_problem(spec)
-            if spec == Target.ACKNOWLEDGER.value and "ack_timeout" not in where:
-                problem = "target 'acknowledger' is only for the steps of an ack_timeout"
-            if problem:
-                self.problems.add(where, f"step {number}: {problem}")
-                ok = False
-        channels = raw.get("channels", ["sms"])
-        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-            self.problems.add(where, f"step {number}: channels must be a list")
-            return None
-        try:
-            return Step(delay, tuple(targets), tuple(channels)) if ok else None
-        except ValueError as exc:
-            self.problems.add(where, f"step {number}: {exc}")
-            return None
-
-    def _target_problem(self, spec: str) -> str | None:
-        try:
-            target = parse_target(spec)
-        except ValueError as exc:
-            return str(exc)
-        if target.kind is TargetKind.PERSON:
-            person = self.directory.staff.get(target.name)
-            if person is None:
-                return f"target {spec!r}: no staff {target.name!r} in staff.csv"
-            if not person.phone:
-                return f"target {spec!r}: {target.name} has no phone number"
-        if (
-            target.kind is TargetKind.ROTATION
-            and self.rotation_ids is not None
-            and target.name not in self.rotation_ids
-        ):
-            return f"target {spec!r}: no rotation {target.name!r} in the rota"
-        return None
-
-    def _int(
-        self,
-        value: dict[str, Any],
-        key: str,
-        where: tuple[str, ...],
-        default: int | None,
-        *,
-        minimum: int,
-        required: bool = False,
-    ) -> int | None:
-        if key not in value:
-            if required:
-                self.problems.add(where, f"{key} is missing")
-            return default
-        got = value[key]
-        if not isinstance(got, int) or isinstance(got, bool) or got < minimum:
-            self.problems.add(where, f"{key} must be a whole number >= {minimum}, not {got!r}")
-            return None
-        return got
-
-    def _unknown_keys(self, value: dict[str, Any], known: set[str], where: tuple[str, ...]) -> None:
-        bad = sorted(set(value) - known)
-        if bad:
-            names = ", ".join(sorted(known))
-            self.problems.add(where, f"unknown key {', '.join(bad)} (known: {names})")

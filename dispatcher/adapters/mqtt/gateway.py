@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices.protocol import DeviceStatus, Topics
 from dispatcher.adapters.db import schema as db
+from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.config import IntakeQueueSettings, MqttSettings
 from dispatcher.core.intake_priority import FloodLimiter, Lane, LaneQueue, lane_of
 from dispatcher.services.clock import Clock
@@ -49,6 +50,7 @@ from dispatcher.services.intake import (
     Unavailable,
     Unhandled,
 )
+from dispatcher.services.metrics import NULL_METRICS, Metrics
 from dispatcher.services.wakeup import Wakeup
 
 T = TypeVar("T")
@@ -56,6 +58,21 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_S = 30.0
+# MQTT 5 "Session taken over": another client connected with our client id.
+SESSION_TAKEN_OVER = 0x8E
+# Reconnecting at once would take the session back, and the other client would do the
+# same: two dispatchers fighting, each answering devices into its own database. Wait
+# long (doubling each time, up to TAKEN_OVER_MAX_BACKOFF_S) so that people can look.
+TAKEN_OVER_BACKOFF_S = 30.0
+TAKEN_OVER_MAX_BACKOFF_S = 600.0
+SESSION_ALERT = "mqtt_session_taken_over"
+# Mosquitto 2.0.11 closes the older connection without sending its DISCONNECT 0x8E
+# (measured here), so a fight also shows as connections lost again and again soon
+# after they were made, while the broker accepts every reconnect.
+SHORT_LIVED_S = 10.0
+FIGHT_AFTER = 3
+# The queue depth's label while the intake has one queue for every priority.
+ALL_PRIORITIES = "all"
 # How long a stop waits for a message in hand to be committed and answered.
 IN_HAND_GRACE_S = 10.0
 # How often the worker looks for flood summaries when no message comes.
@@ -101,8 +118,10 @@ class MqttGateway:
         clock: Clock,
         outbox_wake: Wakeup,
         queue: IntakeQueueSettings | None = None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._queue = queue or IntakeQueueSettings()
         self._limiter = FloodLimiter(
             rate=self._queue.flood_rate,
@@ -119,20 +138,65 @@ class MqttGateway:
         self._in_hand: set[asyncio.Future[Any]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         attempt = 0
+        taken_over = 0
+        short_lived = 0  # connections in a row lost soon after they were made
         while not stop.is_set():
+            client = self._client()
+            up_since: float | None = None
             try:
-                async with self._client() as client:
+                async with client:
+                    up_since = loop.time()
                     attempt = 0
                     await self._serve(client, stop)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 attempt += 1
                 delay = min(MAX_BACKOFF_S, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-                log.warning("mqtt_disconnected", error=str(exc), retry_in_s=round(delay, 2))
+                if up_since is not None:
+                    quick = loop.time() - up_since < SHORT_LIVED_S
+                    short_lived = short_lived + 1 if quick else 0
+                evidence = _takeover_evidence(exc, client, short_lived)
+                if evidence is not None:
+                    short_lived = 0
+                    taken_over += 1
+                    delay = min(
+                        TAKEN_OVER_MAX_BACKOFF_S, TAKEN_OVER_BACKOFF_S * 2 ** (taken_over - 1)
+                    )
+                    call_id = await self._alert_session_taken(taken_over == 1)
+                    log.error(
+                        "mqtt_session_taken_over",
+                        call_id=call_id,
+                        client_id=self._settings.client_id,
+                        evidence=evidence,
+                        times=taken_over,
+                        retry_in_s=delay,
+                        hint="another client connected with this dispatcher's client id "
+                        "(a second dispatcher?); not reconnecting at once, to not fight it",
+                    )
+                else:
+                    log.warning("mqtt_disconnected", error=str(exc), retry_in_s=round(delay, 2))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
         self.connected.clear()
+
+    async def _alert_session_taken(self, first: bool) -> str | None:
+        """Raise the technical alert once (not at every takeover of a fight), on the
+        dispatcher's client id since no device is at fault; None if not raised now."""
+        if not first:
+            return None
+        try:
+            async with self._sessions.begin() as session:
+                store = SqlIntakeStore(session)
+                key, device = SESSION_ALERT, self._settings.client_id
+                if await store.active_alert(device, key) is not None:
+                    return None
+                call = await self._intake.open_alert(store, device, key, self._clock.now())
+        except (OperationalError, InterfaceError, OSError):
+            log.exception("mqtt_session_alert_failed")
+            return None
+        return call.id  # the escalator's next poll takes it
 
     def _client(self) -> aiomqtt.Client:
         s = self._settings
@@ -258,7 +322,9 @@ class MqttGateway:
             if len(inbox.lanes) < q.batch_max and q.batch_wait_s > 0:
                 await asyncio.sleep(q.batch_wait_s)
             batch = inbox.take(q.batch_max, q.batch_max_others)
+            self._metrics.queue_depth(ALL_PRIORITIES, len(inbox.lanes) + len(batch))
             await self._unstoppable(self._handle(client, batch))
+            self._metrics.queue_depth(ALL_PRIORITIES, len(inbox.lanes))
 
     def _summarise_floods(self, inbox: _Inbox) -> None:
         """One rejected_messages row per flooding device per minute, saying how many
@@ -380,3 +446,28 @@ def _topic(taken: _Taken) -> str:
 
 def _raw(taken: _Taken) -> bytes:
     return taken.incoming.raw[:500]
+
+
+def _session_taken_over(exc: BaseException | None) -> bool:
+    rc = getattr(exc, "rc", None)
+    return getattr(rc, "value", rc) == SESSION_TAKEN_OVER
+
+
+def _takeover_evidence(
+    exc: aiomqtt.MqttError, client: aiomqtt.Client, short_lived: int
+) -> str | None:
+    """Why we think another client took our session, or None if we do not."""
+    if _session_taken_over(exc) or _session_taken_over(_why_disconnected(client)):
+        return "reason code 0x8E (session taken over)"
+    if short_lived >= FIGHT_AFTER:
+        return f"{short_lived} connections in a row lost within {SHORT_LIVED_S:g} s"
+    return None
+
+
+def _why_disconnected(client: aiomqtt.Client) -> BaseException | None:
+    """The broker's reason for the disconnection: aiomqtt's message iterator raises a
+    plain "Disconnected during message iteration" and keeps the reason code here."""
+    gone = client._disconnected
+    if not gone.done() or gone.cancelled():
+        return None
+    return gone.exception()

@@ -1,4 +1,4 @@
-"""The real SMS adapter: Twilio's REST API through the ``twilio`` library.
+"""The real SMS and voice channel senders: Twilio's REST API through the ``twilio`` library.
 
 The library has no setting for another host, so a small subclass of its aiohttp client
 rewrites each request URL onto ``[sms] api_base`` (the local sink in tests and in
@@ -20,7 +20,8 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from dispatcher.config import SmsSettings
-from dispatcher.services.channels import SmsReceipt, SmsSendError
+from dispatcher.core.contact_methods import Channel
+from dispatcher.services.channels import ChannelSender, Outgoing, Receipt, SendError
 
 log = structlog.get_logger(__name__)
 
@@ -95,9 +96,11 @@ class RebasingAsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # t
         )
 
 
-class TwilioSmsSender:
-    """:class:`dispatcher.services.channels.SmsSender` backed by Twilio's Messages and
-    Calls resources."""
+class _TwilioSender:
+    """What both of Twilio's channel senders share: the client, made at the first send,
+    and turning Twilio's answers into a :class:`Receipt` or a :class:`SendError`."""
+
+    channel: str
 
     def __init__(self, settings: SmsSettings, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         if not settings.account_sid or not settings.auth_token:
@@ -116,7 +119,7 @@ class TwilioSmsSender:
 
     def _twilio(self) -> Any:
         if self._closed:
-            raise RuntimeError("TwilioSmsSender used after aclose()")
+            raise RuntimeError(f"{type(self).__name__} used after aclose()")
         if self._client is None:
             self._http = RebasingAsyncHttpClient(self._settings.api_base, self._timeout)
             self._client = Client(
@@ -124,40 +127,11 @@ class TwilioSmsSender:
             )
         return self._client
 
-    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SmsReceipt:
-        client = self._twilio()
-        kwargs: dict[str, Any] = {"to": to, "from_": self._settings.from_number, "body": body}
-        if status_callback is not None:
-            kwargs["status_callback"] = status_callback
-        message = await self._create("sms", to, client.messages.create_async, kwargs)
-        return self._receipt("sms", to, message)
-
-    async def place_call(
-        self, to: str, url: str, *, status_callback: str | None = None
-    ) -> SmsReceipt:
-        """Place a voice call with Twilio's Calls resource; Twilio fetches the TwiML at ``url``.
-
-        Machine detection is on, so a voicemail is reported (``AnsweredBy``) and never
-        taken for a person.
-        """
-        client = self._twilio()
-        kwargs: dict[str, Any] = {
-            "to": to,
-            "from_": self._settings.from_number,
-            "url": url,
-            "machine_detection": "Enable",
-        }
-        if status_callback is not None:
-            kwargs["status_callback"] = status_callback
-            kwargs["status_callback_event"] = list(CALL_STATUS_EVENTS)
-        call = await self._create("call", to, client.calls.create_async, kwargs)
-        return self._receipt("call", to, call)
-
     async def _create(
         self, what: str, to: str, create: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]
-    ) -> Any:
+    ) -> Receipt:
         try:
-            return await create(**kwargs)
+            resource = await create(**kwargs)
         except (TwilioRestException, TwilioServiceException) as exc:
             error = _from_twilio_error(exc)
             log.warning(
@@ -176,21 +150,20 @@ class TwilioSmsSender:
             log.warning(
                 f"{what}.send_failed", to=to, reason=reason, api_base=self._settings.api_base
             )
-            raise SmsSendError(f"no answer from SMS provider: {reason}", permanent=False) from exc
+            raise SendError(f"no answer from SMS provider: {reason}", permanent=False) from exc
         except (TwilioException, ValueError) as exc:
             # An answer we cannot read (e.g. a 2xx that is not JSON): as unknown as no answer.
             log.warning(f"{what}.bad_answer", to=to, reason=str(exc))
-            raise SmsSendError(
-                f"unreadable answer from SMS provider: {exc}", permanent=False
-            ) from exc
+            raise SendError(f"unreadable answer from SMS provider: {exc}", permanent=False) from exc
+        return self._receipt(what, to, resource)
 
-    def _receipt(self, what: str, to: str, resource: Any) -> SmsReceipt:
+    def _receipt(self, what: str, to: str, resource: Any) -> Receipt:
         sid = getattr(resource, "sid", None)
         if not sid:
-            raise SmsSendError(f"provider answered the {what} without a sid", permanent=False)
+            raise SendError(f"provider answered the {what} without a sid", permanent=False)
         status = str(getattr(resource, "status", None) or "queued")
         log.info(f"{what}.accepted", to=to, sid=sid, status=status)
-        return SmsReceipt(sid=str(sid), status=status)
+        return Receipt(sid=str(sid), status=status)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -199,7 +172,61 @@ class TwilioSmsSender:
             await http.close()
 
 
-def _from_twilio_error(exc: TwilioRestException | TwilioServiceException) -> SmsSendError:
+class TwilioSmsSender(_TwilioSender):
+    """The SMS channel (:class:`dispatcher.services.channels.ChannelSender`) on Twilio's
+    Messages resource."""
+
+    channel = Channel.SMS.value
+
+    async def send(self, message: Outgoing) -> Receipt:
+        client = self._twilio()
+        kwargs: dict[str, Any] = {
+            "to": message.to,
+            "from_": self._settings.from_number,
+            "body": message.body,
+        }
+        if message.status_callback is not None:
+            kwargs["status_callback"] = message.status_callback
+        return await self._create("sms", message.to, client.messages.create_async, kwargs)
+
+
+class TwilioVoiceSender(_TwilioSender):
+    """The voice channel on Twilio's Calls resource: Twilio fetches the call's TwiML at
+    the message's ``script_url``.
+
+    Machine detection is on, so a voicemail is reported (``AnsweredBy``) and never taken
+    for a person.
+    """
+
+    channel = Channel.VOICE.value
+
+    async def send(self, message: Outgoing) -> Receipt:
+        if not message.script_url:
+            raise SendError("a voice call needs the URL of its script", permanent=True)
+        client = self._twilio()
+        kwargs: dict[str, Any] = {
+            "to": message.to,
+            "from_": self._settings.from_number,
+            "url": message.script_url,
+            "machine_detection": "Enable",
+        }
+        if message.status_callback is not None:
+            kwargs["status_callback"] = message.status_callback
+            kwargs["status_callback_event"] = list(CALL_STATUS_EVENTS)
+        return await self._create("call", message.to, client.calls.create_async, kwargs)
+
+
+def twilio_channels(
+    settings: SmsSettings, *, timeout: float = DEFAULT_TIMEOUT_S
+) -> list[ChannelSender]:
+    """Twilio's SMS and voice channel senders for ``settings``."""
+    return [
+        TwilioSmsSender(settings, timeout=timeout),
+        TwilioVoiceSender(settings, timeout=timeout),
+    ]
+
+
+def _from_twilio_error(exc: TwilioRestException | TwilioServiceException) -> SendError:
     status = int(exc.status)
     code = _int_or_none(exc.code)
     if isinstance(exc, TwilioServiceException):
@@ -216,7 +243,7 @@ def _from_twilio_error(exc: TwilioRestException | TwilioServiceException) -> Sms
         # The library puts the HTTP status in ``code`` when the body had no Twilio code
         # (Twilio's own codes have five digits).
         code = None
-    return SmsSendError(
+    return SendError(
         message or f"HTTP {status}",
         permanent=not is_temporary_status(status),
         status=status,
@@ -234,15 +261,13 @@ def _int_or_none(value: object) -> int | None:
     return None
 
 
-# The adapter under the port's newer name.
-TwilioSender = TwilioSmsSender
-
 __all__ = [
     "CALL_STATUS_EVENTS",
     "DEFAULT_TIMEOUT_S",
     "TWILIO_API_BASE",
     "RebasingAsyncHttpClient",
-    "TwilioSender",
     "TwilioSmsSender",
+    "TwilioVoiceSender",
     "is_temporary_status",
+    "twilio_channels",
 ]

@@ -55,6 +55,8 @@ from icalendar import Calendar, Component, Event, Timezone
 from icalendar.prop import vDuration
 from icalendar.timezone import tzp
 
+from dispatcher.core.texts import LANGUAGES, text
+
 PRIMARY: Final = "primary"
 BACKUP: Final = "backup"
 ROLES: Final = (PRIMARY, BACKUP)
@@ -200,8 +202,14 @@ def shift_uid(interval: ShiftInterval) -> str:
     return f"{hashlib.sha256(key.encode()).hexdigest()[:32]}@{UID_DOMAIN}"
 
 
+def _label(name: str) -> str:
+    """A calendar label in every language (a feed's reader may speak any)."""
+    return " ".join(text(lang, f"calendar.{name}") for lang in LANGUAGES)
+
+
 def shift_summary(interval: ShiftInterval) -> str:
-    return f"值班 On duty: {interval.staff_name} ({interval.role}) — {interval.schedule_name}"
+    on_duty = _label("on_duty")
+    return f"{on_duty} {interval.staff_name} ({interval.role}) — {interval.schedule_name}"
 
 
 def vtimezone(timezone: str, first: date, last: date) -> Timezone:
@@ -318,8 +326,8 @@ def _event(
     event.add(
         "DESCRIPTION",
         f"{interval.schedule_name} ({interval.schedule_id})\n"
-        f"值班人员 Staff: {interval.staff_name} ({interval.staff_id})\n"
-        f"岗位 Role: {interval.role}",
+        f"{_label('staff')} {interval.staff_name} ({interval.staff_id})\n"
+        f"{_label('role')} {interval.role}",
     )
     event.add("CATEGORIES", [interval.role])
     event.add("STATUS", "CONFIRMED")

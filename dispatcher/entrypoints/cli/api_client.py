@@ -12,8 +12,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from dispatcher.core.calls import Outcome
 from dispatcher.core.reports import AnswerTimes
-from dispatcher.core.views import CallView, OnDutyView, Outcome, OverrideView
+from dispatcher.services.read_models import CallView, OnDutyView, OverrideView
 
 API_PREFIX = "/api/v1"
 

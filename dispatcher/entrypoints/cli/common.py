@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from devices.text import clean_text
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.entrypoints.cli.api_client import ApiClient
-from dispatcher.services.clock import Clock, SystemClock
+from dispatcher.services.clock import Clock, SteadyClock
 
 PROG = "eldercall"
 
@@ -38,7 +39,7 @@ class UsageError(Exception):
 
 def clock() -> Clock:
     """The clock of every command, the daemon's included (replaced in tests)."""
-    return SystemClock()
+    return SteadyClock()
 
 
 def now() -> datetime:
@@ -139,7 +140,7 @@ def zone(name: str) -> tzinfo:
 
 def fields(pairs: Sequence[tuple[str, str]]) -> list[str]:
     width = max(len(k) for k, _ in pairs) + 2
-    return [f"  {(k + ':').ljust(width)}{v}" for k, v in pairs]
+    return [f"  {(k + ':').ljust(width)}{clean_text(v)}" for k, v in pairs]
 
 
 def width(text: str) -> int:
@@ -148,6 +149,10 @@ def width(text: str) -> int:
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
+    """Aligned columns. The last guard before the terminal: a cell never carries a
+    control character (an escape sequence in a name would recolour or clear the
+    operator's screen, a newline would break the row)."""
+    rows = [[clean_text(cell) for cell in row] for row in rows]
     widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]))]
     out = []
     for row in rows:

@@ -13,9 +13,10 @@ from functools import partial
 from importlib.metadata import entry_points
 from typing import Any
 
-from dispatcher.core.views import CallView, Outcome
+from dispatcher.core.calls import Outcome
 from dispatcher.entrypoints.cli import common
 from dispatcher.entrypoints.cli.api_client import ApiError, OnCall
+from dispatcher.services.read_models import CallView
 
 # The same values as dispatcher.entrypoints.http.app.CallStateFilter (a test keeps them equal); not
 # imported from there so the CLI does not load FastAPI to list calls.
@@ -357,7 +358,7 @@ def _call_lines(call: CallView, s: common.Session) -> list[str]:
                     f"#{n.id}",
                     f"step {n.step}",
                     n.recipient,
-                    n.to_number if n.channel == "sms" else f"{n.to_number} ({n.channel})",
+                    n.to_number + _CHANNEL_SUFFIXES.get(n.channel, f" ({n.channel})"),
                     n.status,
                     sent,
                     tries,
@@ -370,6 +371,11 @@ def _call_lines(call: CallView, s: common.Session) -> list[str]:
     lines.append("")
     lines.append(f"Times are in {s.tz_name}.")
     return lines
+
+
+# How a notification's number is shown per channel: an SMS (the usual channel) as the
+# bare number; any other channel is named after it, "+86... (voice)".
+_CHANNEL_SUFFIXES = {"sms": ""}
 
 
 def _oncall_lines(answer: OnCall, s: common.Session) -> list[str]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dispatcher.core.views import OverrideView
 from dispatcher.entrypoints.cli import common
+from dispatcher.services.read_models import OverrideView
 
 
 def add_rota_parser(

@@ -26,16 +26,11 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from dispatcher.adapters.twilio import phone_webhooks as webhooks
-from dispatcher.core.views import (
-    CallNotFoundError,
-    CallView,
-    InvalidTransitionError,
-    OnDutyView,
-    Operations,
-    Outcome,
-)
+from dispatcher.adapters.twilio import webhooks
+from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
+from dispatcher.core.calls import InvalidTransitionError, Outcome
 from dispatcher.entrypoints.http import calendars as api_calendars
 from dispatcher.entrypoints.http import reports as api_reports
 from dispatcher.entrypoints.http import rota as api_rota
@@ -53,6 +48,7 @@ from dispatcher.entrypoints.http.deps import (
 )
 from dispatcher.services.calendar_feeds import CalendarFeeds
 from dispatcher.services.clock import Clock, SystemClock
+from dispatcher.services.read_models import CallNotFoundError, CallView, OnDutyView, Operations
 from dispatcher.services.rota_overrides import RotaOverrides
 
 log = structlog.get_logger(__name__)
@@ -375,12 +371,13 @@ class _RequestLog:
 def create_app(
     ops: Operations,
     clock: Clock | None = None,
-    twilio: webhooks.TwilioWebhooks | None = None,
+    twilio: TwilioWebhooks | None = None,
     overrides: RotaOverrides | None = None,
     calendars: CalendarFeeds | None = None,
 ) -> FastAPI:
     """The API over ``ops``; ``clock`` gives "now" for on-duty questions without a time;
-    ``twilio`` adds Twilio's webhooks under ``/twilio`` (signed, no bearer token);
+    ``twilio`` adds Twilio's webhooks under ``/twilio`` (signed, no bearer token),
+    delivery reports among them when it has an outbox;
     ``overrides`` serves the rota override routes (503 without it); ``calendars`` the
     iCalendar feeds (503 without it)."""
     app = FastAPI(
@@ -430,6 +427,30 @@ class _EmbeddedServer(uvicorn.Server):
             self.listening.set()
 
 
+def _bounded_h11(max_connections: int | None) -> type[H11Protocol]:
+    """h11 with a hard bound on open connections and a deadline for the first request.
+
+    uvicorn's ``limit_concurrency`` only answers 503 once a request arrives, and a
+    connection that never sends one is never timed out: 1,100 idle connections under a
+    soft limit of 1,024 file descriptors stopped MQTT intake while they were held. A
+    connection beyond ``max_connections`` is closed at once (its descriptor freed), and
+    a new one that sends nothing is closed after ``timeout_keep_alive``, as an idle
+    keep-alive connection is."""
+
+    class BoundedH11(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if max_connections is not None and len(self.connections) > max_connections:
+                log.warning("api.connection_refused", open=len(self.connections) - 1)
+                transport.close()
+                return
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    return BoundedH11
+
+
 class ApiServer:
     """The API served by uvicorn inside the running event loop.
 
@@ -438,10 +459,20 @@ class ApiServer:
     then the real port, useful with port 0.
     """
 
-    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        *,
+        max_connections: int | None = None,
+        keep_alive_s: float = 5.0,
+    ) -> None:
         self._app = app
         self._host = host
         self._port = port
+        self._max_connections = max_connections
+        self._keep_alive_s = keep_alive_s
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self.port = port
@@ -468,6 +499,10 @@ class ApiServer:
             log_config=None,  # leave logging to the daemon's structlog setup
             access_log=False,  # _RequestLog writes one line per request
             timeout_graceful_shutdown=5,
+            http=_bounded_h11(self._max_connections),
+            limit_concurrency=self._max_connections,
+            timeout_keep_alive=self._keep_alive_s,  # type: ignore[arg-type]  # a float works
+            h11_max_incomplete_event_size=16 * 1024,  # request line and headers
         )
         self._server = server = _EmbeddedServer(config)
         self._task = task = asyncio.create_task(server.serve(sockets=[sock]), name="api-server")
@@ -498,10 +533,17 @@ async def serve_api(
     port: int,
     stop: asyncio.Event,
     started: asyncio.Event | None = None,
+    *,
+    max_connections: int | None = None,
+    keep_alive_s: float = 5.0,
 ) -> None:
     """Serve ``app`` on ``host:port`` until ``stop`` is set; ``started`` is set once it
-    listens. Installs no signal handlers. Raises ``OSError`` if it cannot bind."""
-    server = ApiServer(app, host, port)
+    listens. Installs no signal handlers. Raises ``OSError`` if it cannot bind.
+
+    At most ``max_connections`` open connections (``[http] max_connections``), idle
+    ones closed after ``keep_alive_s``: HTTP clients can never take the file
+    descriptors MQTT intake needs."""
+    server = ApiServer(app, host, port, max_connections=max_connections, keep_alive_s=keep_alive_s)
     await server.start()
     try:
         if started is not None:

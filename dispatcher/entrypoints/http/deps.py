@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from dispatcher.core.directory import Role, Staff
-from dispatcher.core.views import Operations
+from dispatcher.services.read_models import Operations
 
 PREFIX = "/api/v1"
 MAX_NOTE = 2000

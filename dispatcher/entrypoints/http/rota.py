@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from dispatcher.core.rota.model import Override, OverrideKind
-from dispatcher.core.views import OverrideView
 from dispatcher.entrypoints.http.deps import (
     EARLIEST,
     ERRORS,
@@ -19,6 +18,7 @@ from dispatcher.entrypoints.http.deps import (
     Refused,
     SupervisorDep,
 )
+from dispatcher.services.read_models import OverrideView
 from dispatcher.services.rota_overrides import (
     OverrideInFile,
     OverrideNotFound,

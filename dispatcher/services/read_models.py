@@ -1,32 +1,20 @@
 """What operators see of calls and of the duty rota: the read models of the service layer.
 
-These are the shapes the REST API returns and the CLI prints. They are built by
-``dispatcher.services`` from the database; nothing here does I/O.
+These are the shapes the REST API returns and the CLI prints, and the ``Operations``
+protocol that serves them. They are built by ``dispatcher.services`` from the
+database; nothing here does I/O.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from dispatcher.core.calls import Outcome
 from dispatcher.core.directory import Staff
 from dispatcher.core.reports import AnswerTimes
-
-
-class Outcome(StrEnum):
-    """How a call ended, as the operator records it on resolving."""
-
-    HELPED_BY_PHONE = "helped_by_phone"
-    VISIT = "visit"  # someone went to the home
-    AMBULANCE = "ambulance"  # 120 called
-    SERVICE_DONE = "service_done"  # a service request was carried out
-    FALSE_ALARM = "false_alarm"
-    CANCELLED_BY_RESIDENT = "cancelled_by_resident"
-    TECHNICAL_FIXED = "technical_fixed"
-    OTHER = "other"
 
 
 class TimelineEntryView(BaseModel):
@@ -137,10 +125,6 @@ class OverrideView(BaseModel):
 
 class CallNotFoundError(LookupError):
     pass
-
-
-class InvalidTransitionError(ValueError):
-    """The call cannot do that in its present state (for example, resolve twice)."""
 
 
 class Operations(Protocol):

@@ -1,0 +1,229 @@
+"""The database side of :class:`dispatcher.services.outbox.OutboxStore`: claiming,
+throttling, bundling, sending and delivery reports of the ``sms_outbox`` table, in one
+session. Pending entries are read with the rule of ``Call.wants_notification`` in SQL
+(:func:`outbox_row_wanted`) and locked with SKIP LOCKED, so two outboxes never send one
+entry twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, case, func, insert, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatcher.adapters.db import reply_codes as replycodes
+from dispatcher.adapters.db import schema as db
+from dispatcher.core.calls import Call, CallState, TimelineEntry
+from dispatcher.core.notifications.bundle import URGENT_KINDS
+from dispatcher.core.notifications.item import OutboxItem
+from dispatcher.core.notifications.outcomes import DeliveryReport
+from dispatcher.services.channels import Receipt
+from dispatcher.services.notify import OutboxRow
+from dispatcher.services.outbox import ReportTarget
+
+o = db.sms_outbox
+
+_COLUMNS = (
+    o.c.id,
+    o.c.call_id,
+    o.c.step,
+    o.c.recipient,
+    o.c.to_number,
+    o.c.body,
+    o.c.attempts,
+    o.c.channel,
+    o.c.method_order,
+    o.c.language,
+    o.c.reply_code,
+    o.c.summary,
+    o.c.created_at,
+    db.calls.c.kind,
+)
+
+
+def outbox_row_wanted() -> ColumnElement[bool]:
+    """Whether an outbox row's call still wants it sent (joined on ``calls``): an
+    unacknowledged call, or an acknowledged one whose acknowledgement timeout queued
+    the row (created since the timeout fell). The same rule as
+    ``Call.wants_notification``."""
+    return or_(
+        db.calls.c.state == CallState.OPEN.value,
+        and_(
+            db.calls.c.state == CallState.ACKNOWLEDGED.value,
+            db.calls.c.ack_timeout_at.is_not(None),
+            o.c.created_at >= db.calls.c.ack_timeout_at,
+        ),
+    )
+
+
+def _item(row: Row[Any]) -> OutboxItem:
+    return OutboxItem(
+        id=row.id,
+        call_id=row.call_id,
+        step=row.step,
+        recipient=row.recipient,
+        to_number=row.to_number,
+        body=row.body,
+        attempts=row.attempts,
+        channel=row.channel,
+        method_order=row.method_order,
+        language=row.language,
+        reply_code=row.reply_code,
+        summary=row.summary,
+        created_at=row.created_at,
+        kind=row.kind,
+    )
+
+
+def _entries() -> Select[Any]:
+    return select(*_COLUMNS).join(db.calls, db.calls.c.id == o.c.call_id)
+
+
+def _pending() -> Select[Any]:
+    return _entries().where(o.c.status == "pending", outbox_row_wanted()).order_by(o.c.id)
+
+
+class SqlOutboxStore:
+    """:class:`~dispatcher.services.outbox.OutboxStore` bound to one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def _items(self, query: Select[Any]) -> list[OutboxItem]:
+        return [_item(r) for r in (await self._session.execute(query)).all()]
+
+    async def _update(self, ids: Sequence[int], **values: Any) -> None:
+        await self._session.execute(update(o).where(o.c.id.in_(list(ids))).values(**values))
+
+    async def release_stale_claims(self, claimed_before: datetime) -> None:
+        await self._session.execute(
+            update(o)
+            .where(o.c.status == "sending", o.c.claimed_at < claimed_before)
+            .values(status="pending", bundle_id=None)
+        )
+
+    async def due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        return await self._items(
+            _pending()
+            .where(o.c.next_attempt_at <= now)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=o)
+        )
+
+    async def last_sent_at(self, number: str, channel: str) -> datetime | None:
+        last: datetime | None = await self._session.scalar(
+            select(func.max(o.c.sent_at)).where(
+                o.c.to_number == number, o.c.channel == channel, o.c.sent_at.is_not(None)
+            )
+        )
+        return last
+
+    async def hold(self, ids: Sequence[int], until: datetime) -> None:
+        await self._update(ids, next_attempt_at=until)
+
+    async def bundle_companions(
+        self, number: str, channel: str, besides: Sequence[int]
+    ) -> list[OutboxItem]:
+        return await self._items(
+            _pending()
+            .where(
+                o.c.to_number == number,
+                o.c.channel == channel,
+                db.calls.c.kind.not_in(URGENT_KINDS),
+                o.c.id.not_in(list(besides)),
+            )
+            .with_for_update(skip_locked=True, of=o)
+        )
+
+    async def claim(self, ids: Sequence[int], now: datetime, bundle_id: int | None) -> None:
+        await self._update(ids, status="sending", claimed_at=now, bundle_id=bundle_id)
+
+    async def mark_sent(self, ids: Sequence[int], receipt: Receipt, now: datetime) -> None:
+        # Entries a report already moved on (failed, or pending for a retry).
+        await self._session.execute(
+            update(o)
+            .where(o.c.id.in_(list(ids)), o.c.status != "sending")
+            .values(attempts=o.c.attempts + 1, sent_at=now)
+        )
+        await self._session.execute(
+            update(o)
+            .where(o.c.id.in_(list(ids)), o.c.status == "sending")
+            .values(
+                status="sent",
+                provider_sid=receipt.sid,
+                # A status report may have come first: keep what it said.
+                provider_status=case(
+                    (o.c.provider_sid == receipt.sid, o.c.provider_status),
+                    else_=receipt.status,
+                ),
+                attempts=o.c.attempts + 1,
+                sent_at=now,
+                error=None,
+            )
+        )
+
+    async def count_attempt(self, ids: Sequence[int]) -> None:
+        await self._update(ids, attempts=o.c.attempts + 1)
+
+    async def retry(
+        self, ids: Sequence[int], at: datetime, error: str, *, count_attempt: bool
+    ) -> None:
+        values: dict[str, Any] = {
+            "status": "pending",
+            "next_attempt_at": at,
+            "bundle_id": None,
+            "error": error[:500],
+        }
+        if count_attempt:
+            values["attempts"] = o.c.attempts + 1
+        await self._update(ids, **values)
+
+    async def mark_failed(self, ids: Sequence[int], reason: str, code: int | None) -> None:
+        await self._update(
+            ids, status="failed", bundle_id=None, error=reason[:500], error_code=code
+        )
+
+    async def call(self, call_id: str) -> Call | None:
+        return await self._session.get(Call, call_id)
+
+    def add_timeline(self, entry: TimelineEntry) -> None:
+        self._session.add(entry)
+
+    async def reply_code(self, phone: str, call_id: str, now: datetime) -> int:
+        return await replycodes.assign(self._session, phone, call_id, now)
+
+    async def queue_notifications(self, rows: list[OutboxRow]) -> None:
+        await self._session.execute(insert(o), rows)
+
+    async def report_target(self, row_id: int) -> ReportTarget | None:
+        found = (
+            await self._session.execute(
+                select(o.c.status, o.c.channel, o.c.provider_sid, o.c.provider_status)
+                .where(o.c.id == row_id)
+                .with_for_update()
+            )
+        ).first()
+        if found is None:
+            return None
+        return ReportTarget(found.status, found.channel, found.provider_sid, found.provider_status)
+
+    async def report_members(self, row_id: int, status: str, bundled: bool) -> list[OutboxItem]:
+        members: ColumnElement[bool] = o.c.id == row_id
+        if bundled:
+            members = or_(members, o.c.bundle_id == row_id)
+        return await self._items(
+            _entries().where(members, o.c.status == status).with_for_update(of=o)
+        )
+
+    async def record_report(self, ids: Sequence[int], report: DeliveryReport) -> None:
+        values: dict[str, Any] = {
+            "provider_status": report.status[:16],
+            "error_code": report.error_code,
+            "answered_by": report.answered_by,
+        }
+        if report.sid:
+            values["provider_sid"] = report.sid
+        await self._update(ids, **values)

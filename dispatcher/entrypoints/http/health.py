@@ -1,0 +1,89 @@
+"""Watching the daemon: ``/metrics`` for Prometheus and three health checks.
+
+- ``GET /health/live``: the process answers (200), nothing more: a restart is the cure
+  only when even this fails.
+- ``GET /health/ready``: the database answers a trivial query within its timeout AND the
+  MQTT gateway is connected and subscribed; else 503 naming the part that is not.
+- ``GET /health/engine``: the escalator and the outbox each completed a poll cycle
+  recently (an idle poller still completes one every poll interval); else 503 naming
+  the part that is stale. A poller that hangs or fails on every cycle shows here.
+
+None of them needs the API's bearer token (they are outside ``/api/v1``, and no route
+here depends on the token): a monitoring system holds no staff token. They tell
+nothing about residents or calls beyond counts; ``[http] listen`` decides who can
+reach them (127.0.0.1 by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from dispatcher.adapters.metrics.prometheus import CONTENT_TYPE, PrometheusMetrics
+from dispatcher.adapters.metrics.scrape import ScrapeFigures
+from dispatcher.services.engine_cycles import EngineCycles
+
+OK = "ok"
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What the routes look at, wired by ``dispatcher.bootstrap.http_app``."""
+
+    database: Callable[[], Awaitable[object]]  # returns when the database answers
+    mqtt_connected: Callable[[], bool]  # connected to the broker and subscribed
+    cycles: EngineCycles
+    engine_max_age_s: float
+    metrics: PrometheusMetrics
+    figures: ScrapeFigures
+
+
+def health_router(watch: Watch) -> APIRouter:
+    router = APIRouter(tags=["watching"])
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        """The process answers."""
+        return {"status": OK}
+
+    @router.get("/health/ready")
+    async def ready() -> JSONResponse:
+        """The database answers and the MQTT gateway is connected and subscribed."""
+        checks: dict[str, str] = {}
+        try:
+            await watch.database()
+            checks["database"] = OK
+        except Exception as exc:
+            # The driver's own words (SQLAlchemy's wrapper adds the SQL and a link).
+            checks["database"] = f"not reachable: {getattr(exc, 'orig', None) or exc!r}"
+        checks["mqtt"] = (
+            OK if watch.mqtt_connected() else "not connected to the broker or not subscribed"
+        )
+        return _answer(checks, "not ready")
+
+    @router.get("/health/engine")
+    async def engine() -> JSONResponse:
+        """The escalator and the outbox each completed a cycle within the limit."""
+        stale = watch.cycles.stale(watch.engine_max_age_s)
+        return _answer({part: stale.get(part, OK) for part in watch.cycles.parts}, "stale")
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        """Every series in Prometheus' text format; the database's figures at most a
+        couple of seconds old."""
+        await watch.figures.refresh()
+        return Response(watch.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    return router
+
+
+def _answer(checks: dict[str, str], what: str) -> JSONResponse:
+    bad = [part for part, said in checks.items() if said != OK]
+    body: dict[str, Any] = {"status": OK if not bad else what, "checks": checks}
+    if bad:
+        body["error"] = f"{what}: " + "; ".join(f"{part} {checks[part]}" for part in bad)
+    return JSONResponse(body, status_code=503 if bad else 200)

@@ -1,0 +1,5 @@
+import sys
+
+from simulator.bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,535 @@
+"""The benchmark's scenarios, and the baselines measured on the same broker in the same
+run. Each scenario builds its own district, database and daemon, is bounded in time
+(at its timeout it reports what it saw), and returns its figures."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from simulator.bench import load, records
+from simulator.bench.figures import Figure, fmt, latencies_ms, percentile
+from simulator.bench.load import Press
+from simulator.bench.postgres import BenchPostgres, find_pg_bin
+from simulator.bench.world import Daemon, Policy, SinkProcess, device_id, write_district
+from simulator.broker import MosquittoProcess
+
+CALL_ID_RE = re.compile(r"C-\d{8}-\d+")
+READY_TIMEOUT_S = 180  # 100,000 residents take a while to load on a shared machine
+
+
+@dataclass(frozen=True)
+class Size:
+    """The numbers of one mode: full (the issue's) or quick (tiny, for the smoke test)."""
+
+    ingest_heartbeats: int
+    burst_devices: int
+    flood_rate: int
+    flood_seconds: int
+    flood_emergencies: int
+    steady_presses: int
+    open_calls: int
+    step_delays_s: tuple[int, ...]
+    escalation_window_s: int
+    rest_devices: int
+    baseline_round_trips: int
+    timeout_s: int  # how long a scenario waits for answers after its load was sent
+
+
+FULL = Size(
+    ingest_heartbeats=10_000,
+    burst_devices=10_000,
+    flood_rate=5_000,
+    flood_seconds=10,
+    flood_emergencies=200,
+    steady_presses=200,
+    open_calls=10_000,
+    step_delays_s=(0, 30, 60),
+    escalation_window_s=150,
+    rest_devices=100_000,
+    baseline_round_trips=200,
+    timeout_s=30,
+)
+QUICK = Size(
+    ingest_heartbeats=200,
+    burst_devices=50,
+    flood_rate=100,
+    flood_seconds=2,
+    flood_emergencies=5,
+    steady_presses=10,
+    open_calls=10,
+    step_delays_s=(0, 3),
+    escalation_window_s=10,
+    rest_devices=500,
+    baseline_round_trips=20,
+    timeout_s=10,
+)
+
+
+@dataclass
+class Baselines:
+    ingest_per_s: float | None = None
+    round_trip_p50_ms: float | None = None
+    round_trip_p99_ms: float | None = None
+
+    @property
+    def answer_target_ms(self) -> float | None:
+        """4× the broker's own QoS 1 round trip (p99): the press→answer target."""
+        return None if self.round_trip_p99_ms is None else 4 * self.round_trip_p99_ms
+
+
+@dataclass
+class Bench:
+    broker: MosquittoProcess
+    sink: SinkProcess
+    work: Path
+    size: Size
+    say: Callable[[str], None]
+    baselines: Baselines = field(default_factory=Baselines)
+    _postgres: BenchPostgres | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def database(self, kind: str, folder: Path) -> str:
+        if kind == "sqlite":
+            return f"sqlite+aiosqlite:///{folder / 'eldercall.db'}"
+        if self._postgres is None:
+            bin_dir = find_pg_bin()
+            if bin_dir is None:
+                raise RuntimeError(
+                    "PostgreSQL server binaries not found (apt-get install postgresql)"
+                )
+            self._postgres = BenchPostgres(bin_dir)
+            self._postgres.start()
+            self.versions["PostgreSQL"] = self._postgres.version()
+        return self._postgres.new_database()
+
+    def close(self) -> None:
+        if self._postgres is not None:
+            self._postgres.stop()
+
+    def daemon(self, name: str, db: str, devices: int, policy: Policy | None = None) -> Daemon:
+        """A fresh district, database and daemon for one scenario, started and answering."""
+        folder = self.work / f"{name}-{db}"
+        shutil.rmtree(folder, ignore_errors=True)
+        data = write_district(folder / "data", devices)
+        daemon = Daemon(
+            folder,
+            broker_url=self.broker.url,
+            db_url=self.database(db, folder),
+            data_dir=data,
+            sink_url=self.sink.url,
+            policy=policy or Policy(),
+        )
+        daemon.start()
+        ready = daemon.wait_ready(READY_TIMEOUT_S)
+        if ready is None:
+            daemon.stop()
+            raise RuntimeError(
+                f"the daemon did not answer within {READY_TIMEOUT_S} s:\n{daemon.log_tail()}"
+            )
+        self.say(f"  daemon up in {ready:.1f} s ({devices:,} devices, {db}; log {daemon.log})")
+        return daemon
+
+
+def _presses(first: int, count: int, kind: str, tag: str) -> list[Press]:
+    return [Press(device_id(first + n), f"{tag}-{n}", kind) for n in range(count)]
+
+
+def _workers(rate: float) -> int:
+    """Publisher processes for ``rate`` a second: one paho client keeps up with ~4,000."""
+    return max(1, min(4, math.ceil(rate / 4000)))
+
+
+def _ms(value: float) -> str:
+    return f"{fmt(value)} ms" if math.isfinite(value) else fmt(value)
+
+
+def _answer_times(got: dict[str, tuple[float, str, str | None]]) -> dict[str, float]:
+    return {key: at for key, (at, _result, _call) in got.items()}
+
+
+# ------------------------------------------------------------------------------ baselines
+
+
+def measure_baselines(bench: Bench) -> list[Figure]:
+    """(a) a bare aiomqtt subscriber's QoS 1 ingest rate; (b) the broker's QoS 1 round
+    trip to a bare responder, at 10 presses a second."""
+    size, url = bench.size, bench.broker.url
+    root = "bench-bare/v1"
+    out = load.CTX.Queue()
+    ready = load.CTX.Event()
+    n = size.ingest_heartbeats
+    proc = load.spawn(load.bare_subscriber_worker, url, root, n, time.time() + 60, ready, out)
+    ready.wait(30)
+    beats = _presses(0, n, "heartbeat", "bare")
+    load.publish_all(url, root, beats, rate=0, workers=2, timeout=60)
+    count, first, last = out.get(timeout=90)
+    proc.join(5)
+    rate = (count - 1) / (last - first) if count > 1 and last > first else math.nan
+    bench.baselines.ingest_per_s = rate
+
+    root = "bench-echo/v1"
+    stop = load.CTX.Event()
+    ready = load.CTX.Event()
+    responder = load.spawn(load.bare_responder_worker, url, root, ready, stop)
+    ready.wait(30)
+    presses = _presses(0, size.baseline_round_trips, "emergency", "rtt")
+    topics = [f"{root}/dev/{p.device_id}/ack" for p in presses]
+    listener = load.Listener(url, topics, len(presses), timeout=60)
+    sent = load.publish_all(url, root, presses, rate=10, workers=1, timeout=60)
+    got = listener.result()
+    stop.set()
+    responder.join(5)
+    if responder.is_alive():
+        responder.kill()
+    trips = latencies_ms(sent.at, _answer_times(got))
+    bench.baselines.round_trip_p50_ms = percentile(trips, 50)
+    bench.baselines.round_trip_p99_ms = percentile(trips, 99)
+    note = f"{count:,} of {n:,} received"
+    return [
+        Figure("baseline", "bare aiomqtt subscriber, QoS 1 ingest", rate, "msg/s", note=note),
+        Figure("baseline", "broker QoS 1 round trip p50", bench.baselines.round_trip_p50_ms, "ms"),
+        Figure("baseline", "broker QoS 1 round trip p99", bench.baselines.round_trip_p99_ms, "ms"),
+    ]
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+
+def heartbeat_ingest(bench: Bench, db: str) -> list[Figure]:
+    """1. Heartbeats from every device, flat out: the daemon's ingest rate (from the
+    times it stored in device_links) against the bare subscriber's (target ≥ 90 %)."""
+    n = bench.size.ingest_heartbeats
+    daemon = bench.daemon("heartbeat", db, n)
+    try:
+        since = datetime.now(UTC)
+        load.publish_all(
+            daemon.broker_url,
+            daemon.root,
+            _presses(0, n, "heartbeat", "hb"),
+            rate=0,
+            workers=2,
+            timeout=60,
+        )
+        deadline = time.time() + bench.size.timeout_s
+        seen, first, last = records.links_seen(daemon.db_url, since)
+        while seen < n and time.time() < deadline:
+            time.sleep(1)
+            seen, first, last = records.links_seen(daemon.db_url, since)
+    finally:
+        daemon.stop()
+    rate = math.nan
+    if seen > 1 and first is not None and last is not None and last > first:
+        rate = (seen - 1) / (last - first).total_seconds()
+    baseline = bench.baselines.ingest_per_s
+    return [
+        Figure(
+            "1 heartbeat ingest",
+            f"daemon heartbeat ingest ({db})",
+            rate,
+            "msg/s",
+            None if baseline is None else 0.9 * baseline,
+            "90 % of the bare subscriber",
+            higher_is_better=True,
+            note=f"{seen:,} of {n:,} stored by the timeout",
+        ),
+    ]
+
+
+def burst(bench: Bench, db: str) -> list[Figure]:
+    """2. Every registered device presses within one second: how many were stored and
+    answered within 5 s, and how many were never answered (by the timeout)."""
+    n = bench.size.burst_devices
+    daemon = bench.daemon("burst", db, n)
+    try:
+        listener = load.Listener(
+            daemon.broker_url, [f"{daemon.root}/dev/+/ack"], n, timeout=bench.size.timeout_s + 10
+        )
+        presses = _presses(0, n, "emergency", "sos")
+        sent = load.publish_all(
+            daemon.broker_url, daemon.root, presses, rate=n, workers=_workers(n), timeout=30
+        )
+        got = listener.result()
+        received = records.events_received(daemon.db_url, "emergency")
+    finally:
+        daemon.stop()
+    first = min(sent.at.values(), default=time.time())
+    span = max(sent.at.values(), default=first) - first
+    answered_5s = sum(1 for k, t in sent.at.items() if k in got and got[k][0] - t <= 5)
+    stored_5s = sum(1 for r in received if r.timestamp() - first <= 5)
+    lost = sum(1 for k in sent.at if k not in got)
+    note = f"{len(sent.at):,} presses sent in {span:.2f} s; {len(received):,} stored by the end"
+    return [
+        Figure(
+            "2 burst",
+            f"stored within 5 s ({db})",
+            stored_5s,
+            "events",
+            n,
+            "all presses",
+            higher_is_better=True,
+            note=note,
+        ),
+        Figure(
+            "2 burst",
+            f"answered within 5 s ({db})",
+            answered_5s,
+            "events",
+            n,
+            "all presses",
+            higher_is_better=True,
+        ),
+        Figure(
+            "2 burst",
+            f"never answered by the {bench.size.timeout_s} s timeout ({db})",
+            lost,
+            "events",
+            0,
+            "none lost",
+        ),
+    ]
+
+
+def flood(bench: Bench, db: str) -> list[Figure]:
+    """3. 200 emergencies while 5,000 power_lost events a second come from other devices:
+    p99 press→answer of the emergencies against 4× the broker's round trip."""
+    size = bench.size
+    emergencies = size.flood_emergencies
+    background_devices = size.flood_rate
+    daemon = bench.daemon("flood", db, emergencies + background_devices)
+    try:
+        sos = _presses(0, emergencies, "emergency", "sos")
+        topics = [f"{daemon.root}/dev/{p.device_id}/ack" for p in sos]
+        listener = load.Listener(
+            daemon.broker_url, topics, emergencies, timeout=size.flood_seconds + size.timeout_s + 10
+        )
+        flood_events = [
+            Press(device_id(emergencies + d), f"pl-{s}", "power_lost")
+            for s in range(size.flood_seconds)
+            for d in range(background_devices)
+        ]
+        background = load.CTX.Queue()
+        start_at = time.time() + 1.0
+        deadline = start_at + size.flood_seconds + 30
+        workers = _workers(size.flood_rate) + 1
+        procs = [
+            load.spawn(
+                load.publish_worker,
+                daemon.broker_url,
+                daemon.root,
+                flood_events[i::workers],
+                size.flood_rate / workers,
+                start_at,
+                deadline,
+                background,
+            )
+            for i in range(workers)
+        ]
+        # The emergencies start a second into the flood and end before it does.
+        rate = emergencies / max(1, size.flood_seconds - 2)
+        sent = load.publish_all(
+            daemon.broker_url,
+            daemon.root,
+            sos,
+            rate=rate,
+            workers=1,
+            start_in=max(0.0, start_at + 1.0 - time.time()),
+            timeout=size.flood_seconds + 30,
+        )
+        flooded = 0
+        flood_first, flood_last = math.inf, 0.0
+        for _ in procs:
+            part, _acked = background.get(timeout=size.flood_seconds + 60)
+            flooded += len(part)
+            if part:
+                flood_first = min(flood_first, min(part.values()))
+                flood_last = max(flood_last, max(part.values()))
+        for proc in procs:
+            proc.join(5)
+        got = listener.result()
+    finally:
+        daemon.stop()
+    waits = latencies_ms(sent.at, _answer_times(got))
+    achieved = flooded / (flood_last - flood_first) if flood_last > flood_first else math.nan
+    unanswered = sum(1 for w in waits if math.isinf(w))
+    return [
+        Figure(
+            "3 flood",
+            f"emergency press→answer p99 under flood ({db})",
+            percentile(waits, 99),
+            "ms",
+            bench.baselines.answer_target_ms,
+            "4× broker round trip p99",
+            note=f"{unanswered} of {len(waits)} unanswered by the timeout; flood sent "
+            f"{flooded:,} power_lost at {achieved:,.0f}/s",
+        ),
+    ]
+
+
+def steady(bench: Bench, db: str) -> list[Figure]:
+    """4. 10 presses a second: p99 press→answer against 4× the broker's round trip, and
+    p99 press→first SMS arriving at the Twilio endpoint (target ≤ 20 ms)."""
+    n = bench.size.steady_presses
+    daemon = bench.daemon("steady", db, n, Policy((0, 3600)))
+    try:
+        bench.sink.clear()
+        presses = _presses(0, n, "emergency", "sos")
+        topics = [f"{daemon.root}/dev/{p.device_id}/ack" for p in presses]
+        listener = load.Listener(
+            daemon.broker_url, topics, n, timeout=n / 10 + bench.size.timeout_s + 10
+        )
+        sent = load.publish_all(
+            daemon.broker_url, daemon.root, presses, rate=10, workers=1, timeout=n / 10 + 30
+        )
+        got = listener.result()
+        # Let the last SMS through (bounded), then read what the endpoint saw.
+        deadline = time.time() + bench.size.timeout_s
+        calls = {call for (_t, _r, call) in got.values() if call}
+        first_sms: dict[str, float] = {}
+        while time.time() < deadline:
+            first_sms = {}
+            for message in bench.sink.messages():
+                for call in CALL_ID_RE.findall(message["body"]):
+                    first_sms[call] = min(first_sms.get(call, math.inf), message["arrived_at"])
+            if calls <= set(first_sms):
+                break
+            time.sleep(1)
+    finally:
+        daemon.stop()
+    answers = latencies_ms(sent.at, _answer_times(got))
+    sms_at = {key: first_sms[call] for key, (_t, _r, call) in got.items() if call in first_sms}
+    to_sms = latencies_ms(sent.at, sms_at)
+    return [
+        Figure(
+            "4 steady",
+            f"press→answer p99 at 10/s ({db})",
+            percentile(answers, 99),
+            "ms",
+            bench.baselines.answer_target_ms,
+            "4× broker round trip p99",
+            note=f"p50 {_ms(percentile(answers, 50))}; {sum(map(math.isinf, answers))} unanswered",
+        ),
+        Figure(
+            "4 steady",
+            f"press→first SMS at the endpoint p99 ({db})",
+            percentile(to_sms, 99),
+            "ms",
+            20,
+            "target",
+            note=f"p50 {_ms(percentile(to_sms, 50))}; {sum(map(math.isinf, to_sms))} without SMS",
+        ),
+    ]
+
+
+def escalation(bench: Bench, db: str) -> list[Figure]:
+    """5. Many open calls escalating on short step delays: each step's lateness (fired −
+    due, from the timeline) p99 ≤ 1 s, and its SMS at the endpoint ≤ 2 s after (p99).
+    The calls are opened by presses, so intake and escalation overlap as they would."""
+    size = bench.size
+    n = size.open_calls
+    daemon = bench.daemon("escalation", db, n, Policy(size.step_delays_s, repeat_every_s=3600))
+    try:
+        bench.sink.clear()
+        window_ends = time.time() + size.escalation_window_s
+        listener = load.Listener(
+            daemon.broker_url, [f"{daemon.root}/dev/+/ack"], n, timeout=size.escalation_window_s
+        )
+        load.publish_all(
+            daemon.broker_url,
+            daemon.root,
+            _presses(0, n, "emergency", "sos"),
+            rate=0,
+            workers=_workers(n),
+            timeout=60,
+        )
+        got = listener.result()  # every answer, or those by the window's end
+        time.sleep(max(0.0, window_ends - time.time()))  # the steps fire meanwhile
+        until = datetime.now(UTC)
+        found = records.escalations(daemon.db_url, until)
+        sms = {m["sid"]: m["arrived_at"] for m in bench.sink.messages()}
+    finally:
+        daemon.stop()
+    # Steps due in the last seconds may fairly still be firing: judged up to 2 s before.
+    cutoff = until.timestamp() - 2
+    lateness = [(s.fired - s.due).total_seconds() * 1000 for s in found.fired]
+    lateness += [math.inf for (_c, _i, due) in found.due_unfired if due.timestamp() < cutoff]
+    sms_after: list[float] = []
+    for step in found.fired:
+        if step.fired.timestamp() >= cutoff:
+            continue
+        for sid in found.sms_sids.get((step.call_id, step.index), []):
+            sms_after.append((sms[sid] - step.fired.timestamp()) * 1000 if sid in sms else math.inf)
+        sms_after += [math.inf] * found.sms_unsent.get((step.call_id, step.index), 0)
+    note = (
+        f"{found.open_calls:,} calls opened of {n:,} pressed ({len(got):,} answered) in the "
+        f"{size.escalation_window_s} s window; {len(found.fired):,} steps fired, "
+        f"{len(found.due_unfired):,} due and not fired; p50 {_ms(percentile(lateness, 50))}"
+    )
+    missing_sms = sum(map(math.isinf, sms_after))
+    sms_note = (
+        f"{len(sms_after):,} SMS of steps fired ≥ 2 s before the end, {missing_sms:,} not at "
+        f"the endpoint by the end; p50 {_ms(percentile(sms_after, 50))}"
+    )
+    return [
+        Figure(
+            "5 escalation",
+            f"step lateness p99 ({db})",
+            percentile(lateness, 99),
+            "ms",
+            1000,
+            "target",
+            note=note,
+        ),
+        Figure(
+            "5 escalation",
+            f"step fired→SMS at the endpoint p99 ({db})",
+            percentile(sms_after, 99),
+            "ms",
+            2000,
+            "target",
+            note=sms_note,
+        ),
+    ]
+
+
+def rest(bench: Bench, db: str) -> list[Figure]:
+    """6. 100,000 registered devices: the daemon's RSS at rest (after start-up, idle)."""
+    n = bench.size.rest_devices
+    daemon = bench.daemon("rest", db, n)
+    try:
+        time.sleep(5)  # idle: start-up's garbage settles
+        rss = daemon.rss_kib()
+        ready = daemon.ready_s
+    finally:
+        daemon.stop()
+    return [
+        Figure(
+            "6 at rest",
+            f"daemon VmRSS with {n:,} devices ({db})",
+            None if rss is None else rss / 1024,
+            "MB",
+            250,
+            "target",
+            note=f"idle 5 s after answering its first event, {ready:.1f} s after start"
+            if ready is not None
+            else "",
+        ),
+    ]
+
+
+SCENARIOS: dict[str, Callable[[Bench, str], list[Figure]]] = {
+    "heartbeat": heartbeat_ingest,
+    "burst": burst,
+    "flood": flood,
+    "steady": steady,
+    "escalation": escalation,
+    "rest": rest,
+}
+# Scenario 2 is asked of both databases; the others run on the first one selected.
+EVERY_DATABASE = {"burst"}
