@@ -31,6 +31,7 @@ from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
 from dispatcher.adapters.db.supervision_store import SupervisionStore
 from dispatcher.adapters.db.time_shift_store import SqlTimeShiftStore
 from dispatcher.adapters.db.transactions import Transactions
+from dispatcher.adapters.db.write_gate import WriteGate
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.policies import POLICIES, load_policies
 from dispatcher.adapters.log_sender import log_channels
@@ -144,7 +145,13 @@ async def build(
     engine = make_engine(settings.database.url)
     await migrate.upgrade(engine)
     sessions = make_sessionmaker(engine)
-    overrides = RotaOverrides(Transactions(sessions, RotaOverridesStore), directory, clock)
+    # SQLite: the daemon's writers take turns in asyncio, not in SQLite's busy handler.
+    gate = WriteGate() if engine.dialect.name == "sqlite" else None
+
+    def tx(store_for: Callable[[AsyncSession], Any]) -> Transactions[Any]:
+        return Transactions(sessions, store_for, gate)
+
+    overrides = RotaOverrides(tx(RotaOverridesStore), directory, clock)
     try:
         await overrides.load()
         require_command_centre(directory, clock.now(), check_days)
@@ -156,7 +163,7 @@ async def build(
     metrics = PrometheusMetrics(_version())
     devices = settings.devices
     figures = ScrapeFigures(
-        Transactions(sessions, SqlMetricsStore),
+        tx(SqlMetricsStore),
         clock,
         silent_after_s=devices.heartbeat_s * devices.missed_heartbeats,
     )
@@ -167,7 +174,7 @@ async def build(
         publish_now()
 
     intake = Intake(
-        Transactions(sessions, SqlIntakeStore),
+        tx(SqlIntakeStore),
         directory,
         clock,
         policy_book(settings, directory),
@@ -179,9 +186,7 @@ async def build(
         on_change=escalate_and_publish,
         metrics=metrics,
     )
-    operations = CallOperations(
-        Transactions(sessions, SqlCallStore), directory, clock, on_change=publish_now
-    )
+    operations = CallOperations(tx(SqlCallStore), directory, clock, on_change=publish_now)
     return App(
         settings=settings,
         directory=directory,
@@ -191,14 +196,14 @@ async def build(
         channels=channels,
         intake=intake,
         escalator=Escalator(
-            Transactions(sessions, SqlEscalationStore),
+            tx(SqlEscalationStore),
             directory,
             clock,
             on_change=send_now,
             metrics=metrics,
         ),
         outbox=SmsOutbox(
-            Transactions(sessions, SqlOutboxStore),
+            tx(SqlOutboxStore),
             channels,
             clock,
             status_order=TWILIO_STATUS_ORDER,
@@ -216,19 +221,23 @@ async def build(
             max_in_flight=settings.sms.max_in_flight,
         ),
         operations=operations,
-        mqtt=MqttGateway(settings.mqtt, intake, sessions, clock, publish_now, metrics),
+        mqtt=MqttGateway(
+            settings.mqtt, intake, sessions, clock, publish_now, settings.intake, metrics
+        ),
         supervisor=LinkSupervisor(
-            Transactions(sessions, SupervisionStore),
+            tx(SupervisionStore),
             intake,
             clock,
             settings.devices,
             on_change=escalate_now,
+            # Supervision reads device_links: the contacts held in memory first.
+            before_check=intake.heartbeats.flush,
             metrics=metrics,
         ),
         escalate_now=escalate_now,
         send_now=send_now,
         phone=PhoneDesk(
-            Transactions(sessions, SqlPhoneStore),
+            tx(SqlPhoneStore),
             directory,
             clock,
             operations,
@@ -236,12 +245,17 @@ async def build(
         ),
         overrides=overrides,
         clock_watch=(
-            ClockWatch(Transactions(sessions, SqlTimeShiftStore), clock, on_change=escalate_now)
+            ClockWatch(
+                tx(SqlTimeShiftStore),
+                clock,
+                on_change=escalate_now,
+                on_followed=intake.heartbeats.shift,
+            )
             if isinstance(clock, SteadyClock)
             else None
         ),
         lock=InstanceLock(
-            Transactions(sessions, lambda session: SqlLockStore(session, intake)),
+            tx(lambda session: SqlLockStore(session, intake)),
             clock,
             Owner.this_process(settings.mqtt.client_id),
             lease_s=settings.instance.lease_s,
@@ -292,6 +306,7 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         "supervision": lambda: _poll(
             app.supervisor.check, Wakeup(), app.settings.devices.check_interval_s, stop
         ),
+        "contacts": lambda: app.intake.heartbeats.run(app.settings.intake.contacts_flush_s, stop),
     }
     watch = app.clock_watch
     if watch is not None:
@@ -314,6 +329,9 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
     log.info("dispatcher_started", parts=sorted(parts), owner=str(app.lock.owner))
     try:
         await asyncio.gather(*(_keep_running(name, part, stop) for name, part in parts.items()))
+        # The intake has finished its last batch: what it noted in memory goes to the links.
+        with contextlib.suppress(Exception):
+            await app.intake.heartbeats.flush()
     finally:
         if not lost:
             await app.lock.release()

@@ -29,6 +29,11 @@ class MqttSettings(BaseModel):
     protocol: Literal[4, 5] = 5
     # Seconds a persistent session survives the dispatcher being away (MQTT 5).
     session_expiry_s: int = 7 * 24 * 3600
+    # MQTT 5: how many unacknowledged messages the broker may send us at once (the
+    # broker's max_inflight_messages otherwise, 100 in the configs we ship). Messages
+    # are acknowledged only once stored, so this is how far ahead the intake can see
+    # to take an emergency before the flood in front of it.
+    receive_maximum: int = Field(default=20_000, ge=1, le=65535)
 
     @field_validator("url")
     @classmethod
@@ -179,6 +184,26 @@ class DeviceSettings(BaseModel):
     check_interval_s: float = Field(default=30.0, gt=0)  # how often links are checked
 
 
+class IntakeQueueSettings(BaseModel):
+    """How device messages are taken in (dispatcher.adapters.mqtt.gateway)."""
+
+    # One transaction for up to this many messages; a batch starts with whatever is
+    # queued, after waiting at most batch_wait_s for more. Alarms come first in it,
+    # and at most batch_max_others of the rest: an alarm arriving while a batch of
+    # technical events or heartbeats is being stored waits for no more than that.
+    batch_max: int = Field(default=500, ge=1)
+    batch_max_others: int = Field(default=100, ge=1)
+    batch_wait_s: float = Field(default=0.002, ge=0, le=1)
+    # Every device's non-alarm messages: this many a second, in bursts of at most
+    # flood_burst; beyond, they are acknowledged and dropped, counted in one
+    # rejected_messages row per device per flood_summary_s. Alarms are never dropped.
+    flood_rate: float = Field(default=2.0, gt=0)
+    flood_burst: int = Field(default=60, ge=1)
+    flood_summary_s: float = Field(default=60.0, gt=0)
+    # How often the contacts held in memory (heartbeats) are written to device_links.
+    contacts_flush_s: float = Field(default=5.0, gt=0)
+
+
 class InstanceSettings(BaseModel):
     # The lease on the database that keeps a second dispatcher from running beside
     # this one (dispatcher.services.instance_lock): renewed every renew_every_s; a
@@ -211,6 +236,7 @@ class Settings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     devices: DeviceSettings = Field(default_factory=DeviceSettings)
+    intake: IntakeQueueSettings = Field(default_factory=IntakeQueueSettings)
     rota: RotaSettings = Field(default_factory=RotaSettings)
     instance: InstanceSettings = Field(default_factory=InstanceSettings)
 

@@ -45,10 +45,14 @@ class ClockWatch:
         tx: Transactions[TimeShiftStore],
         clock: SteadyClock,
         on_change: Callable[[], None] = lambda: None,
+        on_followed: Callable[[timedelta], None] = lambda _delta: None,
     ) -> None:
         self._tx = tx
         self._clock = clock
         self._on_change = on_change  # wakes the escalator: due times have moved
+        # Moves the instants held in memory (the intake's unflushed contacts) with the
+        # clock, at the same moment: nothing is awaited in between.
+        self._on_followed = on_followed
 
     async def check(self) -> int:
         """Follow a step of the system clock, if there was one; returns 1 if so."""
@@ -72,6 +76,7 @@ class ClockWatch:
         # time before this and commits after it writes one instant on the old
         # footing; the window is one commit long.)
         self._clock.follow(delta)
+        self._on_followed(delta)
         log.warning(
             "clock_jumped",
             delta_s=round(delta.total_seconds(), 3),

@@ -1,18 +1,25 @@
 """Device messages in: validate, store durably, apply to calls, and say what to answer.
 
-The event row and everything it causes (a call opened or joined, its timeline,
-the device's "received" update) are committed in ONE transaction before the
-answer is returned, so an answered event is never lost and a resent one is
-recognised as a duplicate of the call it already opened.
+Messages come in batches (:meth:`Intake.on_batch`): the event rows of a whole batch
+and everything they cause (calls opened or joined, their timelines, the devices'
+"received" updates) are committed in ONE transaction before any answer is returned,
+so an answered event is never lost and a resent one is recognised as a duplicate of
+the call it already opened. Each message runs in a savepoint of its own: one that
+fails is rolled back alone and recorded as rejected, and the rest of its batch goes
+on. Messages are applied in the order given (the caller keeps each device's order).
+
+Heartbeats touch memory only (:class:`~dispatcher.services.heartbeats.HeartbeatTracker`),
+unless the device has an open ``heartbeat_missed`` alert that the heartbeat closes.
 """
 
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -35,6 +42,7 @@ from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
 from dispatcher.core.texts import LANGUAGES, text
 from dispatcher.services.clock import Clock
+from dispatcher.services.heartbeats import HEARTBEAT_MISSED, ContactStore, HeartbeatTracker
 from dispatcher.services.metrics import INVALID, NULL_METRICS, Metrics, event_priority
 from dispatcher.services.ports import Transactions
 
@@ -60,6 +68,10 @@ ALERT_TEXT = {
 }
 
 
+# Opened by supervision, not by the intake.
+_SUPERVISION_ALERTS = frozenset({HEARTBEAT_MISSED, "offline"})
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """An event already stored under its device and ref, and the call it opened or
@@ -75,10 +87,75 @@ class Conflict(ABC):  # noqa: B024 (a marker: adapters register their error clas
     recognises it without importing the adapter and re-raises it unchanged."""
 
 
-class IntakeStore(Protocol):
+class Unavailable(ABC):  # noqa: B024 (a marker, as Conflict)
+    """The database cannot be reached or used at all (not a fault of one message): the
+    whole batch is abandoned, unanswered and unacknowledged, to be delivered again."""
+
+
+@dataclass(frozen=True)
+class DeviceMessage:
+    """One message from ``{root}/dev/{device_id}/event``, parsed at the edge."""
+
+    device_id: str
+    topic: str
+    raw: bytes
+    parsed: Event | Invalid | Rejected
+
+    @classmethod
+    def read(cls, device_id: str, topic: str, raw: bytes) -> DeviceMessage:
+        return cls(device_id, topic, raw, parse_event(raw))
+
+    @property
+    def event_type(self) -> EventType | None:
+        return self.parsed.type if isinstance(self.parsed, Event) else None
+
+
+@dataclass(frozen=True)
+class StatusMessage:
+    """The device's retained ``status`` (online, or offline from its Last Will)."""
+
+    device_id: str
+    raw: bytes
+    retained: bool = False
+
+
+@dataclass(frozen=True)
+class Unhandled:
+    """A message that cannot be handled at all (a topic that names no valid device,
+    messages dropped from a flooding device): recorded with its raw bytes."""
+
+    device_id: str | None
+    topic: str
+    raw: bytes
+    reason: str
+
+
+Incoming = DeviceMessage | StatusMessage | Unhandled
+
+
+class IntakeStore(ContactStore, Protocol):
     """What the intake reads and writes, inside one transaction."""
 
+    def savepoint(self) -> AbstractAsyncContextManager[object]:
+        """A nested transaction: rolled back alone when its block raises."""
+        ...
+
+    def deferred(self) -> AbstractAsyncContextManager[object]:
+        """Writes held back and made together when the block ends (a statement or two
+        for the whole batch rather than several per message); meanwhile queries do
+        not see them, so the intake remembers what it opened itself."""
+        ...
+
     async def find_event(self, device_id: str, ref: str) -> StoredEvent | None: ...
+
+    async def find_events(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], StoredEvent]:
+        """Those of these (device, ref) already stored: a whole batch in one query."""
+        ...
+
+    async def open_calls_of(self, device_ids: set[str]) -> set[tuple[str, str | None]]:
+        """(device, alert key) of these devices' unresolved calls; None is the key of
+        a resident's call."""
+        ...
 
     async def insert_event(
         self, device_id: str, event: Event, raw: bytes, now: datetime, call_id: str | None
@@ -114,6 +191,10 @@ class IntakeStore(Protocol):
 
     async def next_call_id(self, now: datetime, timezone: str) -> str: ...
 
+    async def next_call_ids(self, now: datetime, timezone: str, count: int) -> list[str]:
+        """``count`` consecutive call ids in one statement."""
+        ...
+
     async def open_call(self, call: Call, transition: Transition, now: datetime) -> None:
         """Store a new call and record its opening transition."""
 
@@ -133,6 +214,70 @@ class IntakeSettings:
     heartbeat_s: int = 3600  # the interval devices are told to use
 
 
+@dataclass
+class _Batch:
+    """What one batch found out up front (one query each, not one per message), and
+    what it did, told only once its transaction has committed."""
+
+    alerted: set[str]  # devices with a heartbeat_missed alert (the tracker's)
+    stored: dict[tuple[str, str], StoredEvent] = field(default_factory=dict)
+    # (device, alert key or None) that may have an unresolved call: one absent has none.
+    open_calls: set[tuple[str, str | None]] = field(default_factory=set)
+    # The calls this batch has found or opened, by (device, alert key or None); None:
+    # it has none. Asked first: a query would not see what is not yet written.
+    calls: dict[tuple[str, str | None], Call | None] = field(default_factory=dict)
+    # Call ids reserved in one statement for the calls the batch is expected to open.
+    expected_calls: int = 0
+    call_ids: list[str] = field(default_factory=list)
+    logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    async def prefetch(self, store: IntakeStore, batch: Sequence[Incoming]) -> None:
+        events = [
+            (m.device_id, m.parsed.ref)
+            for m in batch
+            if isinstance(m, DeviceMessage) and isinstance(m.parsed, Event)
+        ]
+        if events:
+            self.stored = await store.find_events(set(events))
+        devices = {m.device_id for m in batch if m.device_id is not None}
+        if devices:
+            self.open_calls = await store.open_calls_of(devices)
+        # At most one new call per device and kind of call (a resident's, an alert of
+        # each fault), none for a resend of what is stored.
+        opening = {
+            (m.device_id, _ALERT_OPENED_BY.get(m.parsed.type))
+            for m in batch
+            if isinstance(m, DeviceMessage)
+            and isinstance(m.parsed, Event)
+            and (m.parsed.type in CALL_TYPES or m.parsed.type in _ALERT_OPENED_BY)
+            and (m.device_id, m.parsed.ref) not in self.stored
+        }
+        self.expected_calls = len(opening - self.open_calls)
+
+    async def call_id(self, store: IntakeStore, now: datetime, timezone: str) -> str:
+        if not self.call_ids and self.expected_calls > 1:
+            self.call_ids = await store.next_call_ids(now, timezone, self.expected_calls)
+            self.expected_calls = 0
+        if self.call_ids:
+            return self.call_ids.pop(0)
+        return await store.next_call_id(now, timezone)
+
+    def may_have(self, device_id: str, alert_key: str | None) -> bool:
+        # Supervision's alerts may be opened by another transaction after the
+        # prefetch (PostgreSQL): always looked up.
+        if alert_key in _SUPERVISION_ALERTS:
+            return True
+        return (device_id, alert_key) in self.open_calls
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.logs), len(self.after_commit)
+
+    def undo_to(self, mark: tuple[int, int]) -> None:
+        del self.logs[mark[0] :]
+        del self.after_commit[mark[1] :]
+
+
 class Intake:
     def __init__(
         self,
@@ -142,6 +287,7 @@ class Intake:
         policies: Mapping[str, Policy] | PolicyBook,
         settings: IntakeSettings,
         on_change: Callable[[], None] = lambda: None,
+        heartbeats: HeartbeatTracker | None = None,
         metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tx = tx
@@ -151,42 +297,15 @@ class Intake:
         self._policies = book(policies)
         self._settings = settings
         self._on_change = on_change  # wakes the escalator and the device outbox
+        self.heartbeats = heartbeats or HeartbeatTracker(tx)
 
     async def on_event(self, device_id: str, topic: str, payload: bytes) -> Ack | None:
-        """Handle one message from ``{root}/dev/{device_id}/event``.
+        """Handle one message from ``{root}/dev/{device_id}/event`` (a batch of one).
 
         Returns the answer to publish on the device's ``ack`` topic, or None when the
         message gets no answer (a heartbeat, or one without a usable ``ref``).
         """
-        now = self._clock.now()
-        parsed = parse_event(payload)
-        if isinstance(parsed, Rejected | Invalid):
-            return self._answered(
-                INVALID, now, await self._reject(device_id, topic, payload, parsed, now)
-            )
-        if parsed.type is EventType.HEARTBEAT:
-            await self._seen(device_id, now, parsed.battery, heartbeat=True)
-            return self._answered(parsed.type.value, now, None)
-        try:
-            ack = await self._accept(device_id, parsed, payload, now)
-        except Exception as exc:
-            if not isinstance(exc, Conflict):
-                raise
-            # The same ref raced in twice (a resend while the first was being stored).
-            duplicate = await self._duplicate(device_id, parsed.ref)
-            if duplicate is None:
-                raise
-            ack = duplicate
-        self._on_change()
-        return self._answered(parsed.type.value, now, ack)
-
-    def _answered(self, kind: str, received: datetime, ack: Ack | None) -> Ack | None:
-        """Count the message's transaction (one per message until batching) and the
-        answer's latency; returns ``ack``."""
-        self._metrics.batch_committed(1)
-        if ack is not None:
-            seconds = (self._clock.now() - received).total_seconds()
-            self._metrics.answered(event_priority(kind), kind, seconds)
+        [ack] = await self.on_batch([DeviceMessage.read(device_id, topic, payload)])
         return ack
 
     async def on_status(self, device_id: str, payload: bytes, *, retained: bool = False) -> None:
@@ -195,55 +314,230 @@ class Intake:
         A retained copy (delivered again when we subscribe) is old news: it only
         introduces a device we have never heard of, and never counts as contact.
         """
-        try:
-            status = DeviceStatus.model_validate_json(payload)
-        except ValueError:
-            log.warning("status_unreadable", device_id=device_id, payload=payload[:200])
-            return
-        now = self._clock.now()
-        async with self._tx.begin() as store:
-            known = await store.is_known_device(device_id)
-            if retained and known:
-                return
-            await store.update_link(device_id, now, status=status.state)
-            if status.state == "online":
-                await self._clear_alert(store, device_id, "offline", now, "device back online")
-                # The centre sets the heartbeat interval that supervision expects.
-                config = ConfigCommand(heartbeat_s=self._settings.heartbeat_s)
-                await store.queue_device_message(device_id, config.model_dump_json(), now)
-        log.info("device_status", device_id=device_id, state=status.state)
-        self._on_change()
+        await self.on_batch([StatusMessage(device_id, payload, retained)])
 
-    async def _accept(self, device_id: str, event: Event, raw: bytes, now: datetime) -> Ack:
-        async with self._tx.begin() as store:
-            seen = await store.find_event(device_id, event.ref)
-            if seen is not None:
-                log.info(
-                    "event_duplicate", device_id=device_id, ref=event.ref, call_id=seen.call_id
+    async def on_unhandled(
+        self, device_id: str | None, topic: str, payload: bytes, reason: str
+    ) -> None:
+        """A message that cannot be handled at all (a topic that names no valid device,
+        or a failure of our own): recorded with its raw bytes, never silently dropped."""
+        await self.on_batch([Unhandled(device_id, topic, payload, reason)])
+
+    async def on_batch(self, batch: Sequence[Incoming]) -> list[Ack | None]:
+        """Handle ``batch`` in order, in one transaction; returns each message's answer
+        (None: none to give), once that transaction has committed.
+
+        Raises when the database is unavailable: then nothing of the batch is stored
+        and nothing must be answered or acknowledged."""
+        now = self._clock.now()
+        alerted = await self.heartbeats.alerted()
+        try:
+            # First without savepoints and with the writes held back to the end (a
+            # message then costs a statement or two, not seven): the usual batch has no
+            # failing message.
+            answers, done = await self._run(batch, now, alerted, savepoints=False)
+        except Exception as exc:
+            if isinstance(exc, Unavailable):
+                raise
+            # Rolled back whole: again, each message in a savepoint and its writes made
+            # at once, so that only the failing one is undone (and recorded as rejected).
+            log.info("intake_batch_retried", messages=len(batch), error=repr(exc))
+            answers, done = await self._run(batch, now, alerted, savepoints=True)
+        self._observe(batch, answers, now, committed=done is not None)
+        if done is None:
+            return answers
+        for fn in done.after_commit:
+            fn()
+        for event_name, fields in done.logs:
+            log.info(event_name, **fields)
+        self._on_change()
+        return answers
+
+    def _observe(
+        self,
+        batch: Sequence[Incoming],
+        answers: list[Ack | None],
+        now: datetime,
+        *,
+        committed: bool,
+    ) -> None:
+        """Count the batch's transaction and each answer's latency (from the batch's start)."""
+        if committed:
+            self._metrics.batch_committed(len(batch))
+        seconds = (self._clock.now() - now).total_seconds()
+        for message, ack in zip(batch, answers, strict=True):
+            if ack is None or not isinstance(message, DeviceMessage):
+                continue
+            kind = message.parsed.type.value if isinstance(message.parsed, Event) else INVALID
+            self._metrics.answered(event_priority(kind), kind, seconds)
+
+    async def _run(
+        self, batch: Sequence[Incoming], now: datetime, alerted: set[str], *, savepoints: bool
+    ) -> tuple[list[Ack | None], _Batch | None]:
+        """One pass over the batch; the _Batch is None when nothing needed a transaction."""
+        answers: list[Ack | None] = [None] * len(batch)
+        done = _Batch(alerted)
+        async with AsyncExitStack() as stack:
+            store: IntakeStore | None = None
+            for i, message in enumerate(batch):
+                if (
+                    isinstance(message, DeviceMessage)
+                    and isinstance(message.parsed, Event)
+                    and message.parsed.type is EventType.HEARTBEAT
+                    and message.device_id not in alerted
+                ):
+                    self.heartbeats.seen(message.device_id, now, message.parsed.battery)
+                    continue
+                if store is None:  # the transaction begins with the first message needing it
+                    store = await stack.enter_async_context(self._tx.begin())
+                    if not savepoints:
+                        await stack.enter_async_context(store.deferred())
+                    await done.prefetch(store, batch[i:])
+                if savepoints:
+                    answers[i] = await self._in_savepoint(store, message, now, done)
+                    continue
+                answers[i] = await self._one(store, message, now, done)
+                self._note_stored(message, answers[i], done)
+            wrote = store is not None
+        return answers, (done if wrote else None)
+
+    @staticmethod
+    def _note_stored(message: Incoming, ack: Ack | None, done: _Batch) -> None:
+        """A later resend in the same batch is a duplicate of this one."""
+        if ack is not None and ack.result is AckResult.OK:
+            assert isinstance(message, DeviceMessage)  # only events are answered ok
+            done.stored[(message.device_id, ack.ref)] = StoredEvent(call_id=ack.call_id)
+
+    async def _in_savepoint(
+        self,
+        store: IntakeStore,
+        message: Incoming,
+        now: datetime,
+        done: _Batch,
+    ) -> Ack | None:
+        mark = done.mark()
+        try:
+            async with store.savepoint():
+                ack = await self._one(store, message, now, done)
+            self._note_stored(message, ack, done)
+            return ack
+        except Exception as exc:
+            done.undo_to(mark)
+            done.calls.clear()  # what the savepoint opened or changed is gone with it
+            done.call_ids.clear()  # a reservation it made is undone too
+            if isinstance(exc, Unavailable):
+                raise
+            if (
+                isinstance(exc, Conflict)
+                and isinstance(message, DeviceMessage)
+                and isinstance(message.parsed, Event)
+            ):
+                # The same ref raced in twice (a resend while the first was being stored).
+                duplicate = await self._duplicate(store, message.device_id, message.parsed.ref)
+                if duplicate is not None:
+                    return duplicate
+            # A fault of our own on this message. Redelivering it would block every
+            # message behind it, so record it (raw bytes and all) and carry on; the
+            # device, unanswered, resends, and a device whose messages keep failing
+            # raises a technical alert.
+            topic = _topic(message)
+            log.exception("intake_message_failed", device_id=message.device_id, topic=topic)
+            why = Rejected(reason=f"internal error: {exc!r}")
+            async with store.savepoint():
+                await self._reject(
+                    store, message.device_id, topic, message.raw, why, now, done=done
                 )
-                return Ack(ref=event.ref, result=AckResult.DUPLICATE, call_id=seen.call_id)
-            call = await self._apply(store, device_id, event, now)
-            await store.insert_event(device_id, event, raw, now, call.id if call else None)
-            await store.update_link(device_id, now, battery=event.battery)
-            await self._clear_alert(store, device_id, "heartbeat_missed", now, "device heard")
-        log.info(
-            "event_stored",
-            device_id=device_id,
-            ref=event.ref,
-            type=event.type.value,
-            call_id=call.id if call else None,
+            return None
+
+    async def _one(
+        self,
+        store: IntakeStore,
+        message: Incoming,
+        now: datetime,
+        done: _Batch,
+    ) -> Ack | None:
+        if isinstance(message, Unhandled):
+            why = Rejected(reason=message.reason)
+            return await self._reject(
+                store, message.device_id, message.topic, message.raw, why, now, done=done
+            )
+        if isinstance(message, StatusMessage):
+            await self._status(store, message, now, done)
+            return None
+        parsed = message.parsed
+        if isinstance(parsed, Rejected | Invalid):
+            return await self._reject(
+                store, message.device_id, message.topic, message.raw, parsed, now, done=done
+            )
+        if parsed.type is EventType.HEARTBEAT:  # from a device with a heartbeat_missed alert
+            await self._seen(store, message.device_id, now, parsed.battery, done)
+            return None
+        return await self._accept(store, message.device_id, parsed, message.raw, now, done)
+
+    async def _status(
+        self, store: IntakeStore, message: StatusMessage, now: datetime, done: _Batch
+    ) -> None:
+        device_id = message.device_id
+        try:
+            status = DeviceStatus.model_validate_json(message.raw)
+        except ValueError:
+            log.warning("status_unreadable", device_id=device_id, payload=message.raw[:200])
+            return
+        known = self.heartbeats.knows(device_id) or await store.is_known_device(device_id)
+        if message.retained and known:
+            return
+        # Written here, in order with the status: a heartbeat noted before it is older.
+        pending = self.heartbeats.take(device_id)
+        battery = pending.battery if pending else None
+        await store.update_link(device_id, now, status=status.state, battery=battery)
+        if status.state == "online":
+            await self._clear_alert(store, device_id, "offline", now, "device back online", done)
+            # The centre sets the heartbeat interval that supervision expects.
+            config = ConfigCommand(heartbeat_s=self._settings.heartbeat_s)
+            await store.queue_device_message(device_id, config.model_dump_json(), now)
+        done.logs.append(("device_status", {"device_id": device_id, "state": status.state}))
+
+    async def _accept(
+        self,
+        store: IntakeStore,
+        device_id: str,
+        event: Event,
+        raw: bytes,
+        now: datetime,
+        done: _Batch,
+    ) -> Ack:
+        seen = done.stored.get((device_id, event.ref))
+        if seen is not None:
+            log.info("event_duplicate", device_id=device_id, ref=event.ref, call_id=seen.call_id)
+            self.heartbeats.seen(device_id, now, event.battery)
+            return Ack(ref=event.ref, result=AckResult.DUPLICATE, call_id=seen.call_id)
+        call = await self._apply(store, device_id, event, now, done)
+        await store.insert_event(device_id, event, raw, now, call.id if call else None)
+        self.heartbeats.seen(device_id, now, event.battery)
+        if device_id in done.alerted:
+            await self._clear_alert(store, device_id, HEARTBEAT_MISSED, now, "device heard", done)
+        done.logs.append(
+            (
+                "event_stored",
+                {
+                    "device_id": device_id,
+                    "ref": event.ref,
+                    "type": event.type.value,
+                    "call_id": call.id if call else None,
+                },
+            )
         )
         return Ack(ref=event.ref, result=AckResult.OK, call_id=call.id if call else None)
 
     async def _apply(
-        self, store: IntakeStore, device_id: str, event: Event, now: datetime
+        self, store: IntakeStore, device_id: str, event: Event, now: datetime, done: _Batch
     ) -> Call | None:
         """What the event does to the device's calls; returns the call it opened or joined."""
         if event.type in CALL_TYPES:
             kind = CallKind(event.type.value)
-            call = await store.active_resident_call(device_id)
+            call = await self._resident_call(store, device_id, done)
             if call is None:
-                return await self._open(store, device_id, kind, now)
+                return await self._open(store, device_id, kind, now, done=done)
             await store.record(
                 call,
                 lifecycle.join(call, kind, now, self._policies.for_call(kind, call.community_id)),
@@ -251,7 +545,7 @@ class Intake:
             )
             return call
         if event.type in (EventType.CANCEL, EventType.PRESENCE):
-            call = await store.active_resident_call(device_id)
+            call = await self._resident_call(store, device_id, done)
             if call is None:
                 return None  # recorded and answered ok, without a call id
             change = lifecycle.cancel if event.type is EventType.CANCEL else lifecycle.presence
@@ -261,12 +555,32 @@ class Intake:
             return call
         if event.type in _ALERT_OPENED_BY:
             key = _ALERT_OPENED_BY[event.type]
-            existing = await store.active_alert(device_id, key)
-            return existing or await self.open_alert(store, device_id, key, now)
+            existing = await self._alert(store, device_id, key, done)
+            return existing or await self.open_alert(store, device_id, key, now, done=done)
         if event.type in _ALERT_CLEARED_BY:
             key = _ALERT_CLEARED_BY[event.type]
-            return await self._clear_alert(store, device_id, key, now, event.type.value)
+            return await self._clear_alert(store, device_id, key, now, event.type.value, done)
         raise AssertionError(f"unhandled event type {event.type}")
+
+    async def _resident_call(self, store: IntakeStore, device_id: str, done: _Batch) -> Call | None:
+        key = (device_id, None)
+        if key not in done.calls:
+            found = None
+            if done.may_have(device_id, None):
+                found = await store.active_resident_call(device_id)
+            done.calls[key] = found
+        return done.calls[key]
+
+    async def _alert(
+        self, store: IntakeStore, device_id: str, alert_key: str, done: _Batch
+    ) -> Call | None:
+        key = (device_id, alert_key)
+        if key not in done.calls:
+            found = None
+            if done.may_have(device_id, alert_key):
+                found = await store.active_alert(device_id, alert_key)
+            done.calls[key] = found
+        return done.calls[key]
 
     async def _open(
         self,
@@ -277,10 +591,15 @@ class Intake:
         *,
         detail: str = "",
         alert_key: str | None = None,
+        done: _Batch | None = None,
     ) -> Call:
         resident = self._directory.residents_by_device.get(device_id)
         call, transition = lifecycle.open_call(
-            call_id=await store.next_call_id(now, self._settings.timezone),
+            call_id=(
+                await done.call_id(store, now, self._settings.timezone)
+                if done is not None
+                else await store.next_call_id(now, self._settings.timezone)
+            ),
             device_id=device_id,
             kind=kind,
             policy=self._policies.for_call(kind.value, resident.community_id if resident else None),
@@ -291,74 +610,114 @@ class Intake:
             alert_key=alert_key,
         )
         await store.open_call(call, transition, now)
-        log.info("call_opened", call_id=call.id, device_id=device_id, kind=kind.value)
+        if done is not None:
+            done.open_calls.add((device_id, alert_key))
+            done.calls[(device_id, alert_key)] = call
+        fields = {"call_id": call.id, "device_id": device_id, "kind": kind.value}
+        if done is None:
+            log.info("call_opened", **fields)
+        else:
+            done.logs.append(("call_opened", fields))
         return call
 
-    async def open_alert(self, store: IntakeStore, device_id: str, key: str, now: datetime) -> Call:
+    async def open_alert(
+        self,
+        store: IntakeStore,
+        device_id: str,
+        key: str,
+        now: datetime,
+        *,
+        done: _Batch | None = None,
+    ) -> Call:
         """A technical alert: someone must look at a device that may not call for help."""
+        if key == HEARTBEAT_MISSED:
+            # At once, before the commit: at worst one heartbeat too many takes the
+            # transactional path, never one too few.
+            self.heartbeats.alert_opened(device_id)
         return await self._open(
-            store, device_id, CallKind.TECHNICAL, now, detail=ALERT_TEXT[key], alert_key=key
+            store,
+            device_id,
+            CallKind.TECHNICAL,
+            now,
+            detail=ALERT_TEXT[key],
+            alert_key=key,
+            done=done,
         )
 
     async def _clear_alert(
-        self, store: IntakeStore, device_id: str, key: str, now: datetime, why: str
+        self,
+        store: IntakeStore,
+        device_id: str,
+        key: str,
+        now: datetime,
+        why: str,
+        done: _Batch,
     ) -> Call | None:
-        alert = await store.active_alert(device_id, key)
+        alert = await self._alert(store, device_id, key, done)
+        if key == HEARTBEAT_MISSED:
+            done.after_commit.append(lambda: self.heartbeats.alert_closed(device_id))
         if alert is None:
             return None
         await store.record(alert, lifecycle.clear_technical(alert, now, why), now)
+        done.calls[(device_id, key)] = None  # resolved
         await store.cancel_pending_sms(alert.id, "fault cleared")
-        log.info("alert_cleared", call_id=alert.id, device_id=device_id, alert=key)
+        done.logs.append(
+            ("alert_cleared", {"call_id": alert.id, "device_id": device_id, "alert": key})
+        )
         return alert
 
-    async def _duplicate(self, device_id: str, ref: str) -> Ack | None:
-        async with self._tx.begin() as store:
-            seen = await store.find_event(device_id, ref)
+    async def _duplicate(self, store: IntakeStore, device_id: str, ref: str) -> Ack | None:
+        seen = await store.find_event(device_id, ref)
         if seen is None:
             return None
         return Ack(ref=ref, result=AckResult.DUPLICATE, call_id=seen.call_id)
 
-    async def on_unhandled(
-        self, device_id: str | None, topic: str, payload: bytes, reason: str
-    ) -> None:
-        """A message that cannot be handled at all (a topic that names no valid device,
-        or a failure of our own): recorded with its raw bytes, never silently dropped."""
-        await self._reject(device_id, topic, payload, Rejected(reason=reason), self._clock.now())
-
     async def _reject(
         self,
+        store: IntakeStore,
         device_id: str | None,
         topic: str,
         raw: bytes,
         why: Rejected | Invalid,
         now: datetime,
+        *,
+        done: _Batch,
     ) -> Ack | None:
         ref = why.ref if isinstance(why, Invalid) else None
         reason = why.error if isinstance(why, Invalid) else why.reason
-        async with self._tx.begin() as store:
-            await store.insert_rejected(
-                now, topic, device_id, ref, raw, reason, answered=ref is not None
-            )
-            if device_id is not None:
-                await self._alert_if_unreadable(store, device_id, now)
+        await store.insert_rejected(
+            now, topic, device_id, ref, raw, reason, answered=ref is not None
+        )
+        if device_id is not None:
+            await self._alert_if_unreadable(store, device_id, now, done)
         log.warning("event_rejected", device_id=device_id, ref=ref, reason=reason)
         if ref is None:
             return None
         return Ack(ref=ref, result=AckResult.INVALID, error=reason)
 
-    async def _alert_if_unreadable(self, store: IntakeStore, device_id: str, now: datetime) -> None:
+    async def _alert_if_unreadable(
+        self, store: IntakeStore, device_id: str, now: datetime, done: _Batch
+    ) -> None:
         """A device that keeps sending what we cannot read may not be able to call for help."""
         recent = await store.count_rejected_since(device_id, now - timedelta(hours=1))
         if recent < self._settings.rejected_alert_threshold:
             return
-        if await store.active_alert(device_id, "rejected_messages") is None:
-            await self.open_alert(store, device_id, "rejected_messages", now)
+        if await self._alert(store, device_id, "rejected_messages", done) is None:
+            await self.open_alert(store, device_id, "rejected_messages", now, done=done)
             self._on_change()
 
     async def _seen(
-        self, device_id: str, now: datetime, battery: int | None, *, heartbeat: bool
+        self, store: IntakeStore, device_id: str, now: datetime, battery: int | None, done: _Batch
     ) -> None:
-        async with self._tx.begin() as store:
-            await store.update_link(device_id, now, battery=battery)
-            if heartbeat:
-                await self._clear_alert(store, device_id, "heartbeat_missed", now, "heartbeat")
+        """A heartbeat from a device with a ``heartbeat_missed`` alert: closes it now."""
+        pending = self.heartbeats.take(device_id)
+        if battery is None and pending is not None:
+            battery = pending.battery
+        await store.update_link(device_id, now, battery=battery)
+        await self._clear_alert(store, device_id, HEARTBEAT_MISSED, now, "heartbeat", done)
+
+
+def _topic(message: Incoming) -> str:
+    if isinstance(message, StatusMessage):
+        return f"dev/{message.device_id}/status"
+    return message.topic

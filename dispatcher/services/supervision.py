@@ -57,6 +57,7 @@ class LinkSupervisor:
         clock: Clock,
         settings: DeviceSettings,
         on_change: Callable[[], None] = lambda: None,
+        before_check: Callable[[], Awaitable[object]] | None = None,
         metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tx = tx
@@ -65,6 +66,8 @@ class LinkSupervisor:
         self._clock = clock
         self._settings = settings
         self._on_change = on_change  # wakes the escalator
+        # Writes the contacts the intake holds in memory, so the links read are current.
+        self._before_check = before_check
 
     async def check(self) -> int:
         """Open an alert for each device newly found silent or offline; returns how many."""
@@ -72,6 +75,8 @@ class LinkSupervisor:
         s = self._settings
         silent_since = now - timedelta(seconds=s.heartbeat_s * s.missed_heartbeats)
         offline_since = now - timedelta(seconds=s.offline_grace_s)
+        if self._before_check is not None:
+            await self._before_check()
         async with self._tx.read() as links:
             silent = await links.silent_devices(silent_since)
             offline = await links.offline_devices(offline_since)
@@ -103,6 +108,8 @@ class LinkSupervisor:
         key: str,
         still: Callable[[LinkStore, str, datetime], Awaitable[bool]],
     ) -> int:
+        if self._before_check is not None:
+            await self._before_check()  # the device may have been heard since the read
         async with self._tx.begin() as links:
             # Checked again inside the transaction, against the time read inside it: the
             # device may have just come back, or the clock's watch may have just moved

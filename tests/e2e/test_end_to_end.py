@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from dispatcher.adapters.db import schema as db
+from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.bootstrap import App, build, run
 from dispatcher.testing import FakeClock
 from simulator.broker import MosquittoProcess, free_port
@@ -274,14 +275,15 @@ async def test_a_message_that_fails_is_recorded_and_does_not_block_the_rest(
         running_dispatcher(tmp_path, mosquitto, sms_sink, topic_root) as d,
         device(mosquitto.url, topic_root, "dev-0004") as dev,
     ):
-        handle_event = d.app.intake.on_event
+        insert_event = SqlIntakeStore.insert_event
 
-        async def failing_on_boom(device_id: str, topic: str, payload: bytes) -> Any:
-            if b"boom" in payload:
+        async def failing_on_boom(store: SqlIntakeStore, device_id: str, ev: Any, *a: Any) -> Any:
+            if ev.ref == "boom":
                 raise RuntimeError("a bug of ours")
-            return await handle_event(device_id, topic, payload)
+            return await insert_event(store, device_id, ev, *a)
 
-        monkeypatch.setattr(d.app.intake, "on_event", failing_on_boom)
+        # Inside the batch's transaction: only that message's savepoint is undone.
+        monkeypatch.setattr(SqlIntakeStore, "insert_event", failing_on_boom)
         await press(dev, topic_root, "dev-0004", {"ref": "boom", "type": "emergency"})
         await dev.publish(f"{topic_root}/dev/not a device!/event", b'{"ref":"x"}', qos=1)
         await press(dev, topic_root, "dev-0004", {"ref": "after", "type": "emergency"})
@@ -305,14 +307,14 @@ async def test_a_stop_while_a_message_is_in_hand_finishes_it_first(
     in_hand, go_on = asyncio.Event(), asyncio.Event()
     async with device(mosquitto.url, topic_root, "dev-0006") as dev:
         async with running_dispatcher(tmp_path, mosquitto, sms_sink, topic_root) as d:
-            handle_event = d.app.intake.on_event
+            handle_batch = d.app.intake.on_batch
 
-            async def slow_on_event(device_id: str, topic: str, payload: bytes) -> Any:
+            async def slow_on_batch(batch: Any) -> Any:
                 in_hand.set()
                 await go_on.wait()
-                return await handle_event(device_id, topic, payload)
+                return await handle_batch(batch)
 
-            monkeypatch.setattr(d.app.intake, "on_event", slow_on_event)
+            monkeypatch.setattr(d.app.intake, "on_batch", slow_on_batch)
             await press(dev, topic_root, "dev-0006", {"ref": "last", "type": "emergency"})
             await asyncio.wait_for(in_hand.wait(), 5)
             # SIGTERM arrives now (leaving this block sets stop); the event goes on.

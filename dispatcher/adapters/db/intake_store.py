@@ -4,22 +4,49 @@ the intake makes, bound to one SQLAlchemy session (one transaction)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.protocol import Event
 from devices.text import clean_text
+from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
-from dispatcher.core.calls import Call, Transition
-from dispatcher.services.intake import Conflict, StoredEvent
+from dispatcher.core.calls import Call, CallState, Transition
+from dispatcher.services.heartbeats import Seen
+from dispatcher.services.intake import Conflict, StoredEvent, Unavailable
 
 # A unique key broken (the same ref stored twice at once) is what the intake retries as
 # a duplicate; it recognises the error as a Conflict and re-raises it unchanged.
 Conflict.register(IntegrityError)
+# The database gone (locked past its timeout, disk, connection): not one message's
+# fault, so the intake abandons the whole batch for the broker to deliver again.
+Unavailable.register(OperationalError)
+Unavailable.register(InterfaceError)
+Unavailable.register(OSError)
+
+# Values per IN (...) list (well below SQLite's limit on bound parameters).
+_IN_CHUNK = 500
+# Rows per statement when writing contacts (SQLite allows 32766 bound parameters).
+_SEEN_CHUNK = 1000
+
+
+@dataclass
+class _Held:
+    """Rows held back by :meth:`SqlIntakeStore.deferred`, in the order they came."""
+
+    timeline: list[dict[str, object]] = field(default_factory=list)
+    outbox: list[dict[str, object]] = field(default_factory=list)
+    events: list[dict[str, object]] = field(default_factory=list)
+
 
 # What is kept of a rejected message: its first bytes (enough to see what a device
 # sent), with its length and digest; a flood of 16 MB payloads must not fill the disk.
@@ -44,6 +71,66 @@ def device_ts(ts: datetime | None) -> str | None:
 class SqlIntakeStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        self._held: _Held | None = None
+
+    def savepoint(self) -> AbstractAsyncContextManager[object]:
+        return self._session.begin_nested()
+
+    @asynccontextmanager
+    async def deferred(self) -> AsyncIterator[None]:
+        """The batch's rows in one statement per table at the end: calls (the ORM's
+        flush, no autoflush meanwhile), then timelines, device messages and events."""
+        held = self._held = _Held()
+        try:
+            with self._session.sync_session.no_autoflush:
+                yield
+                await self._session.flush()  # the calls, before the rows that name them
+                for table, rows in (
+                    (db.timeline, held.timeline),
+                    (db.device_outbox, held.outbox),
+                    (db.events, held.events),
+                ):
+                    if rows:
+                        await self._session.execute(insert(table), rows)
+        finally:
+            self._held = None
+
+    async def write_seen(self, seen: list[Seen]) -> None:
+        dialect = self._session.get_bind().dialect.name
+        links = db.device_links
+        for start in range(0, len(seen), _SEEN_CHUNK):
+            upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(links)
+            rows = [
+                {
+                    "device_id": s.device_id,
+                    "last_seen_at": s.at,
+                    "status": "online",
+                    "status_at": s.at,
+                    "battery": s.battery,
+                }
+                for s in seen[start : start + _SEEN_CHUNK]
+            ]
+            # Any message from the device means it is connected (as update_link), but
+            # contact noted before a newer write (a status, in order) changes nothing.
+            await self._session.execute(
+                upsert.values(rows).on_conflict_do_update(
+                    index_elements=[links.c.device_id],
+                    set_={
+                        "last_seen_at": upsert.excluded.last_seen_at,
+                        "status": "online",
+                        "battery": func.coalesce(upsert.excluded.battery, links.c.battery),
+                    },
+                    where=links.c.last_seen_at <= upsert.excluded.last_seen_at,
+                )
+            )
+
+    async def devices_with_alert(self, alert_key: str) -> set[str]:
+        found = await self._session.scalars(
+            select(db.calls.c.device_id).where(
+                db.calls.c.alert_key == alert_key, db.calls.c.state != CallState.RESOLVED.value
+            )
+        )
+        return set(found)
 
     async def find_event(self, device_id: str, ref: str) -> StoredEvent | None:
         row = (
@@ -55,24 +142,56 @@ class SqlIntakeStore:
         ).first()
         return None if row is None else StoredEvent(call_id=row.call_id)
 
+    async def find_events(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], StoredEvent]:
+        found: dict[tuple[str, str], StoredEvent] = {}
+        ordered = sorted(keys)
+        e = db.events.c
+        for start in range(0, len(ordered), _IN_CHUNK):
+            chunk = ordered[start : start + _IN_CHUNK]
+            rows = await self._session.execute(
+                select(e.device_id, e.ref, e.call_id).where(
+                    e.device_id.in_({d for d, _ in chunk}), e.ref.in_({r for _, r in chunk})
+                )
+            )
+            for row in rows:
+                if (row.device_id, row.ref) in keys:
+                    found[(row.device_id, row.ref)] = StoredEvent(call_id=row.call_id)
+        return found
+
+    async def open_calls_of(self, device_ids: set[str]) -> set[tuple[str, str | None]]:
+        c = db.calls.c
+        ordered = sorted(device_ids)
+        found: set[tuple[str, str | None]] = set()
+        for start in range(0, len(ordered), _IN_CHUNK):
+            rows = await self._session.execute(
+                select(c.device_id, c.alert_key).where(
+                    c.device_id.in_(ordered[start : start + _IN_CHUNK]),
+                    c.state != CallState.RESOLVED.value,
+                )
+            )
+            found.update((row.device_id, row.alert_key) for row in rows)
+        return found
+
     async def insert_event(
         self, device_id: str, event: Event, raw: bytes, now: datetime, call_id: str | None
     ) -> None:
-        await self._session.execute(
-            insert(db.events).values(
-                device_id=device_id,
-                ref=event.ref,
-                type=event.type.value,
-                received_at=now,
-                device_ts=device_ts(event.ts),
-                battery=event.battery,
-                rssi=event.rssi,
-                fw=None if event.fw is None else _fit(event.fw, db.events.c.fw),
-                # Parsed as UTF-8 already; "replace" guards the column all the same.
-                payload=raw.decode("utf-8", errors="replace"),
-                call_id=call_id,
-            )
+        row: dict[str, object] = dict(
+            device_id=device_id,
+            ref=event.ref,
+            type=event.type.value,
+            received_at=now,
+            device_ts=device_ts(event.ts),
+            battery=event.battery,
+            rssi=event.rssi,
+            fw=None if event.fw is None else _fit(event.fw, db.events.c.fw),
+            # Parsed as UTF-8 already; "replace" guards the column all the same.
+            payload=raw.decode("utf-8", errors="replace"),
+            call_id=call_id,
         )
+        if self._held is not None:
+            self._held.events.append(row)  # written with the batch's others (deferred)
+            return
+        await self._session.execute(insert(db.events).values(**row))
 
     async def insert_rejected(
         self,
@@ -143,14 +262,22 @@ class SqlIntakeStore:
             )
 
     async def queue_device_message(self, device_id: str, payload: str, now: datetime) -> None:
+        if self._held is not None:
+            self._held.outbox.append(
+                {"device_id": device_id, "payload": payload, "created_at": now}
+            )
+            return
         await store.queue_device_message(self._session, device_id, payload, now)
 
     async def next_call_id(self, now: datetime, timezone: str) -> str:
         return await store.next_call_id(self._session, now, timezone)
 
+    async def next_call_ids(self, now: datetime, timezone: str, count: int) -> list[str]:
+        return await store.next_call_ids(self._session, now, timezone, count)
+
     async def open_call(self, call: Call, transition: Transition, now: datetime) -> None:
         self._session.add(call)
-        await store.record(self._session, call, transition, now)
+        await self.record(call, transition, now)
 
     async def active_resident_call(self, device_id: str) -> Call | None:
         return await store.active_resident_call(self._session, device_id)
@@ -159,7 +286,26 @@ class SqlIntakeStore:
         return await store.active_alert(self._session, device_id, alert_key)
 
     async def record(self, call: Call, transition: Transition, now: datetime) -> None:
-        await store.record(self._session, call, transition, now)
+        if self._held is None:
+            await store.record(self._session, call, transition, now)
+            return
+        # As stores.record, with the rows held for the end of the batch.
+        for entry in transition.timeline:
+            self._held.timeline.append(
+                {
+                    "call_id": call.id,
+                    "at": entry.at,
+                    "actor": entry.actor,
+                    "action": entry.action,
+                    "channel": entry.channel,
+                    "detail": entry.detail,
+                }
+            )
+        update_msg = store.device_update(call, transition)
+        if update_msg is not None:
+            await self.queue_device_message(call.device_id, update_msg, now)
+        if call.state is CallState.RESOLVED:
+            await replycodes.retire(self._session, call.id)
 
     async def cancel_pending_sms(self, call_id: str, why: str) -> int:
         return await store.cancel_pending_sms(self._session, call_id, why)

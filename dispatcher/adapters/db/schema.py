@@ -293,6 +293,11 @@ def map_domain() -> None:
         target.state = CallState(target.state)
 
 
+# Marks a session that only reads: ``sessions(execution_options=READ_ONLY_SESSION)``.
+READ_ONLY = "eldercall_read_only"
+READ_ONLY_SESSION = {READ_ONLY: True}
+
+
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -317,8 +322,14 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front: two transactions that read then
-        # write can never deadlock on the upgrade; the second simply waits.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # write can never deadlock on the upgrade; the second simply waits. A session
+        # that only reads (READ_ONLY) begins deferred instead: in WAL mode it takes no
+        # lock, so it neither waits for the writers nor makes them wait (the intake's
+        # batches, the escalator and both outboxes all write). It must never write.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
@@ -327,6 +338,8 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
 
 
 __all__ = [
+    "READ_ONLY",
+    "READ_ONLY_SESSION",
     "call_sequences",
     "calls",
     "device_links",

@@ -25,18 +25,27 @@ async def next_call_id(session: AsyncSession, now: datetime, timezone: str) -> s
     One upsert statement, so two transactions opening the first calls of a day at the
     same moment cannot both start at 1 (on PostgreSQL the second waits for the row).
     """
+    [call_id] = await next_call_ids(session, now, timezone, 1)
+    return call_id
+
+
+async def next_call_ids(
+    session: AsyncSession, now: datetime, timezone: str, count: int
+) -> list[str]:
+    """``count`` consecutive call ids (see :func:`next_call_id`), in one statement."""
     day = now.astimezone(ZoneInfo(timezone)).strftime("%Y%m%d")
     dialect = session.get_bind().dialect.name
     upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(db.call_sequences)
     seq = await session.scalar(
-        upsert.values(day=day, last=1)
+        upsert.values(day=day, last=count)
         .on_conflict_do_update(
             index_elements=[db.call_sequences.c.day],
-            set_={"last": db.call_sequences.c.last + 1},
+            set_={"last": db.call_sequences.c.last + count},
         )
         .returning(db.call_sequences.c.last)
     )
-    return f"C-{day}-{int(seq or 0):04d}"
+    last = int(seq or 0)
+    return [f"C-{day}-{n:04d}" for n in range(last - count + 1, last + 1)]
 
 
 async def active_resident_call(session: AsyncSession, device_id: str) -> Call | None:
@@ -85,15 +94,22 @@ async def record(session: AsyncSession, call: Call, transition: Transition, now:
     for entry in transition.timeline:
         entry.call_id = call.id
         session.add(entry)
-    if transition.device_update is not None:
-        update_msg = CallUpdate(
-            call_id=call.id,
-            state=transition.device_update,
-            text=DEVICE_TEXT[transition.device_update],
-        )
-        await queue_device_message(session, call.device_id, update_msg.model_dump_json(), now)
+    update_msg = device_update(call, transition)
+    if update_msg is not None:
+        await queue_device_message(session, call.device_id, update_msg, now)
     if call.state is CallState.RESOLVED:
         await replycodes.retire(session, call.id)  # its reply numbers may serve later calls
+
+
+def device_update(call: Call, transition: Transition) -> str | None:
+    """The ``call_update`` a transition sends the device, if any (as JSON)."""
+    if transition.device_update is None:
+        return None
+    return CallUpdate(
+        call_id=call.id,
+        state=transition.device_update,
+        text=DEVICE_TEXT[transition.device_update],
+    ).model_dump_json()
 
 
 async def queue_device_message(

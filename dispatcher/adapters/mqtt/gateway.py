@@ -3,8 +3,13 @@
 - A persistent session (stable client id, no clean start; on MQTT 5 a session
   expiry) so events published while the dispatcher is away are delivered when it
   returns.
-- Messages are acknowledged to the broker (PUBACK) only after they have been
-  handled and committed: a crash in between makes the broker deliver them again.
+- Messages are taken from the broker as fast as it sends them (MQTT 5: a large
+  Receive Maximum) into lanes, alarms first (``dispatcher.core.intake_priority``),
+  and handled in batches, one transaction each. Every message is acknowledged to
+  the broker (PUBACK) only after its batch has committed and its answer has been
+  published: a crash in between makes the broker deliver it again.
+- A device flooding us with anything but alarms is limited on its own (a token
+  bucket): what is over the limit is acknowledged, dropped and counted.
 - The retained ``centre/status`` says online; the Last Will says offline.
 - Reconnects with jittered exponential backoff (aiomqtt 2 has no reconnect).
 - Device updates leave through the database outbox, so an update produced while
@@ -18,9 +23,11 @@ import contextlib
 import random
 import socket
 import ssl
+import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiomqtt
 import structlog
@@ -33,9 +40,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from devices.protocol import DeviceStatus, Topics
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
-from dispatcher.config import MqttSettings
+from dispatcher.config import IntakeQueueSettings, MqttSettings
+from dispatcher.core.intake_priority import FloodLimiter, Lane, LaneQueue, lane_of
 from dispatcher.services.clock import Clock
-from dispatcher.services.intake import Intake
+from dispatcher.services.intake import (
+    DeviceMessage,
+    Incoming,
+    Intake,
+    StatusMessage,
+    Unavailable,
+    Unhandled,
+)
 from dispatcher.services.metrics import NULL_METRICS, Metrics
 from dispatcher.services.wakeup import Wakeup
 
@@ -61,6 +76,38 @@ FIGHT_AFTER = 3
 ALL_PRIORITIES = "all"
 # How long a stop waits for a message in hand to be committed and answered.
 IN_HAND_GRACE_S = 10.0
+# How often the worker looks for flood summaries when no message comes.
+IDLE_TICK_S = 1.0
+# Errors that mean the broker or the database is unreachable: no PUBACK, reconnect,
+# and the broker delivers the messages again.
+_UNREACHABLE = (aiomqtt.MqttError, OperationalError, InterfaceError, OSError)
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A message taken from the broker (``message`` None: one of our own making, a
+    flood summary, with nothing to acknowledge)."""
+
+    incoming: Incoming
+    message: aiomqtt.Message | None
+
+
+class _Inbox:
+    """The lanes of one connection, and an event set while they hold something."""
+
+    def __init__(self) -> None:
+        self.lanes: LaneQueue[_Taken] = LaneQueue()
+        self.filled = asyncio.Event()
+
+    def put(self, taken: _Taken, lane: Lane, device_id: str | None) -> None:
+        self.lanes.put(taken, lane, device_id)
+        self.filled.set()
+
+    def take(self, limit: int, others: int) -> list[_Taken]:
+        batch = self.lanes.take(limit, others)
+        if not self.lanes:
+            self.filled.clear()
+        return batch
 
 
 class MqttGateway:
@@ -71,10 +118,17 @@ class MqttGateway:
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
         outbox_wake: Wakeup,
+        queue: IntakeQueueSettings | None = None,
         metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._queue = queue or IntakeQueueSettings()
+        self._limiter = FloodLimiter(
+            rate=self._queue.flood_rate,
+            burst=self._queue.flood_burst,
+            summary_every_s=self._queue.flood_summary_s,
+        )
         self._intake = intake
         self._sessions = sessions
         self._clock = clock
@@ -153,6 +207,7 @@ class MqttGateway:
         if s.protocol == 5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = s.session_expiry_s
+            props.ReceiveMaximum = s.receive_maximum
             kwargs.update(
                 protocol=aiomqtt.ProtocolVersion.V5,
                 clean_start=False,
@@ -169,8 +224,11 @@ class MqttGateway:
             will=will,
             tls_context=ssl.create_default_context() if s.tls else None,
             keepalive=30,
+            # A batch's answers are published at once, not one round trip each.
+            max_inflight_messages=max(20, self._queue.batch_max),
             **kwargs,  # type: ignore[arg-type]
         )
+        client.pending_calls_threshold = 2 * self._queue.batch_max + 100
         # PUBACK after commit, not on receipt (aiomqtt does not expose this itself).
         client._client.manual_ack_set(True)
         return client
@@ -205,11 +263,131 @@ class MqttGateway:
                 await client.publish(t.centre_status, offline, qos=1, retain=True)
 
     async def _read(self, client: aiomqtt.Client) -> None:
+        """Take messages into lanes as they come, and handle them in batches, until
+        either side fails (which ends the connection: what was taken and not yet
+        acknowledged is delivered again on the next)."""
+        inbox = _Inbox()
+        parts = {
+            asyncio.create_task(self._receive(client, inbox)),
+            asyncio.create_task(self._work(client, inbox)),
+        }
+        try:
+            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for part in parts:
+                part.cancel()
+            await asyncio.gather(*parts, return_exceptions=True)
+        for part in done:
+            part.result()
+
+    async def _receive(self, client: aiomqtt.Client, inbox: _Inbox) -> None:
         async for message in client.messages:
-            # Today's queue: the message in hand and those delivered behind it.
-            self._metrics.queue_depth(ALL_PRIORITIES, len(client.messages) + 1)
-            await self._unstoppable(self.handle(client, message))
-            self._metrics.queue_depth(ALL_PRIORITIES, len(client.messages))
+            self._take(client, message, inbox)
+
+    def _take(self, client: aiomqtt.Client, message: aiomqtt.Message, inbox: _Inbox) -> None:
+        """Into its lane, or (a flooding device, not an alarm) acknowledged and dropped."""
+        topic = message.topic.value
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        where = self._topics.device_of(topic)
+        incoming: Incoming
+        if where is None:
+            incoming = Unhandled(None, topic, payload, "topic names no valid device")
+            lane, device_id = Lane.ROUTINE, None
+        elif where[1] == "event":
+            incoming = DeviceMessage.read(where[0], topic, payload)
+            lane, device_id = lane_of(incoming.event_type), where[0]
+        elif where[1] == "status":
+            incoming = StatusMessage(where[0], payload, retained=message.retain)
+            lane, device_id = lane_of(None, status=True), where[0]
+        else:
+            self._puback(client, message)
+            return
+        if lane is not Lane.ALARM and not self._limiter.allow(device_id or "", time.monotonic()):
+            self._puback(client, message)
+            if self._limiter.dropped(device_id or "") == 1:
+                log.warning("device_flooding", device_id=device_id, topic=topic)
+            return
+        inbox.put(_Taken(incoming, message), lane, device_id)
+
+    async def _work(self, client: aiomqtt.Client, inbox: _Inbox) -> None:
+        """Batches, alarms first: whatever is queued (after at most ``batch_wait_s``
+        for more), up to ``batch_max`` of which at most ``batch_max_others`` are not
+        alarms; one batch at a time, so each device's messages are applied in the
+        order they were taken."""
+        q = self._queue
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(inbox.filled.wait(), IDLE_TICK_S)
+            self._summarise_floods(inbox)
+            if not inbox.lanes:
+                continue
+            if len(inbox.lanes) < q.batch_max and q.batch_wait_s > 0:
+                await asyncio.sleep(q.batch_wait_s)
+            batch = inbox.take(q.batch_max, q.batch_max_others)
+            self._metrics.queue_depth(ALL_PRIORITIES, len(inbox.lanes) + len(batch))
+            await self._unstoppable(self._handle(client, batch))
+            self._metrics.queue_depth(ALL_PRIORITIES, len(inbox.lanes))
+
+    def _summarise_floods(self, inbox: _Inbox) -> None:
+        """One rejected_messages row per flooding device per minute, saying how many
+        of its messages were dropped."""
+        now = time.monotonic()
+        for summary in self._limiter.summaries(now):
+            device_id = summary.device_id or None
+            reason = (
+                f"flooding: {summary.dropped} messages over the limit of "
+                f"{self._queue.flood_rate:g}/s dropped in {now - summary.since:.0f} s"
+            )
+            log.warning("device_flood_dropped", device_id=device_id, dropped=summary.dropped)
+            topic = self._topics.event(device_id) if device_id else self._topics.root
+            inbox.put(_Taken(Unhandled(device_id, topic, b"", reason), None), Lane.ROUTINE, None)
+        self._limiter.sweep(now)
+
+    async def _handle(self, client: aiomqtt.Client, batch: list[_Taken]) -> None:
+        """Store the batch, publish its answers, then acknowledge it to the broker."""
+        try:
+            answers = await self._intake.on_batch([t.incoming for t in batch])
+        except _UNREACHABLE as exc:
+            self._defer(batch, exc)
+        except Exception as exc:
+            if isinstance(exc, Unavailable):
+                self._defer(batch, exc)
+            if len(batch) == 1:
+                # Not even recorded as rejected. Delivering it again would block every
+                # message behind it for ever: said in the log, raw bytes and all.
+                log.exception("mqtt_message_failed", topic=_topic(batch[0]), raw=_raw(batch[0]))
+                self._puback(client, batch[0].message)
+                return
+            # A fault outside any one message's savepoint: find the message alone.
+            log.exception("mqtt_batch_failed", messages=len(batch))
+            for taken in batch:
+                await self._handle(client, [taken])
+            return
+        await self._answer(client, batch, answers)
+
+    async def _answer(
+        self, client: aiomqtt.Client, batch: list[_Taken], answers: list[Any]
+    ) -> None:
+        sends = [
+            client.publish(self._topics.ack(t.incoming.device_id), ack.to_payload(), qos=1)
+            for t, ack in zip(batch, answers, strict=True)
+            if ack is not None and t.incoming.device_id is not None
+        ]
+        await asyncio.gather(*sends)  # an MqttError: no PUBACK, delivered again
+        for taken in batch:
+            self._puback(client, taken.message)
+
+    def _defer(self, batch: list[_Taken], exc: BaseException) -> NoReturn:
+        # The broker or the database is unreachable: no PUBACK, so the broker delivers
+        # the messages again once we have reconnected. (Any other database error is
+        # about one message, and its savepoint has already dealt with it.)
+        log.error("mqtt_batch_deferred", messages=len(batch), error=repr(exc))
+        raise aiomqtt.MqttError("message handling failed; reconnecting") from exc
+
+    @staticmethod
+    def _puback(client: aiomqtt.Client, message: aiomqtt.Message | None) -> None:
+        if message is not None and message.qos > 0:
+            client._client.ack(message.mid, message.qos)
 
     async def _unstoppable(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` so that a stop waits for it: a stop must not cut a
@@ -227,42 +405,12 @@ class MqttGateway:
                 task.cancel()
             await asyncio.gather(*self._in_hand, return_exceptions=True)
 
-    async def handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
-        payload = message.payload if isinstance(message.payload, bytes) else b""
-        where = self._topics.device_of(topic)
-        try:
-            if where is None:
-                await self._intake.on_unhandled(None, topic, payload, "topic names no valid device")
-            elif where[1] == "event":
-                ack = await self._intake.on_event(where[0], topic, payload)
-                if ack is not None:
-                    await client.publish(self._topics.ack(where[0]), ack.to_payload(), qos=1)
-            elif where[1] == "status":
-                await self._intake.on_status(where[0], payload, retained=message.retain)
-        except (aiomqtt.MqttError, OperationalError, InterfaceError, OSError):
-            # The broker or the database is unreachable: no PUBACK, so the broker
-            # delivers the message again once we have reconnected. (Any other database
-            # error is about this message, and redelivering it would only repeat it.)
-            log.exception("mqtt_message_deferred", topic=topic)
-            raise aiomqtt.MqttError("message handling failed; reconnecting") from None
-        except Exception as exc:
-            # A fault of our own on this message. Redelivering it would block every
-            # message behind it, so record it (raw bytes and all) and carry on; the
-            # device, unanswered, resends, and a device whose messages keep failing
-            # raises a technical alert.
-            log.exception("mqtt_message_failed", topic=topic)
-            device_id = where[0] if where else None
-            await self._intake.on_unhandled(device_id, topic, payload, f"internal error: {exc!r}")
-        if message.qos > 0:
-            client._client.ack(message.mid, message.qos)
-
     async def _publish_outbox(self, client: aiomqtt.Client) -> None:
         while True:
             self._outbox_wake.clear()
-            # Unstoppable like every transaction here: on SQLite even this read holds
-            # the write lock (BEGIN IMMEDIATE), and a stop that cut it in half left the
-            # lock with a connection nobody owned, so the next writer waited 30 s.
+            # Unstoppable like every transaction here: a stop that cut a transaction in
+            # half left SQLite's lock with a connection nobody owned, so the next writer
+            # waited 30 s. (This read now begins deferred and takes no write lock.)
             rows = await self._unstoppable(self._pending_commands())
             for row in rows:
                 await client.publish(self._topics.cmd(row.device_id), row.payload.encode(), qos=1)
@@ -272,7 +420,7 @@ class MqttGateway:
                     await asyncio.wait_for(self._outbox_wake.wait(), 1.0)
 
     async def _pending_commands(self) -> list[Any]:
-        async with self._sessions() as session:
+        async with self._sessions(execution_options=db.READ_ONLY_SESSION) as session:
             return list(
                 (
                     await session.execute(
@@ -291,6 +439,15 @@ class MqttGateway:
                 .where(db.device_outbox.c.id == row_id)
                 .values(published_at=now)
             )
+
+
+def _topic(taken: _Taken) -> str:
+    incoming = taken.incoming
+    return incoming.topic if isinstance(incoming, DeviceMessage | Unhandled) else "status"
+
+
+def _raw(taken: _Taken) -> bytes:
+    return taken.incoming.raw[:500]
 
 
 def _session_taken_over(exc: BaseException | None) -> bool:
