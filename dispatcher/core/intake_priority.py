@@ -80,6 +80,11 @@ class LaneQueue(Generic[T]):
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def has_alarm(self) -> bool:
+        """An alarm is waiting: the next batch should not wait for company."""
+        return bool(self._lanes[Lane.ALARM])
+
     def put(self, item: T, lane: Lane, device_id: str | None) -> None:
         entry = _Entry(item, device_id)
         if lane is Lane.ALARM and device_id is not None:

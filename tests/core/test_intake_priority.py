@@ -103,3 +103,16 @@ def test_a_batch_takes_every_alarm_but_only_so_many_others() -> None:
     assert queue.take(100, others=3) == ["power-3", "power-4", "power-5"]
     assert queue.take(2, others=3) == ["power-6", "power-7"]  # the limit still holds
     assert len(queue) == 2
+
+
+def test_the_queue_says_when_an_alarm_is_waiting() -> None:
+    q: LaneQueue[str] = LaneQueue()
+    q.put("hb", Lane.ROUTINE, "d1")
+    q.put("cancel", Lane.CALL, "d2")
+    assert not q.has_alarm
+    q.put("sos", Lane.ALARM, "d2")  # takes d2's cancel along into the alarm lane
+    assert q.has_alarm
+    assert q.take(1) == ["cancel"]
+    assert q.has_alarm
+    assert q.take(1) == ["sos"]
+    assert not q.has_alarm

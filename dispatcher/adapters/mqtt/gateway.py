@@ -321,7 +321,10 @@ class MqttGateway:
             self._summarise_floods(inbox)
             if not inbox.lanes:
                 continue
-            if len(inbox.lanes) < q.batch_max and q.batch_wait_s > 0:
+            # Waiting a moment for company makes fuller batches of routine traffic; an
+            # alarm never waits for it (a batch under way gathers the rest anyway).
+            waits = q.batch_wait_s > 0 and not inbox.lanes.has_alarm
+            if waits and len(inbox.lanes) < q.batch_max:
                 await asyncio.sleep(q.batch_wait_s)
             batch = inbox.take(q.batch_max, q.batch_max_others)
             self._metrics.queue_depth(ALL_PRIORITIES, len(inbox.lanes) + len(batch))
