@@ -1,7 +1,11 @@
-"""``eldercall run`` as a real process, for the tests that kill and restart it: its
-configuration file, starting it, its HTTP address, stopping it.
+"""The daemon as the end-to-end tests run it.
 
-Every daemon gets the test's broker, topic root and client id, its own SQLite file, a
+- ``serving(app)``: in this process, as ``eldercall run`` runs it (bootstrap.run), until
+  the test is done; connected to its broker before the test goes on.
+- ``eldercall run`` as a real process, for the tests that kill and restart it: its
+  configuration file, starting it, its HTTP address, stopping it.
+
+Every daemon process gets the test's broker, topic root and client id, its own SQLite file, a
 free HTTP port (never a default one) and the sample data; ``extra`` adds tables."""
 
 from __future__ import annotations
@@ -11,10 +15,30 @@ import os
 import signal
 import sys
 import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+from dispatcher.bootstrap import App, run
 from simulator.broker import free_port
 from tests.support.app import DATA
+
+
+@asynccontextmanager
+async def serving(
+    app: App, *, serve_http: bool = True, stop_within: float = 15.0
+) -> AsyncIterator[None]:
+    """Run ``app`` until the block ends (then stop it and close it); the block starts
+    once it is connected to its broker (within 10 s)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(app, stop, serve_http=serve_http))
+    try:
+        await asyncio.wait_for(app.mqtt.connected.wait(), 10)
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, stop_within)
+        await app.aclose()
 
 
 def write_config(
