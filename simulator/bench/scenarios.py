@@ -16,9 +16,9 @@ from pathlib import Path
 from simulator.bench import load, records
 from simulator.bench.figures import Figure, fmt, latencies_ms, percentile
 from simulator.bench.load import Press
-from simulator.bench.postgres import BenchPostgres, find_pg_bin
 from simulator.bench.world import Daemon, Policy, SinkProcess, device_id, write_district
 from simulator.broker import MosquittoProcess
+from simulator.postgres import PostgresServer, find_pg_bin
 
 CALL_ID_RE = re.compile(r"C-\d{8}-\d+")
 READY_TIMEOUT_S = 180  # 100,000 residents take a while to load on a shared machine
@@ -92,7 +92,7 @@ class Bench:
     size: Size
     say: Callable[[str], None]
     baselines: Baselines = field(default_factory=Baselines)
-    _postgres: BenchPostgres | None = None
+    _postgres: PostgresServer | None = None
     versions: dict[str, str] = field(default_factory=dict)
 
     def database(self, kind: str, folder: Path) -> str:
@@ -104,10 +104,10 @@ class Bench:
                 raise RuntimeError(
                     "PostgreSQL server binaries not found (apt-get install postgresql)"
                 )
-            self._postgres = BenchPostgres(bin_dir)
+            self._postgres = PostgresServer(bin_dir, max_connections=200)
             self._postgres.start()
             self.versions["PostgreSQL"] = self._postgres.version()
-        return self._postgres.new_database()
+        return self._postgres.url(self._postgres.create_database("bench"))
 
     def close(self) -> None:
         if self._postgres is not None:

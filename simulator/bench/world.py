@@ -203,13 +203,8 @@ startup_check_days = 0
         """SIGTERM, then SIGKILL after 10 s (a daemon deep in a backlog may not stop
         promptly); then wipe its persistent session, so the broker stops queueing for it."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            _terminate(proc)
         with contextlib.suppress(OSError, ValueError):
             host, port = _host_port(self.broker_url)
             wipe = mqtt.Client(
@@ -263,13 +258,19 @@ class SinkProcess:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            _terminate(proc)
+
+
+def _terminate(proc: subprocess.Popen[bytes], within: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited ``within`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(within)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _host_port(url: str) -> tuple[str, int]:

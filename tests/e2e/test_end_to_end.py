@@ -26,6 +26,7 @@ from simulator.broker import MosquittoProcess, free_port
 from simulator.phone_network.server import SmsSinkServer
 from tests.support.app import COMMUNITY_LH, HOTLINE, TUESDAY_10AM, settings_for
 from tests.support.broker import mqtt_client, next_message, payload_json
+from tests.support.daemon import serving
 from tests.support.sms import sms_settings_for
 
 pytestmark = pytest.mark.integration
@@ -59,22 +60,14 @@ async def running_dispatcher(
     )
     clock = FakeClock(TUESDAY_10AM)
     app = await build(settings, clock=clock)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run(app, stop))
-    try:
-        async with asyncio.timeout(10):
-            await app.mqtt.connected.wait()
-            async with httpx.AsyncClient() as http:
-                while True:
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await http.get(f"http://127.0.0.1:{port}/api/v1/health")).is_success:
-                            break
-                    await asyncio.sleep(0.02)
+    async with serving(app, stop_within=10):
+        async with asyncio.timeout(10), httpx.AsyncClient() as http:
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get(f"http://127.0.0.1:{port}/api/v1/health")).is_success:
+                        break
+                await asyncio.sleep(0.02)
         yield Running(app, clock, f"http://127.0.0.1:{port}/api/v1", root, broker)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await app.aclose()
 
 
 @contextlib.asynccontextmanager

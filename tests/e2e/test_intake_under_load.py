@@ -22,12 +22,13 @@ import pytest
 from sqlalchemy import select
 
 from dispatcher.adapters.db import schema as db
-from dispatcher.bootstrap import App, build, run
+from dispatcher.bootstrap import App, build
 from dispatcher.services.intake import Incoming
 from dispatcher.testing import FakeClock
 from simulator.broker import MosquittoProcess
 from tests.support.app import TUESDAY_10AM, settings_for
 from tests.support.broker import mqtt_client, payload_json
+from tests.support.daemon import serving
 
 pytestmark = pytest.mark.integration
 WITHIN_S = 90.0  # a deadline for a loaded machine, not a measurement
@@ -71,15 +72,8 @@ async def daemon(
 
     app.mqtt._take = taking  # type: ignore[method-assign]
     app.intake.on_batch = handling  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    task = asyncio.create_task(run(app, stop, serve_http=False))
-    try:
-        await asyncio.wait_for(app.mqtt.connected.wait(), 10)
+    async with serving(app, serve_http=False, stop_within=30):
         yield watched
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await app.aclose()
 
 
 @contextlib.asynccontextmanager

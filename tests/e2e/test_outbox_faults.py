@@ -22,12 +22,13 @@ import pytest
 from sqlalchemy import select
 
 from dispatcher.adapters.db import schema as db
-from dispatcher.bootstrap import App, build, run
+from dispatcher.bootstrap import App, build
 from dispatcher.testing import FakeClock
 from simulator.broker import MosquittoProcess, free_port
 from simulator.phone_network.server import SinkMessage, SmsSinkServer
 from tests.e2e.test_end_to_end import device, press, until
 from tests.support.app import HOTLINE, TUESDAY_10AM, settings_for
+from tests.support.daemon import serving
 from tests.support.sms import sms_settings_for
 
 pytestmark = pytest.mark.integration
@@ -57,16 +58,8 @@ async def daemon(
     )
     clock = FakeClock(TUESDAY_10AM)
     app = await build(settings, clock=clock)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run(app, stop))
-    try:
-        async with asyncio.timeout(10):
-            await app.mqtt.connected.wait()
+    async with serving(app):
         yield app, clock, f"http://127.0.0.1:{port}/api/v1"
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-        await app.aclose()
 
 
 async def moving_the_clock(

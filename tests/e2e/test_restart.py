@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sqlite3
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,37 +23,31 @@ import pytest
 
 from dispatcher.adapters.files.directory_files import load_directory
 from dispatcher.core.rota import on_duty as rota
-from simulator.broker import MosquittoProcess, free_port
+from simulator.broker import MosquittoProcess
 from simulator.phone_network.server import SmsSinkServer
 from tests.support.app import DATA
 from tests.support.broker import mqtt_client, payload_json
+from tests.support.daemon import http_base, start_daemon, stop_daemon
+from tests.support.daemon import write_config as daemon_config
 
 pytestmark = pytest.mark.integration
 STEP2_AFTER_S = 4
 
 
 def write_config(tmp: Path, broker: MosquittoProcess, sink: SmsSinkServer, root: str) -> Path:
-    path = tmp / "eldercall.toml"
-    path.write_text(
-        f"""
-[mqtt]
-url = "{broker.url}"
-topic_root = "{root}"
-client_id = "dispatcher-restart-test"
-[database]
-url = "sqlite+aiosqlite:///{tmp / "eldercall.db"}"
-[sms]
+    """SMS through the sink; the emergency policy's second step after STEP2_AFTER_S."""
+    return daemon_config(
+        tmp / "eldercall.toml",
+        broker_url=broker.url,
+        root=root,
+        client_id="dispatcher-restart-test",
+        db=tmp / "eldercall.db",
+        extra=f"""[sms]
 provider = "twilio"
 account_sid = "{sink.account_sid}"
 auth_token = "{sink.auth_token}"
 from_number = "+8610000000000"
 api_base = "{sink.url}"
-[http]
-listen = "127.0.0.1:{free_port()}"
-[data]
-dir = "{DATA}"
-[escalation]
-poll_interval_s = 0.1
 [escalation.policies.emergency]
 repeat_every_s = 600
 steps = [
@@ -63,23 +55,20 @@ steps = [
   {{ delay_s = {STEP2_AFTER_S}, targets = ["street_supervisor"] }},
 ]
 """,
-        encoding="utf-8",
     )
-    return path
 
 
-async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from dispatcher.entrypoints.cli.main import main; raise SystemExit(main())",
-        "run",
-        "--config",
-        str(config),
-        stdout=log.open("ab"),
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+async def press_until_answered(url: str, root: str, device_id: str, ref: str) -> str:
+    """Press until the daemon (which may still be starting) answers; the call id."""
+    async with mqtt_client(url) as resident:
+        await resident.subscribe(f"{root}/dev/{device_id}/ack", qos=1)
+        body = json.dumps({"ref": ref, "type": "emergency"}).encode()
+        async with asyncio.timeout(20):
+            while True:
+                await resident.publish(f"{root}/dev/{device_id}/event", body, qos=1)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        return str(payload_json(await anext(aiter(resident.messages)))["call_id"])
 
 
 class Devices:
@@ -135,19 +124,8 @@ async def test_sigkill_loses_no_event_and_no_escalation_step(
     stop_publishing = asyncio.Event()
     publisher: asyncio.Task[None] | None = None
     try:
-        async with mqtt_client(own_mosquitto.url) as resident:
-            await resident.subscribe(f"{root}/dev/dev-0001/ack", qos=1)
-            # Press until the daemon is up and answers (it may still be starting).
-            body = json.dumps({"ref": "sos-1", "type": "emergency"}).encode()
-            ack = None
-            async with asyncio.timeout(20):
-                while ack is None:
-                    await resident.publish(f"{root}/dev/dev-0001/event", body, qos=1)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(1):
-                            ack = payload_json(await anext(aiter(resident.messages)))
+        call_id = await press_until_answered(own_mosquitto.url, root, "dev-0001", "sos-1")
         opened = time.monotonic()
-        call_id = ack["call_id"]
         hotline = {d.staff.phone for d in rota.hotline(load_directory(DATA), datetime.now(UTC))}
         step1 = await sms_sink.wait_for_async(
             lambda m: call_id in m.body, count=len(hotline), timeout=10
@@ -187,9 +165,8 @@ async def test_sigkill_loses_no_event_and_no_escalation_step(
         assert len(about_call) == len(step1) + 1
 
         async with httpx.AsyncClient() as http:
-            port = config.read_text().split('listen = "127.0.0.1:')[1].split('"')[0]
             shown = await http.get(
-                f"http://127.0.0.1:{port}/api/v1/calls/{call_id}",
+                f"{http_base(config)}/api/v1/calls/{call_id}",
                 headers={"Authorization": "Bearer demo-operator-token"},
             )
         steps = [e for e in shown.json()["timeline"] if e["action"] == "escalated"]
@@ -202,26 +179,7 @@ async def test_sigkill_loses_no_event_and_no_escalation_step(
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await listener
-        if daemon.returncode is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(daemon.wait(), 10)
-            except TimeoutError:
-                daemon.kill()
-                await daemon.wait()
-
-
-async def press_until_answered(url: str, root: str, device_id: str, ref: str) -> str:
-    """Press until the daemon (which may still be starting) answers; the call id."""
-    async with mqtt_client(url) as resident:
-        await resident.subscribe(f"{root}/dev/{device_id}/ack", qos=1)
-        body = json.dumps({"ref": ref, "type": "emergency"}).encode()
-        async with asyncio.timeout(20):
-            while True:
-                await resident.publish(f"{root}/dev/{device_id}/event", body, qos=1)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1):
-                        return str(payload_json(await anext(aiter(resident.messages)))["call_id"])
+        await stop_daemon(daemon)
 
 
 async def until_serving(http: httpx.AsyncClient, health: str) -> None:
@@ -263,16 +221,15 @@ async def test_sigkill_with_sms_in_flight_sends_them_soon_after_the_restart(
         sms_sink.release_held()  # and the provider is well again
 
         daemon = await start_daemon(config, log)
-        port = config.read_text().split('listen = "127.0.0.1:')[1].split('"')[0]
         async with httpx.AsyncClient() as http:
-            await until_serving(http, f"http://127.0.0.1:{port}/api/v1/health")
+            await until_serving(http, f"{http_base(config)}/api/v1/health")
             # Handed back at start-up, not after the 2-minute stale-claim timeout.
             again = await sms_sink.wait_for_async(
                 lambda m: call_id in m.body and m.to in hotline, count=len(hotline), timeout=10
             )
             assert sorted(m.to for m in again) == sorted(hotline)  # each once
             shown = await http.get(
-                f"http://127.0.0.1:{port}/api/v1/calls/{call_id}",
+                f"{http_base(config)}/api/v1/calls/{call_id}",
                 headers={"Authorization": "Bearer demo-operator-token"},
             )
         resent = [e["detail"] for e in shown.json()["timeline"] if e["action"] == "notify_resent"]
@@ -280,10 +237,4 @@ async def test_sigkill_with_sms_in_flight_sends_them_soon_after_the_restart(
         assert all(d.startswith("possible duplicate: sent again after a restart") for d in resent)
     finally:
         sms_sink.release_held()
-        if daemon.returncode is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(daemon.wait(), 10)
-            except TimeoutError:
-                daemon.kill()
-                await daemon.wait()
+        await stop_daemon(daemon)

@@ -22,12 +22,13 @@ import aiomqtt
 import pytest
 from structlog.testing import capture_logs
 
-from dispatcher.bootstrap import App, run
+from dispatcher.bootstrap import App
 from dispatcher.config import Settings
 from dispatcher.testing import FakeClock
 from simulator.broker import MosquittoProcess
 from tests.support.app import TUESDAY_10AM, built_app, settings_for
 from tests.support.broker import mqtt_client, payload_json
+from tests.support.daemon import serving
 from tests.support.ports import unique_client_id
 
 pytestmark = pytest.mark.integration
@@ -101,15 +102,8 @@ def dispatcher_settings(
 @asynccontextmanager
 async def dispatcher(settings: Settings) -> AsyncIterator[App]:
     app = await built_app(settings, FakeClock(TUESDAY_10AM))
-    stop = asyncio.Event()
-    task = asyncio.create_task(run(app, stop, serve_http=False))
-    try:
-        await asyncio.wait_for(app.mqtt.connected.wait(), 10)
+    async with serving(app, serve_http=False):
         yield app
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-        await app.aclose()
 
 
 @asynccontextmanager

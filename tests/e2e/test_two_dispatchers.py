@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from simulator.broker import MosquittoProcess, free_port
-from tests.support.app import DATA
 from tests.support.broker import mqtt_client, next_message, payload_json
+from tests.support.daemon import start_daemon, stop_daemon
+from tests.support.daemon import write_config as daemon_config
 from tests.support.ports import unique_client_id
 
 pytestmark = pytest.mark.integration
@@ -27,41 +26,14 @@ LEASE_S = 3.0
 
 
 def write_config(tmp: Path, broker: MosquittoProcess, root: str, client_id: str) -> Path:
-    path = tmp / f"eldercall-{free_port()}.toml"
-    path.write_text(
-        f"""
-[mqtt]
-url = "{broker.url}"
-topic_root = "{root}"
-client_id = "{client_id}"
-[database]
-url = "sqlite+aiosqlite:///{tmp / "eldercall.db"}"
-[http]
-listen = "127.0.0.1:{free_port()}"
-[data]
-dir = "{DATA}"
-[escalation]
-poll_interval_s = 0.1
-[instance]
-lease_s = {LEASE_S}
-renew_every_s = 0.5
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
-async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from dispatcher.entrypoints.cli.main import main; raise SystemExit(main())",
-        "run",
-        "--config",
-        str(config),
-        stdout=log.open("ab"),
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    """One more configuration on the same database, with its own HTTP port."""
+    return daemon_config(
+        tmp / f"eldercall-{free_port()}.toml",
+        broker_url=broker.url,
+        root=root,
+        client_id=client_id,
+        db=tmp / "eldercall.db",
+        extra=f"[instance]\nlease_s = {LEASE_S}\nrenew_every_s = 0.5\n",
     )
 
 
@@ -93,12 +65,6 @@ async def answers_a_press(url: str, root: str, ref: str) -> dict[str, Any]:
                 assert isinstance(ack, dict)
                 if ack.get("ref") == ref:
                     return ack
-
-
-async def stop(daemon: asyncio.subprocess.Process) -> int:
-    if daemon.returncode is None:
-        daemon.send_signal(signal.SIGTERM)
-    return await asyncio.wait_for(daemon.wait(), 30)
 
 
 async def test_a_second_daemon_on_one_database_refuses_and_a_crashed_ones_lease_is_taken(
@@ -139,7 +105,7 @@ async def test_a_second_daemon_on_one_database_refuses_and_a_crashed_ones_lease_
         assert f"pid {first.pid}" in taken["previous_owner"] and taken["level"] == "warning"
         await until_logged(third_log, "mqtt_connected")
         assert (await answers_a_press(mosquitto.url, topic_root, "three"))["result"] == "ok"
-        assert await stop(third) == 0
+        assert await stop_daemon(third, within=30) == 0
     finally:
         for daemon in daemons:
             if daemon.returncode is None:

@@ -1,12 +1,13 @@
 """What the outbox tests share: a channel sender whose requests can be held open (a
-provider that hangs), counting how many are in flight at once, and a way to build the
-dispatcher with ``[sms]`` settings of a test's own."""
+provider that hangs), counting how many are in flight at once, and a way to open the
+dispatcher with ``[sms]`` settings of a test's own (closed when the test is done)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,17 @@ class HoldingSender(FakeChannelSender):
             await asyncio.sleep(0.005)
 
 
-async def app_with(
+@asynccontextmanager
+async def open_app(
     tmp_path: Path, database_url: str, clock: FakeClock, sms: FakeChannelSender, **sms_settings: Any
-) -> App:
+) -> AsyncIterator[App]:
+    """The app on this database with ``sms`` as its sender, closed on the way out."""
     settings = settings_for(tmp_path, database={"url": database_url}, sms=sms_settings)
-    return await built_app(settings, clock, sms)
+    app = await built_app(settings, clock, sms)
+    try:
+        yield app
+    finally:
+        await app.aclose()
 
 
 async def press(app: App, device: str, kind: str = "emergency", ref: str = "e1") -> str:

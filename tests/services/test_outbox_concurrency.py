@@ -15,7 +15,7 @@ import pytest
 from dispatcher.bootstrap import App
 from dispatcher.services.outbox_runner import OutboxRunner
 from dispatcher.testing import FakeClock
-from tests.services.outbox_senders import HoldingSender, app_with, press, rows
+from tests.services.outbox_senders import HoldingSender, open_app, press, rows
 from tests.support.app import HOTLINE
 
 
@@ -28,11 +28,10 @@ def sms() -> HoldingSender:
 async def app(
     tmp_path: Path, database_url: str, clock: FakeClock, sms: HoldingSender
 ) -> AsyncIterator[App]:
-    built = await app_with(
+    async with open_app(
         tmp_path, database_url, clock, sms, request_timeout_s=0.5, max_in_flight=2
-    )
-    yield built
-    await built.aclose()
+    ) as built:
+        yield built
 
 
 async def test_a_hanging_request_holds_only_its_own_number(app: App, sms: HoldingSender) -> None:
@@ -141,8 +140,7 @@ async def test_an_emergency_leaves_beside_its_numbers_message_in_flight(
     tmp_path: Path, database_url: str, clock: FakeClock
 ) -> None:
     sms = HoldingSender()
-    app = await app_with(tmp_path, database_url, clock, sms, request_timeout_s=10)
-    try:
+    async with open_app(tmp_path, database_url, clock, sms, request_timeout_s=10) as app:
         service = await press(app, "dev-0002", "service", "s1")
         await app.escalator.run_due()
         number = (await rows(app))[0].to_number
@@ -163,5 +161,3 @@ async def test_an_emergency_leaves_beside_its_numbers_message_in_flight(
         sms.release()
         await held
         assert [service in m.body for m in sms.to(number)] == [False, True]
-    finally:
-        await app.aclose()

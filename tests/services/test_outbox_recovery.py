@@ -13,7 +13,7 @@ from dispatcher.bootstrap import App
 from dispatcher.services.outbox import STALE_CLAIM
 from dispatcher.services.outbox_runner import OutboxRunner
 from dispatcher.testing import FakeClock
-from tests.services.outbox_senders import HoldingSender, app_with, press, rows, timeline
+from tests.services.outbox_senders import HoldingSender, open_app, press, rows, timeline
 from tests.support.app import HOTLINE
 
 RESENT = "possible duplicate: sent again after a restart"
@@ -38,14 +38,10 @@ async def test_a_restart_sends_what_a_crash_left_claimed_at_once(
     tmp_path: Path, database_url: str, clock: FakeClock
 ) -> None:
     crashed_sms = HoldingSender()
-    crashed = await app_with(tmp_path, database_url, clock, crashed_sms)
-    try:
+    async with open_app(tmp_path, database_url, clock, crashed_sms) as crashed:
         call_id = await crash_mid_send(crashed, crashed_sms)
-    finally:
-        await crashed.aclose()
     sms = HoldingSender()
-    restarted = await app_with(tmp_path, database_url, clock, sms)
-    try:
+    async with open_app(tmp_path, database_url, clock, sms) as restarted:
         left = await rows(restarted)
         assert [r.status for r in left] == ["sending"] * len(HOTLINE)
         [requested] = [r for r in left if r.requested_at is not None]
@@ -57,31 +53,25 @@ async def test_a_restart_sends_what_a_crash_left_claimed_at_once(
         assert resent == [f"{RESENT} (sms to {requested.to_number})"]
         assert {r.status for r in await rows(restarted)} == {"sent"}
         assert await restarted.outbox.recover_claims() == 0  # its own claims are its own
-    finally:
-        await restarted.aclose()
 
 
 async def test_recovery_leaves_its_own_claims_alone(
     tmp_path: Path, database_url: str, clock: FakeClock
 ) -> None:
     sms = HoldingSender()
-    app = await app_with(tmp_path, database_url, clock, sms)
-    try:
+    async with open_app(tmp_path, database_url, clock, sms) as app:
         await press(app, "dev-0001")
         await app.escalator.run_due()
         assert len(await app.outbox.claim(10)) == len(HOTLINE)
         assert await app.outbox.recover_claims() == 0
         assert {r.status for r in await rows(app)} == {"sending"}
-    finally:
-        await app.aclose()
 
 
 async def test_a_claim_hung_within_a_running_daemon_is_handed_back_after_the_timeout(
     tmp_path: Path, database_url: str, clock: FakeClock
 ) -> None:
     sms = HoldingSender()
-    app = await app_with(tmp_path, database_url, clock, sms)
-    try:
+    async with open_app(tmp_path, database_url, clock, sms) as app:
         call_id = await crash_mid_send(app, sms)
         [requested] = [r for r in await rows(app) if r.requested_at is not None]
         sms.release()
@@ -92,16 +82,13 @@ async def test_a_claim_hung_within_a_running_daemon_is_handed_back_after_the_tim
         resent = [d for a, d in await timeline(app, call_id) if a == "notify_resent"]
         stale = "possible duplicate: sent again after its claim went stale"
         assert resent == [f"{stale} (sms to {requested.to_number})"]
-    finally:
-        await app.aclose()
 
 
 async def test_a_stop_that_cannot_wait_for_an_answer_hands_the_claims_back(
     tmp_path: Path, database_url: str, clock: FakeClock
 ) -> None:
     sms = HoldingSender()
-    app = await app_with(tmp_path, database_url, clock, sms)
-    try:
+    async with open_app(tmp_path, database_url, clock, sms) as app:
         call_id = await press(app, "dev-0001")
         await app.escalator.run_due()
         sms.hold(lambda m: True)  # the provider never answers
@@ -117,5 +104,3 @@ async def test_a_stop_that_cannot_wait_for_an_answer_hands_the_claims_back(
         assert all(d.startswith("possible duplicate: sent again after a stop") for d in resent)
         sms.release()
         assert await app.outbox.send_due() == len(HOTLINE)
-    finally:
-        await app.aclose()

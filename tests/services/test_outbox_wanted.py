@@ -17,7 +17,7 @@ from dispatcher.adapters.twilio.delivery_reports import read_delivery_report
 from dispatcher.bootstrap import App
 from dispatcher.services.channels import Outgoing, Receipt, SendError
 from dispatcher.testing import FakeClock
-from tests.services.outbox_senders import HoldingSender, app_with, press, rows, timeline
+from tests.services.outbox_senders import HoldingSender, open_app, press, rows, timeline
 from tests.support.app import HOTLINE
 
 
@@ -30,9 +30,8 @@ def sms() -> HoldingSender:
 async def app(
     tmp_path: Path, database_url: str, clock: FakeClock, sms: HoldingSender
 ) -> AsyncIterator[App]:
-    built = await app_with(tmp_path, database_url, clock, sms, request_timeout_s=5.0)
-    yield built
-    await built.aclose()
+    async with open_app(tmp_path, database_url, clock, sms, request_timeout_s=5.0) as built:
+        yield built
 
 
 async def test_a_message_claimed_before_an_acknowledgement_is_cancelled_not_sent(
@@ -40,8 +39,7 @@ async def test_a_message_claimed_before_an_acknowledgement_is_cancelled_not_sent
 ) -> None:
     sms = HoldingSender()
     # One request at a time: what is claimed waits for the slot.
-    app = await app_with(tmp_path, database_url, clock, sms, max_in_flight=1)
-    try:
+    async with open_app(tmp_path, database_url, clock, sms, max_in_flight=1) as app:
         first = await press(app, "dev-0001", ref="a")
         second = await press(app, "dev-0002", ref="b")
         await app.escalator.run_due()
@@ -60,8 +58,6 @@ async def test_a_message_claimed_before_an_acknowledgement_is_cancelled_not_sent
         assert {(r.status, r.error) for r in after} == {("cancelled", "call acknowledged")}
         cancelled = [d for a, d in await timeline(app, second) if a == "sms_cancelled"]
         assert cancelled == ["1 unsent: call acknowledged"] * len(HOTLINE)
-    finally:
-        await app.aclose()
 
 
 async def test_a_failure_after_the_acknowledgement_cancels_the_entry(
