@@ -4,16 +4,17 @@ its timeline, a step's outbox rows and reply numbers, in one session."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import case, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
-from dispatcher.adapters.db import stores as store
-from dispatcher.core.calls import Call, CallState, TimelineEntry
+from dispatcher.core.calls import Call, CallState, Priority, TimelineEntry
 from dispatcher.services.notify import OutboxRow
 
 
@@ -24,10 +25,13 @@ class SqlEscalationStore:
         self._session = session
 
     async def _due(self, state: CallState, due_at: Any, now: datetime, limit: int) -> list[str]:
+        # Alarms first, then the most overdue: the sort runs over the due rows only
+        # (the index on the due time finds them), a few thousand at worst.
+        alarms_first = case((db.calls.c.priority == Priority.CRITICAL.value, 0), else_=1)
         found = await self._session.scalars(
             select(db.calls.c.id)
             .where(db.calls.c.state == state.value, due_at <= now)
-            .order_by(due_at)
+            .order_by(alarms_first, due_at, db.calls.c.id)
             .limit(limit)
         )
         return list(found)
@@ -40,8 +44,30 @@ class SqlEscalationStore:
             CallState.ACKNOWLEDGED, db.calls.c.next_ack_escalation_at, now, limit
         )
 
-    async def lock_call(self, call_id: str) -> Call | None:
-        return await store.lock_call(self._session, call_id)
+    async def lock_calls(self, call_ids: Sequence[str]) -> list[Call]:
+        # One statement for the batch (a row lock each on PostgreSQL; SQLite's write
+        # lock is taken at BEGIN IMMEDIATE).
+        if not call_ids:
+            return []
+        found = await self._session.scalars(
+            select(Call)
+            .where(db.calls.c.id.in_(list(call_ids)))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return list(found)
+
+    @asynccontextmanager
+    async def savepoint(self, call: Call) -> AsyncIterator[None]:
+        try:
+            async with self._session.begin_nested():
+                yield
+        except BaseException:
+            # The savepoint's rollback undoes what was flushed; the call's changes made
+            # in Python since the last flush go too, so the batch's commit leaves the
+            # call as it was (still due).
+            self._session.expire(call)
+            raise
 
     def add_timeline(self, entry: TimelineEntry) -> None:
         self._session.add(entry)
