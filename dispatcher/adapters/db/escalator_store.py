@@ -1,6 +1,13 @@
 """The database side of :class:`dispatcher.services.escalator.EscalationStore` (and of
-:class:`dispatcher.services.notify.NotifyStore`): the due calls, the locked call and
-its timeline, a step's outbox rows and reply numbers, in one session."""
+:class:`dispatcher.services.notify.NotifyStore`): the due calls, the locked calls and
+their timelines, the steps' outbox rows and reply numbers, in one session.
+
+A batch's statements are its cost (each one a trip to the database's thread), so
+:meth:`SqlEscalationStore.lock_calls` also reads, for the calls it locks, who was
+already queued for which step and the reply numbers they hold: two queries for the
+batch instead of one per call and per recipient. That is exact because the store
+lives for one transaction and the calls are locked in it: only this store writes their
+outbox rows and reply numbers meanwhile, and it keeps what it read up to date."""
 
 from __future__ import annotations
 
@@ -23,6 +30,10 @@ class SqlEscalationStore:
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        # For the calls lock_calls read ahead: their (timer, step, recipient, created
+        # at) outbox rows not cancelled, and their active reply numbers per phone.
+        self._queued: dict[str, list[tuple[str | None, int, str, datetime]]] = {}
+        self._codes: dict[str, dict[str, int]] = {}
 
     async def _due(self, state: CallState, due_at: Any, now: datetime, limit: int) -> list[str]:
         # Alarms first, then the most overdue: the sort runs over the due rows only
@@ -49,13 +60,31 @@ class SqlEscalationStore:
         # lock is taken at BEGIN IMMEDIATE).
         if not call_ids:
             return []
-        found = await self._session.scalars(
-            select(Call)
-            .where(db.calls.c.id.in_(list(call_ids)))
-            .with_for_update()
-            .execution_options(populate_existing=True)
+        ids = list(call_ids)
+        found = list(
+            await self._session.scalars(
+                select(Call)
+                .where(db.calls.c.id.in_(ids))
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
         )
-        return list(found)
+        locked = [c.id for c in found]
+        self._queued.update({c: [] for c in locked})
+        self._codes.update({c: {} for c in locked})
+        t = db.sms_outbox.c
+        for call_id, timer, step, recipient, created_at in await self._session.execute(
+            select(t.call_id, t.timer, t.step, t.recipient, t.created_at).where(
+                t.call_id.in_(locked), t.status != "cancelled"
+            )
+        ):
+            self._queued[call_id].append((timer, step, recipient, created_at))
+        r = db.reply_codes.c
+        for call_id, phone, number in await self._session.execute(
+            select(r.call_id, r.phone, r.number).where(r.call_id.in_(locked), r.active)
+        ):
+            self._codes[call_id][phone] = int(number)
+        return found
 
     @asynccontextmanager
     async def savepoint(self, call: Call) -> AsyncIterator[None]:
@@ -65,22 +94,38 @@ class SqlEscalationStore:
         except BaseException:
             # The savepoint's rollback undoes what was flushed; the call's changes made
             # in Python since the last flush go too, so the batch's commit leaves the
-            # call as it was (still due).
+            # call as it was (still due); and what was read ahead for it is dropped
+            # (asked of the database again, should anything ask).
             self._session.expire(call)
+            self._queued.pop(call.id, None)
+            self._codes.pop(call.id, None)
             raise
 
     def add_timeline(self, entry: TimelineEntry) -> None:
         self._session.add(entry)
 
     async def reply_code(self, phone: str, call_id: str, now: datetime) -> int:
-        return await replycodes.assign(self._session, phone, call_id, now)
+        codes = self._codes.get(call_id)
+        if codes is not None and phone in codes:
+            return codes[phone]
+        number = await replycodes.assign(self._session, phone, call_id, now)
+        if codes is not None:
+            codes[phone] = number
+        return number
 
     async def queue_notifications(self, rows: list[OutboxRow]) -> None:
         await self._session.execute(insert(db.sms_outbox), rows)
+        for row in rows:
+            queued = self._queued.get(row["call_id"])
+            if queued is not None:
+                queued.append((row.get("timer"), row["step"], row["recipient"], row["created_at"]))
 
     async def queued_for_step(
         self, call_id: str, timer: str, step: int, since: datetime
     ) -> set[str]:
+        queued = self._queued.get(call_id)
+        if queued is not None:
+            return {r for tm, st, r, at in queued if tm == timer and st == step and at >= since}
         t = db.sms_outbox.c
         found = await self._session.scalars(
             select(t.recipient)
