@@ -175,15 +175,16 @@ class Escalator:
     ) -> None:
         """One call's due steps in its own savepoint: if they fail, the call alone is
         rolled back (it stays due), logged, and left out of the polls for a while."""
+        call_id = call.id
         steps: list[_Fired] = []
         try:
             async with store.savepoint(call):
                 steps = await fire(store, call, now, routes)
         except Exception:
             log.exception(
-                "escalation_failed", call_id=call.id, retry_in_s=RETRY_FAILED_AFTER.seconds
+                "escalation_failed", call_id=call_id, retry_in_s=RETRY_FAILED_AFTER.seconds
             )
-            self._failed[call.id] = now + RETRY_FAILED_AFTER
+            self._failed[call_id] = now + RETRY_FAILED_AFTER
             return
         fired.extend(steps)
 

@@ -88,17 +88,19 @@ class SqlEscalationStore:
 
     @asynccontextmanager
     async def savepoint(self, call: Call) -> AsyncIterator[None]:
+        call_id = call.id  # a rolled-back savepoint expires the call
         try:
             async with self._session.begin_nested():
                 yield
         except BaseException:
-            # The savepoint's rollback undoes what was flushed; the call's changes made
-            # in Python since the last flush go too, so the batch's commit leaves the
-            # call as it was (still due); and what was read ahead for it is dropped
-            # (asked of the database again, should anything ask).
-            self._session.expire(call)
-            self._queued.pop(call.id, None)
-            self._codes.pop(call.id, None)
+            # The savepoint's rollback undoes what was flushed; the call is read again
+            # as it was before it, so that its changes made in Python go too and the
+            # batch's commit leaves it as it was (still due); loaded, not expired, so
+            # that nothing (a log showing a traceback's locals) loads it on the side.
+            # What was read ahead for it is dropped (asked of the database again).
+            self._queued.pop(call_id, None)
+            self._codes.pop(call_id, None)
+            await self._session.refresh(call)
             raise
 
     def add_timeline(self, entry: TimelineEntry) -> None:
