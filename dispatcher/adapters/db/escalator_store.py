@@ -90,8 +90,12 @@ class SqlEscalationStore:
     async def savepoint(self, call: Call) -> AsyncIterator[None]:
         call_id = call.id  # a rolled-back savepoint expires the call
         try:
+            # One flush, when the savepoint is released: the call's update and its
+            # timeline entries are not needed by the step's own queries (outbox rows
+            # and reply numbers are written directly), so not flushed before each one.
             async with self._session.begin_nested():
-                yield
+                with self._session.no_autoflush:
+                    yield
         except BaseException:
             # The savepoint's rollback undoes what was flushed; the call is read again
             # as it was before it, so that its changes made in Python go too and the
