@@ -84,14 +84,24 @@ async def history(app: App, call_ids: list[str]) -> dict[str, Any]:
     return found
 
 
+def escalator(app: App, clock: FakeClock, **options: Any) -> Escalator:
+    """The daemon's escalator; without a time budget unless given one, so that what a
+    poll takes depends on the batch size alone, never on the machine's load."""
+    options.setdefault("budget_s", None)
+    return Escalator(
+        Transactions(app.sessions, SqlEscalationStore), app.directory, clock, **options
+    )
+
+
 async def test_a_batch_of_due_calls_fires_in_one_transaction(app: App, clock: FakeClock) -> None:
     calls = await open_calls(app, ["emergency"] * 6)
+    batched = escalator(app, clock)
     with commits(app) as done:
-        fired = await app.escalator.run_due()
+        fired = await batched.run_due()
     assert fired == 6 and len(done) == 1
     clock.advance(60)  # step 2 of them all
     with commits(app) as done:
-        assert await app.escalator.run_due() == 6
+        assert await batched.run_due() == 6
     assert len(done) == 1
     steps = await history(app, calls)
     assert {step for step, *_ in steps.values()} == {2}
@@ -147,7 +157,10 @@ async def test_a_failing_call_rolls_back_alone_and_is_retried(app: App, clock: F
     calls = await open_calls(app, ["emergency"] * 4)
     broken = {calls[1]}
     escalator = Escalator(
-        Transactions(app.sessions, lambda s: FailingStore(s, broken)), app.directory, clock
+        Transactions(app.sessions, lambda s: FailingStore(s, broken)),
+        app.directory,
+        clock,
+        budget_s=None,
     )
     assert await escalator.run_due() == 3
     steps = await history(app, calls)
@@ -169,13 +182,11 @@ async def test_alarms_fire_first_when_more_than_a_batch_is_due(app: App, clock: 
     services = await open_calls(app, ["service", "service"])
     clock.advance(30)  # the services are the most overdue; the alarms still go first
     alarms = await open_calls(app, ["fall", "emergency"], first=3)
-    escalator = Escalator(
-        Transactions(app.sessions, SqlEscalationStore), app.directory, clock, batch=2
-    )
-    assert await escalator.run_due() == 2
+    polls = escalator(app, clock, batch=2)
+    assert await polls.run_due() == 2
     steps = await history(app, services + alarms)
     assert [steps[c][0] for c in services + alarms] == [0, 0, 1, 1]
-    assert await escalator.run_due() == 2
+    assert await polls.run_due() == 2
     steps = await history(app, services + alarms)
     assert [steps[c][0] for c in services + alarms] == [1, 1, 1, 1]
 
@@ -184,9 +195,18 @@ async def test_the_most_overdue_fire_first_among_alike(app: App, clock: FakeCloc
     first = await open_calls(app, ["emergency"])
     clock.advance(10)
     second = await open_calls(app, ["emergency"], first=2)
-    escalator = Escalator(
-        Transactions(app.sessions, SqlEscalationStore), app.directory, clock, batch=1
-    )
-    assert await escalator.run_due() == 1
+    assert await escalator(app, clock, batch=1).run_due() == 1
     steps = await history(app, first + second)
     assert [steps[c][0] for c in first + second] == [1, 0]
+
+
+async def test_a_poll_stops_taking_calls_when_its_time_is_spent(app: App, clock: FakeClock) -> None:
+    # A budget of 0 s is spent after the first call: each poll fires one, in order,
+    # and the others stay due for the polls right after (the daemon polls again at once).
+    calls = await open_calls(app, ["emergency"] * 3)
+    polls = escalator(app, clock, budget_s=0.0)
+    fired = []
+    while await polls.run_due():
+        steps = await history(app, calls)
+        fired.append([steps[c][0] for c in calls])
+    assert fired == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
