@@ -75,6 +75,63 @@ def command_centre(directory: Directory, at: datetime) -> list[Recipient]:
     ]
 
 
+class Routes:
+    """:func:`recipients` and :func:`command_centre` at one instant, each answer kept:
+    the escalator fires a batch of calls at one ``now``, and most of them name the
+    same targets (the hotline, a community's staff), so the rota is read once per
+    batch instead of once per call. Keep one only as long as the directory and the
+    instant hold (one batch)."""
+
+    def __init__(self, directory: Directory, at: datetime) -> None:
+        self._directory = directory
+        self._at = at
+        self._parsed: dict[str, ParsedTarget] = {}
+        self._found: dict[tuple[str, str | None, str | None, str | None], list[Recipient]] = {}
+        self._centre: list[Recipient] | None = None
+
+    def recipients(
+        self,
+        targets: tuple[str, ...],
+        *,
+        community_id: str | None,
+        resident: Resident | None,
+        holder: str | None = None,
+    ) -> list[Recipient]:
+        """What :func:`recipients` answers, each target resolved once per key: a
+        resident's contacts are keyed by the resident, the acknowledger by the holder,
+        the rest by the call's community."""
+        out: list[Recipient] = []
+        seen: set[str] = set()
+        for spec in targets:
+            target = self._parsed.get(spec)
+            if target is None:
+                target = self._parsed[spec] = parse_target(spec)
+            reads_resident = target.kind is TargetKind.CONTACTS or (
+                target.kind is TargetKind.NAMED and target.name == Target.EMERGENCY_CONTACTS
+            )
+            reads_holder = target.kind is TargetKind.NAMED and target.name == Target.ACKNOWLEDGER
+            key = (
+                spec,
+                community_id,
+                resident.id if reads_resident and resident is not None else None,
+                holder if reads_holder else None,
+            )
+            found = self._found.get(key)
+            if found is None:
+                found = _resolve(self._directory, target, community_id, resident, self._at, holder)
+                self._found[key] = found
+            for r in found:
+                if r.phone not in seen:
+                    seen.add(r.phone)
+                    out.append(r)
+        return out
+
+    def command_centre(self) -> list[Recipient]:
+        if self._centre is None:
+            self._centre = command_centre(self._directory, self._at)
+        return list(self._centre)
+
+
 def _resolve(
     directory: Directory,
     target: ParsedTarget,

@@ -3,8 +3,17 @@ escalation state are written in ONE transaction (as GoAlert's engine does), so a
 crash or a restart between steps neither loses nor repeats one. Due times live in
 the database and are polled, so nothing is kept only in memory.
 
+A poll fires up to ``batch`` calls' due steps in one transaction (a commit per call
+was the ceiling of a district's worst hour), or as many as fit in ``budget_s`` (on
+SQLite the transaction holds the one write lock, which the intake of presses waits
+for; the rest fire in the next poll, at once), each call in a SAVEPOINT of its own: a
+call that fails rolls back alone (it stays due and is retried after
+``RETRY_FAILED_AFTER``), logged with its id, and the others commit. When more are
+due than one batch, alarms (critical priority: emergencies, falls) go first, then
+the most overdue.
+
 A step whose targets name nobody is recorded (``step_skipped``) and the next step
-falls due at once: it fires in the same poll, in its own transaction. Only steps
+falls due at once: it fires in the same poll, in the call's savepoint. Only steps
 before the policy's last can be skipped; the last step (its repeats, and the
 reminders once the policy is exhausted) falls back to the command centre when it
 names nobody, so an empty policy cannot spin and a call never goes silent.
@@ -20,8 +29,11 @@ the call is queued for it again (``notify.not_yet_queued``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
@@ -47,25 +59,51 @@ class Fired(Enum):
     NOBODY = "nobody"  # nobody, not even the command centre: an alarm in the log
 
 
+# A call whose step failed is left out of the polls for this long (it stays due in
+# the database), so that a call that fails every time cannot hold the head of the
+# queue and keep the calls behind it waiting.
+RETRY_FAILED_AFTER = timedelta(seconds=5)
+
+
 class EscalationStore(NotifyStore, QueuedSteps, Protocol):
     """What the escalator reads and writes, bound to one transaction: the calls due,
-    the locked call, its timeline, and (as :class:`NotifyStore`, :class:`QueuedSteps`)
-    its step's notifications, reply numbers and who was already queued for it."""
+    the locked calls, their timelines, and (as :class:`NotifyStore`,
+    :class:`QueuedSteps`) their steps' notifications, reply numbers and who was already
+    queued for them."""
 
     async def due_escalations(self, now: datetime, limit: int) -> list[str]:
-        """Ids of open calls whose next escalation step is due, the most overdue first."""
+        """Ids of open calls whose next escalation step is due: critical priority
+        first, then the most overdue first."""
         ...
 
     async def due_ack_escalations(self, now: datetime, limit: int) -> list[str]:
-        """Ids of acknowledged calls whose next acknowledgement-timeout step is due,
-        the most overdue first."""
+        """Ids of acknowledged calls whose next acknowledgement-timeout step is due:
+        critical priority first, then the most overdue first."""
         ...
 
-    async def lock_call(self, call_id: str) -> Call | None:
-        """The call, locked for update until the transaction ends."""
+    async def lock_calls(self, call_ids: Sequence[str]) -> list[Call]:
+        """The calls that exist among ``call_ids``, locked for update until the
+        transaction ends."""
+        ...
+
+    def savepoint(self, call: Call) -> AbstractAsyncContextManager[None]:
+        """A savepoint for one call's steps: an exception inside rolls back what they
+        wrote and the call's own changes (so the call stays as it was, due), and is
+        raised again."""
         ...
 
     def add_timeline(self, entry: TimelineEntry) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Fired:
+    """One step fired in a batch, logged and measured once the batch has committed."""
+
+    call_id: str
+    timer: str
+    step: int
+    result: Fired
+    due_at: datetime | None
 
 
 class Escalator:
@@ -75,129 +113,181 @@ class Escalator:
         directory: Directory,
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
-        batch: int = 100,
+        batch: int = 200,
         metrics: Metrics = NULL_METRICS,
+        budget_s: float | None = 0.25,
     ) -> None:
         self._tx = tx
         self._metrics = metrics
         self._directory = directory
         self._clock = clock
         self._on_change = on_change  # wakes the SMS outbox
-        self._batch = batch
+        self._batch = batch  # calls per poll, and per transaction
+        self._budget_s = budget_s  # a poll's transaction stops taking calls after this
+        self._failed: dict[str, datetime] = {}  # call id → not polled again before
 
     async def run_due(self) -> int:
-        """Fire every step due now (escalation and acknowledgement timeout); returns
-        how many fired, skipped steps included."""
+        """Fire the steps due now (escalation and acknowledgement timeout) of up to
+        ``batch`` calls, in one transaction; returns how many fired, skipped steps
+        included (the daemon's poll runs again at once while this is not 0)."""
         now = self._clock.now()
+        self._failed = {c: t for c, t in self._failed.items() if t > now}
+        fired: list[_Fired] = []
         async with self._tx.begin() as store:
-            due = await store.due_escalations(now, self._batch)
-            ack_due = await store.due_ack_escalations(now, self._batch)
-        fired = 0
-        for call_id in due:
-            fired += await self._fire(call_id, now)
-        for call_id in ack_due:
-            fired += await self._fire_ack(call_id, now)
+            # Asked for more than a batch, so that calls held back after a failure
+            # cannot fill it.
+            wanted = self._batch + len(self._failed)
+            due = self._batch_of(await store.due_escalations(now, wanted), self._batch)
+            ack_due = self._batch_of(
+                await store.due_ack_escalations(now, wanted), self._batch - len(due)
+            )
+            if not due and not ack_due:
+                return 0
+            calls = {c.id: c for c in await store.lock_calls([*due, *ack_due])}
+            routes = routing.Routes(self._directory, now)  # the rota read once per batch
+            # Elapsed time, not the clock (a fake clock in tests, a wall clock that may
+            # step): only how long this transaction holds the database.
+            started = time.monotonic()
+            work = [(c, self._fire) for c in due] + [(c, self._fire_ack) for c in ack_due]
+            for n, (call_id, fire) in enumerate(work):
+                spent = time.monotonic() - started
+                if n and self._budget_s is not None and spent > self._budget_s:
+                    break  # the rest are still due: the next poll, at once
+                call = calls.get(call_id)
+                if call is not None:
+                    await self._one_call(store, call, now, routes, fired, fire)
+        for step in fired:  # committed: now they count
+            late = seconds_between(step.due_at, self._clock.now())
+            if step.timer == notify.ESCALATION:
+                self._metrics.step_fired(late)
+                event = "escalation_step"
+            else:
+                self._metrics.step_fired(late, "ack_timeout")
+                event = "ack_timeout_step"
+            log.info(event, call_id=step.call_id, step=step.step, result=step.result.value)
         if fired:
             self._on_change()
-        return fired
+        return len(fired)
 
-    async def _fire(self, call_id: str, now: datetime) -> int:
-        """The due step of one call; after a skipped step, the next one too. Each step
-        is its own transaction; skips only move forward through the policy's steps
-        before its last, so this loop ends."""
-        fired = 0
+    def _batch_of(self, call_ids: list[str], size: int) -> list[str]:
+        return [c for c in call_ids if c not in self._failed][: max(size, 0)]
+
+    async def _one_call(
+        self,
+        store: EscalationStore,
+        call: Call,
+        now: datetime,
+        routes: routing.Routes,
+        fired: list[_Fired],
+        fire: Callable[[EscalationStore, Call, datetime, routing.Routes], Awaitable[list[_Fired]]],
+    ) -> None:
+        """One call's due steps in its own savepoint: if they fail, the call alone is
+        rolled back (it stays due), logged, and left out of the polls for a while."""
+        call_id = call.id
+        steps: list[_Fired] = []
+        try:
+            async with store.savepoint(call):
+                steps = await fire(store, call, now, routes)
+        except Exception:
+            log.exception(
+                "escalation_failed", call_id=call_id, retry_in_s=RETRY_FAILED_AFTER.seconds
+            )
+            self._failed[call_id] = now + RETRY_FAILED_AFTER
+            return
+        fired.extend(steps)
+
+    async def _fire(
+        self, store: EscalationStore, call: Call, now: datetime, routes: routing.Routes
+    ) -> list[_Fired]:
+        """The due step of one call (locked); after a skipped step, the next one too.
+        Skips only move forward through the policy's steps before its last, so this
+        loop ends."""
+        fired: list[_Fired] = []
         while True:
-            async with self._tx.begin() as store:
-                call = await store.lock_call(call_id)
-                if call is None:
-                    return fired
-                due_at = call.next_escalation_at  # for the lateness metric
-                # Re-checked under the lock: an acknowledgement may have just committed.
-                due = lifecycle.take_due_step(call, now)
-                if due is None:
-                    return fired
-                index = due.index
-                if due.missed:
-                    self._caught_up(store, call, due, now)
-                if call.policy.is_exhausted(index) and not call.policy.is_exhausted(due.first - 1):
-                    store.add_timeline(
-                        TimelineEntry(
-                            now,
-                            "system",
-                            "policy_exhausted",
-                            "system",
-                            f"policy {call.policy.name}: steps and repeats used up; "
-                            f"reminding the command centre every {call.policy.repeat_every_s} s",
-                            call.id,
-                        )
+            due_at = call.next_escalation_at  # for the lateness metric
+            # Re-checked under the lock: an acknowledgement may have just committed.
+            due = lifecycle.take_due_step(call, now)
+            if due is None:
+                return fired
+            index = due.index
+            if due.missed:
+                self._caught_up(store, call, due, now)
+            if call.policy.is_exhausted(index) and not call.policy.is_exhausted(due.first - 1):
+                store.add_timeline(
+                    TimelineEntry(
+                        now,
+                        "system",
+                        "policy_exhausted",
+                        "system",
+                        f"policy {call.policy.name}: steps and repeats used up; "
+                        f"reminding the command centre every {call.policy.repeat_every_s} s",
+                        call.id,
                     )
-                result = await self._notify(
-                    store,
-                    call,
-                    call.policy.catch_up_step(due.first, index),
-                    f"step {index + 1}",
-                    can_skip=index < call.policy.last,
-                    now=now,
-                    step_index=index,
-                    holder=None,
-                    action="escalated",
-                    timer=notify.ESCALATION,
-                    since=call.escalation_started_at,
                 )
-                if result is Fired.SKIPPED:
-                    lifecycle.skip_at_once(call, now)
-            fired += 1
-            self._metrics.step_fired(seconds_between(due_at, self._clock.now()))
-            log.info("escalation_step", call_id=call_id, step=index + 1, result=result.value)
+            result = await self._notify(
+                store,
+                call,
+                call.policy.catch_up_step(due.first, index),
+                f"step {index + 1}",
+                can_skip=index < call.policy.last,
+                now=now,
+                step_index=index,
+                holder=None,
+                action="escalated",
+                timer=notify.ESCALATION,
+                since=call.escalation_started_at,
+                routes=routes,
+            )
+            if result is Fired.SKIPPED:
+                lifecycle.skip_at_once(call, now)
+            fired.append(_Fired(call.id, notify.ESCALATION, index + 1, result, due_at))
             if result is not Fired.SKIPPED:
                 return fired
 
-    async def _fire_ack(self, call_id: str, now: datetime) -> int:
-        fired = 0
+    async def _fire_ack(
+        self, store: EscalationStore, call: Call, now: datetime, routes: routing.Routes
+    ) -> list[_Fired]:
+        """The due acknowledgement-timeout step of one call (locked), like :meth:`_fire`."""
+        fired: list[_Fired] = []
         while True:
-            async with self._tx.begin() as store:
-                call = await store.lock_call(call_id)
-                if call is None:
-                    return fired
-                due_at = call.next_ack_escalation_at  # for the lateness metric
-                due = lifecycle.take_due_ack_step(call, now)
-                timeout = call.policy.ack_timeout
-                deadline = call.ack_timeout_at
-                if due is None or timeout is None or deadline is None:
-                    return fired
-                index = due.index
-                if due.missed:
-                    self._caught_up(store, call, due, now, "acknowledgement timeout step")
-                if due.first == 0:
-                    store.add_timeline(
-                        TimelineEntry(
-                            now,
-                            "system",
-                            "ack_timeout",
-                            "system",
-                            f"acknowledged by {call.held_by} and not resolved within "
-                            f"{timeout.after_s} s",
-                            call.id,
-                        )
+            due_at = call.next_ack_escalation_at  # for the lateness metric
+            due = lifecycle.take_due_ack_step(call, now)
+            timeout = call.policy.ack_timeout
+            deadline = call.ack_timeout_at
+            if due is None or timeout is None or deadline is None:
+                return fired
+            index = due.index
+            if due.missed:
+                self._caught_up(store, call, due, now, "acknowledgement timeout step")
+            if due.first == 0:
+                store.add_timeline(
+                    TimelineEntry(
+                        now,
+                        "system",
+                        "ack_timeout",
+                        "system",
+                        f"acknowledged by {call.held_by} and not resolved within "
+                        f"{timeout.after_s} s",
+                        call.id,
                     )
-                result = await self._notify(
-                    store,
-                    call,
-                    timeout.catch_up_step(due.first, index),
-                    f"acknowledgement timeout step {index + 1}",
-                    can_skip=index < len(timeout.steps) - 1,
-                    now=now,
-                    step_index=index,
-                    holder=call.held_by,
-                    action="ack_escalated",
-                    timer=notify.ACK_TIMEOUT,
-                    since=deadline,
                 )
-                if result is Fired.SKIPPED:
-                    lifecycle.skip_ack_at_once(call, now)
-            fired += 1
-            self._metrics.step_fired(seconds_between(due_at, self._clock.now()), "ack_timeout")
-            log.info("ack_timeout_step", call_id=call_id, step=index + 1, result=result.value)
+            result = await self._notify(
+                store,
+                call,
+                timeout.catch_up_step(due.first, index),
+                f"acknowledgement timeout step {index + 1}",
+                can_skip=index < len(timeout.steps) - 1,
+                now=now,
+                step_index=index,
+                holder=call.held_by,
+                action="ack_escalated",
+                timer=notify.ACK_TIMEOUT,
+                since=deadline,
+                routes=routes,
+            )
+            if result is Fired.SKIPPED:
+                lifecycle.skip_ack_at_once(call, now)
+            fired.append(_Fired(call.id, notify.ACK_TIMEOUT, index + 1, result, due_at))
             if result is not Fired.SKIPPED:
                 return fired
 
@@ -238,15 +328,11 @@ class Escalator:
         action: str,
         timer: str,
         since: datetime,
+        routes: routing.Routes,
     ) -> Fired:
         resident = self._directory.residents.get(call.resident_id or "")
-        people = routing.recipients(
-            self._directory,
-            step.targets,
-            community_id=call.community_id,
-            resident=resident,
-            at=now,
-            holder=holder,
+        people = routes.recipients(
+            step.targets, community_id=call.community_id, resident=resident, holder=holder
         )
         targets = ", ".join(step.targets)
         if not people:
@@ -263,7 +349,7 @@ class Escalator:
                 )
                 return Fired.SKIPPED
             # The last step names nobody: never silence, the command centre instead.
-            people = routing.command_centre(self._directory, now)
+            people = routes.command_centre()
             store.add_timeline(
                 TimelineEntry(
                     now,

@@ -1,19 +1,27 @@
 """The database side of :class:`dispatcher.services.escalator.EscalationStore` (and of
-:class:`dispatcher.services.notify.NotifyStore`): the due calls, the locked call and
-its timeline, a step's outbox rows and reply numbers, in one session."""
+:class:`dispatcher.services.notify.NotifyStore`): the due calls, the locked calls and
+their timelines, the steps' outbox rows and reply numbers, in one session.
+
+A batch's statements are its cost (each one a trip to the database's thread), so
+:meth:`SqlEscalationStore.lock_calls` also reads, for the calls it locks, who was
+already queued for which step and the reply numbers they hold: two queries for the
+batch instead of one per call and per recipient. That is exact because the store
+lives for one transaction and the calls are locked in it: only this store writes their
+outbox rows and reply numbers meanwhile, and it keeps what it read up to date."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import case, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
-from dispatcher.adapters.db import stores as store
-from dispatcher.core.calls import Call, CallState, TimelineEntry
+from dispatcher.core.calls import Call, CallState, Priority, TimelineEntry
 from dispatcher.services.notify import OutboxRow
 
 
@@ -22,12 +30,19 @@ class SqlEscalationStore:
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        # For the calls lock_calls read ahead: their (timer, step, recipient, created
+        # at) outbox rows not cancelled, and their active reply numbers per phone.
+        self._queued: dict[str, list[tuple[str | None, int, str, datetime]]] = {}
+        self._codes: dict[str, dict[str, int]] = {}
 
     async def _due(self, state: CallState, due_at: Any, now: datetime, limit: int) -> list[str]:
+        # Alarms first, then the most overdue: the sort runs over the due rows only
+        # (the index on the due time finds them), a few thousand at worst.
+        alarms_first = case((db.calls.c.priority == Priority.CRITICAL.value, 0), else_=1)
         found = await self._session.scalars(
             select(db.calls.c.id)
             .where(db.calls.c.state == state.value, due_at <= now)
-            .order_by(due_at)
+            .order_by(alarms_first, due_at, db.calls.c.id)
             .limit(limit)
         )
         return list(found)
@@ -40,21 +55,83 @@ class SqlEscalationStore:
             CallState.ACKNOWLEDGED, db.calls.c.next_ack_escalation_at, now, limit
         )
 
-    async def lock_call(self, call_id: str) -> Call | None:
-        return await store.lock_call(self._session, call_id)
+    async def lock_calls(self, call_ids: Sequence[str]) -> list[Call]:
+        # One statement for the batch (a row lock each on PostgreSQL; SQLite's write
+        # lock is taken at BEGIN IMMEDIATE).
+        if not call_ids:
+            return []
+        ids = list(call_ids)
+        found = list(
+            await self._session.scalars(
+                select(Call)
+                .where(db.calls.c.id.in_(ids))
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        )
+        locked = [c.id for c in found]
+        self._queued.update({c: [] for c in locked})
+        self._codes.update({c: {} for c in locked})
+        t = db.sms_outbox.c
+        for call_id, timer, step, recipient, created_at in await self._session.execute(
+            select(t.call_id, t.timer, t.step, t.recipient, t.created_at).where(
+                t.call_id.in_(locked), t.status != "cancelled"
+            )
+        ):
+            self._queued[call_id].append((timer, step, recipient, created_at))
+        r = db.reply_codes.c
+        for call_id, phone, number in await self._session.execute(
+            select(r.call_id, r.phone, r.number).where(r.call_id.in_(locked), r.active)
+        ):
+            self._codes[call_id][phone] = int(number)
+        return found
+
+    @asynccontextmanager
+    async def savepoint(self, call: Call) -> AsyncIterator[None]:
+        call_id = call.id  # a rolled-back savepoint expires the call
+        try:
+            # One flush, when the savepoint is released: the call's update and its
+            # timeline entries are not needed by the step's own queries (outbox rows
+            # and reply numbers are written directly), so not flushed before each one.
+            async with self._session.begin_nested():
+                with self._session.no_autoflush:
+                    yield
+        except BaseException:
+            # The savepoint's rollback undoes what was flushed; the call is read again
+            # as it was before it, so that its changes made in Python go too and the
+            # batch's commit leaves it as it was (still due); loaded, not expired, so
+            # that nothing (a log showing a traceback's locals) loads it on the side.
+            # What was read ahead for it is dropped (asked of the database again).
+            self._queued.pop(call_id, None)
+            self._codes.pop(call_id, None)
+            await self._session.refresh(call)
+            raise
 
     def add_timeline(self, entry: TimelineEntry) -> None:
         self._session.add(entry)
 
     async def reply_code(self, phone: str, call_id: str, now: datetime) -> int:
-        return await replycodes.assign(self._session, phone, call_id, now)
+        codes = self._codes.get(call_id)
+        if codes is not None and phone in codes:
+            return codes[phone]
+        number = await replycodes.assign(self._session, phone, call_id, now)
+        if codes is not None:
+            codes[phone] = number
+        return number
 
     async def queue_notifications(self, rows: list[OutboxRow]) -> None:
         await self._session.execute(insert(db.sms_outbox), rows)
+        for row in rows:
+            queued = self._queued.get(row["call_id"])
+            if queued is not None:
+                queued.append((row.get("timer"), row["step"], row["recipient"], row["created_at"]))
 
     async def queued_for_step(
         self, call_id: str, timer: str, step: int, since: datetime
     ) -> set[str]:
+        queued = self._queued.get(call_id)
+        if queued is not None:
+            return {r for tm, st, r, at in queued if tm == timer and st == step and at >= since}
         t = db.sms_outbox.c
         found = await self._session.scalars(
             select(t.recipient)

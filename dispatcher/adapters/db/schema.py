@@ -249,10 +249,25 @@ reply_codes = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("phone", String(32), nullable=False),
     Column("number", Integer, nullable=False),
-    Column("call_id", String(32), ForeignKey("calls.id"), nullable=False, index=True),
+    Column("call_id", String(32), ForeignKey("calls.id"), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("active", Boolean, nullable=False),
-    Index("ix_reply_codes_phone_active", "phone", "active"),
+    # The number a phone already has for a call, and a call's numbers to retire; three
+    # columns, so that SQLite (no statistics) prefers it to the next for that look-up.
+    Index("ix_reply_codes_call_id_phone_active", "call_id", "phone", "active"),
+    # A phone's active numbers in order: the highest (the next new number is one
+    # more) and find() without reading the phone's other rows (migration 0010).
+    Index("ix_reply_codes_phone_active_number", "phone", "active", "number"),
+)
+
+# Each phone's free reply numbers below its highest active one: numbers retired since
+# (dispatcher.adapters.db.reply_codes), so that the smallest free number is one index
+# look-up, not a read of every number the phone holds (migration 0010).
+reply_code_free = Table(
+    "reply_code_free",
+    metadata,
+    Column("phone", String(32), primary_key=True),
+    Column("number", Integer, primary_key=True),
 )
 
 # Rota overrides made through the API (dispatcher.services.rota_overrides); the
@@ -350,6 +365,7 @@ __all__ = [
     "map_domain",
     "metadata",
     "rejected_messages",
+    "reply_code_free",
     "reply_codes",
     "rota_overrides",
     "sms_outbox",
