@@ -88,7 +88,7 @@ async def test_the_migration_fills_in_the_free_numbers(tmp_path: Path) -> None:
         raw.close()
         async with engine.begin() as conn:
             await conn.run_sync(
-                lambda c: command.upgrade(alembic_config(c), "0010_escalation_speed")
+                lambda c: command.upgrade(alembic_config(c), "0011_escalation_speed")
             )
             free = db.reply_code_free.c
             found = (

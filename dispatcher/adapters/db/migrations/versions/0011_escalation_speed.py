@@ -6,7 +6,7 @@ number (replacing the one on (phone, active)) and one on (call_id, phone, active
 the number a phone already has for a call (replacing the one on call_id). The free
 numbers of the codes already given are filled in here.
 
-Revision ID: 0010_escalation_speed
+Revision ID: 0011_escalation_speed
 Revises: 0009_escalation_clock
 Create Date: 2026-12-02
 """
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_escalation_speed"
-down_revision = "0009_escalation_clock"
+revision = "0011_escalation_speed"
+down_revision = "0010_outbox_claims"
 branch_labels = None
 depends_on = None
 
