@@ -372,7 +372,8 @@ async def _keep_running(
         except Exception:
             log.exception("part_failed", part=name, restart_in_s=delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await stop.wait()
             delay = min(delay * 2, 30.0)
 
 

@@ -133,7 +133,8 @@ class HeartbeatTracker:
         """Flush every ``every_s`` until ``stop``; once more at the end."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every_s)
+                async with asyncio.timeout(every_s):
+                    await stop.wait()
             try:
                 await self.flush()
             except Exception:

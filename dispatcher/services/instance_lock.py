@@ -194,7 +194,8 @@ class InstanceLock:
         logging it as an error) when another dispatcher has taken the lock."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._renew_every_s)
+                async with asyncio.timeout(self._renew_every_s):
+                    await stop.wait()
             if stop.is_set():
                 return
             try:

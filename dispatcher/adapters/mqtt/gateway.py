@@ -179,7 +179,8 @@ class MqttGateway:
                 else:
                     log.warning("mqtt_disconnected", error=str(exc), retry_in_s=round(delay, 2))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
         self.connected.clear()
 
     async def _alert_session_taken(self, first: bool) -> str | None:
@@ -316,8 +317,12 @@ class MqttGateway:
         order they were taken."""
         q = self._queue
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 a cancellation arriving as
+            # wait_for times out is swallowed, and this loop (cancelled by a stop) ran
+            # on; the stop then waited for it for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(inbox.filled.wait(), IDLE_TICK_S)
+                async with asyncio.timeout(IDLE_TICK_S):
+                    await inbox.filled.wait()
             self._summarise_floods(inbox)
             if not inbox.lanes:
                 continue
@@ -420,7 +425,8 @@ class MqttGateway:
                 await self._unstoppable(self._mark_published(row.id, self._clock.now()))
             if len(rows) < 200:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._outbox_wake.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._outbox_wake.wait()
 
     async def _pending_commands(self) -> list[Any]:
         async with self._sessions(execution_options=db.READ_ONLY_SESSION) as session:
