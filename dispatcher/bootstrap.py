@@ -201,6 +201,7 @@ async def build(
             clock,
             on_change=send_now,
             metrics=metrics,
+            budget_s=settings.escalation.step_budget_s or None,
         ),
         outbox=SmsOutbox(
             tx(SqlOutboxStore),

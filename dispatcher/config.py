@@ -137,6 +137,10 @@ class EscalationSettings(BaseModel):
     # How often the due-escalation and outbox pollers look, in seconds. They are
     # also woken at once by new work; the poll is what survives a restart.
     poll_interval_s: float = Field(default=1.0, gt=0)
+    # How long one escalator transaction may go on taking due calls (seconds, 0: no
+    # limit); the rest fire in the next transaction at once. It bounds how long the
+    # escalator holds SQLite's write lock that device answers wait for.
+    step_budget_s: float = Field(default=0.25, ge=0)
     # Policies replacing the built-in ones (dispatcher.core.escalation), by call kind,
     # written as in config/data/policies.toml but without ack_timeout, and checked by the
     # same reader (dispatcher.core.policy_reader) with the same messages.
