@@ -36,3 +36,17 @@ async def test_a_request_never_answered_fails_after_the_configured_timeout(
     assert not raised.value.permanent
     assert "no answer from SMS provider" in raised.value.message
     assert sms_sink.messages == [] and sms_sink.calls == []
+
+
+def test_twilios_rest_resources_are_loaded_at_start_not_at_the_first_sms() -> None:
+    # In a fresh interpreter: other tests of this run may have loaded them already.
+    import subprocess
+    import sys
+
+    check = (
+        "import sys, dispatcher.adapters.twilio.sender; "
+        "print(all(m in sys.modules for m in ("
+        "'twilio.rest.api.v2010.account.message', 'twilio.rest.api.v2010.account.call')))"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -15,6 +15,12 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import aiohttp
 import structlog
+
+# Loaded now, not at the first send: the library imports its REST resources lazily,
+# and that import (about half a second here) delayed the first emergency SMS after
+# every start.
+import twilio.rest.api.v2010.account.call
+import twilio.rest.api.v2010.account.message  # noqa: F401
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
