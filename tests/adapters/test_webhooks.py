@@ -23,7 +23,7 @@ from dispatcher.config import ConfigError, load_settings
 from dispatcher.core.calls import Outcome
 from dispatcher.entrypoints.http.app import ApiServer
 from dispatcher.testing import FakeChannelSender, FakeClock
-from tests.support.app import built_app, event, settings_for
+from tests.support.app import built_app, event, settings_for, snapshot
 
 TOKEN, SECONDARY = "primary-auth-token", "secondary-auth-token"
 PUBLIC = "https://centre.example.org"  # what Twilio calls; we sit behind a proxy
@@ -119,16 +119,6 @@ async def open_call(app: App, device: str = "dev-0001", kind: str = "emergency")
     assert ack is not None and ack.call_id is not None
     await app.escalator.run_due()  # the first step: the hotline, with reply codes
     return ack.call_id
-
-
-async def snapshot(app: App) -> dict[str, list[Any]]:
-    """Every table a webhook could change."""
-    out = {}
-    async with app.sessions() as s:
-        for table in (db.calls, db.timeline, db.sms_outbox, db.device_outbox, db.reply_codes):
-            rows = await s.execute(select(table).order_by(*table.primary_key.columns))
-            out[table.name] = [tuple(r) for r in rows]
-    return out
 
 
 async def outbox(app: App, call_id: str) -> list[Any]:

@@ -4,14 +4,13 @@ after a restart: the handled sids are in the database. Fake clock, real database
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import select
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App
 from dispatcher.testing import FakeClock
-from tests.support.app import built_app, event
+from tests.support.app import built_app, event, snapshot
 
 DEMO_OPERATOR = "+8613800138000"  # zh, on the hotline around the clock
 
@@ -23,15 +22,6 @@ async def open_call(app: App) -> str:
     assert ack is not None and ack.call_id is not None
     await app.escalator.run_due()  # the hotline gets the call, with reply codes
     return ack.call_id
-
-
-async def snapshot(app: App) -> dict[str, list[Any]]:
-    out = {}
-    async with app.sessions() as s:
-        for table in (db.calls, db.timeline, db.sms_outbox, db.device_outbox, db.reply_codes):
-            rows = await s.execute(select(table).order_by(*table.primary_key.columns))
-            out[table.name] = [tuple(r) for r in rows]
-    return out
 
 
 async def test_a_reply_replayed_after_a_restart_acts_no_more(app: App, clock: FakeClock) -> None:

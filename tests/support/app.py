@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from dispatcher.adapters.db import schema as db
 from dispatcher.bootstrap import App, build
 from dispatcher.config import Settings, load_settings
 from dispatcher.core.contact_methods import Channel
@@ -101,3 +103,14 @@ async def app(
     built = await built_app(settings, clock, fake_sms, fake_voice)
     yield built
     await built.aclose()
+
+
+async def snapshot(app: App) -> dict[str, list[Any]]:
+    """Every table a webhook or a replayed request could change, row by row: equal
+    snapshots before and after mean the request changed nothing."""
+    out = {}
+    async with app.sessions() as s:
+        for table in (db.calls, db.timeline, db.sms_outbox, db.device_outbox, db.reply_codes):
+            rows = await s.execute(select(table).order_by(*table.primary_key.columns))
+            out[table.name] = [tuple(r) for r in rows]
+    return out
