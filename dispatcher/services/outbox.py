@@ -106,6 +106,27 @@ class Released:
 
 
 @dataclass(frozen=True)
+class PendingWork:
+    """What the outbox has to do, read without taking the write lock: whether a round
+    needs its (writing) transaction at all."""
+
+    next_due: datetime | None  # the earliest due time of a pending entry still wanted
+    unwanted: int  # pending entries whose call no longer wants them
+    oldest_claim: datetime | None  # when the oldest entry "sending" was claimed
+
+    def any_by(self, now: datetime, stale_before: datetime) -> bool:
+        """Whether a claim round at ``now`` has anything to do."""
+        return (
+            (self.next_due is not None and self.next_due <= now)
+            or self.unwanted > 0
+            or self.stale(stale_before)
+        )
+
+    def stale(self, claimed_before: datetime) -> bool:
+        return self.oldest_claim is not None and self.oldest_claim < claimed_before
+
+
+@dataclass(frozen=True)
 class RowCheck:
     """Whether an entry's call still wants it, and the call's state."""
 
@@ -121,6 +142,11 @@ class OutboxStore(NotifyStore, Protocol):
     and none but an emergency's or a fall's for a number that has a message in flight
     (an entry "sending" on that channel), and lock them, skipping entries another
     outbox has locked."""
+
+    async def pending_work(self) -> PendingWork:
+        """What a claim round would find (a read: usable outside a writing
+        transaction)."""
+        ...
 
     async def release_stale_claims(self, claimed_before: datetime) -> list[Released]:
         """Entries left "sending" since before ``claimed_before`` go back to pending."""
@@ -171,9 +197,9 @@ class OutboxStore(NotifyStore, Protocol):
         ...
 
     async def bundle_companions(
-        self, number: str, channel: str, besides: Sequence[int]
+        self, numbers: Sequence[str], channel: str, besides: Sequence[int]
     ) -> list[OutboxItem]:
-        """The other pending non-urgent entries for ``number`` on ``channel`` (due or
+        """The other pending non-urgent entries for ``numbers`` on ``channel`` (due or
         not), oldest first, locked."""
         ...
 
@@ -351,14 +377,28 @@ class SmsOutbox:
     async def claim(self, limit: int) -> list[Lane]:
         """Claim up to ``limit`` due entries, planned into messages, grouped into the
         lanes :meth:`send_lane` sends. Cancels the pending entries of calls that no
-        longer want them on the way."""
+        longer want them on the way.
+
+        A round first asks, in a read that takes no write lock, whether there is
+        anything to do (entries due, entries to cancel, a stale claim): most rounds
+        find nothing, and on SQLite a writing transaction, even an empty one, queues
+        behind every other writer and the next emergency's intake behind it."""
         now = self._clock.now()
+        stale_before = now - STALE_CLAIM
+        async with self._tx.read() as reader:
+            work = await reader.pending_work()
+        if not work.any_by(now, stale_before):
+            return []
         async with self._tx.begin() as store:
-            # A hung task's claim (the restart's are recovered at start-up): we cannot
-            # know whether it left, so again.
-            stale = await store.release_stale_claims(now - STALE_CLAIM)
-            self._note_resends(store, stale, now, "after its claim went stale")
-            await self._cancel(store, await store.unwanted_pending(), now)
+            if work.stale(stale_before):
+                # A hung task's claim (the restart's are recovered at start-up): we
+                # cannot know whether it left, so again.
+                stale = await store.release_stale_claims(stale_before)
+                self._note_resends(store, stale, now, "after its claim went stale")
+            if work.unwanted:
+                await self._cancel(store, await store.unwanted_pending(), now)
+            # (Entries that became unwanted since the read are not due below: they are
+            # cancelled at the next round.)
             due = await store.due(now, limit)
             jobs: list[Job] = []
             by_number: dict[tuple[str, str], list[OutboxItem]] = {}
@@ -371,8 +411,7 @@ class SmsOutbox:
                             item.id, (item,), item.channel, item.to_number, item.body, item.attempts
                         )
                     )
-            for (channel, number), items in by_number.items():
-                jobs.extend(await self._claim_bundled(store, channel, number, items, now))
+            jobs.extend(await self._claim_bundled(store, by_number, now))
             for job in jobs:
                 bundle_id = job.row_id if len(job.items) > 1 else None
                 await store.claim(job.row_ids, now, bundle_id, self.instance_id)
@@ -422,28 +461,40 @@ class SmsOutbox:
     async def _claim_bundled(
         self,
         store: OutboxStore,
-        channel: str,
-        number: str,
-        due: list[OutboxItem],
+        by_number: dict[tuple[str, str], list[OutboxItem]],
         now: datetime,
     ) -> list[Job]:
-        if throttle.applies(due, self._throttle):
-            last = await store.last_sent_at(number, channel)
-            until = throttle.held_until(last, now, self._throttle)
-            if until is not None:
-                # Held, not dropped: it leaves when the window ends, or sooner with an
-                # emergency to the same number.
-                await store.hold([i.id for i in due], until)
-                log.info("sms_throttled", to=number, held=len(due), until=until.isoformat())
-                return []
-        # The non-urgent entries pending for this number but not due (held by the
-        # throttle, or past this batch) leave in the same message.
-        others = await store.bundle_companions(number, channel, [i.id for i in due])
-        jobs = []
-        for planned in plan_sms(due + others):
-            primary = min(planned.items, key=lambda i: i.id)
-            attempts = max(i.attempts for i in planned.items)
-            jobs.append(Job(primary.id, planned.items, channel, number, planned.body, attempts))
+        """The due entries of each number planned into messages, with the pending
+        entries they carry along; a number held by its throttle gets none."""
+        sending: dict[tuple[str, str], list[OutboxItem]] = {}
+        for (channel, number), due in by_number.items():
+            if throttle.applies(due, self._throttle):
+                last = await store.last_sent_at(number, channel)
+                until = throttle.held_until(last, now, self._throttle)
+                if until is not None:
+                    # Held, not dropped: it leaves when the window ends, or sooner with
+                    # an emergency to the same number.
+                    await store.hold([i.id for i in due], until)
+                    log.info("sms_throttled", to=number, held=len(due), until=until.isoformat())
+                    continue
+            sending[(channel, number)] = due
+        jobs: list[Job] = []
+        for channel in dict.fromkeys(c for c, _n in sending):
+            numbers = [n for c, n in sending if c == channel]
+            besides = [i.id for (c, _n), due in sending.items() if c == channel for i in due]
+            # The non-urgent entries pending for these numbers but not due (held by the
+            # throttle, or past this batch) leave in the same message: one query for
+            # every number of the round.
+            others: dict[str, list[OutboxItem]] = {}
+            for item in await store.bundle_companions(numbers, channel, besides):
+                others.setdefault(item.to_number, []).append(item)
+            for number in numbers:
+                for planned in plan_sms(sending[(channel, number)] + others.get(number, [])):
+                    primary = min(planned.items, key=lambda i: i.id)
+                    attempts = max(i.attempts for i in planned.items)
+                    jobs.append(
+                        Job(primary.id, planned.items, channel, number, planned.body, attempts)
+                    )
         return jobs
 
     # -- sending ----------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from dispatcher.core.notifications.item import OutboxItem
 from dispatcher.core.notifications.outcomes import DeliveryReport
 from dispatcher.services.channels import Receipt
 from dispatcher.services.notify import OutboxRow
-from dispatcher.services.outbox import Released, ReportTarget, RowCheck
+from dispatcher.services.outbox import PendingWork, Released, ReportTarget, RowCheck
 
 o = db.sms_outbox
 
@@ -121,6 +121,27 @@ def _pending() -> Select[Any]:
     )
 
 
+def _pending_work() -> Select[Any, int, Any]:
+    """What the outbox has to do, as one aggregate over the pending and claimed rows
+    (the index on status finds them): the earliest due time of a wanted pending row,
+    how many pending rows their calls no longer want, and the oldest claim."""
+    wanted = outbox_row_wanted()
+    pending = o.c.status == "pending"
+    return (
+        select(
+            func.min(case((and_(pending, wanted), o.c.next_attempt_at))).label("next_due"),
+            func.count(case((and_(pending, not_(wanted)), 1))).label("unwanted"),
+            func.min(case((o.c.status == "sending", o.c.claimed_at))).label("oldest_claim"),
+        )
+        .select_from(o.join(db.calls, db.calls.c.id == o.c.call_id))
+        .where(o.c.status.in_(("pending", "sending")))
+    )
+
+
+# Built once: the outbox asks it at every round, most of them idle.
+_PENDING_WORK = _pending_work()
+
+
 def _unclaimed() -> dict[str, Any]:
     """The values that make an entry nobody's claim again."""
     return {"status": "pending", "bundle_id": None, "claimed_by": None, "requested_at": None}
@@ -155,6 +176,10 @@ class SqlOutboxStore:
             Released(r.id, r.call_id, r.channel, r.to_number, r.requested_at is not None)
             for r in rows
         ]
+
+    async def pending_work(self) -> PendingWork:
+        row = (await self._session.execute(_PENDING_WORK)).one()
+        return PendingWork(row.next_due, int(row.unwanted or 0), row.oldest_claim)
 
     async def release_stale_claims(self, claimed_before: datetime) -> list[Released]:
         return await self._release(o.c.claimed_at < claimed_before)
@@ -224,12 +249,12 @@ class SqlOutboxStore:
         await self._update(ids, next_attempt_at=until)
 
     async def bundle_companions(
-        self, number: str, channel: str, besides: Sequence[int]
+        self, numbers: Sequence[str], channel: str, besides: Sequence[int]
     ) -> list[OutboxItem]:
         return await self._items(
             _pending()
             .where(
-                o.c.to_number == number,
+                o.c.to_number.in_(list(numbers)),
                 o.c.channel == channel,
                 db.calls.c.kind.not_in(URGENT_KINDS),
                 o.c.id.not_in(list(besides)),
@@ -250,26 +275,24 @@ class SqlOutboxStore:
         )
 
     async def mark_sent(self, ids: Sequence[int], receipt: Receipt, now: datetime) -> None:
-        # Entries a report already moved on (failed, or pending for a retry).
+        # One statement: entries a report already moved on (failed, or pending for a
+        # retry) keep their status and what the report said; only the count and the
+        # time of the send are theirs too.
+        sending = o.c.status == "sending"
         await self._session.execute(
             update(o)
-            .where(o.c.id.in_(list(ids)), o.c.status != "sending")
-            .values(attempts=o.c.attempts + 1, sent_at=now)
-        )
-        await self._session.execute(
-            update(o)
-            .where(o.c.id.in_(list(ids)), o.c.status == "sending")
+            .where(o.c.id.in_(list(ids)))
             .values(
-                status="sent",
-                provider_sid=receipt.sid,
+                status=case((sending, "sent"), else_=o.c.status),
+                provider_sid=case((sending, receipt.sid), else_=o.c.provider_sid),
                 # A status report may have come first: keep what it said.
                 provider_status=case(
-                    (o.c.provider_sid == receipt.sid, o.c.provider_status),
-                    else_=receipt.status,
+                    (sending & o.c.provider_sid.is_distinct_from(receipt.sid), receipt.status),
+                    else_=o.c.provider_status,
                 ),
                 attempts=o.c.attempts + 1,
                 sent_at=now,
-                error=None,
+                error=case((sending, None), else_=o.c.error),
             )
         )
 
