@@ -94,6 +94,12 @@ class EscalationStore(NotifyStore, QueuedSteps, Protocol):
 
     def add_timeline(self, entry: TimelineEntry) -> None: ...
 
+    def deferred_writes(self) -> AbstractAsyncContextManager[None]:
+        """Within it, the outbox rows and timeline entries of every call are kept and
+        written together (a statement each) when it ends without an exception, instead
+        of a statement per call; a call whose savepoint rolls back drops its own."""
+        ...
+
 
 @dataclass(frozen=True)
 class _Fired:
@@ -133,16 +139,21 @@ class Escalator:
         now = self._clock.now()
         self._failed = {c: t for c, t in self._failed.items() if t > now}
         fired: list[_Fired] = []
-        async with self._tx.begin() as store:
+        # Which calls are due is read first, without the write lock: most polls find
+        # none, and on SQLite a writing transaction, even an empty one, queues behind
+        # every other writer (the next emergency's intake behind it). Each call is
+        # checked again under its lock below (an acknowledgement may commit between).
+        async with self._tx.read() as reader:
             # Asked for more than a batch, so that calls held back after a failure
             # cannot fill it.
             wanted = self._batch + len(self._failed)
-            due = self._batch_of(await store.due_escalations(now, wanted), self._batch)
+            due = self._batch_of(await reader.due_escalations(now, wanted), self._batch)
             ack_due = self._batch_of(
-                await store.due_ack_escalations(now, wanted), self._batch - len(due)
+                await reader.due_ack_escalations(now, wanted), self._batch - len(due)
             )
-            if not due and not ack_due:
-                return 0
+        if not due and not ack_due:
+            return 0
+        async with self._tx.begin() as store, store.deferred_writes():
             calls = {c.id: c for c in await store.lock_calls([*due, *ack_due])}
             routes = routing.Routes(self._directory, now)  # the rota read once per batch
             # Elapsed time, not the clock (a fake clock in tests, a wall clock that may

@@ -111,6 +111,53 @@ async def test_a_batch_of_due_calls_fires_in_one_transaction(app: App, clock: Fa
     )
 
 
+@contextmanager
+def inserts(app: App) -> Iterator[list[str]]:
+    """The tables of the INSERT statements executed inside the block, one per statement
+    (an executemany counts once)."""
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO"):
+            seen.append(statement.split()[2].strip('"'))
+
+    event.listen(app.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(app.engine.sync_engine, "before_cursor_execute", count)
+
+
+async def test_a_batch_writes_its_outbox_rows_and_timeline_in_one_statement_each(
+    app: App, clock: FakeClock
+) -> None:
+    calls = await open_calls(app, ["emergency"] * 4)
+    batched = escalator(app, clock)
+    assert await batched.run_due() == 4  # step 1: reply numbers given too
+    clock.advance(60)
+    with inserts(app) as written:
+        assert await batched.run_due() == 4
+    # (Reply numbers of people new to a call are still given one at a time.)
+    assert [t for t in written if t in ("sms_outbox", "timeline")] == ["sms_outbox", "timeline"]
+    steps = await history(app, calls)
+    assert all({step for step, *_ in outbox} == {0, 1} for *_, outbox in steps.values())
+    assert all(
+        [a for _at, _who, a, *_ in timeline if a == "escalated"] == ["escalated", "escalated"]
+        for _s, _n, timeline, _o in steps.values()
+    )
+
+
+async def test_a_poll_with_nothing_due_takes_no_write_transaction(
+    app: App, clock: FakeClock
+) -> None:
+    await open_calls(app, ["emergency"] * 2)
+    batched = escalator(app, clock)
+    assert await batched.run_due() == 2
+    with commits(app) as done:
+        assert await batched.run_due() == 0  # the next step is a minute away
+    assert done == []
+
+
 async def test_batched_steps_are_those_fired_one_call_at_a_time(tmp_path: Path) -> None:
     # The same district, presses and clock twice: one call per transaction (a batch of
     # one, as the escalator fired before issue 8) and all in one; the same calls must

@@ -7,7 +7,11 @@ A batch's statements are its cost (each one a trip to the database's thread), so
 already queued for which step and the reply numbers they hold: two queries for the
 batch instead of one per call and per recipient. That is exact because the store
 lives for one transaction and the calls are locked in it: only this store writes their
-outbox rows and reply numbers meanwhile, and it keeps what it read up to date."""
+outbox rows and reply numbers meanwhile, and it keeps what it read up to date.
+
+For the same reason, within :meth:`SqlEscalationStore.deferred_writes` the batch's
+outbox rows and timeline entries are written at its end, one multi-row insert each,
+rather than a statement (and an ORM flush) per call."""
 
 from __future__ import annotations
 
@@ -34,6 +38,10 @@ class SqlEscalationStore:
         # at) outbox rows not cancelled, and their active reply numbers per phone.
         self._queued: dict[str, list[tuple[str | None, int, str, datetime]]] = {}
         self._codes: dict[str, dict[str, int]] = {}
+        # Within deferred_writes: the rows and timeline entries still to insert.
+        self._deferring = False
+        self._rows: list[OutboxRow] = []
+        self._entries: list[dict[str, Any]] = []
 
     async def _due(self, state: CallState, due_at: Any, now: datetime, limit: int) -> list[str]:
         # Alarms first, then the most overdue: the sort runs over the due rows only
@@ -104,11 +112,38 @@ class SqlEscalationStore:
             # What was read ahead for it is dropped (asked of the database again).
             self._queued.pop(call_id, None)
             self._codes.pop(call_id, None)
+            self._rows = [r for r in self._rows if r["call_id"] != call_id]
+            self._entries = [e for e in self._entries if e["call_id"] != call_id]
             await self._session.refresh(call)
             raise
 
+    @asynccontextmanager
+    async def deferred_writes(self) -> AsyncIterator[None]:
+        self._deferring = True
+        try:
+            yield
+            if self._rows:
+                await self._session.execute(insert(db.sms_outbox), self._rows)
+            if self._entries:
+                await self._session.execute(insert(db.timeline), self._entries)
+        finally:
+            self._deferring = False
+            self._rows, self._entries = [], []
+
     def add_timeline(self, entry: TimelineEntry) -> None:
-        self._session.add(entry)
+        if not self._deferring:
+            self._session.add(entry)
+            return
+        self._entries.append(
+            {
+                "call_id": entry.call_id,
+                "at": entry.at,
+                "actor": entry.actor,
+                "action": entry.action,
+                "channel": entry.channel,
+                "detail": entry.detail,
+            }
+        )
 
     async def reply_code(self, phone: str, call_id: str, now: datetime) -> int:
         codes = self._codes.get(call_id)
@@ -120,7 +155,10 @@ class SqlEscalationStore:
         return number
 
     async def queue_notifications(self, rows: list[OutboxRow]) -> None:
-        await self._session.execute(insert(db.sms_outbox), rows)
+        if self._deferring:
+            self._rows.extend(rows)
+        else:
+            await self._session.execute(insert(db.sms_outbox), rows)
         for row in rows:
             queued = self._queued.get(row["call_id"])
             if queued is not None:
