@@ -53,7 +53,7 @@ from dispatcher.services.instance_lock import InstanceLock, LeaseLostError, Lock
 from dispatcher.services.intake import Intake, IntakeSettings
 from dispatcher.services.operations import CallOperations
 from dispatcher.services.outbox import SmsOutbox
-from dispatcher.services.outbox_runner import OutboxRunner
+from dispatcher.services.outbox_runner import Handoff, OutboxRunner
 from dispatcher.services.phone_desk import PhoneDesk
 from dispatcher.services.rota_overrides import RotaOverrides
 from dispatcher.services.supervision import LinkSupervisor
@@ -86,6 +86,7 @@ class App:
     supervisor: LinkSupervisor
     escalate_now: Wakeup
     send_now: Wakeup
+    handoff: Handoff
     phone: PhoneDesk  # SMS replies and voice keys (Twilio's webhooks)
     overrides: RotaOverrides
     lock: InstanceLock  # one dispatcher per database, taken by run()
@@ -187,6 +188,27 @@ async def build(
         metrics=metrics,
     )
     operations = CallOperations(tx(SqlCallStore), directory, clock, on_change=publish_now)
+    outbox = SmsOutbox(
+        tx(SqlOutboxStore),
+        channels,
+        clock,
+        status_order=TWILIO_STATUS_ORDER,
+        directory=directory,
+        public_url=settings.http.public_url or settings.http.base_url,
+        throttle_s=settings.sms.throttle_s,
+        voice_retries=settings.sms.voice_retries,
+        callback_retries=settings.sms.callback_retries,
+        on_change=send_now,
+        metrics=metrics,
+        # Minted at each start: at start-up the outbox hands back every claim that
+        # is not this instance's (a crashed one's) at once.
+        instance_id=uuid.uuid4().hex,
+        request_timeout_s=settings.sms.request_timeout_s,
+        max_in_flight=settings.sms.max_in_flight,
+    )
+    # The outbox loop's free slots, lent to the escalator: an emergency's first SMS
+    # leaves at the commit of the step that wrote it.
+    handoff = Handoff(outbox)
     return App(
         settings=settings,
         directory=directory,
@@ -202,25 +224,10 @@ async def build(
             on_change=send_now,
             metrics=metrics,
             budget_s=settings.escalation.step_budget_s or None,
+            handoff=handoff,
         ),
-        outbox=SmsOutbox(
-            tx(SqlOutboxStore),
-            channels,
-            clock,
-            status_order=TWILIO_STATUS_ORDER,
-            directory=directory,
-            public_url=settings.http.public_url or settings.http.base_url,
-            throttle_s=settings.sms.throttle_s,
-            voice_retries=settings.sms.voice_retries,
-            callback_retries=settings.sms.callback_retries,
-            on_change=send_now,
-            metrics=metrics,
-            # Minted at each start: at start-up the outbox hands back every claim that
-            # is not this instance's (a crashed one's) at once.
-            instance_id=uuid.uuid4().hex,
-            request_timeout_s=settings.sms.request_timeout_s,
-            max_in_flight=settings.sms.max_in_flight,
-        ),
+        outbox=outbox,
+        handoff=handoff,
         operations=operations,
         mqtt=MqttGateway(
             settings.mqtt, intake, sessions, clock, publish_now, settings.intake, metrics
@@ -301,7 +308,7 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         "escalator": lambda: _poll(
             app.escalator.run_due, app.escalate_now, interval, stop, app.cycles.recorder(ESCALATOR)
         ),
-        "sms_outbox": lambda: OutboxRunner(app.outbox).run(
+        "sms_outbox": lambda: OutboxRunner(app.outbox, handoff=app.handoff).run(
             app.send_now, interval, stop, app.cycles.recorder(OUTBOX)
         ),
         "supervision": lambda: _poll(

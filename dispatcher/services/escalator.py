@@ -44,10 +44,13 @@ from dispatcher.core import routing
 from dispatcher.core.calls import Call, TimelineEntry
 from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Step
+from dispatcher.core.notifications.item import OutboxItem
 from dispatcher.services import notify
 from dispatcher.services.clock import Clock
 from dispatcher.services.metrics import NULL_METRICS, Metrics, seconds_between
 from dispatcher.services.notify import NotifyStore, QueuedSteps
+from dispatcher.services.outbox import ClaimAhead
+from dispatcher.services.outbox_runner import Handoff
 from dispatcher.services.ports import Transactions
 
 log = structlog.get_logger(__name__)
@@ -94,10 +97,18 @@ class EscalationStore(NotifyStore, QueuedSteps, Protocol):
 
     def add_timeline(self, entry: TimelineEntry) -> None: ...
 
-    def deferred_writes(self) -> AbstractAsyncContextManager[None]:
+    def deferred_writes(
+        self, claim_ahead: ClaimAhead | None = None
+    ) -> AbstractAsyncContextManager[None]:
         """Within it, the outbox rows and timeline entries of every call are kept and
         written together (a statement each) when it ends without an exception, instead
-        of a statement per call; a call whose savepoint rolls back drops its own."""
+        of a statement per call; a call whose savepoint rolls back drops its own. With
+        ``claim_ahead``, the entries it allows are written claimed (see
+        :class:`ClaimAhead`), and :meth:`claimed_ahead` names them afterwards."""
+        ...
+
+    def claimed_ahead(self) -> list[OutboxItem]:
+        """The entries the last :meth:`deferred_writes` wrote claimed."""
         ...
 
 
@@ -122,6 +133,7 @@ class Escalator:
         batch: int = 200,
         metrics: Metrics = NULL_METRICS,
         budget_s: float | None = 0.25,
+        handoff: Handoff | None = None,
     ) -> None:
         self._tx = tx
         self._metrics = metrics
@@ -131,6 +143,9 @@ class Escalator:
         self._batch = batch  # calls per poll, and per transaction
         self._budget_s = budget_s  # a poll's transaction stops taking calls after this
         self._failed: dict[str, datetime] = {}  # call id → not polled again before
+        # The outbox loop's free slots: an emergency's first messages are claimed in
+        # the step's transaction and sent at its commit (see ClaimAhead).
+        self._handoff = handoff
 
     async def run_due(self) -> int:
         """Fire the steps due now (escalation and acknowledgement timeout) of up to
@@ -153,7 +168,42 @@ class Escalator:
             )
         if not due and not ack_due:
             return 0
-        async with self._tx.begin() as store, store.deferred_writes():
+        handoff = self._handoff
+        # Every free slot, for as long as the transaction lasts: how many messages its
+        # steps write is known only at its end (what it does not claim goes back).
+        reserved = handoff.reserve_free() if handoff is not None else 0
+        claim = ClaimAhead(reserved, handoff.instance_id, now) if handoff and reserved else None
+        try:
+            claimed = await self._fire_batch(now, due, ack_due, fired, claim)
+        except BaseException:
+            if handoff is not None:
+                handoff.give_back(reserved)
+            raise
+        if handoff is not None:
+            await handoff.start(claimed, reserved)  # committed: they leave now
+        for step in fired:  # committed: now they count
+            late = seconds_between(step.due_at, self._clock.now())
+            if step.timer == notify.ESCALATION:
+                self._metrics.step_fired(late)
+                event = "escalation_step"
+            else:
+                self._metrics.step_fired(late, "ack_timeout")
+                event = "ack_timeout_step"
+            log.info(event, call_id=step.call_id, step=step.step, result=step.result.value)
+        if fired:
+            self._on_change()
+        return len(fired)
+
+    async def _fire_batch(
+        self,
+        now: datetime,
+        due: list[str],
+        ack_due: list[str],
+        fired: list[_Fired],
+        claim: ClaimAhead | None,
+    ) -> list[OutboxItem]:
+        """The batch's transaction; returns the entries it claimed ahead."""
+        async with self._tx.begin() as store, store.deferred_writes(claim):
             calls = {c.id: c for c in await store.lock_calls([*due, *ack_due])}
             routes = routing.Routes(self._directory, now)  # the rota read once per batch
             # Elapsed time, not the clock (a fake clock in tests, a wall clock that may
@@ -167,18 +217,7 @@ class Escalator:
                 call = calls.get(call_id)
                 if call is not None:
                     await self._one_call(store, call, now, routes, fired, fire)
-        for step in fired:  # committed: now they count
-            late = seconds_between(step.due_at, self._clock.now())
-            if step.timer == notify.ESCALATION:
-                self._metrics.step_fired(late)
-                event = "escalation_step"
-            else:
-                self._metrics.step_fired(late, "ack_timeout")
-                event = "ack_timeout_step"
-            log.info(event, call_id=step.call_id, step=step.step, result=step.result.value)
-        if fired:
-            self._on_change()
-        return len(fired)
+        return store.claimed_ahead()
 
     def _batch_of(self, call_ids: list[str], size: int) -> list[str]:
         return [c for c in call_ids if c not in self._failed][: max(size, 0)]

@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 import structlog
 
-from dispatcher.services.outbox import Lane, SmsOutbox
+from dispatcher.core.notifications.item import OutboxItem
+from dispatcher.services.outbox import Lane, SmsOutbox, claimed_ahead_lanes
 from dispatcher.services.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
@@ -27,17 +28,78 @@ log = structlog.get_logger(__name__)
 STOP_GRACE_S = 5.0
 
 
+class Handoff:
+    """The running loop's free slots, lent to the escalator so that it can claim an
+    emergency's messages in the step's own transaction and start them the moment it
+    commits (:class:`~dispatcher.services.outbox.ClaimAhead`). A slot is reserved
+    before that transaction and counted as busy until the lanes start or the
+    reservation is given back, so that nothing claimed ever waits for a slot. Without
+    a running loop (tests that drive the outbox themselves) nothing is lent."""
+
+    def __init__(self, outbox: SmsOutbox) -> None:
+        self._outbox = outbox
+        self._runner: OutboxRunner | None = None
+        self._wake: Wakeup | None = None
+        self.reserved = 0
+
+    @property
+    def instance_id(self) -> str:
+        return self._outbox.instance_id
+
+    def attach(self, runner: OutboxRunner, wake: Wakeup) -> None:
+        self._runner, self._wake = runner, wake
+
+    def detach(self, runner: OutboxRunner) -> None:
+        if self._runner is runner:
+            self._runner, self._wake = None, None
+
+    def reserve_free(self) -> int:
+        """Reserve every free slot; returns how many (0 without a loop)."""
+        runner = self._runner
+        got = 0 if runner is None else max(0, runner.free_slots)
+        self.reserved += got
+        return got
+
+    def give_back(self, reserved: int) -> None:
+        self.reserved -= reserved
+
+    async def start(self, items: list[OutboxItem], reserved: int) -> None:
+        """Send the entries claimed ahead, one lane each, in the reserved slots (never
+        more lanes than reserved); without a loop any more (stopping), hand them back."""
+        self.give_back(reserved)
+        lanes = claimed_ahead_lanes(items)
+        runner, wake = self._runner, self._wake
+        for lane in lanes:
+            if runner is not None and wake is not None:
+                runner.start(lane, wake)
+            else:
+                await self._outbox.hand_back(lane)
+
+
 class OutboxRunner:
-    def __init__(self, outbox: SmsOutbox, *, stop_grace_s: float = STOP_GRACE_S) -> None:
+    def __init__(
+        self,
+        outbox: SmsOutbox,
+        *,
+        stop_grace_s: float = STOP_GRACE_S,
+        handoff: Handoff | None = None,
+    ) -> None:
         self._outbox = outbox
         self._slots = outbox.max_in_flight
         self._stop_grace_s = stop_grace_s
         self._lanes: dict[asyncio.Task[int], Lane] = {}
+        self._handoff = handoff
 
     @property
     def in_flight(self) -> int:
         """How many lanes are being sent now."""
         return len(self._lanes)
+
+    @property
+    def free_slots(self) -> int:
+        """Slots neither sending nor reserved by the escalator (:class:`Handoff`)."""
+        lent = self._handoff.reserved if self._handoff is not None else 0
+        return self._slots - len(self._lanes) - lent
 
     async def run(
         self,
@@ -50,24 +112,29 @@ class OutboxRunner:
         whatever is due, woken by ``wake``, a lane finishing, or every ``interval`` s.
         ``cycled`` is called after each claim round (``/health/engine``: alive)."""
         await self._outbox.recover_claims()
+        if self._handoff is not None:
+            self._handoff.attach(self, wake)
         try:
             while not stop.is_set():
                 wake.event.clear()
-                free = self._slots - len(self._lanes)
+                free = self.free_slots
                 if free > 0:
                     lanes = await self._outbox.claim(free)
                     cycled()
                     for lane in lanes:
-                        self._start(lane, wake)
+                        self.start(lane, wake)
                     if lanes:
                         continue  # there may be more right behind, while slots are free
                 else:
                     cycled()  # every slot busy is a loop at work, not a stuck one
                 await self._wait(wake, interval, stop)
         finally:
+            if self._handoff is not None:
+                self._handoff.detach(self)
             await self._wind_down()
 
-    def _start(self, lane: Lane, wake: Wakeup) -> None:
+    def start(self, lane: Lane, wake: Wakeup) -> None:
+        """Send ``lane`` in a slot of its own (the caller made sure one is free)."""
         task = asyncio.create_task(self._outbox.send_lane(lane))
         self._lanes[task] = lane
 

@@ -26,7 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
 from dispatcher.core.calls import Call, CallState, Priority, TimelineEntry
+from dispatcher.core.notifications.bundle import BUNDLED_CHANNELS, URGENT_KINDS
+from dispatcher.core.notifications.item import OutboxItem
 from dispatcher.services.notify import OutboxRow
+from dispatcher.services.outbox import ClaimAhead
 
 
 class SqlEscalationStore:
@@ -42,6 +45,8 @@ class SqlEscalationStore:
         self._deferring = False
         self._rows: list[OutboxRow] = []
         self._entries: list[dict[str, Any]] = []
+        self._kinds: dict[str, str] = {}  # the locked calls' kinds
+        self._claimed: list[OutboxItem] = []
 
     async def _due(self, state: CallState, due_at: Any, now: datetime, limit: int) -> list[str]:
         # Alarms first, then the most overdue: the sort runs over the due rows only
@@ -78,6 +83,7 @@ class SqlEscalationStore:
             )
         )
         locked = [c.id for c in found]
+        self._kinds.update({c.id: str(c.kind.value) for c in found})
         self._queued.update({c: [] for c in locked})
         self._codes.update({c: {} for c in locked})
         t = db.sms_outbox.c
@@ -118,17 +124,108 @@ class SqlEscalationStore:
             raise
 
     @asynccontextmanager
-    async def deferred_writes(self) -> AsyncIterator[None]:
+    async def deferred_writes(self, claim_ahead: ClaimAhead | None = None) -> AsyncIterator[None]:
         self._deferring = True
+        self._claimed = []
         try:
             yield
-            if self._rows:
-                await self._session.execute(insert(db.sms_outbox), self._rows)
+            rows = self._rows
+            ahead = await self._claimable(rows, claim_ahead) if claim_ahead else []
+            if ahead and claim_ahead is not None:
+                self._claimed = await self._insert_claimed([rows[n] for n in ahead], claim_ahead)
+                taken = set(ahead)
+                rows = [r for n, r in enumerate(rows) if n not in taken]
+            if rows:
+                await self._session.execute(insert(db.sms_outbox), rows)
             if self._entries:
                 await self._session.execute(insert(db.timeline), self._entries)
         finally:
             self._deferring = False
             self._rows, self._entries = [], []
+
+    def claimed_ahead(self) -> list[OutboxItem]:
+        return list(self._claimed)
+
+    async def _claimable(self, rows: list[OutboxRow], claim: ClaimAhead) -> list[int]:
+        """The positions in ``rows`` of up to ``claim.most`` entries the outbox's own
+        round would send alone and at once (see ClaimAhead), in the batch's order."""
+        per_message: dict[tuple[str, str, str], int] = {}
+        for row in rows:
+            key = (row["channel"], row["to_number"], row["call_id"])
+            per_message[key] = per_message.get(key, 0) + 1
+        candidates = [
+            n
+            for n, row in enumerate(rows)
+            if self._kinds.get(row["call_id"]) in URGENT_KINDS
+            and per_message[(row["channel"], row["to_number"], row["call_id"])] == 1
+        ]
+        numbers = {
+            rows[n]["to_number"] for n in candidates if rows[n]["channel"] in BUNDLED_CHANNELS
+        }
+        # Non-urgent entries of this batch ride along in the round's message too.
+        carried = {
+            (row["channel"], row["to_number"])
+            for row in rows
+            if self._kinds.get(row["call_id"]) not in URGENT_KINDS
+        }
+        if numbers:
+            # A number with a non-urgent entry pending: its round carries that entry
+            # along in the emergency's message, so that one is left to the round.
+            o = db.sms_outbox.c
+            carried |= {
+                (channel, number)
+                for channel, number in await self._session.execute(
+                    select(o.channel, o.to_number)
+                    .join(db.calls, db.calls.c.id == o.call_id)
+                    .where(
+                        o.status == "pending",
+                        o.to_number.in_(sorted(numbers)),
+                        db.calls.c.kind.not_in(URGENT_KINDS),
+                    )
+                    .distinct()
+                )
+            }
+        picked = [
+            n for n in candidates if (rows[n]["channel"], rows[n]["to_number"]) not in carried
+        ]
+        return picked[: claim.most]
+
+    async def _insert_claimed(self, rows: list[OutboxRow], claim: ClaimAhead) -> list[OutboxItem]:
+        claimed = [
+            {
+                **row,
+                "status": "sending",
+                "claimed_at": claim.now,
+                "claimed_by": claim.instance_id,
+                "requested_at": claim.now,
+            }
+            for row in rows
+        ]
+        t = db.sms_outbox
+        ids = list(
+            await self._session.scalars(
+                insert(t).returning(t.c.id, sort_by_parameter_order=True), claimed
+            )
+        )
+        return [
+            OutboxItem(
+                id=row_id,
+                call_id=row["call_id"],
+                step=row["step"],
+                recipient=row["recipient"],
+                to_number=row["to_number"],
+                body=row["body"],
+                attempts=row["attempts"],
+                channel=row["channel"],
+                method_order=row["method_order"],
+                language=row["language"],
+                reply_code=row["reply_code"],
+                summary=row["summary"],
+                created_at=row["created_at"],
+                kind=self._kinds[row["call_id"]],
+            )
+            for row_id, row in zip(ids, rows, strict=True)
+        ]
 
     def add_timeline(self, entry: TimelineEntry) -> None:
         if not self._deferring:
