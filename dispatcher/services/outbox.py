@@ -356,6 +356,9 @@ class SmsOutbox:
         self.instance_id = instance_id or uuid.uuid4().hex
         self._request_timeout_s = request_timeout_s
         self.max_in_flight = max_in_flight
+        # Sends answered and not yet recorded, and the task recording them.
+        self._to_record: list[tuple[list[int], Receipt, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     def status_url(self, row_id: int) -> str:
         return f"{self._public_url}/twilio/status/{row_id}"
@@ -604,12 +607,55 @@ class SmsOutbox:
             log.exception("sms_sender_error", call_id=job.call_id, to=job.to)
             await self._failed(job, SendError(repr(exc), permanent=False))
             return 0
-        async with self._tx.begin() as store:
-            await store.mark_sent(job.row_ids, receipt, self._clock.now())
+        await self._record_sent(job.row_ids, receipt)
         self._metrics.notification(job.channel, "sent")
         event = _SENT_EVENTS.get(job.channel, f"{job.channel}_sent")
         log.info(event, call_id=job.call_id, to=job.to, sid=receipt.sid, rows=job.row_ids)
         return 1
+
+    async def _record_sent(self, ids: list[int], receipt: Receipt) -> None:
+        """Record a send, in one transaction with the sends recorded at the same time
+        (those of the other lanes answered meanwhile); returns once it is committed.
+        A transaction per send was most of the outbox's writing under a burst, and on
+        SQLite each one queues behind (and holds up) the intake and the escalator."""
+        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_record.append((ids, receipt, recorded))
+        if self._recorder is None:
+            self._recorder = asyncio.create_task(self._record_all())
+        await asyncio.shield(recorded)  # a lane cancelled now: the record is made still
+
+    async def _record_all(self) -> None:
+        try:
+            while self._to_record:
+                batch: list[tuple[list[int], Receipt, asyncio.Future[None]]] = []
+                try:
+                    async with self._tx.begin() as store:
+                        # Taken once the transaction has begun: what queued while it
+                        # waited for the write lock is in it too.
+                        batch, self._to_record = self._to_record, []
+                        now = self._clock.now()
+                        for ids, receipt, _ in batch:
+                            await store.mark_sent(ids, receipt, now)
+                except BaseException as exc:
+                    # Each send waiting here is told (as it was by its own transaction):
+                    # its claim stays, and the stale-claim backstop hands it back.
+                    if not batch:  # failed before it was taken
+                        batch, self._to_record = self._to_record, []
+                    for *_, recorded in batch:
+                        if recorded.done():
+                            continue
+                        if isinstance(exc, Exception):
+                            recorded.set_exception(exc)
+                        else:
+                            recorded.cancel()
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for *_, recorded in batch:
+                    if not recorded.done():
+                        recorded.set_result(None)
+        finally:
+            self._recorder = None
 
     async def _failed(self, job: Job, exc: SendError) -> None:
         now = self._clock.now()
