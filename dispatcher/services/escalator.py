@@ -74,14 +74,10 @@ class EscalationStore(NotifyStore, QueuedSteps, Protocol):
     :class:`QueuedSteps`) their steps' notifications, reply numbers and who was already
     queued for them."""
 
-    async def due_escalations(self, now: datetime, limit: int) -> list[str]:
-        """Ids of open calls whose next escalation step is due: critical priority
-        first, then the most overdue first."""
-        ...
-
-    async def due_ack_escalations(self, now: datetime, limit: int) -> list[str]:
-        """Ids of acknowledged calls whose next acknowledgement-timeout step is due:
-        critical priority first, then the most overdue first."""
+    async def due_calls(self, now: datetime, limit: int) -> tuple[list[str], list[str]]:
+        """Ids of up to ``limit`` open calls whose next escalation step is due, and of up
+        to ``limit`` acknowledged calls whose next acknowledgement-timeout step is due;
+        each critical priority first, then the most overdue first."""
         ...
 
     async def lock_calls(self, call_ids: Sequence[str]) -> list[Call]:
@@ -162,10 +158,9 @@ class Escalator:
             # Asked for more than a batch, so that calls held back after a failure
             # cannot fill it.
             wanted = self._batch + len(self._failed)
-            due = self._batch_of(await reader.due_escalations(now, wanted), self._batch)
-            ack_due = self._batch_of(
-                await reader.due_ack_escalations(now, wanted), self._batch - len(due)
-            )
+            escalating, acknowledged = await reader.due_calls(now, wanted)
+        due = self._batch_of(escalating, self._batch)
+        ack_due = self._batch_of(acknowledged, self._batch - len(due))
         if not due and not ack_due:
             return 0
         handoff = self._handoff

@@ -55,9 +55,9 @@ async def test_an_emergency_sms_leaves_at_the_commit_of_its_step(
             await sms.wait_for_sent(len(HOTLINE))
             while runner.in_flight:  # noqa: ASYNC110  # the lanes record their sends
                 await asyncio.sleep(0.01)
-        # The step's transaction, then each message's record of its send: no claim
-        # transaction, no check transaction.
-        assert len(written) == 1 + len(HOTLINE)
+        # The step's transaction, then the records of the sends (one for those answered
+        # together): no claim transaction, no check transaction per message.
+        assert len(written) <= 1 + len(HOTLINE)
         assert {m.to for m in sms.sent} == HOTLINE
         assert {(r.status, r.claimed_by) for r in await rows(app)} == {
             ("sent", app.outbox.instance_id)

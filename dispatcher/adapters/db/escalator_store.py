@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, insert, select
+from sqlalchemy import Integer, Select, and_, bindparam, case, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.adapters.db import reply_codes as replycodes
@@ -30,6 +30,28 @@ from dispatcher.core.notifications.bundle import BUNDLED_CHANNELS, URGENT_KINDS
 from dispatcher.core.notifications.item import OutboxItem
 from dispatcher.services.notify import OutboxRow
 from dispatcher.services.outbox import ClaimAhead
+
+
+def _due_calls() -> Select[Any]:
+    """The calls with a step due by ``:now`` (escalation on open calls, acknowledgement
+    timeout on acknowledged ones), alarms first, then the most overdue: one statement,
+    built once (every poll asks it, most of them idle). The sort runs over the due rows
+    only (the indexes on the due times find them), a few thousand at worst."""
+    c = db.calls.c
+    now = bindparam("now", type_=c.next_escalation_at.type)
+    escalating = and_(c.state == CallState.OPEN.value, c.next_escalation_at <= now)
+    acknowledged = and_(c.state == CallState.ACKNOWLEDGED.value, c.next_ack_escalation_at <= now)
+    alarms_first = case((c.priority == Priority.CRITICAL.value, 0), else_=1)
+    due_at = case((escalating, c.next_escalation_at), else_=c.next_ack_escalation_at)
+    return (
+        select(c.id, c.state)
+        .where(or_(escalating, acknowledged))
+        .order_by(alarms_first, due_at, c.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+_DUE = _due_calls()
 
 
 class SqlEscalationStore:
@@ -48,25 +70,11 @@ class SqlEscalationStore:
         self._kinds: dict[str, str] = {}  # the locked calls' kinds
         self._claimed: list[OutboxItem] = []
 
-    async def _due(self, state: CallState, due_at: Any, now: datetime, limit: int) -> list[str]:
-        # Alarms first, then the most overdue: the sort runs over the due rows only
-        # (the index on the due time finds them), a few thousand at worst.
-        alarms_first = case((db.calls.c.priority == Priority.CRITICAL.value, 0), else_=1)
-        found = await self._session.scalars(
-            select(db.calls.c.id)
-            .where(db.calls.c.state == state.value, due_at <= now)
-            .order_by(alarms_first, due_at, db.calls.c.id)
-            .limit(limit)
-        )
-        return list(found)
-
-    async def due_escalations(self, now: datetime, limit: int) -> list[str]:
-        return await self._due(CallState.OPEN, db.calls.c.next_escalation_at, now, limit)
-
-    async def due_ack_escalations(self, now: datetime, limit: int) -> list[str]:
-        return await self._due(
-            CallState.ACKNOWLEDGED, db.calls.c.next_ack_escalation_at, now, limit
-        )
+    async def due_calls(self, now: datetime, limit: int) -> tuple[list[str], list[str]]:
+        found = (await self._session.execute(_DUE, {"now": now, "limit": 2 * limit})).all()
+        escalating = [r.id for r in found if r.state == CallState.OPEN.value][:limit]
+        acknowledged = [r.id for r in found if r.state == CallState.ACKNOWLEDGED.value][:limit]
+        return escalating, acknowledged
 
     async def lock_calls(self, call_ids: Sequence[str]) -> list[Call]:
         # One statement for the batch (a row lock each on PostgreSQL; SQLite's write
