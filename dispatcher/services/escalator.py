@@ -6,11 +6,14 @@ the database and are polled, so nothing is kept only in memory.
 A poll fires up to ``batch`` calls' due steps in one transaction (a commit per call
 was the ceiling of a district's worst hour), or as many as fit in ``budget_s`` (on
 SQLite the transaction holds the one write lock, which the intake of presses waits
-for; the rest fire in the next poll, at once), each call in a SAVEPOINT of its own: a
-call that fails rolls back alone (it stays due and is retried after
-``RETRY_FAILED_AFTER``), logged with its id, and the others commit. When more are
-due than one batch, alarms (critical priority: emergencies, falls) go first, then
-the most overdue.
+for; the rest fire in the next poll, at once). A batch's calls are first fired without
+savepoints (their updates, outbox rows and timeline entries written together at the
+end: at 10,000 open calls the statements per call were the escalator's ceiling); if
+any call fails, nothing of that attempt commits and the batch is fired again, each
+call in a SAVEPOINT of its own: a call that fails rolls back alone (it stays due and
+is retried after ``RETRY_FAILED_AFTER``), logged with its id, and the others commit.
+When more are due than one batch, alarms (critical priority: emergencies, falls) go
+first, then the most overdue.
 
 A step whose targets name nobody is recorded (``step_skipped``) and the next step
 falls due at once: it fires in the same poll, in the call's savepoint. Only steps
@@ -93,6 +96,11 @@ class EscalationStore(NotifyStore, QueuedSteps, Protocol):
 
     def add_timeline(self, entry: TimelineEntry) -> None: ...
 
+    def unflushed(self) -> AbstractAsyncContextManager[None]:
+        """Within it, the changes made to the calls are not written before the next
+        query (they are, together, at the commit or at the next savepoint)."""
+        ...
+
     def deferred_writes(
         self, claim_ahead: ClaimAhead | None = None
     ) -> AbstractAsyncContextManager[None]:
@@ -169,7 +177,14 @@ class Escalator:
         reserved = handoff.reserve_free() if handoff is not None else 0
         claim = ClaimAhead(reserved, handoff.instance_id, now) if handoff and reserved else None
         try:
-            claimed = await self._fire_batch(now, due, ack_due, fired, claim)
+            try:
+                claimed = await self._fire_batch(now, due, ack_due, fired, claim, isolated=False)
+            except Exception:
+                # Some call failed, and with it the batch (nothing of it committed):
+                # again, each call in a savepoint of its own, so that it fails alone.
+                log.warning("escalation_batch_failed", calls=len(due) + len(ack_due))
+                fired.clear()
+                claimed = await self._fire_batch(now, due, ack_due, fired, claim, isolated=True)
         except BaseException:
             if handoff is not None:
                 handoff.give_back(reserved)
@@ -196,8 +211,13 @@ class Escalator:
         ack_due: list[str],
         fired: list[_Fired],
         claim: ClaimAhead | None,
+        *,
+        isolated: bool,
     ) -> list[OutboxItem]:
-        """The batch's transaction; returns the entries it claimed ahead."""
+        """The batch's transaction; returns the entries it claimed ahead. ``isolated``:
+        each call in a savepoint of its own (a call that fails rolls back alone);
+        otherwise none (three statements a call fewer, the calls' updates written
+        together at the commit) and a call that fails raises, failing the batch."""
         async with self._tx.begin() as store, store.deferred_writes(claim):
             calls = {c.id: c for c in await store.lock_calls([*due, *ack_due])}
             routes = routing.Routes(self._directory, now)  # the rota read once per batch
@@ -210,8 +230,13 @@ class Escalator:
                 if n and self._budget_s is not None and spent > self._budget_s:
                     break  # the rest are still due: the next poll, at once
                 call = calls.get(call_id)
-                if call is not None:
+                if call is None:
+                    continue
+                if isolated:
                     await self._one_call(store, call, now, routes, fired, fire)
+                else:
+                    async with store.unflushed():
+                        fired.extend(await fire(store, call, now, routes))
         return store.claimed_ahead()
 
     def _batch_of(self, call_ids: list[str], size: int) -> list[str]:

@@ -112,20 +112,42 @@ async def test_a_batch_of_due_calls_fires_in_one_transaction(app: App, clock: Fa
 
 
 @contextmanager
-def inserts(app: App) -> Iterator[list[str]]:
-    """The tables of the INSERT statements executed inside the block, one per statement
-    (an executemany counts once)."""
+def statements(app: App) -> Iterator[list[str]]:
+    """The SQL statements executed inside the block (an executemany counts once)."""
     seen: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO"):
-            seen.append(statement.split()[2].strip('"'))
+        seen.append(statement.lstrip())
 
     event.listen(app.engine.sync_engine, "before_cursor_execute", count)
     try:
         yield seen
     finally:
         event.remove(app.engine.sync_engine, "before_cursor_execute", count)
+
+
+@contextmanager
+def inserts(app: App) -> Iterator[list[str]]:
+    """The tables of the INSERT statements executed inside the block, one per statement."""
+    seen: list[str] = []
+    with statements(app) as executed:
+        yield seen
+    seen += [s.split()[2].strip('"') for s in executed if s.upper().startswith("INSERT INTO")]
+
+
+async def test_a_batch_that_does_not_fail_takes_no_savepoint_per_call(
+    app: App, clock: FakeClock
+) -> None:
+    calls = await open_calls(app, ["emergency"] * 4)
+    batched = escalator(app, clock)
+    assert await batched.run_due() == 4
+    clock.advance(60)
+    with statements(app) as executed:
+        assert await batched.run_due() == 4
+    assert not [s for s in executed if s.upper().startswith("SAVEPOINT")]
+    updates = [s for s in executed if s.upper().startswith("UPDATE CALLS")]
+    assert len(updates) == 1  # the four calls' new steps, together
+    assert {step for step, *_ in (await history(app, calls)).values()} == {2}
 
 
 async def test_a_batch_writes_its_outbox_rows_and_timeline_in_one_statement_each(

@@ -132,6 +132,11 @@ class SqlEscalationStore:
             raise
 
     @asynccontextmanager
+    async def unflushed(self) -> AsyncIterator[None]:
+        with self._session.no_autoflush:
+            yield
+
+    @asynccontextmanager
     async def deferred_writes(self, claim_ahead: ClaimAhead | None = None) -> AsyncIterator[None]:
         self._deferring = True
         self._claimed = []
