@@ -37,7 +37,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -204,10 +204,17 @@ class OutboxStore(NotifyStore, Protocol):
         ...
 
     async def claim(
-        self, ids: Sequence[int], now: datetime, bundle_id: int | None, instance_id: str
+        self,
+        ids: Sequence[int],
+        now: datetime,
+        bundle_id: int | None,
+        instance_id: str,
+        *,
+        requested: bool = False,
     ) -> None:
         """Mark the entries "sending" under ``instance_id``'s claim (one message carries
-        them when ``bundle_id`` is set)."""
+        them when ``bundle_id`` is set); with ``requested``, their provider request
+        begins at ``now`` too."""
         ...
 
     async def mark_sent(self, ids: Sequence[int], receipt: Receipt, now: datetime) -> None:
@@ -407,10 +414,16 @@ class SmsOutbox:
 
     # -- claiming ---------------------------------------------------------------------------
 
-    async def claim(self, limit: int) -> list[Lane]:
+    async def claim(self, limit: int, *, at_once: bool = False) -> list[Lane]:
         """Claim up to ``limit`` due entries, planned into messages, grouped into the
         lanes :meth:`send_lane` sends. Cancels the pending entries of calls that no
         longer want them on the way.
+
+        ``at_once``: the caller starts every lane the moment this returns (the daemon's
+        loop, which claims no more than its free slots). The first message of each lane
+        is then marked requested in this transaction, which checked its call, and sent
+        without a second check (as :class:`ClaimAhead`); the lane's later ones, which
+        wait for it, are checked again before they leave.
 
         A round first asks, in a read that takes no write lock, whether there is
         anything to do (entries due, entries to cancel, a stale claim): most rounds
@@ -445,10 +458,16 @@ class SmsOutbox:
                         )
                     )
             jobs.extend(await self._claim_bundled(store, by_number, now))
-            for job in jobs:
-                bundle_id = job.row_id if len(job.items) > 1 else None
-                await store.claim(job.row_ids, now, bundle_id, self.instance_id)
-        return lanes_of(jobs)
+            lanes = lanes_of(jobs)
+            if at_once:
+                lanes = [(replace(lane[0], checked=True), *lane[1:]) for lane in lanes]
+            for lane in lanes:
+                for job in lane:
+                    bundle_id = job.row_id if len(job.items) > 1 else None
+                    await store.claim(
+                        job.row_ids, now, bundle_id, self.instance_id, requested=job.checked
+                    )
+        return lanes
 
     def _note_resends(
         self, store: OutboxStore, released: Sequence[Released], now: datetime, why: str

@@ -119,7 +119,7 @@ class OutboxRunner:
                 wake.event.clear()
                 free = self.free_slots
                 if free > 0:
-                    lanes = await self._outbox.claim(free)
+                    lanes = await self._outbox.claim(free, at_once=True)
                     cycled()
                     for lane in lanes:
                         self.start(lane, wake)

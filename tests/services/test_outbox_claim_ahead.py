@@ -100,3 +100,26 @@ async def test_a_number_with_a_pending_entry_to_carry_along_is_left_to_the_round
         # One message per number, the emergency's, carrying the service request along.
         assert len(sms.sent) == len(HOTLINE)
         assert {r.status for r in await rows(app)} == {"sent"}
+
+
+async def test_the_loop_sends_the_first_message_of_each_lane_it_claims_without_a_second_check(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> None:
+    sms = HoldingSender()
+    async with open_app(tmp_path, database_url, clock, sms) as app:
+        await press(app, "dev-0001")
+        assert await app.escalator.run_due() == 1  # no loop lending slots: all pending
+        runner, stop = OutboxRunner(app.outbox), asyncio.Event()
+        with commits(app) as written:
+            running = asyncio.create_task(runner.run(app.send_now, 0.05, stop))
+            try:
+                await sms.wait_for_sent(len(HOTLINE))
+                while runner.in_flight:  # noqa: ASYNC110  # the lanes record their sends
+                    await asyncio.sleep(0.01)
+            finally:
+                stop.set()
+                await asyncio.wait_for(running, 10)
+        # The start's recovery, the claim, then the records of the sends (one for those
+        # answered together): no check transaction per message.
+        assert len(written) <= 2 + len(HOTLINE)
+        assert {r.status for r in await rows(app)} == {"sent"}

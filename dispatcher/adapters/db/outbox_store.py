@@ -263,7 +263,13 @@ class SqlOutboxStore:
         )
 
     async def claim(
-        self, ids: Sequence[int], now: datetime, bundle_id: int | None, instance_id: str
+        self,
+        ids: Sequence[int],
+        now: datetime,
+        bundle_id: int | None,
+        instance_id: str,
+        *,
+        requested: bool = False,
     ) -> None:
         await self._update(
             ids,
@@ -271,7 +277,7 @@ class SqlOutboxStore:
             claimed_at=now,
             bundle_id=bundle_id,
             claimed_by=instance_id,
-            requested_at=None,
+            requested_at=now if requested else None,
         )
 
     async def mark_sent(self, ids: Sequence[int], receipt: Receipt, now: datetime) -> None:
