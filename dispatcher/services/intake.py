@@ -152,6 +152,12 @@ class IntakeStore(ContactStore, Protocol):
         """Those of these (device, ref) already stored: a whole batch in one query."""
         ...
 
+    async def prefetch(
+        self, keys: set[tuple[str, str]], device_ids: set[str]
+    ) -> tuple[dict[tuple[str, str], StoredEvent], set[tuple[str, str | None]]]:
+        """:meth:`find_events` and :meth:`open_calls_of` at once (one statement)."""
+        ...
+
     async def open_calls_of(self, device_ids: set[str]) -> set[tuple[str, str | None]]:
         """(device, alert key) of these devices' unresolved calls; None is the key of
         a resident's call."""
@@ -233,16 +239,14 @@ class _Batch:
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     async def prefetch(self, store: IntakeStore, batch: Sequence[Incoming]) -> None:
-        events = [
+        events = {
             (m.device_id, m.parsed.ref)
             for m in batch
             if isinstance(m, DeviceMessage) and isinstance(m.parsed, Event)
-        ]
-        if events:
-            self.stored = await store.find_events(set(events))
+        }
         devices = {m.device_id for m in batch if m.device_id is not None}
-        if devices:
-            self.open_calls = await store.open_calls_of(devices)
+        if devices:  # every event has its device
+            self.stored, self.open_calls = await store.prefetch(events, devices)
         # At most one new call per device and kind of call (a resident's, an alert of
         # each fault), none for a resend of what is stored.
         opening = {

@@ -196,3 +196,44 @@ async def test_a_status_after_a_heartbeat_is_not_undone_by_the_flush(
     assert (link.status, link.battery, link.last_seen_at) == ("offline", 77, clock.now())
     clock.advance(301)
     assert await app.supervisor.check() == 1  # the offline alert
+
+
+@contextmanager
+def statements(app: App) -> Iterator[list[str]]:
+    """The first word and table of every statement the engine runs (BEGIN left out)."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        words = sql.split()
+        if words[0] == "SELECT":
+            seen.append("SELECT")
+        elif words[0] in ("INSERT", "UPDATE"):
+            seen.append(f"{words[0]} {words[2] if words[0] == 'INSERT' else words[1]}")
+
+    sa_event.listen(app.engine.sync_engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        sa_event.remove(app.engine.sync_engine, "before_cursor_execute", before)
+
+
+@pytest.mark.parametrize("devices", [1, 100])
+async def test_new_calls_cost_one_statement_per_table_whatever_the_batch(
+    app: App, devices: int
+) -> None:
+    """The batch's stored events and open calls are one query; its new calls, their
+    timelines, device messages and events one insert each (not one per message)."""
+    await app.intake.on_batch([msg("dev-0001", "warm", "service")])  # the day's sequence
+    batch: list[Incoming] = [msg(f"new-{n:04d}", f"e{n}", "emergency") for n in range(devices)]
+    with statements(app) as seen:
+        answers = await app.intake.on_batch(batch)
+    assert all(a is not None and a.result is AckResult.OK for a in answers)
+    assert seen == [
+        "SELECT",
+        "INSERT call_sequences",
+        "INSERT calls",
+        "INSERT timeline",
+        "INSERT device_outbox",
+        "INSERT events",
+    ]
+    assert await count(app, db.calls) == devices + 1

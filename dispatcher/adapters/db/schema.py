@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import registry
 
@@ -315,10 +315,19 @@ READ_ONLY_SESSION = {READ_ONLY: True}
 
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **_sqlite_driver(url))
         _sqlite_pragmas(engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_driver(url: str) -> dict[str, Any]:
+    """aiosqlite with one trip to its thread per statement (see .sqlite_driver)."""
+    if make_url(url).get_driver_name() != "aiosqlite":
+        return {}
+    from dispatcher.adapters.db.sqlite_driver import OneTripDBAPI
+
+    return {"module": OneTripDBAPI()}
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

@@ -6,9 +6,10 @@ Each service method opens one transaction and calls these; nothing here commits.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,23 @@ from devices.protocol import CallUpdate
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
 from dispatcher.core.calls import DEVICE_TEXT, Call, CallKind, CallState, Transition
+
+
+def _next_call_ids(postgresql: bool) -> Any:
+    upsert = (pg_insert if postgresql else sqlite_insert)(db.call_sequences)
+    return (
+        upsert.values(day=bindparam("day"), last=bindparam("count"))
+        .on_conflict_do_update(
+            index_elements=[db.call_sequences.c.day],
+            set_={"last": db.call_sequences.c.last + upsert.excluded.last},
+        )
+        .returning(db.call_sequences.c.last)
+    )
+
+
+# Built once (as the intake's statements, dispatcher.adapters.db.intake_store), by
+# whether the dialect is PostgreSQL's.
+_NEXT_CALL_IDS = {postgresql: _next_call_ids(postgresql) for postgresql in (False, True)}
 
 
 async def next_call_id(session: AsyncSession, now: datetime, timezone: str) -> str:
@@ -34,16 +52,8 @@ async def next_call_ids(
 ) -> list[str]:
     """``count`` consecutive call ids (see :func:`next_call_id`), in one statement."""
     day = now.astimezone(ZoneInfo(timezone)).strftime("%Y%m%d")
-    dialect = session.get_bind().dialect.name
-    upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(db.call_sequences)
-    seq = await session.scalar(
-        upsert.values(day=day, last=count)
-        .on_conflict_do_update(
-            index_elements=[db.call_sequences.c.day],
-            set_={"last": db.call_sequences.c.last + count},
-        )
-        .returning(db.call_sequences.c.last)
-    )
+    statement = _NEXT_CALL_IDS[session.get_bind().dialect.name == "postgresql"]
+    seq = await session.scalar(statement, {"day": day, "count": count})
     last = int(seq or 0)
     return [f"C-{day}-{n:04d}" for n in range(last - count + 1, last + 1)]
 
