@@ -76,7 +76,8 @@ FIGHT_AFTER = 3
 ALL_PRIORITIES = "all"
 # How long a stop waits for a message in hand to be committed and answered.
 IN_HAND_GRACE_S = 10.0
-# How often the worker looks for flood summaries when no message comes.
+# How often the worker looks for flood summaries (busy or not: the look is over every
+# device heard from lately, far too much to do at every batch of a storm).
 IDLE_TICK_S = 1.0
 # Errors that mean the broker or the database is unreachable: no PUBACK, reconnect,
 # and the broker delivers the messages again.
@@ -316,14 +317,19 @@ class MqttGateway:
         alarms; one batch at a time, so each device's messages are applied in the
         order they were taken."""
         q = self._queue
+        floods_due = 0.0
         while True:
-            # asyncio.timeout, not wait_for: on Python 3.11 a cancellation arriving as
-            # wait_for times out is swallowed, and this loop (cancelled by a stop) ran
-            # on; the stop then waited for it for ever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(IDLE_TICK_S):
-                    await inbox.filled.wait()
-            self._summarise_floods(inbox)
+            if not inbox.filled.is_set():
+                # asyncio.timeout, not wait_for: on Python 3.11 a cancellation arriving
+                # as wait_for times out is swallowed, and this loop (cancelled by a
+                # stop) ran on; the stop then waited for it for ever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(IDLE_TICK_S):
+                        await inbox.filled.wait()
+            now = time.monotonic()
+            if now >= floods_due:
+                self._summarise_floods(inbox, now)
+                floods_due = now + IDLE_TICK_S
             if not inbox.lanes:
                 continue
             # Waiting a moment for company makes fuller batches of routine traffic; an
@@ -336,10 +342,9 @@ class MqttGateway:
             await self._unstoppable(self._handle(client, batch))
             self._metrics.queue_depth(ALL_PRIORITIES, len(inbox.lanes))
 
-    def _summarise_floods(self, inbox: _Inbox) -> None:
+    def _summarise_floods(self, inbox: _Inbox, now: float) -> None:
         """One rejected_messages row per flooding device per minute, saying how many
         of its messages were dropped."""
-        now = time.monotonic()
         for summary in self._limiter.summaries(now):
             device_id = summary.device_id or None
             reason = (
