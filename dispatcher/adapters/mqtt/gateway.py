@@ -31,6 +31,8 @@ from typing import Any, NoReturn, TypeVar
 
 import aiomqtt
 import structlog
+from paho.mqtt.client import Client as PahoClient
+from paho.mqtt.client import MQTTMessage
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import select, update
@@ -90,7 +92,7 @@ class _Taken:
     flood summary, with nothing to acknowledge)."""
 
     incoming: Incoming
-    message: aiomqtt.Message | None
+    message: MQTTMessage | None
 
 
 class _Inbox:
@@ -145,13 +147,14 @@ class MqttGateway:
         taken_over = 0
         short_lived = 0  # connections in a row lost soon after they were made
         while not stop.is_set():
-            client = self._client()
+            inbox = _Inbox()
+            client = self._client(inbox)
             up_since: float | None = None
             try:
                 async with client:
                     up_since = loop.time()
                     attempt = 0
-                    await self._serve(client, stop)
+                    await self._serve(client, inbox, stop)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 attempt += 1
@@ -201,7 +204,7 @@ class MqttGateway:
             return None
         return call.id  # the escalator's next poll takes it
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, inbox: _Inbox) -> aiomqtt.Client:
         s = self._settings
         offline = DeviceStatus(state="offline").to_payload()
         will = aiomqtt.Will(self._topics.centre_status, offline, qos=1, retain=True)
@@ -233,9 +236,17 @@ class MqttGateway:
         client.pending_calls_threshold = 2 * self._queue.batch_max + 100
         # PUBACK after commit, not on receipt (aiomqtt does not expose this itself).
         client._client.manual_ack_set(True)
+
+        # Each message straight into its lane, from paho's read callback. aiomqtt's own
+        # way (a Message and a Topic made, an asyncio.Queue, then a task and a wait per
+        # message in its iterator) cost more than handling a heartbeat does.
+        def received(_paho: PahoClient, _userdata: object, message: MQTTMessage) -> None:
+            self._take(client, message, inbox)
+
+        client._client.on_message = received
         return client
 
-    async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+    async def _serve(self, client: aiomqtt.Client, inbox: _Inbox, stop: asyncio.Event) -> None:
         _no_delay(client)
         t = self._topics
         await client.subscribe(t.all_events, qos=1)
@@ -246,7 +257,7 @@ class MqttGateway:
         log.info("mqtt_connected", url=self._settings.url, topic_root=t.root)
         tasks = {
             asyncio.create_task(self._publish_outbox(client)),
-            asyncio.create_task(self._read(client)),
+            asyncio.create_task(self._read(client, inbox)),
         }
         stopper = asyncio.create_task(stop.wait())
         try:
@@ -264,32 +275,31 @@ class MqttGateway:
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.publish(t.centre_status, offline, qos=1, retain=True)
 
-    async def _read(self, client: aiomqtt.Client) -> None:
-        """Take messages into lanes as they come, and handle them in batches, until
-        either side fails (which ends the connection: what was taken and not yet
-        acknowledged is delivered again on the next)."""
-        inbox = _Inbox()
-        parts = {
-            asyncio.create_task(self._receive(client, inbox)),
-            asyncio.create_task(self._work(client, inbox)),
-        }
+    async def _read(self, client: aiomqtt.Client, inbox: _Inbox) -> None:
+        """Handle the messages taken into ``inbox`` (by paho's callback, as they come)
+        in batches, until the connection is lost or the worker fails (which ends the
+        connection: what was taken and not yet acknowledged is delivered again on the
+        next)."""
+        gone = client._disconnected  # aiomqtt's; its message iterator waits for it too
+        work = asyncio.create_task(self._work(client, inbox))
         try:
-            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for part in parts:
-                part.cancel()
-            await asyncio.gather(*parts, return_exceptions=True)
-        for part in done:
-            part.result()
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+        if not gone.done():
+            work.result()  # re-raises what ended the worker
+        # As aiomqtt's message iterator says it (the reason stays in the future).
+        cause = None if gone.cancelled() else gone.exception()
+        raise aiomqtt.MqttError("Disconnected during message iteration") from cause
 
-    async def _receive(self, client: aiomqtt.Client, inbox: _Inbox) -> None:
-        async for message in client.messages:
-            self._take(client, message, inbox)
-
-    def _take(self, client: aiomqtt.Client, message: aiomqtt.Message, inbox: _Inbox) -> None:
+    def _take(self, client: aiomqtt.Client, message: MQTTMessage, inbox: _Inbox) -> None:
         """Into its lane, or (a flooding device, not an alarm) acknowledged and dropped."""
-        topic = message.topic.value
         payload = message.payload if isinstance(message.payload, bytes) else b""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # the broker should not let one through: recorded
+            topic = repr(message._topic)
         where = self._topics.device_of(topic)
         incoming: Incoming
         if where is None:
@@ -398,7 +408,7 @@ class MqttGateway:
         raise aiomqtt.MqttError("message handling failed; reconnecting") from exc
 
     @staticmethod
-    def _puback(client: aiomqtt.Client, message: aiomqtt.Message | None) -> None:
+    def _puback(client: aiomqtt.Client, message: MQTTMessage | None) -> None:
         if message is not None and message.qos > 0:
             client._client.ack(message.mid, message.qos)
 
