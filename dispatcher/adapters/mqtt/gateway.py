@@ -23,8 +23,9 @@ import contextlib
 import random
 import socket
 import ssl
+import struct
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
@@ -81,6 +82,9 @@ IN_HAND_GRACE_S = 10.0
 # How often the worker looks for flood summaries (busy or not: the look is over every
 # device heard from lately, far too much to do at every batch of a storm).
 IDLE_TICK_S = 1.0
+# A PUBACK without reason code or properties: "success", in MQTT 5 as in 3.1.1.
+PUBACK = 0x40
+_PUBACK_PACKET = struct.Struct("!BBH")  # type, remaining length (2), packet id
 # Errors that mean the broker or the database is unreachable: no PUBACK, reconnect,
 # and the broker delivers the messages again.
 _UNREACHABLE = (aiomqtt.MqttError, OperationalError, InterfaceError, OSError)
@@ -396,9 +400,9 @@ class MqttGateway:
             for t, ack in zip(batch, answers, strict=True)
             if ack is not None and t.incoming.device_id is not None
         ]
-        await asyncio.gather(*sends)  # an MqttError: no PUBACK, delivered again
-        for taken in batch:
-            self._puback(client, taken.message)
+        if sends:
+            await asyncio.gather(*sends)  # an MqttError: no PUBACK, delivered again
+        _pubacks(client, [t.message for t in batch])
 
     def _defer(self, batch: list[_Taken], exc: BaseException) -> NoReturn:
         # The broker or the database is unreachable: no PUBACK, so the broker delivers
@@ -463,6 +467,18 @@ class MqttGateway:
                 .where(db.device_outbox.c.id == row_id)
                 .values(published_at=now)
             )
+
+
+def _pubacks(client: aiomqtt.Client, messages: Sequence[MQTTMessage | None]) -> None:
+    """Acknowledge a batch's QoS 1 messages in one write to the socket, not one each
+    (paho writes every packet it queues with a send of its own)."""
+    paho = client._client
+    packets = [_PUBACK_PACKET.pack(PUBACK, 2, m.mid) for m in messages if m and m.qos == 1]
+    if packets:
+        paho._packet_queue(PUBACK, b"".join(packets), 0, 0)
+    for message in messages:
+        if message is not None and message.qos > 1:  # we subscribe at QoS 1: not expected
+            paho.ack(message.mid, message.qos)
 
 
 def _topic(taken: _Taken) -> str:
