@@ -157,21 +157,32 @@ def _answer_times(got: dict[str, tuple[float, str, str | None]]) -> dict[str, fl
 # ------------------------------------------------------------------------------ baselines
 
 
-def measure_baselines(bench: Bench) -> list[Figure]:
-    """(a) a bare aiomqtt subscriber's QoS 1 ingest rate; (b) the broker's QoS 1 round
-    trip to a bare responder, at 10 presses a second."""
-    size, url = bench.size, bench.broker.url
-    root = "bench-bare/v1"
+def bare_ingest(bench: Bench, protocol: int) -> tuple[float, int]:
+    """A bare aiomqtt subscriber's QoS 1 ingest rate, from the same publishers as the
+    daemon's scenario; and how many of the heartbeats it received."""
+    url, n = bench.broker.url, bench.size.ingest_heartbeats
+    root = f"bench-bare-{protocol}/v1"
     out = load.CTX.Queue()
     ready = load.CTX.Event()
-    n = size.ingest_heartbeats
-    proc = load.spawn(load.bare_subscriber_worker, url, root, n, time.time() + 60, ready, out)
+    deadline = time.time() + 60
+    proc = load.spawn(load.bare_subscriber_worker, url, root, n, deadline, ready, out, protocol)
     ready.wait(30)
     beats = _presses(0, n, "heartbeat", "bare")
     load.publish_all(url, root, beats, rate=0, workers=2, timeout=60)
     count, first, last = out.get(timeout=90)
     proc.join(5)
     rate = (count - 1) / (last - first) if count > 1 and last > first else math.nan
+    return rate, count
+
+
+def measure_baselines(bench: Bench) -> list[Figure]:
+    """(a) a bare aiomqtt subscriber's QoS 1 ingest rate, in MQTT 5 as the daemon (the
+    target's base) and in 3.1.1 (for comparison); (b) the broker's QoS 1 round trip to
+    a bare responder, at 10 presses a second."""
+    size, url = bench.size, bench.broker.url
+    n = size.ingest_heartbeats
+    rate, count = bare_ingest(bench, 5)
+    rate_311, count_311 = bare_ingest(bench, 4)
     bench.baselines.ingest_per_s = rate
 
     root = "bench-echo/v1"
@@ -192,8 +203,18 @@ def measure_baselines(bench: Bench) -> list[Figure]:
     bench.baselines.round_trip_p50_ms = percentile(trips, 50)
     bench.baselines.round_trip_p99_ms = percentile(trips, 99)
     note = f"{count:,} of {n:,} received"
+    note_311 = f"{count_311:,} of {n:,} received; for comparison, not a target's base"
     return [
-        Figure("baseline", "bare aiomqtt subscriber, QoS 1 ingest", rate, "msg/s", note=note),
+        Figure(
+            "baseline", "bare aiomqtt subscriber, QoS 1 ingest (MQTT 5)", rate, "msg/s", note=note
+        ),
+        Figure(
+            "baseline",
+            "bare aiomqtt subscriber, QoS 1 ingest (MQTT 3.1.1)",
+            rate_311,
+            "msg/s",
+            note=note_311,
+        ),
         Figure("baseline", "broker QoS 1 round trip p50", bench.baselines.round_trip_p50_ms, "ms"),
         Figure("baseline", "broker QoS 1 round trip p99", bench.baselines.round_trip_p99_ms, "ms"),
     ]
