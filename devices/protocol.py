@@ -193,7 +193,7 @@ def _parse(payload: bytes) -> Event | Invalid | Rejected:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError:
         return _unusable(payload, "payload is not UTF-8")
-    if _too_deep(text):
+    if _may_nest_deep(payload) and _too_deep(text):
         return _unusable(payload, f"payload nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
@@ -226,12 +226,22 @@ def _no_constant(name: str) -> Any:
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Which of two "type"s a device meant is a guess; a guess must not open a call.
-    data: dict[str, Any] = {}
+    data = dict(pairs)  # the usual object, without a loop in Python
+    if len(data) == len(pairs):
+        return data
+    data = {}  # a key twice: which one, the first repeated
     for key, value in pairs:
         if key in data:
             raise ValueError(f"duplicate key {clean_text(key)[:64]!r}")
         data[key] = value
     return data
+
+
+def _may_nest_deep(payload: bytes) -> bool:
+    """False when the payload has too few brackets to nest deeper than MAX_JSON_DEPTH
+    (the usual event has one): the scan of :func:`_too_deep` is then not needed. In
+    UTF-8 no byte of a multi-byte character is a bracket, so bytes count as text."""
+    return payload.count(b"{") + payload.count(b"[") > MAX_JSON_DEPTH
 
 
 def _too_deep(text: str) -> bool:

@@ -163,6 +163,9 @@ class FloodLimiter:
     burst: float
     summary_every_s: float = 60.0
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    # The devices with drops not yet summarised, in the order they began: what
+    # summaries() looks at (not every device heard from, thousands in a storm).
+    _dropping: dict[str, None] = field(default_factory=dict)
 
     def allow(self, device_id: str, now: float) -> bool:
         """Whether ``device_id`` may send one more non-alarm message now; False
@@ -179,22 +182,26 @@ class FloodLimiter:
         bucket.dropped += 1
         if bucket.first_drop_at is None:
             bucket.first_drop_at = now
+            self._dropping[device_id] = None
         return False
 
     def summaries(self, now: float, *, all_due: bool = False) -> list[DropSummary]:
         """The devices whose drops have been counted for ``summary_every_s`` (or all
         with drops, when ``all_due``); their counts start again."""
         out = []
-        for device_id, bucket in self._buckets.items():
+        for device_id in list(self._dropping):
+            bucket = self._buckets[device_id]
             since = bucket.first_drop_at
             if since is None or (not all_due and now - since < self.summary_every_s):
                 continue
             out.append(DropSummary(device_id, bucket.dropped, since))
             bucket.dropped, bucket.first_drop_at = 0, None
+            del self._dropping[device_id]
         return out
 
     def sweep(self, now: float) -> None:
-        """Forget devices whose bucket is full again and who have no drops to report."""
+        """Forget devices whose bucket is full again and who have no drops to report.
+        Goes over every device heard from lately: now and then, not at every batch."""
         full_after = self.burst / self.rate if self.rate > 0 else float("inf")
         idle = [
             d

@@ -16,7 +16,8 @@ HEADER = """# Benchmarks
 Written by `make bench` (`python -m simulator.bench`): the latest figures of each
 scenario of issue 8 ("Hold a district's worst hour"), each beside its baseline or
 target. The baselines are measured in the same run, on the same Mosquitto
-(`set_tcp_nodelay true`): (a) a bare aiomqtt subscriber's QoS 1 ingest rate, (b) the
+(`set_tcp_nodelay true`): (a) a bare aiomqtt subscriber's QoS 1 ingest rate (in MQTT 5,
+as the daemon speaks it; the 3.1.1 rate is shown beside it), (b) the
 broker's QoS 1 round trip to a bare responder at 10 presses a second. A latency that
 never came (an event never answered, an SMS never sent by the timeout) counts as
 infinitely late, so a p99 reads "never" once more than 1 % are missing. The bench's

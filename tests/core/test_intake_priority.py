@@ -79,6 +79,22 @@ def test_a_flooding_device_is_limited_alone_and_summarised_once_per_period() -> 
     assert limiter.summaries(61.0) == [] and limiter.dropped("mad") == 0
 
 
+def test_summaries_look_only_at_the_devices_with_drops() -> None:
+    # A storm of heartbeats from thousands of calm devices: the summaries, looked for
+    # every second, go over the one device that floods, not over every bucket.
+    limiter = FloodLimiter(rate=1.0, burst=2, summary_every_s=60)
+    for n in range(1000):
+        limiter.allow(f"calm-{n}", 0.0)
+    for _ in range(5):
+        limiter.allow("mad", 0.0)
+    assert list(limiter._dropping) == ["mad"]
+    [summary] = limiter.summaries(60.0)
+    assert (summary.device_id, summary.dropped) == ("mad", 3)
+    assert limiter._dropping == {} and limiter.summaries(120.0) == []
+    assert [limiter.allow("mad", 120.0) for _ in range(3)] == [True, True, False]
+    assert list(limiter._dropping) == ["mad"]
+
+
 def test_all_due_summaries_and_idle_buckets_are_forgotten() -> None:
     limiter = FloodLimiter(rate=2.0, burst=2, summary_every_s=60)
     for _ in range(4):

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from devices import protocol
 from devices.protocol import Event, EventType, Invalid, Rejected, Topics, parse_event
+from tests.support.fuzz import CORPUS
 
 
 def raw(**fields: Any) -> bytes:
@@ -122,3 +124,44 @@ def test_a_ts_with_offset_seconds_or_many_digits_is_normalised_to_utc() -> None:
 def test_a_byte_order_mark_is_allowed_and_control_characters_leave_fw() -> None:
     parsed = parse_event(b"\xef\xbb\xbf" + raw(ref="k1", type="fall", fw="1.0\x1b[2J\x00"))
     assert isinstance(parsed, Event) and parsed.fw == "1.0[2J"
+
+
+def _unique_keys_one_by_one(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"duplicate key {protocol.clean_text(key)[:64]!r}")
+        data[key] = value
+    return data
+
+
+def test_the_parsers_shortcuts_change_no_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The depth scan is skipped when there are too few brackets to nest too deep, and
+    # duplicate keys are looked for one by one only when dict() lost one: every
+    # payload of the hostile corpus, and the usual heartbeat, parse as with neither.
+    nested = [
+        b'{"ref": "n%d", "type": "heartbeat", "x": %s}' % (d, b"[" * d + b"]" * d)
+        for d in (30, 31, 32, 33)
+    ]
+    payloads = (
+        [case.payload for case in CORPUS]
+        + nested
+        + [
+            raw(ref="hb-1", type="heartbeat"),
+            raw(ref="hb-2", type="heartbeat", battery=80, rssi=-60),
+            b'\xef\xbb\xbf{"ref": "hb-3", "type": "heartbeat"}',
+            b'{"ref": "hb-4", "type": "heartbeat", "ref": "hb-5"}',
+            b'{"ref": "hb-6", "type": "heartbeat", "x": {"a": 1, "a": 2}}',
+        ]
+    )
+
+    def outcome(payload: bytes) -> tuple[type, dict[str, Any], set[str]]:
+        parsed = parse_event(payload)
+        return type(parsed), parsed.model_dump(), parsed.model_fields_set
+
+    quick = [outcome(p) for p in payloads]
+    monkeypatch.setattr(protocol, "_may_nest_deep", lambda payload: True)
+    monkeypatch.setattr(protocol, "_unique_keys", _unique_keys_one_by_one)
+    assert [outcome(p) for p in payloads] == quick
+    # With the object itself, 31 nested arrays are 32 levels: the most allowed.
+    assert [type(parse_event(p)) for p in nested] == [Event, Event, Invalid, Invalid]

@@ -23,14 +23,17 @@ import contextlib
 import random
 import socket
 import ssl
+import struct
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import aiomqtt
 import structlog
+from paho.mqtt.client import Client as PahoClient
+from paho.mqtt.client import MQTTMessage
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import select, update
@@ -76,8 +79,12 @@ FIGHT_AFTER = 3
 ALL_PRIORITIES = "all"
 # How long a stop waits for a message in hand to be committed and answered.
 IN_HAND_GRACE_S = 10.0
-# How often the worker looks for flood summaries when no message comes.
+# How often the worker looks for flood summaries (busy or not: the look is over every
+# device heard from lately, far too much to do at every batch of a storm).
 IDLE_TICK_S = 1.0
+# A PUBACK without reason code or properties: "success", in MQTT 5 as in 3.1.1.
+PUBACK = 0x40
+_PUBACK_PACKET = struct.Struct("!BBH")  # type, remaining length (2), packet id
 # Errors that mean the broker or the database is unreachable: no PUBACK, reconnect,
 # and the broker delivers the messages again.
 _UNREACHABLE = (aiomqtt.MqttError, OperationalError, InterfaceError, OSError)
@@ -89,7 +96,7 @@ class _Taken:
     flood summary, with nothing to acknowledge)."""
 
     incoming: Incoming
-    message: aiomqtt.Message | None
+    message: MQTTMessage | None
 
 
 class _Inbox:
@@ -144,13 +151,14 @@ class MqttGateway:
         taken_over = 0
         short_lived = 0  # connections in a row lost soon after they were made
         while not stop.is_set():
-            client = self._client()
+            inbox = _Inbox()
+            client = self._client(inbox)
             up_since: float | None = None
             try:
                 async with client:
                     up_since = loop.time()
                     attempt = 0
-                    await self._serve(client, stop)
+                    await self._serve(client, inbox, stop)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 attempt += 1
@@ -200,7 +208,7 @@ class MqttGateway:
             return None
         return call.id  # the escalator's next poll takes it
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, inbox: _Inbox) -> aiomqtt.Client:
         s = self._settings
         offline = DeviceStatus(state="offline").to_payload()
         will = aiomqtt.Will(self._topics.centre_status, offline, qos=1, retain=True)
@@ -232,9 +240,17 @@ class MqttGateway:
         client.pending_calls_threshold = 2 * self._queue.batch_max + 100
         # PUBACK after commit, not on receipt (aiomqtt does not expose this itself).
         client._client.manual_ack_set(True)
+
+        # Each message straight into its lane, from paho's read callback. aiomqtt's own
+        # way (a Message and a Topic made, an asyncio.Queue, then a task and a wait per
+        # message in its iterator) cost more than handling a heartbeat does.
+        def received(_paho: PahoClient, _userdata: object, message: MQTTMessage) -> None:
+            self._take(client, message, inbox)
+
+        client._client.on_message = received
         return client
 
-    async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+    async def _serve(self, client: aiomqtt.Client, inbox: _Inbox, stop: asyncio.Event) -> None:
         _no_delay(client)
         t = self._topics
         await client.subscribe(t.all_events, qos=1)
@@ -245,7 +261,7 @@ class MqttGateway:
         log.info("mqtt_connected", url=self._settings.url, topic_root=t.root)
         tasks = {
             asyncio.create_task(self._publish_outbox(client)),
-            asyncio.create_task(self._read(client)),
+            asyncio.create_task(self._read(client, inbox)),
         }
         stopper = asyncio.create_task(stop.wait())
         try:
@@ -263,32 +279,31 @@ class MqttGateway:
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.publish(t.centre_status, offline, qos=1, retain=True)
 
-    async def _read(self, client: aiomqtt.Client) -> None:
-        """Take messages into lanes as they come, and handle them in batches, until
-        either side fails (which ends the connection: what was taken and not yet
-        acknowledged is delivered again on the next)."""
-        inbox = _Inbox()
-        parts = {
-            asyncio.create_task(self._receive(client, inbox)),
-            asyncio.create_task(self._work(client, inbox)),
-        }
+    async def _read(self, client: aiomqtt.Client, inbox: _Inbox) -> None:
+        """Handle the messages taken into ``inbox`` (by paho's callback, as they come)
+        in batches, until the connection is lost or the worker fails (which ends the
+        connection: what was taken and not yet acknowledged is delivered again on the
+        next)."""
+        gone = client._disconnected  # aiomqtt's; its message iterator waits for it too
+        work = asyncio.create_task(self._work(client, inbox))
         try:
-            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for part in parts:
-                part.cancel()
-            await asyncio.gather(*parts, return_exceptions=True)
-        for part in done:
-            part.result()
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+        if not gone.done():
+            work.result()  # re-raises what ended the worker
+        # As aiomqtt's message iterator says it (the reason stays in the future).
+        cause = None if gone.cancelled() else gone.exception()
+        raise aiomqtt.MqttError("Disconnected during message iteration") from cause
 
-    async def _receive(self, client: aiomqtt.Client, inbox: _Inbox) -> None:
-        async for message in client.messages:
-            self._take(client, message, inbox)
-
-    def _take(self, client: aiomqtt.Client, message: aiomqtt.Message, inbox: _Inbox) -> None:
+    def _take(self, client: aiomqtt.Client, message: MQTTMessage, inbox: _Inbox) -> None:
         """Into its lane, or (a flooding device, not an alarm) acknowledged and dropped."""
-        topic = message.topic.value
         payload = message.payload if isinstance(message.payload, bytes) else b""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # the broker should not let one through: recorded
+            topic = repr(message._topic)
         where = self._topics.device_of(topic)
         incoming: Incoming
         if where is None:
@@ -316,14 +331,19 @@ class MqttGateway:
         alarms; one batch at a time, so each device's messages are applied in the
         order they were taken."""
         q = self._queue
+        floods_due = 0.0
         while True:
-            # asyncio.timeout, not wait_for: on Python 3.11 a cancellation arriving as
-            # wait_for times out is swallowed, and this loop (cancelled by a stop) ran
-            # on; the stop then waited for it for ever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(IDLE_TICK_S):
-                    await inbox.filled.wait()
-            self._summarise_floods(inbox)
+            if not inbox.filled.is_set():
+                # asyncio.timeout, not wait_for: on Python 3.11 a cancellation arriving
+                # as wait_for times out is swallowed, and this loop (cancelled by a
+                # stop) ran on; the stop then waited for it for ever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(IDLE_TICK_S):
+                        await inbox.filled.wait()
+            now = time.monotonic()
+            if now >= floods_due:
+                self._summarise_floods(inbox, now)
+                floods_due = now + IDLE_TICK_S
             if not inbox.lanes:
                 continue
             # Waiting a moment for company makes fuller batches of routine traffic; an
@@ -336,10 +356,9 @@ class MqttGateway:
             await self._unstoppable(self._handle(client, batch))
             self._metrics.queue_depth(ALL_PRIORITIES, len(inbox.lanes))
 
-    def _summarise_floods(self, inbox: _Inbox) -> None:
+    def _summarise_floods(self, inbox: _Inbox, now: float) -> None:
         """One rejected_messages row per flooding device per minute, saying how many
         of its messages were dropped."""
-        now = time.monotonic()
         for summary in self._limiter.summaries(now):
             device_id = summary.device_id or None
             reason = (
@@ -381,9 +400,9 @@ class MqttGateway:
             for t, ack in zip(batch, answers, strict=True)
             if ack is not None and t.incoming.device_id is not None
         ]
-        await asyncio.gather(*sends)  # an MqttError: no PUBACK, delivered again
-        for taken in batch:
-            self._puback(client, taken.message)
+        if sends:
+            await asyncio.gather(*sends)  # an MqttError: no PUBACK, delivered again
+        _pubacks(client, [t.message for t in batch])
 
     def _defer(self, batch: list[_Taken], exc: BaseException) -> NoReturn:
         # The broker or the database is unreachable: no PUBACK, so the broker delivers
@@ -393,7 +412,7 @@ class MqttGateway:
         raise aiomqtt.MqttError("message handling failed; reconnecting") from exc
 
     @staticmethod
-    def _puback(client: aiomqtt.Client, message: aiomqtt.Message | None) -> None:
+    def _puback(client: aiomqtt.Client, message: MQTTMessage | None) -> None:
         if message is not None and message.qos > 0:
             client._client.ack(message.mid, message.qos)
 
@@ -448,6 +467,18 @@ class MqttGateway:
                 .where(db.device_outbox.c.id == row_id)
                 .values(published_at=now)
             )
+
+
+def _pubacks(client: aiomqtt.Client, messages: Sequence[MQTTMessage | None]) -> None:
+    """Acknowledge a batch's QoS 1 messages in one write to the socket, not one each
+    (paho writes every packet it queues with a send of its own)."""
+    paho = client._client
+    packets = [_PUBACK_PACKET.pack(PUBACK, 2, m.mid) for m in messages if m and m.qos == 1]
+    if packets:
+        paho._packet_queue(PUBACK, b"".join(packets), 0, 0)
+    for message in messages:
+        if message is not None and message.qos > 1:  # we subscribe at QoS 1: not expected
+            paho.ack(message.mid, message.qos)
 
 
 def _topic(taken: _Taken) -> str:
