@@ -105,3 +105,50 @@ async def test_the_orm_flushes_and_a_savepoint_rolls_back(engine: AsyncEngine) -
     async with sessions() as session:
         assert (await session.scalars(select(db.device_links.c.device_id))).all() == ["d1"]
         assert (await session.scalars(select(db.timeline.c.id))).all() == []
+
+
+async def test_a_new_call_is_built_without_attribute_events_and_stored_as_before(
+    engine: AsyncEngine,
+) -> None:
+    """Mapped dataclasses get their fields in one step (dispatcher.adapters.db.schema):
+    no attribute event at construction, but the ORM still inserts them, and tracks
+    what changes afterwards."""
+    from sqlalchemy import event
+
+    from dispatcher.core import calls as lifecycle
+    from dispatcher.core.calls import Call, CallKind
+    from dispatcher.core.escalation import DEFAULT_POLICIES
+
+    sessions = db.make_sessionmaker(engine)  # maps the domain
+    sets: list[str] = []
+
+    def on_set(_target: Any, value: Any, *_args: Any) -> None:
+        sets.append(str(value))
+
+    event.listen(Call.press_count, "set", on_set)
+    try:
+        call, transition = lifecycle.open_call(
+            call_id="C-20261124-0001",
+            device_id="d1",
+            kind=CallKind.EMERGENCY,
+            policy=DEFAULT_POLICIES["emergency"],
+            now=TUESDAY_10AM,
+            resident_id=None,
+            community_id=None,
+        )
+        assert sets == []  # before: "1", as each field went through the ORM
+        async with sessions.begin() as session:
+            session.add(call)
+            for entry in transition.timeline:
+                entry.call_id = call.id
+                session.add(entry)
+            await session.flush()
+            call.press_count += 1
+            assert sets == ["2"]
+    finally:
+        event.remove(Call.press_count, "set", on_set)
+    async with sessions() as session:
+        stored = await session.get(Call, "C-20261124-0001")
+        assert stored is not None and stored.press_count == 2 and stored.device_id == "d1"
+        assert stored.kind is CallKind.EMERGENCY and stored.opened_at == TUESDAY_10AM
+        assert (await session.scalars(select(db.timeline.c.action))).all() == ["opened"]
