@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import instrumentation, registry
+from sqlalchemy.orm import registry
 
 from dispatcher.core.calls import Call, CallKind, CallState, Priority, TimelineEntry
 from dispatcher.core.escalation import Policy
@@ -299,8 +299,6 @@ def map_domain() -> None:
         return
     mapper_registry.map_imperatively(Call, calls)
     mapper_registry.map_imperatively(TimelineEntry, timeline)
-    _construct_without_events(Call)
-    _construct_without_events(TimelineEntry)
     _mapped = True
 
     @event.listens_for(Call, "load")
@@ -308,31 +306,6 @@ def map_domain() -> None:
         target.kind = CallKind(target.kind)
         target.priority = Priority(target.priority)
         target.state = CallState(target.state)
-
-
-class _Fields:
-    """A plain object for a dataclass's ``__init__`` to fill (see below)."""
-
-
-def _construct_without_events(cls: type) -> None:
-    """New instances of the mapped dataclass ``cls`` get their fields in one step.
-
-    Mapped, each of the dataclass's ``self.field = value`` goes through the ORM's
-    attribute events (history for a change to a loaded row): opening a call took
-    116 µs instead of 5, a tenth of the intake's time per new call in a batch. A new
-    instance has no history to keep: the ORM inserts what its ``__dict__`` holds, as
-    before. Rows loaded from the database are not built by ``__init__``; changes made
-    after construction go through the events as before."""
-    manager: instrumentation.ClassManager[Any] = instrumentation.manager_of_class(cls)
-    dataclass_init = manager.original_init
-    assert dataclass_init is not None and not hasattr(cls, "__post_init__")
-
-    def __init__(self: object, *args: Any, **kwargs: Any) -> None:
-        fields = _Fields()
-        dataclass_init(fields, *args, **kwargs)
-        self.__dict__.update(fields.__dict__)
-
-    manager.original_init = __init__
 
 
 # Marks a session that only reads: ``sessions(execution_options=READ_ONLY_SESSION)``.
