@@ -148,7 +148,11 @@ async def test_sigkill_loses_no_event_and_no_escalation_step(
         )
         late = time.monotonic() - opened
         assert late >= STEP2_AFTER_S - 0.5, "step 2 came early"
-        assert [m.to for m in step2] == ["+8613817300201"]  # the s-hx street supervisor
+        # dev-0001 lives in c-lh (street s-hx): its street's supervisor on duty now, by
+        # the rota (sun-li by day; after 17:30 the two streets' evening rotation).
+        at = datetime.now(UTC)
+        street = [s.phone for s in rota.supervisors(load_directory(DATA), "c-lh", at)]
+        assert [m.to for m in step2] == street
 
         stop_publishing.set()
         await publisher
