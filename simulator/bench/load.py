@@ -10,7 +10,10 @@ after 10 s) do not fit here: 10,000 of them would measure the simulator, not the
 - :func:`publish_worker` sends events at QoS 1 as the protocol says, paced or flat out;
 - :func:`listen_worker` records the first answer to every (device, ref);
 - :func:`bare_subscriber_worker` (aiomqtt) and :func:`bare_responder_worker` (paho)
-  are the baselines: clients doing the least a centre could (count; answer at once).
+  are the baselines: clients doing the least a centre could (count; answer at once);
+- :func:`floor_responder_worker` answers at once too, but on the daemon's own stack
+  (aiomqtt, MQTT 5, the daemon's Receive Maximum): what a centre that stores nothing
+  achieves under the same burst or flood, the floor under the daemon's figures.
 """
 
 from __future__ import annotations
@@ -211,6 +214,51 @@ def bare_responder_worker(url: str, root: str, ready: EventType, stop: EventType
     stop.wait()
     client.disconnect()
     client.loop_stop()
+
+
+def floor_responder_worker(
+    url: str, root: str, receive_maximum: int, ready: EventType, stop: EventType
+) -> None:
+    """The floor: answers every event at once, storing nothing, on the daemon's stack
+    and in its way: aiomqtt on paho, MQTT 5, the daemon's Receive Maximum, TCP_NODELAY,
+    each message taken in paho's read callback and answered from there (the daemon's
+    gateway does the same, bypassing aiomqtt's iterator, which costs more)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    async def run() -> None:
+        host, port = _host_port(url)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.ReceiveMaximum = receive_maximum
+        client = aiomqtt.Client(
+            host,
+            port,
+            identifier=f"bench-floor-{uuid.uuid4().hex[:8]}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            properties=props,
+            max_inflight_messages=1000,
+        )
+        paho = client._client
+
+        def on_message(_client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                ref = json.loads(message.payload)["ref"]
+                device = message.topic.split("/")[-2]
+                body = json.dumps({"ref": ref, "result": "ok"}).encode()
+                paho.publish(f"{root}/dev/{device}/ack", body, qos=1)
+
+        async with client:
+            sock = paho.socket()
+            if isinstance(sock, socket.socket):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            paho.on_message = on_message
+            await client.subscribe(f"{root}/dev/+/event", qos=1)
+            ready.set()
+            # ``stop`` is a multiprocessing Event: waited for in a thread.
+            await asyncio.to_thread(stop.wait)
+
+    with contextlib.suppress(Exception):
+        asyncio.run(run())
 
 
 def spawn(target: Callable[..., None], *args: Any) -> SpawnProcess:

@@ -4,11 +4,13 @@ run. Each scenario builds its own district, database and daemon, is bounded in t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import shutil
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +79,10 @@ class Baselines:
     ingest_per_s: float | None = None
     round_trip_p50_ms: float | None = None
     round_trip_p99_ms: float | None = None
+    # The floors (load.floor_responder_worker): the same load on a responder that stores
+    # nothing, measured once a run, the first time a scenario needs it.
+    burst_floor: list[Figure] | None = None
+    flood_floor: list[Figure] | None = None
 
     @property
     def answer_target_ms(self) -> float | None:
@@ -271,30 +277,86 @@ def heartbeat_ingest(bench: Bench, db: str) -> list[Figure]:
     ]
 
 
+FLOOR_RECEIVE_MAXIMUM = 20_000  # the daemon's default ([mqtt] receive_maximum)
+
+
+@contextlib.contextmanager
+def _floor(bench: Bench) -> Iterator[str]:
+    """A floor responder on a topic root of its own; yields the root."""
+    root = f"bench-floor-{uuid.uuid4().hex[:8]}/v1"
+    stop, ready = load.CTX.Event(), load.CTX.Event()
+    proc = load.spawn(
+        load.floor_responder_worker, bench.broker.url, root, FLOOR_RECEIVE_MAXIMUM, ready, stop
+    )
+    if not ready.wait(30):
+        proc.kill()
+        raise RuntimeError("the floor responder did not subscribe within 30 s")
+    try:
+        yield root
+    finally:
+        stop.set()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _burst_load(
+    bench: Bench, url: str, root: str
+) -> tuple[load.Sent, dict[str, tuple[float, str, str | None]]]:
+    n = bench.size.burst_devices
+    listener = load.Listener(url, [f"{root}/dev/+/ack"], n, timeout=bench.size.timeout_s + 10)
+    presses = _presses(0, n, "emergency", "sos")
+    sent = load.publish_all(url, root, presses, rate=n, workers=_workers(n), timeout=30)
+    return sent, listener.result()
+
+
+def _within_5s(sent: load.Sent, got: dict[str, tuple[float, str, str | None]]) -> int:
+    return sum(1 for k, t in sent.at.items() if k in got and got[k][0] - t <= 5)
+
+
+def _sent_note(sent: load.Sent) -> str:
+    first = min(sent.at.values(), default=time.time())
+    span = max(sent.at.values(), default=first) - first
+    return f"{len(sent.at):,} presses sent in {span:.2f} s"
+
+
+def burst_floor(bench: Bench) -> list[Figure]:
+    """The burst against the floor responder: how many a centre that stores nothing,
+    on the daemon's MQTT stack, answers within 5 s."""
+    if bench.baselines.burst_floor is None:
+        with _floor(bench) as root:
+            sent, got = _burst_load(bench, bench.broker.url, root)
+        bench.baselines.burst_floor = [
+            Figure(
+                "2 burst",
+                "floor: a responder that stores nothing, answered within 5 s",
+                _within_5s(sent, got),
+                "events",
+                note=f"{_sent_note(sent)}; aiomqtt, MQTT 5, answers from paho's callback",
+            )
+        ]
+    return bench.baselines.burst_floor
+
+
 def burst(bench: Bench, db: str) -> list[Figure]:
     """2. Every registered device presses within one second: how many were stored and
-    answered within 5 s, and how many were never answered (by the timeout)."""
+    answered within 5 s, and how many were never answered (by the timeout). Beside
+    them, the floor: the same burst answered by a responder that stores nothing."""
     n = bench.size.burst_devices
+    floor = burst_floor(bench)
     daemon = bench.daemon("burst", db, n)
     try:
-        listener = load.Listener(
-            daemon.broker_url, [f"{daemon.root}/dev/+/ack"], n, timeout=bench.size.timeout_s + 10
-        )
-        presses = _presses(0, n, "emergency", "sos")
-        sent = load.publish_all(
-            daemon.broker_url, daemon.root, presses, rate=n, workers=_workers(n), timeout=30
-        )
-        got = listener.result()
+        sent, got = _burst_load(bench, daemon.broker_url, daemon.root)
         received = records.events_received(daemon.db_url, "emergency")
     finally:
         daemon.stop()
     first = min(sent.at.values(), default=time.time())
-    span = max(sent.at.values(), default=first) - first
-    answered_5s = sum(1 for k, t in sent.at.items() if k in got and got[k][0] - t <= 5)
+    answered_5s = _within_5s(sent, got)
     stored_5s = sum(1 for r in received if r.timestamp() - first <= 5)
     lost = sum(1 for k in sent.at if k not in got)
-    note = f"{len(sent.at):,} presses sent in {span:.2f} s; {len(received):,} stored by the end"
+    note = f"{_sent_note(sent)}; {len(received):,} stored by the end"
     return [
+        *floor,
         Figure(
             "2 burst",
             f"stored within 5 s ({db})",
@@ -325,69 +387,113 @@ def burst(bench: Bench, db: str) -> list[Figure]:
     ]
 
 
-def flood(bench: Bench, db: str) -> list[Figure]:
-    """3. 200 emergencies while 5,000 power_lost events a second come from other devices:
-    p99 press→answer of the emergencies against 4× the broker's round trip."""
+@dataclass
+class _Flooded:
+    sent: load.Sent
+    got: dict[str, tuple[float, str, str | None]]
+    flooded: int
+    rate: float
+
+    def waits(self) -> list[float]:
+        return latencies_ms(self.sent.at, _answer_times(self.got))
+
+    def note(self) -> str:
+        unanswered = sum(1 for w in self.waits() if math.isinf(w))
+        return (
+            f"{unanswered} of {len(self.sent.at)} unanswered by the timeout; flood sent "
+            f"{self.flooded:,} power_lost at {self.rate:,.0f}/s"
+        )
+
+
+def _flood_load(bench: Bench, url: str, root: str) -> _Flooded:
     size = bench.size
     emergencies = size.flood_emergencies
-    background_devices = size.flood_rate
-    daemon = bench.daemon("flood", db, emergencies + background_devices)
-    try:
-        sos = _presses(0, emergencies, "emergency", "sos")
-        topics = [f"{daemon.root}/dev/{p.device_id}/ack" for p in sos]
-        listener = load.Listener(
-            daemon.broker_url, topics, emergencies, timeout=size.flood_seconds + size.timeout_s + 10
+    sos = _presses(0, emergencies, "emergency", "sos")
+    topics = [f"{root}/dev/{p.device_id}/ack" for p in sos]
+    listener = load.Listener(
+        url, topics, emergencies, timeout=size.flood_seconds + size.timeout_s + 10
+    )
+    flood_events = [
+        Press(device_id(emergencies + d), f"pl-{s}", "power_lost")
+        for s in range(size.flood_seconds)
+        for d in range(size.flood_rate)
+    ]
+    background = load.CTX.Queue()
+    start_at = time.time() + 1.0
+    deadline = start_at + size.flood_seconds + 30
+    workers = _workers(size.flood_rate) + 1
+    procs = [
+        load.spawn(
+            load.publish_worker,
+            url,
+            root,
+            flood_events[i::workers],
+            size.flood_rate / workers,
+            start_at,
+            deadline,
+            background,
         )
-        flood_events = [
-            Press(device_id(emergencies + d), f"pl-{s}", "power_lost")
-            for s in range(size.flood_seconds)
-            for d in range(background_devices)
-        ]
-        background = load.CTX.Queue()
-        start_at = time.time() + 1.0
-        deadline = start_at + size.flood_seconds + 30
-        workers = _workers(size.flood_rate) + 1
-        procs = [
-            load.spawn(
-                load.publish_worker,
-                daemon.broker_url,
-                daemon.root,
-                flood_events[i::workers],
-                size.flood_rate / workers,
-                start_at,
-                deadline,
-                background,
+        for i in range(workers)
+    ]
+    # The emergencies start a second into the flood and end before it does.
+    rate = emergencies / max(1, size.flood_seconds - 2)
+    sent = load.publish_all(
+        url,
+        root,
+        sos,
+        rate=rate,
+        workers=1,
+        start_in=max(0.0, start_at + 1.0 - time.time()),
+        timeout=size.flood_seconds + 30,
+    )
+    flooded = 0
+    flood_first, flood_last = math.inf, 0.0
+    for _ in procs:
+        part, _acked = background.get(timeout=size.flood_seconds + 60)
+        flooded += len(part)
+        if part:
+            flood_first = min(flood_first, min(part.values()))
+            flood_last = max(flood_last, max(part.values()))
+    for proc in procs:
+        proc.join(5)
+    got = listener.result()
+    achieved = flooded / (flood_last - flood_first) if flood_last > flood_first else math.nan
+    return _Flooded(sent, got, flooded, achieved)
+
+
+def flood_floor(bench: Bench) -> list[Figure]:
+    """The flood against the floor responder: the emergencies' p99 press→answer when
+    the centre stores nothing and only reads and answers, on the daemon's MQTT stack."""
+    if bench.baselines.flood_floor is None:
+        with _floor(bench) as root:
+            done = _flood_load(bench, bench.broker.url, root)
+        bench.baselines.flood_floor = [
+            Figure(
+                "3 flood",
+                "floor: a responder that stores nothing, emergency press→answer p99",
+                percentile(done.waits(), 99),
+                "ms",
+                note=f"p50 {_ms(percentile(done.waits(), 50))}; {done.note()}",
             )
-            for i in range(workers)
         ]
-        # The emergencies start a second into the flood and end before it does.
-        rate = emergencies / max(1, size.flood_seconds - 2)
-        sent = load.publish_all(
-            daemon.broker_url,
-            daemon.root,
-            sos,
-            rate=rate,
-            workers=1,
-            start_in=max(0.0, start_at + 1.0 - time.time()),
-            timeout=size.flood_seconds + 30,
-        )
-        flooded = 0
-        flood_first, flood_last = math.inf, 0.0
-        for _ in procs:
-            part, _acked = background.get(timeout=size.flood_seconds + 60)
-            flooded += len(part)
-            if part:
-                flood_first = min(flood_first, min(part.values()))
-                flood_last = max(flood_last, max(part.values()))
-        for proc in procs:
-            proc.join(5)
-        got = listener.result()
+    return bench.baselines.flood_floor
+
+
+def flood(bench: Bench, db: str) -> list[Figure]:
+    """3. 200 emergencies while 5,000 power_lost events a second come from other devices:
+    p99 press→answer of the emergencies against 4× the broker's round trip. Beside it,
+    the floor: the same flood and emergencies answered by a responder that stores
+    nothing."""
+    size = bench.size
+    floor = flood_floor(bench)
+    daemon = bench.daemon("flood", db, size.flood_emergencies + size.flood_rate)
+    try:
+        done = _flood_load(bench, daemon.broker_url, daemon.root)
     finally:
         daemon.stop()
-    waits = latencies_ms(sent.at, _answer_times(got))
-    achieved = flooded / (flood_last - flood_first) if flood_last > flood_first else math.nan
-    unanswered = sum(1 for w in waits if math.isinf(w))
+    waits = done.waits()
     return [
+        *floor,
         Figure(
             "3 flood",
             f"emergency press→answer p99 under flood ({db})",
@@ -395,8 +501,7 @@ def flood(bench: Bench, db: str) -> list[Figure]:
             "ms",
             bench.baselines.answer_target_ms,
             "4× broker round trip p99",
-            note=f"{unanswered} of {len(waits)} unanswered by the timeout; flood sent "
-            f"{flooded:,} power_lost at {achieved:,.0f}/s",
+            note=f"p50 {_ms(percentile(waits, 50))}; {done.note()}",
         ),
     ]
 
