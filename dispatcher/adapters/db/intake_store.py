@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     String,
@@ -48,6 +49,29 @@ Unavailable.register(OSError)
 _IN_CHUNK = 500
 # Rows per statement when writing contacts (SQLite allows 32766 bound parameters).
 _SEEN_CHUNK = 1000
+
+
+def _seen_upsert(insert_of: Any) -> Any:
+    """The device_links upsert of :meth:`SqlIntakeStore.write_seen`, built once and run
+    as an executemany: one compiled statement whatever the batch's size (a multi-row
+    VALUES is compiled again for every row count, 7 % of the daemon's time in a burst).
+
+    Any message from the device means it is connected (as update_link), but contact
+    noted before a newer write (a status, in order) changes nothing."""
+    links = db.device_links
+    upsert = insert_of(links)
+    return upsert.on_conflict_do_update(
+        index_elements=[links.c.device_id],
+        set_={
+            "last_seen_at": upsert.excluded.last_seen_at,
+            "status": "online",
+            "battery": func.coalesce(upsert.excluded.battery, links.c.battery),
+        },
+        where=links.c.last_seen_at <= upsert.excluded.last_seen_at,
+    )
+
+
+_SEEN_UPSERT = {"postgresql": _seen_upsert(pg_insert), "sqlite": _seen_upsert(sqlite_insert)}
 
 
 @dataclass
@@ -140,10 +164,8 @@ class SqlIntakeStore:
             self._held = None
 
     async def write_seen(self, seen: list[Seen]) -> None:
-        dialect = self._session.get_bind().dialect.name
-        links = db.device_links
+        statement = _SEEN_UPSERT[self._session.get_bind().dialect.name]
         for start in range(0, len(seen), _SEEN_CHUNK):
-            upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(links)
             rows = [
                 {
                     "device_id": s.device_id,
@@ -154,19 +176,7 @@ class SqlIntakeStore:
                 }
                 for s in seen[start : start + _SEEN_CHUNK]
             ]
-            # Any message from the device means it is connected (as update_link), but
-            # contact noted before a newer write (a status, in order) changes nothing.
-            await self._session.execute(
-                upsert.values(rows).on_conflict_do_update(
-                    index_elements=[links.c.device_id],
-                    set_={
-                        "last_seen_at": upsert.excluded.last_seen_at,
-                        "status": "online",
-                        "battery": func.coalesce(upsert.excluded.battery, links.c.battery),
-                    },
-                    where=links.c.last_seen_at <= upsert.excluded.last_seen_at,
-                )
-            )
+            await self._session.execute(statement, rows)
 
     async def devices_with_alert(self, alert_key: str) -> set[str]:
         found = await self._session.scalars(
