@@ -185,6 +185,11 @@ def _us_each(cpu_s: float | None, count: int) -> str:
     return "?" if cpu_s is None or count <= 0 else f"{cpu_s / count * 1e6:,.0f} µs"
 
 
+def _cpu_since(daemon: Daemon, before: float | None) -> float | None:
+    after = daemon.cpu_s()
+    return None if before is None or after is None else after - before
+
+
 def measure_baselines(bench: Bench) -> list[Figure]:
     """(a) a bare aiomqtt subscriber's QoS 1 ingest rate, in MQTT 5 as the daemon (the
     target's base) and in 3.1.1 (for comparison); (b) the broker's QoS 1 round trip to
@@ -346,7 +351,9 @@ def burst(bench: Bench, db: str) -> list[Figure]:
     floor = burst_floor(bench)
     daemon = bench.daemon("burst", db, n)
     try:
+        cpu_before = daemon.cpu_s()
         sent, got = _burst_load(bench, daemon.broker_url, daemon.root)
+        cpu = _cpu_since(daemon, cpu_before)
         received = records.events_received(daemon.db_url, "emergency")
     finally:
         daemon.stop()
@@ -354,7 +361,11 @@ def burst(bench: Bench, db: str) -> list[Figure]:
     answered_5s = _within_5s(sent, got)
     stored_5s = sum(1 for r in received if r.timestamp() - first <= 5)
     lost = sum(1 for k in sent.at if k not in got)
-    note = f"{_sent_note(sent)}; {len(received):,} stored by the end"
+    note = (
+        f"{_sent_note(sent)}; {len(received):,} stored by the end; daemon CPU "
+        f"{_us_each(cpu, len(got))} per answered press at most (from the first press to "
+        "the last answer, the calls opened, their first steps and SMS included)"
+    )
     return [
         *floor,
         Figure(
@@ -570,6 +581,7 @@ def escalation(bench: Bench, db: str) -> list[Figure]:
     daemon = bench.daemon("escalation", db, n, Policy(size.step_delays_s, repeat_every_s=3600))
     try:
         bench.sink.clear()
+        cpu_before = daemon.cpu_s()
         window_ends = time.time() + size.escalation_window_s
         listener = load.Listener(
             daemon.broker_url, [f"{daemon.root}/dev/+/ack"], n, timeout=size.escalation_window_s
@@ -585,6 +597,7 @@ def escalation(bench: Bench, db: str) -> list[Figure]:
         got = listener.result()  # every answer, or those by the window's end
         time.sleep(max(0.0, window_ends - time.time()))  # the steps fire meanwhile
         until = datetime.now(UTC)
+        cpu = _cpu_since(daemon, cpu_before)
         found = records.escalations(daemon.db_url, until)
         sms = {m["sid"]: m["arrived_at"] for m in bench.sink.messages()}
     finally:
@@ -603,12 +616,15 @@ def escalation(bench: Bench, db: str) -> list[Figure]:
     note = (
         f"{found.open_calls:,} calls opened of {n:,} pressed ({len(got):,} answered) in the "
         f"{size.escalation_window_s} s window; {len(found.fired):,} steps fired, "
-        f"{len(found.due_unfired):,} due and not fired; p50 {_ms(percentile(lateness, 50))}"
+        f"{len(found.due_unfired):,} due and not fired; p50 {_ms(percentile(lateness, 50))}; "
+        f"daemon CPU {'?' if cpu is None else f'{cpu:,.0f} s'} in the "
+        f"{size.escalation_window_s} s window"
     )
     missing_sms = sum(map(math.isinf, sms_after))
     sms_note = (
         f"{len(sms_after):,} SMS of steps fired ≥ 2 s before the end, {missing_sms:,} not at "
-        f"the endpoint by the end; p50 {_ms(percentile(sms_after, 50))}"
+        f"the endpoint by the end ({len(sms):,} reached it in all); "
+        f"p50 {_ms(percentile(sms_after, 50))}"
     )
     return [
         Figure(
