@@ -189,12 +189,8 @@ def bare_subscriber_worker(
     out.put(asyncio.run(run()))
 
 
-def bare_responder_worker(url: str, root: str, ready: EventType, stop: EventType) -> None:
-    """Baseline (b): a client that answers every event at once, as a centre that stores
-    nothing would. With TCP_NODELAY like every bench client: its PUBACK and its answer
-    are two small writes, and Nagle would hold the second ~40 ms for the first's ACK,
-    which is the client's delay, not the broker's."""
-    client = _connected_paho(url, "bench-echo")
+def _answering(client: mqtt.Client, root: str) -> Callable[[Any, Any, mqtt.MQTTMessage], None]:
+    """An on_message that answers each event at once with ``ok``, storing nothing."""
 
     def on_message(_client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -203,8 +199,17 @@ def bare_responder_worker(url: str, root: str, ready: EventType, stop: EventType
             body = json.dumps({"ref": ref, "result": "ok"}).encode()
             client.publish(f"{root}/dev/{device}/ack", body, qos=1)
 
+    return on_message
+
+
+def bare_responder_worker(url: str, root: str, ready: EventType, stop: EventType) -> None:
+    """Baseline (b): a client that answers every event at once, as a centre that stores
+    nothing would. With TCP_NODELAY like every bench client: its PUBACK and its answer
+    are two small writes, and Nagle would hold the second ~40 ms for the first's ACK,
+    which is the client's delay, not the broker's."""
+    client = _connected_paho(url, "bench-echo")
     subscribed: list[bool] = []
-    client.on_message = on_message
+    client.on_message = _answering(client, root)
     client.on_subscribe = lambda *_args: subscribed.append(True)
     client.subscribe(f"{root}/dev/+/event", qos=1)
     deadline = time.time() + 10
@@ -239,19 +244,11 @@ def floor_responder_worker(
             max_inflight_messages=1000,
         )
         paho = client._client
-
-        def on_message(_client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                ref = json.loads(message.payload)["ref"]
-                device = message.topic.split("/")[-2]
-                body = json.dumps({"ref": ref, "result": "ok"}).encode()
-                paho.publish(f"{root}/dev/{device}/ack", body, qos=1)
-
         async with client:
             sock = paho.socket()
             if isinstance(sock, socket.socket):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            paho.on_message = on_message
+            paho.on_message = _answering(paho, root)
             await client.subscribe(f"{root}/dev/+/event", qos=1)
             ready.set()
             # ``stop`` is a multiprocessing Event: waited for in a thread.

@@ -3,7 +3,7 @@ real daemon, Mosquitto, the databases and the SMS sink on tiny numbers and produ
 figure for every scenario asked for. Nothing is asserted about the figures' values:
 timing belongs in the benchmark (``make bench``), never in a test.
 
-Two scenarios only, to keep `make test` short; `make bench BENCH_ARGS=--quick` runs
+Three scenarios only, to keep `make test` short; `make bench BENCH_ARGS=--quick` runs
 all six the same way.
 """
 
@@ -50,15 +50,20 @@ def scenarios_with_figures(found: dict[str, object]) -> set[str]:
 
 
 def test_quick_bench_produces_its_figures(tmp_path: Path) -> None:
-    # Two scenarios, not six: each starts its own daemon, and the whole suite has a
-    # budget of minutes. The press→answer→SMS path (steady) and the memory at rest
-    # (rest) cover the harness's parts: world, devices, sink, database read-back.
-    group = ("steady", "rest")
+    # Three scenarios, not six: each starts its own daemon, and the whole suite has a
+    # budget of minutes. The press→answer→SMS path (steady), the memory at rest (rest)
+    # and the burst with its floor (a responder beside the daemon) cover the harness's
+    # parts: world, devices, sink, floor, database read-back.
+    group = ("steady", "rest", "burst")
     found = run_bench(tmp_path, *group, "--db", "sqlite")
     made = scenarios_with_figures(found)
     assert "baseline" in made
     numbers = {str(list(SCENARIOS).index(name) + 1) for name in group}
     assert {label.split()[0] for label in made if label != "baseline"} == numbers
+    rows = found["figures"]
+    assert isinstance(rows, list)
+    floors = [r for r in rows if r["scenario"] == "2 burst" and r["name"].startswith("floor:")]
+    assert len(floors) == 1 and floors[0]["value"] is not None, floors
     machine = found["machine"]
     assert isinstance(machine, dict)
     assert {"CPU", "cores", "RAM", "kernel", "Python", "Mosquitto", "SQLite"} <= set(machine)
