@@ -253,8 +253,9 @@ class MqttGateway:
         client._client.on_message = received
         # paho's own dispatch looks each topic up in its trie of per-topic callbacks
         # (there are none here) under two locks before calling on_message: 8 % of the
-        # daemon's time at 2,500 heartbeats a second. Its only caller is the PUBLISH
-        # handler; an exception still propagates out of the read, as before.
+        # daemon's time at 2,500 heartbeats a second. Its callers are paho's PUBLISH
+        # (QoS 0 and 1) and PUBREL (QoS 2) handlers, each with one message, as
+        # on_message was; an exception still propagates out of the read, as before.
         client._client._handle_on_message = dispatched  # type: ignore[method-assign]
         return client
 
