@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dispatcher.config import MqttSettings
 from simulator.bench import load, records
 from simulator.bench.figures import Figure, fmt, latencies_ms, percentile
 from simulator.bench.load import Press
@@ -282,7 +283,8 @@ def heartbeat_ingest(bench: Bench, db: str) -> list[Figure]:
     ]
 
 
-FLOOR_RECEIVE_MAXIMUM = 20_000  # the daemon's default ([mqtt] receive_maximum)
+# The daemon's default ([mqtt] receive_maximum): the bench's daemons run with it.
+FLOOR_RECEIVE_MAXIMUM = MqttSettings.model_fields["receive_maximum"].default
 
 
 @contextlib.contextmanager

@@ -32,7 +32,6 @@ from typing import Any, NoReturn, TypeVar
 
 import aiomqtt
 import structlog
-from paho.mqtt.client import Client as PahoClient
 from paho.mqtt.client import MQTTMessage
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -241,21 +240,17 @@ class MqttGateway:
         # PUBACK after commit, not on receipt (aiomqtt does not expose this itself).
         client._client.manual_ack_set(True)
 
-        # Each message straight into its lane, from paho's read callback. aiomqtt's own
-        # way (a Message and a Topic made, an asyncio.Queue, then a task and a wait per
-        # message in its iterator) cost more than handling a heartbeat does.
-        def received(_paho: PahoClient, _userdata: object, message: MQTTMessage) -> None:
-            self._take(client, message, inbox)
-
+        # Each message straight into its lane, from paho's own dispatch. aiomqtt's way
+        # (a Message and a Topic made, an asyncio.Queue, then a task and a wait per
+        # message in its iterator) cost more than handling a heartbeat does; and paho's
+        # dispatch looks each topic up in its trie of per-topic callbacks (there are
+        # none here) under two locks before calling on_message: 8 % of the daemon's
+        # time at 2,500 heartbeats a second. Its callers are paho's PUBLISH (QoS 0 and
+        # 1) and PUBREL (QoS 2) handlers, one message each; an exception propagates
+        # out of the read as one from on_message would.
         def dispatched(message: MQTTMessage) -> None:
             self._take(client, message, inbox)
 
-        client._client.on_message = received
-        # paho's own dispatch looks each topic up in its trie of per-topic callbacks
-        # (there are none here) under two locks before calling on_message: 8 % of the
-        # daemon's time at 2,500 heartbeats a second. Its callers are paho's PUBLISH
-        # (QoS 0 and 1) and PUBREL (QoS 2) handlers, each with one message, as
-        # on_message was; an exception still propagates out of the read, as before.
         client._client._handle_on_message = dispatched  # type: ignore[method-assign]
         return client
 
