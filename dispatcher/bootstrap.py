@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher import logs
 from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.device_outbox_store import SqlDeviceOutboxStore
 from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.adapters.db.lock_store import SqlLockStore
@@ -93,6 +94,8 @@ class App:
     metrics: PrometheusMetrics  # this app's own registry (GET /metrics)
     figures: ScrapeFigures  # the database's figures, read at scrape time
     cycles: EngineCycles  # the pollers' last completed cycles (GET /health/engine)
+    # SQLite: the one queue of the daemon's writing transactions (None on PostgreSQL).
+    write_gate: WriteGate | None = None
     # Follows a step of the system clock (None when the clock given is not steady).
     clock_watch: ClockWatch | None = None
 
@@ -230,7 +233,14 @@ async def build(
         handoff=handoff,
         operations=operations,
         mqtt=MqttGateway(
-            settings.mqtt, intake, sessions, clock, publish_now, settings.intake, metrics
+            settings.mqtt,
+            intake,
+            tx(SqlIntakeStore),
+            tx(SqlDeviceOutboxStore),
+            clock,
+            publish_now,
+            settings.intake,
+            metrics,
         ),
         supervisor=LinkSupervisor(
             tx(SupervisionStore),
@@ -273,6 +283,7 @@ async def build(
         metrics=metrics,
         figures=figures,
         cycles=EngineCycles(clock, [ESCALATOR, OUTBOX]),
+        write_gate=gate,
     )
 
 

@@ -27,7 +27,6 @@ import struct
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import aiomqtt
@@ -35,13 +34,12 @@ import structlog
 from paho.mqtt.client import MQTTMessage
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices.protocol import DeviceStatus, Topics
-from dispatcher.adapters.db import schema as db
+from dispatcher.adapters.db.device_outbox_store import DeviceCommand, SqlDeviceOutboxStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
+from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.config import IntakeQueueSettings, MqttSettings
 from dispatcher.core.intake_priority import FloodLimiter, Lane, LaneQueue, lane_of
 from dispatcher.services.clock import Clock
@@ -78,6 +76,8 @@ FIGHT_AFTER = 3
 ALL_PRIORITIES = "all"
 # How long a stop waits for a message in hand to be committed and answered.
 IN_HAND_GRACE_S = 10.0
+# Device commands published per round of the device outbox.
+OUTBOX_ROWS = 200
 # How often the worker looks for flood summaries (busy or not: the look is over every
 # device heard from lately, far too much to do at every batch of a storm).
 IDLE_TICK_S = 1.0
@@ -121,7 +121,8 @@ class MqttGateway:
         self,
         settings: MqttSettings,
         intake: Intake,
-        sessions: async_sessionmaker[AsyncSession],
+        intake_tx: Transactions[SqlIntakeStore],
+        device_outbox: Transactions[SqlDeviceOutboxStore],
         clock: Clock,
         outbox_wake: Wakeup,
         queue: IntakeQueueSettings | None = None,
@@ -136,7 +137,8 @@ class MqttGateway:
             summary_every_s=self._queue.flood_summary_s,
         )
         self._intake = intake
-        self._sessions = sessions
+        self._intake_tx = intake_tx  # the centre's own alert (a session taken over)
+        self._device_outbox = device_outbox
         self._clock = clock
         self._topics = Topics(settings.topic_root)
         # Set when device messages were queued: publish them now, not at the next poll.
@@ -196,8 +198,7 @@ class MqttGateway:
         if not first:
             return None
         try:
-            async with self._sessions.begin() as session:
-                store = SqlIntakeStore(session)
+            async with self._intake_tx.begin() as store:
                 key, device = SESSION_ALERT, self._settings.client_id
                 if await store.active_alert(device, key) is not None:
                     return None
@@ -441,36 +442,31 @@ class MqttGateway:
             self._outbox_wake.clear()
             # Unstoppable like every transaction here: a stop that cut a transaction in
             # half left SQLite's lock with a connection nobody owned, so the next writer
-            # waited 30 s. (This read now begins deferred and takes no write lock.)
+            # waited 30 s. (This read begins deferred and takes no write lock.)
             rows = await self._unstoppable(self._pending_commands())
-            for row in rows:
-                await client.publish(self._topics.cmd(row.device_id), row.payload.encode(), qos=1)
-                await self._unstoppable(self._mark_published(row.id, self._clock.now()))
-            if len(rows) < 200:
+            if rows:
+                # Handed to paho in order (each device's commands stay in order), their
+                # PUBACKs awaited together, then marked in one transaction: a crash in
+                # between publishes them again, never loses one.
+                await asyncio.gather(
+                    *(
+                        client.publish(self._topics.cmd(r.device_id), r.payload.encode(), qos=1)
+                        for r in rows
+                    )
+                )
+                await self._unstoppable(self._mark_published([r.id for r in rows]))
+            if len(rows) < OUTBOX_ROWS:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
                         await self._outbox_wake.wait()
 
-    async def _pending_commands(self) -> list[Any]:
-        async with self._sessions(execution_options=db.READ_ONLY_SESSION) as session:
-            return list(
-                (
-                    await session.execute(
-                        select(db.device_outbox)
-                        .where(db.device_outbox.c.published_at.is_(None))
-                        .order_by(db.device_outbox.c.id)
-                        .limit(200)
-                    )
-                ).all()
-            )
+    async def _pending_commands(self) -> list[DeviceCommand]:
+        async with self._device_outbox.read() as outbox:
+            return await outbox.pending(OUTBOX_ROWS)
 
-    async def _mark_published(self, row_id: int, now: datetime) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(db.device_outbox)
-                .where(db.device_outbox.c.id == row_id)
-                .values(published_at=now)
-            )
+    async def _mark_published(self, ids: list[int]) -> None:
+        async with self._device_outbox.begin() as outbox:
+            await outbox.mark_published(ids, self._clock.now())
 
 
 def _pubacks(client: aiomqtt.Client, messages: Sequence[MQTTMessage | None]) -> None:
