@@ -177,19 +177,6 @@ async def build(
         escalate_now()
         publish_now()
 
-    intake = Intake(
-        tx(SqlIntakeStore),
-        directory,
-        clock,
-        policy_book(settings, directory),
-        IntakeSettings(
-            timezone=settings.data.timezone,
-            rejected_alert_threshold=settings.devices.rejected_alert_threshold,
-            heartbeat_s=settings.devices.heartbeat_s,
-        ),
-        on_change=escalate_and_publish,
-        metrics=metrics,
-    )
     operations = CallOperations(tx(SqlCallStore), directory, clock, on_change=publish_now)
     outbox = SmsOutbox(
         tx(SqlOutboxStore),
@@ -212,6 +199,30 @@ async def build(
     # The outbox loop's free slots, lent to the escalator: an emergency's first SMS
     # leaves at the commit of the step that wrote it.
     handoff = Handoff(outbox)
+    escalator = Escalator(
+        tx(SqlEscalationStore),
+        directory,
+        clock,
+        on_change=send_now,
+        metrics=metrics,
+        budget_s=settings.escalation.step_budget_s or None,
+        handoff=handoff,
+    )
+    intake = Intake(
+        tx(SqlIntakeStore),
+        directory,
+        clock,
+        policy_book(settings, directory),
+        IntakeSettings(
+            timezone=settings.data.timezone,
+            rejected_alert_threshold=settings.devices.rejected_alert_threshold,
+            heartbeat_s=settings.devices.heartbeat_s,
+        ),
+        on_change=escalate_and_publish,
+        metrics=metrics,
+        # An alarm's first step is fired in the intake's own transaction.
+        escalator=escalator if settings.escalation.first_step_in_intake else None,
+    )
     return App(
         settings=settings,
         directory=directory,
@@ -220,15 +231,7 @@ async def build(
         sessions=sessions,
         channels=channels,
         intake=intake,
-        escalator=Escalator(
-            tx(SqlEscalationStore),
-            directory,
-            clock,
-            on_change=send_now,
-            metrics=metrics,
-            budget_s=settings.escalation.step_budget_s or None,
-            handoff=handoff,
-        ),
+        escalator=escalator,
         outbox=outbox,
         handoff=handoff,
         operations=operations,

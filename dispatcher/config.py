@@ -141,6 +141,10 @@ class EscalationSettings(BaseModel):
     # limit); the rest fire in the next transaction at once. It bounds how long the
     # escalator holds SQLite's write lock that device answers wait for.
     step_budget_s: float = Field(default=0.25, ge=0)
+    # An alarm's first step (emergency, fall) fired in the intake's own transaction, so
+    # that its SMS leaves at that commit, not after a poll and a transaction of its own.
+    # Off: the escalator's poll fires every step, the first included.
+    first_step_in_intake: bool = True
     # Policies replacing the built-in ones (dispatcher.core.escalation), by call kind,
     # written as in config/data/policies.toml but without ack_timeout, and checked by the
     # same reader (dispatcher.core.policy_reader) with the same messages.

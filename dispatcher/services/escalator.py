@@ -88,6 +88,11 @@ class EscalationStore(NotifyStore, QueuedSteps, Protocol):
         transaction ends."""
         ...
 
+    def adopt(self, calls: Sequence[Call]) -> None:
+        """Calls that this transaction opened (the intake's), taken in as
+        :meth:`lock_calls` returns them: nothing queued for them yet."""
+        ...
+
     def savepoint(self, call: Call) -> AbstractAsyncContextManager[None]:
         """A savepoint for one call's steps: an exception inside rolls back what they
         wrote and the call's own changes (so the call stays as it was, due), and is
@@ -125,6 +130,26 @@ class _Fired:
     step: int
     result: Fired
     due_at: datetime | None
+
+
+@dataclass
+class FirstSteps:
+    """The first steps :meth:`Escalator.fire_opened` fired in another's transaction:
+    told (logged, measured, their SMS started) once that transaction has committed, or
+    their reserved outbox slots given back if it did not."""
+
+    escalator: Escalator
+    fired: list[_Fired]
+    claimed: list[OutboxItem]
+    reserved: int
+
+    async def committed(self) -> None:
+        await self.escalator._committed(self.fired, self.claimed, self.reserved)
+
+    def abandoned(self) -> None:
+        if self.escalator._handoff is not None:
+            self.escalator._handoff.give_back(self.reserved)
+        self.reserved = 0
 
 
 class Escalator:
@@ -189,6 +214,39 @@ class Escalator:
             if handoff is not None:
                 handoff.give_back(reserved)
             raise
+        await self._committed(fired, claimed, reserved)
+        return len(fired)
+
+    async def fire_opened(
+        self, store: EscalationStore, calls: Sequence[Call], now: datetime
+    ) -> FirstSteps:
+        """The steps due now of ``calls``, which the caller opened in the transaction
+        ``store`` is bound to (the intake's, for an alarm: its first SMS then leaves at
+        that commit, without a poll and a transaction of its own). The caller runs this
+        in a savepoint, and calls :meth:`FirstSteps.committed` after its commit or
+        :meth:`FirstSteps.abandoned` when it does not commit; if this raises, the calls
+        are still due and the next poll fires them."""
+        handoff = self._handoff
+        reserved = handoff.reserve_free() if handoff is not None else 0
+        claim = ClaimAhead(reserved, handoff.instance_id, now) if handoff and reserved else None
+        fired: list[_Fired] = []
+        try:
+            store.adopt(calls)
+            async with store.deferred_writes(claim), store.unflushed():
+                routes = routing.Routes(self._directory, now)
+                for call in calls:
+                    fired.extend(await self._fire(store, call, now, routes))
+        except BaseException:
+            if handoff is not None:
+                handoff.give_back(reserved)
+            raise
+        return FirstSteps(self, fired, store.claimed_ahead(), reserved)
+
+    async def _committed(
+        self, fired: list[_Fired], claimed: list[OutboxItem], reserved: int
+    ) -> None:
+        """After the commit of the steps ``fired``: their claimed SMS leave, they count."""
+        handoff = self._handoff
         if handoff is not None:
             await handoff.start(claimed, reserved)  # committed: they leave now
         for step in fired:  # committed: now they count
@@ -202,7 +260,6 @@ class Escalator:
             log.info(event, call_id=step.call_id, step=step.step, result=step.result.value)
         if fired:
             self._on_change()
-        return len(fired)
 
     async def _fire_batch(
         self,

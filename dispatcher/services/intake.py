@@ -14,6 +14,8 @@ unless the device has an open ``heartbeat_missed`` alert that the heartbeat clos
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from abc import ABC
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -36,12 +38,13 @@ from devices.protocol import (
     parse_event,
 )
 from dispatcher.core import calls as lifecycle
-from dispatcher.core.calls import Call, CallKind, Transition
+from dispatcher.core.calls import Call, CallKind, Priority, Transition
 from dispatcher.core.directory import Directory
 from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
 from dispatcher.core.texts import LANGUAGES, text
 from dispatcher.services.clock import Clock
+from dispatcher.services.escalator import EscalationStore, Escalator, FirstSteps
 from dispatcher.services.heartbeats import HEARTBEAT_MISSED, ContactStore, HeartbeatTracker
 from dispatcher.services.metrics import INVALID, NULL_METRICS, Metrics, event_priority
 from dispatcher.services.ports import Transactions
@@ -212,6 +215,15 @@ class IntakeStore(ContactStore, Protocol):
 
     async def cancel_pending_sms(self, call_id: str, why: str) -> int: ...
 
+    def escalation(self) -> EscalationStore:
+        """The escalator's store in this same transaction (an alarm's first step)."""
+        ...
+
+
+# At most this many alarms of one batch have their first step fired in the batch's own
+# transaction; the rest are left to the escalator's poll, woken at the commit.
+FIRST_STEPS_IN_BATCH = 50
+
 
 @dataclass(frozen=True)
 class IntakeSettings:
@@ -237,6 +249,9 @@ class _Batch:
     call_ids: list[str] = field(default_factory=list)
     logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # Alarms opened by the batch, their first step due now: fired in its transaction.
+    alarms: list[Call] = field(default_factory=list)
+    first_steps: FirstSteps | None = None
 
     async def prefetch(self, store: IntakeStore, batch: Sequence[Incoming]) -> None:
         events = {
@@ -274,12 +289,13 @@ class _Batch:
             return True
         return (device_id, alert_key) in self.open_calls
 
-    def mark(self) -> tuple[int, int]:
-        return len(self.logs), len(self.after_commit)
+    def mark(self) -> tuple[int, int, int]:
+        return len(self.logs), len(self.after_commit), len(self.alarms)
 
-    def undo_to(self, mark: tuple[int, int]) -> None:
+    def undo_to(self, mark: tuple[int, int, int]) -> None:
         del self.logs[mark[0] :]
         del self.after_commit[mark[1] :]
+        del self.alarms[mark[2] :]
 
 
 class Intake:
@@ -293,8 +309,12 @@ class Intake:
         on_change: Callable[[], None] = lambda: None,
         heartbeats: HeartbeatTracker | None = None,
         metrics: Metrics = NULL_METRICS,
+        escalator: Escalator | None = None,
     ) -> None:
         self._tx = tx
+        # Fires an alarm's first step in the batch's transaction (None: the poll does).
+        self._escalator = escalator
+        self._starting: set[asyncio.Task[None]] = set()  # first steps' SMS being started
         self._directory = directory
         self._clock = clock
         self._metrics = metrics
@@ -354,8 +374,31 @@ class Intake:
             fn()
         for event_name, fields in done.logs:
             log.info(event_name, **fields)
+        if done.first_steps is not None:
+            self._start_after_answers(done.first_steps)
         self._on_change()
         return answers
+
+    def _start_after_answers(self, first: FirstSteps) -> None:
+        """The first steps' SMS start once the batch's answers are written: building
+        the SMS requests is a few ms of CPU, and an answer must not wait for it. The
+        caller publishes the answers at once; aiomqtt writes them when the event loop
+        next polls the socket, and what is ready before that poll runs before it. A
+        timer due at once runs after the poll's callbacks: so two of them, the first
+        set before the answers are published, the second after they are."""
+
+        def start() -> None:
+            task = asyncio.ensure_future(first.committed())
+            self._starting.add(task)
+            task.add_done_callback(self._started)
+
+        loop = asyncio.get_running_loop()
+        loop.call_later(0, lambda: loop.call_later(0, start))
+
+    def _started(self, task: asyncio.Task[None]) -> None:
+        self._starting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("first_steps_start_failed", error=repr(task.exception()))
 
     def _observe(
         self,
@@ -381,29 +424,64 @@ class Intake:
         """One pass over the batch; the _Batch is None when nothing needed a transaction."""
         answers: list[Ack | None] = [None] * len(batch)
         done = _Batch(alerted)
-        async with AsyncExitStack() as stack:
-            store: IntakeStore | None = None
-            for i, message in enumerate(batch):
-                if (
-                    isinstance(message, DeviceMessage)
-                    and isinstance(message.parsed, Event)
-                    and message.parsed.type is EventType.HEARTBEAT
-                    and message.device_id not in alerted
-                ):
-                    self.heartbeats.seen(message.device_id, now, message.parsed.battery)
-                    continue
-                if store is None:  # the transaction begins with the first message needing it
-                    store = await stack.enter_async_context(self._tx.begin())
-                    if not savepoints:
-                        await stack.enter_async_context(store.deferred())
-                    await done.prefetch(store, batch[i:])
-                if savepoints:
-                    answers[i] = await self._in_savepoint(store, message, now, done)
-                    continue
-                answers[i] = await self._one(store, message, now, done)
-                self._note_stored(message, answers[i], done)
-            wrote = store is not None
+
+        async def first_steps(
+            store: IntakeStore, failed: type[BaseException] | None, *_: object
+        ) -> None:
+            # After the batch's rows are written (the calls its steps refer to), before
+            # its commit; not when the batch failed.
+            if failed is None:
+                await self._first_steps(store, now, done)
+
+        try:
+            async with AsyncExitStack() as stack:
+                store: IntakeStore | None = None
+                for i, message in enumerate(batch):
+                    if (
+                        isinstance(message, DeviceMessage)
+                        and isinstance(message.parsed, Event)
+                        and message.parsed.type is EventType.HEARTBEAT
+                        and message.device_id not in alerted
+                    ):
+                        self.heartbeats.seen(message.device_id, now, message.parsed.battery)
+                        continue
+                    if store is None:  # the transaction begins with the first message needing it
+                        store = await stack.enter_async_context(self._tx.begin())
+                        stack.push_async_exit(functools.partial(first_steps, store))
+                        if not savepoints:
+                            await stack.enter_async_context(store.deferred())
+                        await done.prefetch(store, batch[i:])
+                    if savepoints:
+                        answers[i] = await self._in_savepoint(store, message, now, done)
+                        continue
+                    answers[i] = await self._one(store, message, now, done)
+                    self._note_stored(message, answers[i], done)
+                wrote = store is not None
+        except BaseException:
+            if done.first_steps is not None:
+                done.first_steps.abandoned()
+            raise
         return answers, (done if wrote else None)
+
+    async def _first_steps(self, store: IntakeStore, now: datetime, done: _Batch) -> None:
+        """The first step of the alarms the batch opened, in its transaction (so their
+        SMS leave at its commit). In a savepoint: if it fails, the batch commits all
+        the same and the calls stay due, for the escalator's next poll."""
+        alarms = done.alarms[:FIRST_STEPS_IN_BATCH]
+        if self._escalator is None or not alarms:
+            return
+        try:
+            async with store.savepoint():
+                done.first_steps = await self._escalator.fire_opened(
+                    store.escalation(), alarms, now
+                )
+        except Exception as exc:
+            if done.first_steps is not None:  # the savepoint's release failed
+                done.first_steps.abandoned()
+                done.first_steps = None
+            if isinstance(exc, Unavailable):
+                raise
+            log.exception("first_steps_failed", call_ids=[c.id for c in alarms])
 
     @staticmethod
     def _note_stored(message: Incoming, ack: Ack | None, done: _Batch) -> None:
@@ -617,6 +695,9 @@ class Intake:
         if done is not None:
             done.open_calls.add((device_id, alert_key))
             done.calls[(device_id, alert_key)] = call
+            due = call.next_escalation_at
+            if call.priority is Priority.CRITICAL and due is not None and due <= now:
+                done.alarms.append(call)
         fields = {"call_id": call.id, "device_id": device_id, "kind": kind.value}
         if done is None:
             log.info("call_opened", **fields)

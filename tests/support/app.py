@@ -48,7 +48,9 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
         # No time budget per escalator transaction: a test's one run_due() fires every
         # step due, as it asserts, however loaded the machine (the budget itself is
         # tested in tests/services/test_escalator_batches.py).
-        "escalation": {"poll_interval_s": 0.05, "step_budget_s": 0},
+        # The first step fired by the poll as every later one, unless a test asks for
+        # it in the intake's transaction (tests/services/test_first_step_in_intake.py).
+        "escalation": {"poll_interval_s": 0.05, "step_budget_s": 0, "first_step_in_intake": False},
     }
     for key, value in overrides.items():  # one level deep: mqtt={"url": ...} keeps the id
         merge = isinstance(value, dict) and isinstance(base.get(key), dict)

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Integer, Select, and_, bindparam, case, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
@@ -107,6 +108,18 @@ class SqlEscalationStore:
         ):
             self._codes[call_id][phone] = int(number)
         return found
+
+    def adopt(self, calls: Sequence[Call]) -> None:
+        """Calls written in this transaction by another store (the intake's, which
+        opened them), taken in as :meth:`lock_calls` would return them, without a
+        query: nobody is queued for them yet and they hold no reply numbers."""
+        for call in calls:
+            if call not in self._session:  # written with Core: not in the session
+                make_transient_to_detached(call)  # as if just loaded: its changes tracked
+                self._session.add(call)
+            self._kinds[call.id] = str(call.kind.value)
+            self._queued[call.id] = []
+            self._codes[call.id] = {}
 
     @asynccontextmanager
     async def savepoint(self, call: Call) -> AsyncIterator[None]:

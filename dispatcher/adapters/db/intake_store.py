@@ -32,6 +32,7 @@ from devices.text import clean_text
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
+from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.core.calls import Call, CallState, Transition
 from dispatcher.services.heartbeats import Seen
 from dispatcher.services.intake import Conflict, StoredEvent, Unavailable
@@ -388,3 +389,6 @@ class SqlIntakeStore:
 
     async def cancel_pending_sms(self, call_id: str, why: str) -> int:
         return await store.cancel_pending_sms(self._session, call_id, why)
+
+    def escalation(self) -> SqlEscalationStore:
+        return SqlEscalationStore(self._session)
