@@ -8,7 +8,7 @@ import importlib.metadata
 import resource
 import signal
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher import logs
 from dispatcher.adapters.db import migrate
+from dispatcher.adapters.db.accounts_store import SqlAccountStore
 from dispatcher.adapters.db.device_outbox_store import SqlDeviceOutboxStore
 from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
@@ -34,19 +35,22 @@ from dispatcher.adapters.db.time_shift_store import SqlTimeShiftStore
 from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.db.write_gate import WriteGate
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
+from dispatcher.adapters.files.passwords import load_password_hashes
 from dispatcher.adapters.files.policies import POLICIES, load_policies
 from dispatcher.adapters.log_sender import log_channels
 from dispatcher.adapters.metrics.one_at_a_time import OneAtATime
 from dispatcher.adapters.metrics.prometheus import PrometheusMetrics
 from dispatcher.adapters.metrics.scrape import ScrapeFigures
 from dispatcher.adapters.mqtt.gateway import MqttGateway
+from dispatcher.adapters.passwords import Argon2Hasher
 from dispatcher.adapters.twilio.delivery_reports import TWILIO_STATUS_ORDER
 from dispatcher.config import ConfigError, Settings, SmsSettings, load_settings
 from dispatcher.core.directory import Directory
 from dispatcher.core.policy_book import PolicyBook
 from dispatcher.core.rota.check import RotaGapError, require_command_centre
+from dispatcher.services.accounts import Accounts
 from dispatcher.services.channels import Channels
-from dispatcher.services.clock import Clock, SteadyClock
+from dispatcher.services.clock import Clock, SteadyClock, SystemClock
 from dispatcher.services.clock_watch import ClockWatch
 from dispatcher.services.engine_cycles import EngineCycles
 from dispatcher.services.escalator import Escalator
@@ -83,6 +87,7 @@ class App:
     escalator: Escalator
     outbox: SmsOutbox
     operations: CallOperations
+    accounts: Accounts  # the console's logins and sessions
     mqtt: MqttGateway
     supervisor: LinkSupervisor
     escalate_now: Wakeup
@@ -142,6 +147,8 @@ async def build(
     ``[rota] startup_check_days`` days."""
     clock = clock or SteadyClock()
     directory = directory or load_directory(settings.data.dir, settings.data.timezone)
+    # The demo passwords of the data folder's staff (passwords.csv, optional).
+    password_hashes = load_password_hashes(settings.data.dir, directory)
     check_days = settings.rota.startup_check_days
     # Once before touching the database (the files alone), once with its overrides.
     require_command_centre(directory, clock.now(), check_days)
@@ -156,8 +163,10 @@ async def build(
         return Transactions(sessions, store_for, gate)
 
     overrides = RotaOverrides(tx(RotaOverridesStore), directory, clock)
+    accounts = Accounts(tx(SqlAccountStore), directory, clock, Argon2Hasher())
     try:
         await overrides.load()
+        await accounts.seed(password_hashes)
         require_command_centre(directory, clock.now(), check_days)
     except BaseException:
         await engine.dispose()
@@ -235,6 +244,7 @@ async def build(
         outbox=outbox,
         handoff=handoff,
         operations=operations,
+        accounts=accounts,
         mqtt=MqttGateway(
             settings.mqtt,
             intake,
@@ -432,6 +442,25 @@ def watch(app: App) -> Watch:
         metrics=app.metrics,
         figures=app.figures,
     )
+
+
+@contextlib.asynccontextmanager
+async def accounts_only(settings: Settings) -> AsyncIterator[Accounts]:
+    """The accounts service alone on the configured database (schema brought up to
+    date), for ``eldercall staff``: one short transaction beside a running daemon."""
+    directory = load_directory(settings.data.dir, settings.data.timezone)
+    _ensure_sqlite_folder(settings.database.url)
+    engine = make_engine(settings.database.url)
+    try:
+        await migrate.upgrade(engine)
+        tx = Transactions(make_sessionmaker(engine), SqlAccountStore)
+        yield Accounts(tx, directory, SystemClock(), Argon2Hasher())
+    finally:
+        await engine.dispose()
+
+
+def password_hasher() -> Argon2Hasher:
+    return Argon2Hasher()
 
 
 def _ensure_sqlite_folder(url: str) -> None:

@@ -378,6 +378,8 @@ __all__ = [
     "reply_codes",
     "rota_overrides",
     "sms_outbox",
+    "staff_credentials",
+    "staff_sessions",
     "timeline",
 ]
 
@@ -405,4 +407,29 @@ handled_webhooks = Table(
     Column("kind", String(16), nullable=False),
     Column("answer", Text, nullable=False),
     Column("handled_at", UTCDateTime, nullable=False),
+)
+
+# Console accounts (dispatcher.services.accounts): a staff member's argon2 password
+# hash with the count of recent failures behind the lockout, and the signed-in
+# sessions by the SHA-256 of their cookie's token (the token itself is never stored).
+staff_credentials = Table(
+    "staff_credentials",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("set_at", UTCDateTime, nullable=False),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("first_failure_at", UTCDateTime, nullable=True),
+    Column("locked_until", UTCDateTime, nullable=True),
+)
+
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("staff_id", String(64), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
 )
