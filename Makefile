@@ -41,6 +41,12 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "please install postgresql (apt-get install postgresql)"; exit 1; fi; \
 	fi
+	@# Chromium for the browser tests (tests/support/browser.py); never `playwright install`.
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "please install chromium (apt-get install chromium)"; exit 1; fi; \
+	fi
 
 run: venv
 	$(BIN)/eldercall demo --config $(CONFIG)

@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.support.sms",
     "tests.support.app",
     "tests.support.postgres",
+    "tests.support.browser",
 ]
 
 

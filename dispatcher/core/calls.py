@@ -35,6 +35,14 @@ class InvalidTransitionError(ValueError):
     """The call cannot do that in its present state (for example, resolve twice)."""
 
 
+class AlreadyTakenError(InvalidTransitionError):
+    """Another person has taken the call (首问负责): it stays theirs until handed over."""
+
+    def __init__(self, call_id: str, owner: str) -> None:
+        super().__init__(f"call {call_id} is already taken by {owner}")
+        self.owner = owner
+
+
 class CallState(StrEnum):
     OPEN = "open"  # unacknowledged: escalating
     ACKNOWLEDGED = "acknowledged"  # a person has taken it
@@ -297,6 +305,18 @@ def acknowledge(
     t.note(now, staff_id, "acknowledged", channel, note)
     t.device_update = CallUpdateState.ACKNOWLEDGED
     return t
+
+
+def take(call: Call, staff_id: str, channel: str, now: datetime, note: str = "") -> Transition:
+    """An operator takes the call and owns it (首问负责): an acknowledgement that
+    refuses a call someone else holds. Taking one's own call again changes nothing; a
+    call whose acknowledgement timeout has fired (nobody acted on it) may be taken
+    over by anyone, as an SMS acknowledgement may."""
+    owner = call.held_by or call.acknowledged_by
+    held = call.state in (CallState.ACKNOWLEDGED, CallState.RESPONDER_ON_SITE)
+    if held and owner is not None and owner != staff_id and call.ack_step == 0:
+        raise AlreadyTakenError(call.id, owner)
+    return acknowledge(call, staff_id, channel, now, note)
 
 
 def resolve(

@@ -26,6 +26,7 @@ class Role(StrEnum):
     OPERATOR = "operator"  # command-centre hotline operator
     STAFF = "staff"  # community or street duty staff
     SUPERVISOR = "supervisor"  # street or district supervisor
+    ADMIN = "admin"  # the centre's administrator: a supervisor's rights, and accounts
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,10 @@
 Acknowledging or resolving is one transaction: the call's new state, its timeline,
 the device's update and the cancellation of every SMS not yet sent for it commit
 together, so no SMS leaves for a call after its acknowledgement has committed.
+
+A ``viewer`` (the staff member asking) sees and changes only the calls of their area
+and below, and a call outside it is not found, as a missing one is: nobody learns of
+another area's calls by guessing ids. ``dispatcher.core.scope`` has the rules.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from dispatcher.core import calls as lifecycle
-from dispatcher.core import reports
+from dispatcher.core import reports, scope
 from dispatcher.core.calls import Call, CallState, Outcome, TimelineEntry, Transition
 from dispatcher.core.directory import Directory, Level, Resident, Staff
 from dispatcher.core.rota import on_duty as rota
@@ -60,10 +64,16 @@ class CallStore(Protocol):
     """What the operators' service reads and writes, bound to one transaction."""
 
     async def latest_calls(
-        self, limit: int, *, active_only: bool = False, state: CallState | None = None
+        self,
+        limit: int,
+        *,
+        active_only: bool = False,
+        state: CallState | None = None,
+        communities: frozenset[str] | None = None,
     ) -> list[Call]:
         """The newest calls first, at most ``limit``: only unresolved ones if
-        ``active_only``, only those in ``state`` if given."""
+        ``active_only``, only those in ``state`` if given, only those of one of the
+        ``communities`` if given (``None``: every call, those of no community too)."""
         ...
 
     async def call(self, call_id: str) -> Call | None: ...
@@ -116,7 +126,9 @@ class CallOperations:
                 found = staff
         return found
 
-    async def list_calls(self, state: str | None = None) -> list[CallView]:
+    async def list_calls(
+        self, state: str | None = None, viewer: Staff | None = None
+    ) -> list[CallView]:
         active_only, only_state = False, None
         if state in (None, "active"):
             active_only = True
@@ -124,18 +136,25 @@ class CallOperations:
             only_state = CallState(state)
         elif state != "all":
             raise ValueError(f"unknown state {state!r}")
+        # Filtered in the query, not after it: the newest LIST_LIMIT calls of others
+        # must not hide the viewer's own.
+        communities = None if viewer is None else scope.visible_communities(self._directory, viewer)
+        if communities is not None and not communities:
+            return []
         async with self._tx.read() as store:
-            found = await store.latest_calls(LIST_LIMIT, active_only=active_only, state=only_state)
-        return [self._view(c) for c in found]
+            found = await store.latest_calls(
+                LIST_LIMIT, active_only=active_only, state=only_state, communities=communities
+            )
+        return [self._view(c, viewer) for c in found]
 
-    async def get_call(self, call_id: str) -> CallView:
+    async def get_call(self, call_id: str, viewer: Staff | None = None) -> CallView:
         async with self._tx.read() as store:
             call = await store.call(call_id)
-            if call is None:
+            if call is None or not self._in_scope(call, viewer):
                 raise CallNotFoundError(f"no call {call_id}")
             entries = await store.timeline(call_id)
             notifications = await store.notifications(call_id)
-            view = self._view(call)
+            view = self._view(call, viewer)
             view.timeline = [
                 TimelineEntryView(
                     at=e.at, actor=e.actor, action=e.action, channel=e.channel, detail=e.detail
@@ -146,32 +165,62 @@ class CallOperations:
         return view
 
     async def acknowledge(
-        self, call_id: str, staff_id: str, channel: str, note: str = ""
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
     ) -> CallView:
         return await self._change(
-            call_id, lambda c, now: lifecycle.acknowledge(c, staff_id, channel, now, note)
+            call_id, lambda c, now: lifecycle.acknowledge(c, staff_id, channel, now, note), viewer
+        )
+
+    async def take(
+        self, call_id: str, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> CallView:
+        """首问负责: acknowledge the call as its owner; raises ``AlreadyTakenError``
+        when someone else holds it."""
+        return await self._change(
+            call_id, lambda c, now: lifecycle.take(c, staff_id, channel, now), viewer
         )
 
     async def resolve(
-        self, call_id: str, staff_id: str, channel: str, outcome: Outcome, note: str = ""
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        outcome: Outcome,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
     ) -> CallView:
         return await self._change(
-            call_id, lambda c, now: lifecycle.resolve(c, staff_id, channel, outcome, now, note)
+            call_id,
+            lambda c, now: lifecycle.resolve(c, staff_id, channel, outcome, now, note),
+            viewer,
         )
 
-    async def escalate_now(self, call_id: str, staff_id: str, channel: str) -> CallView:
+    async def escalate_now(
+        self, call_id: str, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> CallView:
         """A notified person cannot help ("7E"): the next step fires at once."""
         return await self._change(
-            call_id, lambda c, now: lifecycle.escalate_now(c, staff_id, channel, now)
+            call_id, lambda c, now: lifecycle.escalate_now(c, staff_id, channel, now), viewer
         )
 
     async def _change(
-        self, call_id: str, change: Callable[[Call, datetime], Transition]
+        self,
+        call_id: str,
+        change: Callable[[Call, datetime], Transition],
+        viewer: Staff | None = None,
     ) -> CallView:
         now = self._clock.now()
         async with self._tx.begin() as store:
             call = await store.lock_call(call_id)
-            if call is None:
+            # The scope is checked on the locked row, in the transaction that changes it.
+            if call is None or not self._in_scope(call, viewer):
                 raise CallNotFoundError(f"no call {call_id}")
             transition = change(call, now)  # may raise InvalidTransitionError: rolls back
             if call.answered_by is not None and call.answered_level is None:
@@ -188,7 +237,7 @@ class CallOperations:
                     )
         log.info("call_changed", call_id=call_id, state=call.state.value)
         self._on_change()
-        return await self.get_call(call_id)
+        return await self.get_call(call_id, viewer)
 
     async def on_duty(
         self, at: datetime | None = None, community_id: str | None = None
@@ -255,7 +304,10 @@ class CallOperations:
             records, since=start, until=end, now=now, directory=self._directory
         )
 
-    def _view(self, call: Call) -> CallView:
+    def _in_scope(self, call: Call, viewer: Staff | None) -> bool:
+        return viewer is None or scope.can_see(self._directory, viewer, call.community_id)
+
+    def _view(self, call: Call, viewer: Staff | None = None) -> CallView:
         resident = self._directory.residents.get(call.resident_id or "")
         return CallView(
             call_id=call.id,
@@ -266,7 +318,7 @@ class CallOperations:
             opened_at=call.opened_at,
             unknown_device=call.unknown_device,
             press_count=call.press_count,
-            resident=self._resident_view(call, resident) if resident else None,
+            resident=self._resident_view(call, resident, viewer) if resident else None,
             acknowledged_at=call.acknowledged_at,
             acknowledged_by=call.acknowledged_by,
             resolved_at=call.resolved_at,
@@ -281,8 +333,12 @@ class CallOperations:
             next_ack_escalation_at=call.next_ack_escalation_at,
         )
 
-    def _resident_view(self, call: Call, r: Resident) -> ResidentView:
+    def _resident_view(self, call: Call, r: Resident, viewer: Staff | None) -> ResidentView:
         community = self._directory.areas.get(r.community_id)
+        # The notes hold medical and key-safe details alike: shown only to a role that
+        # may see both. Marked as withheld whether or not there are any, so that an
+        # empty field tells nothing either.
+        shown = viewer is None or (scope.may_see_medical(viewer) and scope.may_see_access(viewer))
         return ResidentView(
             id=r.id,
             name=r.name,
@@ -291,10 +347,11 @@ class CallOperations:
             community_id=r.community_id,
             community_name=community.name if community else r.community_id,
             phone=r.phone,
-            notes=r.notes,
+            notes=r.notes if shown else "",
             contacts=[
                 ContactView(name=c.name, relation=c.relation, phone=c.phone) for c in r.contacts
             ],
+            redacted=[] if shown else ["notes"],
         )
 
 

@@ -56,8 +56,11 @@ class ResidentView(BaseModel):
     community_id: str
     community_name: str
     phone: str | None = None
-    notes: str = ""
+    notes: str = ""  # medical and access (key-safe) notes: "" when withheld
     contacts: list[ContactView] = Field(default_factory=list)
+    # The fields withheld from the viewer's role ("notes"), so that a page can say
+    # "withheld for your role" rather than show nothing (see dispatcher.core.scope).
+    redacted: list[str] = Field(default_factory=list)
 
 
 class CallView(BaseModel):
@@ -132,23 +135,50 @@ class Operations(Protocol):
 
     def staff_for_token(self, token: str) -> Staff | None: ...
 
-    async def list_calls(self, state: str | None = None) -> list[CallView]:
+    # ``viewer``: the staff member asking. Given, only the calls of their area and
+    # below are there (another's is a CallNotFoundError, as a missing call is), and
+    # what their role may not see is withheld (``ResidentView.redacted``); see
+    # dispatcher.core.scope. ``None`` is the system itself: every call, in full.
+
+    async def list_calls(
+        self, state: str | None = None, viewer: Staff | None = None
+    ) -> list[CallView]:
         """Calls in a state; ``None`` or ``"active"`` means every call not yet resolved,
         ``"all"`` every call. Newest first; timeline and notifications left empty."""
         ...
 
-    async def get_call(self, call_id: str) -> CallView:
+    async def get_call(self, call_id: str, viewer: Staff | None = None) -> CallView:
         """One call with its timeline and notifications. Raises CallNotFoundError."""
         ...
 
     async def acknowledge(
-        self, call_id: str, staff_id: str, channel: str, note: str = ""
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
     ) -> CallView:
         """Raises CallNotFoundError, InvalidTransitionError (already resolved)."""
         ...
 
+    async def take(
+        self, call_id: str, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> CallView:
+        """Acknowledge as the call's owner (首问负责). Raises CallNotFoundError,
+        AlreadyTakenError (someone else holds it), InvalidTransitionError."""
+        ...
+
     async def resolve(
-        self, call_id: str, staff_id: str, channel: str, outcome: Outcome, note: str = ""
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        outcome: Outcome,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
     ) -> CallView:
         """Raises CallNotFoundError, InvalidTransitionError (already resolved)."""
         ...

@@ -3,7 +3,9 @@
 It keeps a handful of calls in a dict and applies the same state rules the service
 layer promises: acknowledging an open call records who and how, acknowledging it
 again is harmless, acknowledging or resolving a resolved call is an
-``InvalidTransitionError``. Not a pytest plugin: import it.
+``InvalidTransitionError``. It does not apply the area scope or withhold notes (the
+real service does, tested on the database): it records who the ``viewer`` was, so
+that tests can check the API passed the token's staff on. Not a pytest plugin: import it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dispatcher.core import reports
-from dispatcher.core.calls import InvalidTransitionError, Outcome
+from dispatcher.core.calls import AlreadyTakenError, InvalidTransitionError, Outcome
 from dispatcher.core.directory import Area, Directory, Level, Role, Staff
 from dispatcher.services.read_models import (
     CallNotFoundError,
@@ -75,6 +77,7 @@ class Recorded:
     at: datetime | None = None
     community_id: str | None = None
     until: datetime | None = None
+    viewer: str | None = None  # the id of the staff member the API acted for
 
 
 @dataclass
@@ -94,8 +97,10 @@ class FakeOperations:
     def staff_for_token(self, token: str) -> Staff | None:
         return next((s for s in self.staff.values() if s.api_token == token), None)
 
-    async def list_calls(self, state: str | None = None) -> list[CallView]:
-        self.log.append(Recorded("list_calls", note=state))
+    async def list_calls(
+        self, state: str | None = None, viewer: Staff | None = None
+    ) -> list[CallView]:
+        self.log.append(Recorded("list_calls", note=state, viewer=_id(viewer)))
         if state in (None, "active"):
             chosen = [c for c in self.calls.values() if c.state != "resolved"]
         elif state == "all":
@@ -105,16 +110,34 @@ class FakeOperations:
         chosen.sort(key=lambda c: c.opened_at, reverse=True)
         return [c.model_copy(update={"timeline": [], "notifications": []}) for c in chosen]
 
-    async def get_call(self, call_id: str) -> CallView:
+    async def get_call(self, call_id: str, viewer: Staff | None = None) -> CallView:
+        self.log.append(Recorded("get_call", call_id, viewer=_id(viewer)))
         call = self.calls.get(call_id)
         if call is None:
             raise CallNotFoundError(call_id)
         return call.model_copy(deep=True)
 
-    async def acknowledge(
-        self, call_id: str, staff_id: str, channel: str, note: str = ""
+    async def take(
+        self, call_id: str, staff_id: str, channel: str, *, viewer: Staff | None = None
     ) -> CallView:
-        self.log.append(Recorded("acknowledge", call_id, staff_id, channel, note))
+        call = self._call(call_id)
+        owner = call.held_by or call.acknowledged_by
+        if call.state == "acknowledged" and owner not in (None, staff_id):
+            raise AlreadyTakenError(call_id, owner or "?")
+        return await self.acknowledge(call_id, staff_id, channel, viewer=viewer)
+
+    async def acknowledge(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
+    ) -> CallView:
+        self.log.append(
+            Recorded("acknowledge", call_id, staff_id, channel, note, viewer=_id(viewer))
+        )
         call = self._call(call_id)
         if call.state == "resolved":
             raise InvalidTransitionError(f"call {call_id} is already resolved")
@@ -134,9 +157,18 @@ class FakeOperations:
         return call.model_copy(deep=True)
 
     async def resolve(
-        self, call_id: str, staff_id: str, channel: str, outcome: Outcome, note: str = ""
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        outcome: Outcome,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
     ) -> CallView:
-        self.log.append(Recorded("resolve", call_id, staff_id, channel, note, outcome))
+        self.log.append(
+            Recorded("resolve", call_id, staff_id, channel, note, outcome, viewer=_id(viewer))
+        )
         call = self._call(call_id)
         if call.state not in _RESOLVABLE:
             raise InvalidTransitionError(f"call {call_id} is already {call.state}")
@@ -181,6 +213,10 @@ class FakeOperations:
         if call is None:
             raise CallNotFoundError(call_id)
         return call
+
+
+def _id(viewer: Staff | None) -> str | None:
+    return viewer.id if viewer else None
 
 
 def sample_ops() -> FakeOperations:

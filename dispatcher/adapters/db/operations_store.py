@@ -23,13 +23,20 @@ class SqlCallStore:
         self._session = session
 
     async def latest_calls(
-        self, limit: int, *, active_only: bool = False, state: CallState | None = None
+        self,
+        limit: int,
+        *,
+        active_only: bool = False,
+        state: CallState | None = None,
+        communities: frozenset[str] | None = None,
     ) -> list[Call]:
         query = select(Call).order_by(db.calls.c.opened_at.desc()).limit(limit)
         if active_only:
             query = query.where(db.calls.c.state != CallState.RESOLVED.value)
         if state is not None:
             query = query.where(db.calls.c.state == state.value)
+        if communities is not None:  # a call of no community (NULL) is never IN a set
+            query = query.where(db.calls.c.community_id.in_(sorted(communities)))
         return list(await self._session.scalars(query))
 
     async def call(self, call_id: str) -> Call | None:

@@ -56,15 +56,19 @@ def _read_password(from_stdin: bool) -> str:
 
 def _set_password(args: argparse.Namespace) -> int:
     from dispatcher.adapters.files.directory_files import DataFileError
-    from dispatcher.bootstrap import accounts_only
     from dispatcher.services.accounts import PasswordRejectedError
+
+    # Through import_command, as `eldercall run` reaches bootstrap: the layers
+    # contract keeps entrypoints from importing the wiring by name.
+    accounts_only = common.import_command("dispatcher.bootstrap", "staff").accounts_only
 
     settings = common.settings_from(args.config)
     password = _read_password(args.password_stdin)
 
     async def set_it() -> int:
         async with accounts_only(settings) as accounts:
-            return await accounts.set_password(args.staff_id, password)
+            ended: int = await accounts.set_password(args.staff_id, password)
+        return ended
 
     try:
         ended = asyncio.run(set_it())
@@ -81,7 +85,7 @@ def _set_password(args: argparse.Namespace) -> int:
 
 
 def _hash_password(args: argparse.Namespace) -> int:
-    from dispatcher.bootstrap import password_hasher
-
-    print(password_hasher().hash(_read_password(args.password_stdin)))
+    bootstrap = common.import_command("dispatcher.bootstrap", "staff")
+    hasher = bootstrap.password_hasher()
+    print(hasher.hash(_read_password(args.password_stdin)))
     return 0

@@ -34,6 +34,7 @@ from dispatcher.core.calls import InvalidTransitionError, Outcome
 from dispatcher.entrypoints.http import calendars as api_calendars
 from dispatcher.entrypoints.http import reports as api_reports
 from dispatcher.entrypoints.http import rota as api_rota
+from dispatcher.entrypoints.http.api_docs import add_api_docs
 from dispatcher.entrypoints.http.deps import (
     EARLIEST,
     ERRORS,
@@ -144,14 +145,20 @@ async def list_calls(
         Query(description="`active` (default) is every call not yet resolved; `all` is every call"),
     ] = CallStateFilter.ACTIVE,
 ) -> CallList:
-    """Calls in a state, newest first, without their timelines."""
-    return CallList(calls=await ops.list_calls(state.value))
+    """Calls in a state, newest first, without their timelines: those of the token's
+    area and the areas below it only."""
+    return CallList(calls=await ops.list_calls(state.value, viewer=staff))
 
 
 @router.get("/calls/{call_id}", response_model=CallView, responses=_CALL_ERRORS, tags=["calls"])
 async def get_call(call_id: CallId, ops: OpsDep, staff: StaffDep) -> CallView:
-    """One call with its resident, timeline and SMS notifications."""
-    return await ops.get_call(call_id)
+    """One call with its resident, timeline and SMS notifications.
+
+    A call outside the token's area is 404, like a missing one. The resident's notes
+    (medical, key-safe) are withheld from community duty staff: `resident.redacted`
+    then lists `notes`.
+    """
+    return await ops.get_call(call_id, viewer=staff)
 
 
 @router.post(
@@ -170,14 +177,24 @@ async def acknowledge(
     """
     note = body.note if body else ""
     try:
-        return await ops.acknowledge(call_id, staff.id, channel, note)
+        return await ops.acknowledge(call_id, staff.id, channel, note, viewer=staff)
     except InvalidTransitionError:
         # Two operators pressing "ack" at once must both succeed; only a call that is
         # past acknowledging (resolved, say) is a conflict.
-        call = await ops.get_call(call_id)
+        call = await ops.get_call(call_id, viewer=staff)
         if call.state in ("acknowledged", "responder_on_site"):
             return call
         raise
+
+
+@router.post(
+    "/calls/{call_id}/take", response_model=CallView, responses=_CHANGE_ERRORS, tags=["calls"]
+)
+async def take(call_id: CallId, ops: OpsDep, staff: StaffDep, channel: Channel = "api") -> CallView:
+    """Take a call as its owner (首问负责), as the console's "take" does: an
+    acknowledgement that is refused with 409 when another person holds the call.
+    Taking one's own call again returns it unchanged."""
+    return await ops.take(call_id, staff.id, channel, viewer=staff)
 
 
 @router.post(
@@ -191,7 +208,7 @@ async def resolve(
     channel: Channel = "api",
 ) -> CallView:
     """Close a call with its outcome, as the token's staff member."""
-    return await ops.resolve(call_id, staff.id, channel, body.outcome, body.note)
+    return await ops.resolve(call_id, staff.id, channel, body.outcome, body.note, viewer=staff)
 
 
 @router.get(
@@ -384,7 +401,7 @@ def create_app(
         title="Eldercall operator API",
         version="1",
         openapi_url=f"{PREFIX}/openapi.json",
-        docs_url=f"{PREFIX}/docs",
+        docs_url=None,  # served by add_api_docs, from static files of our own
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
@@ -396,6 +413,7 @@ def create_app(
     app.include_router(api_reports.router)
     app.include_router(api_rota.router)
     app.include_router(api_calendars.router)
+    add_api_docs(app)
     if twilio is not None:
         app.state.twilio = twilio
         app.include_router(webhooks.router)
