@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/eldercall.toml
 
-.PHONY: run test lint unit integration system-deps venv clean bench lock
+.PHONY: run test lint unit integration system-deps venv clean bench lock screenshots
 
 UV_VERSION := 0.13.9
 TOOLS      := .tools
@@ -68,6 +68,17 @@ test: venv system-deps lint
 BENCH_ARGS ?=
 bench: venv system-deps
 	$(BIN)/python -m simulator.bench $(BENCH_ARGS)
+
+# The README's pictures of the console, taken by its browser test on this machine. A
+# Chinese font (fonts-wqy-microhei) is needed to draw the pages' Chinese; the tests
+# themselves do not need it.
+screenshots: venv system-deps
+	@if ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null; \
+	  else echo "please install a Chinese font (apt-get install fonts-wqy-microhei)"; exit 1; fi; \
+	fi
+	ELDERCALL_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/e2e/test_console_browser.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache var

@@ -410,14 +410,16 @@ async def _keep_running(
 
 
 def http_app(app: App) -> Any:
-    """The daemon's HTTP app as it serves it: the operator API, Twilio's signed webhooks
-    (replies, voice keys, delivery reports), the calendar feeds, ``/metrics`` and the
-    health checks; one place, so that a test can take the production wiring instead of
-    assembling its own."""
+    """The daemon's HTTP app as it serves it: the operator API, the console, Twilio's
+    signed webhooks (replies, voice keys, delivery reports), the calendar feeds,
+    ``/metrics`` and the health checks; one place, so that a test can take the
+    production wiring instead of assembling its own."""
     from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
     from dispatcher.entrypoints.http.app import create_app
+    from dispatcher.entrypoints.http.console import add_console
     from dispatcher.entrypoints.http.health import health_router
     from dispatcher.services.calendar_feeds import CalendarFeeds
+    from dispatcher.services.live_queue import LiveQueue
 
     api = create_app(
         app.operations,
@@ -427,6 +429,9 @@ def http_app(app: App) -> Any:
         calendars=CalendarFeeds(app.directory, app.clock, app.settings.http.public_url),
     )
     api.include_router(health_router(watch(app)))
+    add_console(
+        api, app.accounts, LiveQueue(app.operations, app.directory, app.clock), app.directory
+    )
     return api
 
 

@@ -104,6 +104,7 @@ def _banner(settings: Settings, broker_url: str, kind: str, sink_url: str, homes
         f"""
 Eldercall demo is running (Ctrl-C stops everything).
 
+  Console         {api}/console/         (demo-operator / demo-operator-password, demo credentials)
   Operator API    {api}/api/v1/docs      (token: {DEMO_TOKEN}, a demo credential)
   MQTT broker     {broker_url} ({kind}), topics under {settings.mqtt.topic_root}/
   SMS sink        {sink_url}/sink/messages   (every SMS is also printed below)

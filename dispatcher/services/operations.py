@@ -318,6 +318,7 @@ class CallOperations:
             opened_at=call.opened_at,
             unknown_device=call.unknown_device,
             press_count=call.press_count,
+            community_id=call.community_id,
             resident=self._resident_view(call, resident, viewer) if resident else None,
             acknowledged_at=call.acknowledged_at,
             acknowledged_by=call.acknowledged_by,

@@ -72,6 +72,7 @@ class CallView(BaseModel):
     opened_at: datetime
     unknown_device: bool
     press_count: int
+    community_id: str | None = None  # the call's community, as stored when it opened
     resident: ResidentView | None = None
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None

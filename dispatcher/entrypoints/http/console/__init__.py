@@ -1,0 +1,35 @@
+"""The operator console: the screens a hotline operator works from, served by the
+dispatcher itself under ``/console`` (templates here, scripts and styles under
+``../static/console``; nothing from the network). ``add_console`` mounts it."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from dispatcher.core.directory import Directory
+from dispatcher.entrypoints.http.console import auth, pages
+from dispatcher.services.accounts import Accounts
+from dispatcher.services.live_queue import LiveQueue
+
+
+def add_console(app: FastAPI, accounts: Accounts, queue: LiveQueue, directory: Directory) -> None:
+    app.state.accounts = accounts
+    app.state.live_queue = queue
+    app.state.directory = directory
+    app.state.timezone = directory.timezone
+    app.include_router(pages.router)
+    app.add_exception_handler(auth.NotSignedInError, _not_signed_in)
+    app.add_exception_handler(auth.BadCsrfError, _bad_csrf)
+
+
+async def _not_signed_in(request: Request, exc: Exception) -> Response:
+    if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse(f"{auth.CONSOLE}/login", status_code=303)
+    return JSONResponse({"error": "not signed in"}, status_code=401)
+
+
+async def _bad_csrf(request: Request, exc: Exception) -> Response:
+    return JSONResponse(
+        {"error": "the form's CSRF token is missing or wrong: reload the page"}, status_code=403
+    )
