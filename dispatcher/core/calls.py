@@ -28,6 +28,7 @@ class Outcome(StrEnum):
     FALSE_ALARM = "false_alarm"
     CANCELLED_BY_RESIDENT = "cancelled_by_resident"
     TECHNICAL_FIXED = "technical_fixed"
+    FAMILY_ATTENDED = "family_attended"  # a family member or key-holder went
     OTHER = "other"
 
 
@@ -355,6 +356,48 @@ def escalate_now(call: Call, staff_id: str, channel: str, now: datetime) -> Tran
     if call.state is CallState.OPEN:
         call.next_escalation_at = now
     t.note(now, staff_id, "escalation_requested", channel, f"state {call.state}")
+    return t
+
+
+def add_note(call: Call, staff_id: str, channel: str, now: datetime, text: str) -> Transition:
+    """A line on the timeline (what the resident said, who was phoned); a resolved
+    call takes notes too, for what is learnt afterwards."""
+    if not text.strip():
+        raise InvalidTransitionError("a note needs some text")
+    t = Transition()
+    call.updated_at = now
+    t.note(now, staff_id, "note", channel, text.strip())
+    return t
+
+
+def hand_over(
+    call: Call,
+    staff_id: str,
+    to_staff_id: str,
+    channel: str,
+    now: datetime,
+    note: str = "",
+    *,
+    may_reassign: bool = False,
+) -> Transition:
+    """The call's owner gives it to another person, who owns it from now on (首问负责
+    ends only by a hand-over or a resolve). A supervisor (``may_reassign``) may move a
+    call that someone else holds. The acknowledgement timeout starts afresh."""
+    _require_active(call, "hand over")
+    owner = call.held_by or call.acknowledged_by
+    if call.state not in (CallState.ACKNOWLEDGED, CallState.RESPONDER_ON_SITE) or owner is None:
+        raise InvalidTransitionError(f"call {call.id} is not taken: take it first")
+    if owner != staff_id and not may_reassign:
+        raise AlreadyTakenError(call.id, owner)
+    if to_staff_id == owner:
+        raise InvalidTransitionError(f"call {call.id} is already held by {to_staff_id}")
+    t = Transition()
+    call.held_by = to_staff_id
+    if call.state is CallState.ACKNOWLEDGED:
+        _start_ack_timer(call, now)
+    call.updated_at = now
+    detail = f"from {owner} to {to_staff_id}" + (f": {note}" if note else "")
+    t.note(now, staff_id, "handed_over", channel, detail)
     return t
 
 

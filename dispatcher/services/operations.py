@@ -22,8 +22,15 @@ import structlog
 
 from dispatcher.core import calls as lifecycle
 from dispatcher.core import reports, scope
-from dispatcher.core.calls import Call, CallState, Outcome, TimelineEntry, Transition
-from dispatcher.core.directory import Directory, Level, Resident, Staff
+from dispatcher.core.calls import (
+    Call,
+    CallState,
+    InvalidTransitionError,
+    Outcome,
+    TimelineEntry,
+    Transition,
+)
+from dispatcher.core.directory import Directory, Level, Resident, Role, Staff
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.services.clock import Clock
 from dispatcher.services.ports import Transactions
@@ -209,6 +216,39 @@ class CallOperations:
         return await self._change(
             call_id, lambda c, now: lifecycle.escalate_now(c, staff_id, channel, now), viewer
         )
+
+    async def add_note(
+        self, call_id: str, staff_id: str, channel: str, text: str, *, viewer: Staff | None = None
+    ) -> CallView:
+        return await self._change(
+            call_id, lambda c, now: lifecycle.add_note(c, staff_id, channel, now, text), viewer
+        )
+
+    async def hand_over(
+        self,
+        call_id: str,
+        staff_id: str,
+        to_staff_id: str,
+        channel: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
+    ) -> CallView:
+        """Give the call to another person, who owns it from now on. Only its owner
+        may, or a supervisor or admin; the new owner must be someone who can see it."""
+        to = self._directory.staff.get(to_staff_id)
+        if to is None:
+            raise InvalidTransitionError(f"no staff member {to_staff_id!r}")
+        may_reassign = viewer is not None and viewer.role in (Role.SUPERVISOR, Role.ADMIN)
+
+        def change(call: Call, now: datetime) -> Transition:
+            if not scope.can_see(self._directory, to, call.community_id):
+                raise InvalidTransitionError(f"{to.name} ({to.id}) cannot see this call's area")
+            return lifecycle.hand_over(
+                call, staff_id, to.id, channel, now, note, may_reassign=may_reassign
+            )
+
+        return await self._change(call_id, change, viewer)
 
     async def _change(
         self,

@@ -164,6 +164,27 @@ class Operations(Protocol):
         """Raises CallNotFoundError, InvalidTransitionError (already resolved)."""
         ...
 
+    async def add_note(
+        self, call_id: str, staff_id: str, channel: str, text: str, *, viewer: Staff | None = None
+    ) -> CallView: ...
+
+    async def hand_over(
+        self,
+        call_id: str,
+        staff_id: str,
+        to_staff_id: str,
+        channel: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
+    ) -> CallView:
+        """Raises CallNotFoundError, AlreadyTakenError (not the owner), InvalidTransitionError."""
+        ...
+
+    async def escalate_now(
+        self, call_id: str, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> CallView: ...
+
     async def take(
         self, call_id: str, staff_id: str, channel: str, *, viewer: Staff | None = None
     ) -> CallView:

@@ -187,3 +187,26 @@ async def test_take_makes_the_first_operator_the_owner_and_refuses_the_second(
     assert [e.actor for e in call.timeline if e.action == "acknowledged"] == ["demo-operator"]
     # Out of scope is not found, before anything else.
     assert (await api.post(f"/api/v1/calls/{call_id}/take", headers=WU_HONG)).status_code == 404
+
+
+async def test_notes_and_hand_over_through_the_api(app: App, api: httpx.AsyncClient) -> None:
+    call_id = await open_call(app, "dev-0001")
+    assert (await api.post(f"/api/v1/calls/{call_id}/take", headers=OPERATOR)).is_success
+    noted = await api.post(f"/api/v1/calls/{call_id}/notes", json={"note": ""}, headers=OPERATOR)
+    assert noted.status_code == 422  # an empty note is no note
+    noted = await api.post(
+        f"/api/v1/calls/{call_id}/notes", json={"note": "rang her"}, headers=OPERATOR
+    )
+    assert noted.status_code == 200
+    # Community staff of another community cannot be given it: they cannot see it.
+    refused = await api.post(
+        f"/api/v1/calls/{call_id}/hand-over", json={"to": "wu-hong"}, headers=OPERATOR
+    )
+    assert refused.status_code == 409 and "cannot see" in refused.json()["error"]
+    # A street supervisor may move a call someone else holds.
+    moved = await api.post(
+        f"/api/v1/calls/{call_id}/hand-over", json={"to": "ma-lin"}, headers=SUN_LI
+    )
+    assert moved.status_code == 200 and moved.json()["held_by"] == "ma-lin"
+    escalated = await api.post(f"/api/v1/calls/{call_id}/escalate", headers=MA_LIN)
+    assert escalated.status_code == 200 and escalated.json()["state"] == "open"

@@ -250,3 +250,49 @@ async def test_an_untaken_call_turns_amber_then_red_and_is_flagged(
     assert (await row())["lateness"] == "amber" and (await row())["unattended"] is True
     clock.advance(120)
     assert (await row())["lateness"] == "red"
+
+
+async def test_the_call_page_notes_hands_over_and_resolves_on_the_timeline(
+    app: App, web: httpx.AsyncClient
+) -> None:
+    call_id = await open_call(app, "dev-0001")
+    csrf = await sign_in(web, "demo-operator")
+    html = {"accept": "text/html"}
+    page = f"/console/calls/{call_id}"
+    taken = await web.post(f"{page}/take", data={"csrf": csrf}, headers=html)
+    assert taken.status_code == 303 and taken.headers["location"] == page
+    noted = await web.post(f"{page}/note", data={"csrf": csrf, "text": "她说胸口疼"})
+    assert noted.status_code == 303
+    handed = await web.post(f"{page}/hand-over", data={"csrf": csrf, "to": "wang-fang"})
+    assert handed.status_code == 303
+    # No longer hers: the next hand-over from her is refused and changes nothing.
+    again = await web.post(f"{page}/hand-over", data={"csrf": csrf, "to": "li-qiang"})
+    assert again.status_code == 409 and "王芳" in again.text
+    resolved = await web.post(
+        f"{page}/resolve", data={"csrf": csrf, "outcome": "family_attended", "text": "儿子到了"}
+    )
+    assert resolved.status_code == 303
+    call = await app.operations.get_call(call_id)
+    assert call.state == "resolved" and call.outcome == "family_attended"
+    assert call.held_by == "wang-fang"
+    mine = [(e.action, e.detail) for e in call.timeline if e.channel == "console"]
+    assert mine == [
+        ("acknowledged", ""),
+        ("note", "她说胸口疼"),
+        ("handed_over", "from demo-operator to wang-fang"),
+        ("resolved", "family_attended: 儿子到了"),
+    ]
+    shown = (await web.get(page, headers=html)).text
+    assert "家属已到场" in shown and "她说胸口疼" in shown
+
+
+async def test_a_call_page_post_without_the_token_changes_nothing(
+    app: App, web: httpx.AsyncClient
+) -> None:
+    call_id = await open_call(app, "dev-0001")
+    await sign_in(web, "demo-operator")
+    forged = await web.post(
+        f"/console/calls/{call_id}/resolve", data={"csrf": "x", "outcome": "false_alarm"}
+    )
+    assert forged.status_code == 403
+    assert (await app.operations.get_call(call_id)).state == "open"

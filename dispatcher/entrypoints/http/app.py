@@ -23,7 +23,7 @@ from fastapi import APIRouter, Body, FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -94,6 +94,19 @@ class OnCallAnswer(BaseModel):
 class AckBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    note: Note = ""
+
+
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Annotated[Note, Field(min_length=1)]
+
+
+class HandOverBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: Annotated[str, Field(min_length=1, max_length=64, description="the new owner's staff id")]
     note: Note = ""
 
 
@@ -209,6 +222,40 @@ async def resolve(
 ) -> CallView:
     """Close a call with its outcome, as the token's staff member."""
     return await ops.resolve(call_id, staff.id, channel, body.outcome, body.note, viewer=staff)
+
+
+@router.post(
+    "/calls/{call_id}/notes", response_model=CallView, responses=_CHANGE_ERRORS, tags=["calls"]
+)
+async def add_note(
+    call_id: CallId, body: NoteBody, ops: OpsDep, staff: StaffDep, channel: Channel = "api"
+) -> CallView:
+    """Add a line to the call's timeline under the token's staff member."""
+    return await ops.add_note(call_id, staff.id, channel, body.note, viewer=staff)
+
+
+@router.post(
+    "/calls/{call_id}/hand-over",
+    response_model=CallView,
+    responses=_CHANGE_ERRORS,
+    tags=["calls"],
+)
+async def hand_over(
+    call_id: CallId, body: HandOverBody, ops: OpsDep, staff: StaffDep, channel: Channel = "api"
+) -> CallView:
+    """Give a taken call to another person, who owns it from now on: its owner may, or
+    a supervisor or admin; 409 otherwise, or when the new owner cannot see the call."""
+    return await ops.hand_over(call_id, staff.id, body.to, channel, body.note, viewer=staff)
+
+
+@router.post(
+    "/calls/{call_id}/escalate", response_model=CallView, responses=_CHANGE_ERRORS, tags=["calls"]
+)
+async def escalate(
+    call_id: CallId, ops: OpsDep, staff: StaffDep, channel: Channel = "api"
+) -> CallView:
+    """Fire the next escalation step now (a taken call goes back to escalating)."""
+    return await ops.escalate_now(call_id, staff.id, channel, viewer=staff)
 
 
 @router.get(

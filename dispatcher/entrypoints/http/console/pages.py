@@ -16,7 +16,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Stre
 from fastapi.templating import Jinja2Templates
 
 from dispatcher.core import texts
-from dispatcher.core.calls import AlreadyTakenError, InvalidTransitionError
+from dispatcher.core.calls import AlreadyTakenError, InvalidTransitionError, Outcome
+from dispatcher.core.scope import can_see
 from dispatcher.entrypoints.http.console import auth
 from dispatcher.services.accounts import LoginRefusedError, SignedIn
 from dispatcher.services.live_queue import LiveQueue
@@ -255,6 +256,8 @@ async def take(
     except InvalidTransitionError as refused:  # resolved meanwhile
         return JSONResponse({"error": str(refused)}, status_code=409)
     _queue_changed(request)
+    if "text/html" in request.headers.get("accept", ""):  # the call page's form, no script
+        return RedirectResponse(f"{auth.CONSOLE}/calls/{call_id}", status_code=303)
     return JSONResponse({"call_id": call.call_id, "state": call.state, "taken_by": staff.id})
 
 
@@ -284,6 +287,14 @@ async def call_page(request: Request, call_id: str) -> Response:
         call=call,
         local=lambda when: _local(request, when).strftime("%m-%d %H:%M:%S") if when else "-",
         name_of=lambda who: _name_of(request, who),
+        outcomes=[o.value for o in Outcome],
+        # Who may take the call over: the staff who can see it, but its holder.
+        colleagues=[
+            s
+            for s in request.app.state.directory.staff.values()
+            if s.id != (call.held_by or call.acknowledged_by)
+            and can_see(request.app.state.directory, s, call.community_id)
+        ],
     )
 
 
@@ -298,3 +309,88 @@ def _local(request: Request, when: Any) -> Any:
     from zoneinfo import ZoneInfo
 
     return when.astimezone(ZoneInfo(request.app.state.timezone))
+
+
+# ------------------------------------------------------------------ a call's actions
+
+
+async def _act(request: Request, call_id: str, csrf: str, action: Any) -> Response:
+    """One form post of the call's page: checked, done through the service layer,
+    then back to the page (303), or the reason it was refused."""
+    signed_in = await auth.current(request)
+    auth.check_csrf(request, signed_in, csrf)
+    lang = language(request, signed_in)
+    t = translator(lang)
+    try:
+        await action(_ops(request), signed_in.staff)
+    except CallNotFoundError:
+        return _render(request, "message.html", lang, 404, me=signed_in, message=t("not_found"))
+    except AlreadyTakenError as taken:
+        name = _name_of(request, taken.owner)
+        message = t("already_taken", name=name)
+        return _render(request, "message.html", lang, 409, me=signed_in, message=message)
+    except (InvalidTransitionError, ValueError) as refused:
+        return _render(request, "message.html", lang, 409, me=signed_in, message=str(refused))
+    _queue_changed(request)
+    return RedirectResponse(f"{auth.CONSOLE}/calls/{call_id}", status_code=303)
+
+
+Csrf = Annotated[str, Form(max_length=128)]
+FormNote = Annotated[str, Form(max_length=2000)]
+
+
+@router.post("/calls/{call_id}/note")
+async def note(request: Request, call_id: str, text: FormNote, csrf: Csrf = "") -> Response:
+    return await _act(
+        request,
+        call_id,
+        csrf,
+        lambda ops, me: ops.add_note(call_id, me.id, "console", _clean(text), viewer=me),
+    )
+
+
+@router.post("/calls/{call_id}/resolve")
+async def resolve(
+    request: Request,
+    call_id: str,
+    outcome: Annotated[Outcome, Form()],
+    text: FormNote = "",
+    csrf: Csrf = "",
+) -> Response:
+    return await _act(
+        request,
+        call_id,
+        csrf,
+        lambda ops, me: ops.resolve(call_id, me.id, "console", outcome, _clean(text), viewer=me),
+    )
+
+
+@router.post("/calls/{call_id}/escalate")
+async def escalate(request: Request, call_id: str, csrf: Csrf = "") -> Response:
+    return await _act(
+        request,
+        call_id,
+        csrf,
+        lambda ops, me: ops.escalate_now(call_id, me.id, "console", viewer=me),
+    )
+
+
+@router.post("/calls/{call_id}/hand-over")
+async def hand_over(
+    request: Request,
+    call_id: str,
+    to: Annotated[str, Form(max_length=64)],
+    text: FormNote = "",
+    csrf: Csrf = "",
+) -> Response:
+    return await _act(
+        request,
+        call_id,
+        csrf,
+        lambda ops, me: ops.hand_over(call_id, me.id, to, "console", _clean(text), viewer=me),
+    )
+
+
+def _clean(text: str) -> str:
+    """A note as the API takes it: line breaks and tabs, no other control characters."""
+    return "".join(ch for ch in text if ch in "\n\t" or (ord(ch) >= 32 and ord(ch) != 127)).strip()
