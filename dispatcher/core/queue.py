@@ -6,7 +6,7 @@ decides nothing itself (``dispatcher.services.live_queue`` feeds it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -72,7 +72,3 @@ def ordered(entries: Iterable[QueueEntry]) -> list[QueueEntry]:
     """By priority (alarms first), then the longest waiting first: a taken call
     keeps its place (shown as taken), so that rows do not jump under the mouse."""
     return sorted(entries, key=lambda e: (_RANK[e.priority], e.opened_at, e.call_id))
-
-
-def waiting_now(entries: Sequence[QueueEntry]) -> int:
-    return sum(1 for e in entries if is_untaken(e))

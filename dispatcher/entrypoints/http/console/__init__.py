@@ -17,7 +17,6 @@ def add_console(app: FastAPI, accounts: Accounts, queue: LiveQueue, directory: D
     app.state.accounts = accounts
     app.state.live_queue = queue
     app.state.directory = directory
-    app.state.timezone = directory.timezone
     app.include_router(pages.router)
     app.add_exception_handler(auth.NotSignedInError, _not_signed_in)
     app.add_exception_handler(auth.BadCsrfError, _bad_csrf)

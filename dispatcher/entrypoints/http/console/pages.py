@@ -8,8 +8,10 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
@@ -305,10 +307,8 @@ def _name_of(request: Request, who: str | None) -> str:
     return staff.name if staff else (who or "-")
 
 
-def _local(request: Request, when: Any) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return when.astimezone(ZoneInfo(request.app.state.timezone))
+def _local(request: Request, when: datetime) -> datetime:
+    return when.astimezone(ZoneInfo(request.app.state.directory.timezone))
 
 
 # ------------------------------------------------------------------ a call's actions
