@@ -56,6 +56,19 @@ class Contact:
     relation: str
     phone: str
     language: str = "zh"
+    # A key-holder has a key to the home: the one to send when nobody can open the door.
+    key_holder: bool = False
+
+
+class KeyResident(StrEnum):
+    """Why a resident is a key resident (重点对象), visited regularly and watched more
+    closely: "" (``NONE``) for a resident who is not."""
+
+    NONE = ""
+    LIVING_ALONE = "living_alone"  # 独居
+    DISABLED = "disabled"  # 失能、残疾
+    RECENTLY_DISCHARGED = "recently_discharged"  # 近期出院
+    OTHER = "other"
 
 
 @dataclass(frozen=True)
@@ -68,12 +81,42 @@ class Resident:
     device_id: str
     phone: str | None = None
     contacts: tuple[Contact, ...] = ()
-    # Medical notes are for the operator's screen only, never for SMS.
+    # Notes for the operator's screen only, never for SMS (they may hold medical and
+    # access details alike, so they are shown only to a role that may see both).
     notes: str = ""
+    # The rest is optional: a resident record with only the fields above still works.
+    sex: str = ""  # "F", "M" or "" (not recorded)
+    id_card: str = ""  # 身份证号: stored whole, shown masked (see mask_id_card)
+    building: str = ""  # 楼/号
+    unit: str = ""  # 单元
+    room: str = ""  # 室
+    mobile: str | None = None  # the resident's own mobile, beside the home phone
+    language: str = "zh"
+    # Medical (shown only to roles that may see medical details, never by SMS).
+    conditions: str = ""
+    medication: str = ""
+    mobility: str = ""  # how she moves: what a responder must know to help her up
+    # Access (shown only to roles that may see access details): the key safe and door
+    # code, and how to get in.
+    key_safe: str = ""
+    access_notes: str = ""
+    key_resident: KeyResident = KeyResident.NONE
+
+    @property
+    def key_holders(self) -> tuple[Contact, ...]:
+        return tuple(c for c in self.contacts if c.key_holder)
 
     def age_on(self, day: date) -> int:
         before_birthday = (day.month, day.day) < (self.birth_date.month, self.birth_date.day)
         return day.year - self.birth_date.year - before_birthday
+
+
+def mask_id_card(number: str) -> str:
+    """An ID-card number as shown on screens and in exports: the first 6 digits (the
+    place of registration) and the last 4, the birth date and sequence hidden."""
+    if len(number) <= 10:
+        return "*" * len(number)
+    return number[:6] + "*" * (len(number) - 10) + number[-4:]
 
 
 @dataclass(frozen=True)

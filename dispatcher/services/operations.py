@@ -30,7 +30,7 @@ from dispatcher.core.calls import (
     TimelineEntry,
     Transition,
 )
-from dispatcher.core.directory import Directory, Level, Resident, Role, Staff
+from dispatcher.core.directory import Directory, Level, Resident, Role, Staff, mask_id_card
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.services.clock import Clock
 from dispatcher.services.ports import Transactions
@@ -376,10 +376,16 @@ class CallOperations:
 
     def _resident_view(self, call: Call, r: Resident, viewer: Staff | None) -> ResidentView:
         community = self._directory.areas.get(r.community_id)
-        # The notes hold medical and key-safe details alike: shown only to a role that
-        # may see both. Marked as withheld whether or not there are any, so that an
-        # empty field tells nothing either.
-        shown = viewer is None or (scope.may_see_medical(viewer) and scope.may_see_access(viewer))
+        # Each group is marked as withheld whether or not it holds anything, so that an
+        # empty field tells nothing either. The free-text notes may hold medical and
+        # key-safe details alike: shown only to a role that may see both.
+        medical = viewer is None or scope.may_see_medical(viewer)
+        access = viewer is None or scope.may_see_access(viewer)
+        redacted = [
+            *([] if medical and access else ["notes"]),
+            *([] if medical else list(MEDICAL_FIELDS)),
+            *([] if access else list(ACCESS_FIELDS)),
+        ]
         return ResidentView(
             id=r.id,
             name=r.name,
@@ -388,12 +394,34 @@ class CallOperations:
             community_id=r.community_id,
             community_name=community.name if community else r.community_id,
             phone=r.phone,
-            notes=r.notes if shown else "",
+            notes=r.notes if medical and access else "",
             contacts=[
-                ContactView(name=c.name, relation=c.relation, phone=c.phone) for c in r.contacts
+                ContactView(
+                    name=c.name, relation=c.relation, phone=c.phone, key_holder=c.key_holder
+                )
+                for c in r.contacts
             ],
-            redacted=[] if shown else ["notes"],
+            sex=r.sex,
+            id_card_masked=mask_id_card(r.id_card) if r.id_card else "",
+            building=r.building,
+            unit=r.unit,
+            room=r.room,
+            mobile=r.mobile,
+            language=r.language,
+            key_resident=r.key_resident.value,
+            conditions=r.conditions if medical else "",
+            medication=r.medication if medical else "",
+            mobility=r.mobility if medical else "",
+            key_safe=r.key_safe if access else "",
+            access_notes=r.access_notes if access else "",
+            redacted=redacted,
         )
+
+
+# The resident's fields withheld together from a role that may not see medical, or
+# access, details (dispatcher.core.scope).
+MEDICAL_FIELDS = ("conditions", "medication", "mobility")
+ACCESS_FIELDS = ("key_safe", "access_notes")
 
 
 def _aware(when: datetime, zone: ZoneInfo) -> datetime:

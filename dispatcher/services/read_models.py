@@ -46,6 +46,7 @@ class ContactView(BaseModel):
     name: str
     relation: str
     phone: str
+    key_holder: bool = False
 
 
 class ResidentView(BaseModel):
@@ -58,8 +59,23 @@ class ResidentView(BaseModel):
     phone: str | None = None
     notes: str = ""  # medical and access (key-safe) notes: "" when withheld
     contacts: list[ContactView] = Field(default_factory=list)
-    # The fields withheld from the viewer's role ("notes"), so that a page can say
-    # "withheld for your role" rather than show nothing (see dispatcher.core.scope).
+    sex: str = ""
+    id_card_masked: str = ""  # never the whole number
+    building: str = ""
+    unit: str = ""
+    room: str = ""
+    mobile: str | None = None
+    language: str = "zh"
+    key_resident: str = ""  # why she is a key resident (重点对象), "" if not
+    # Medical: "" when withheld.
+    conditions: str = ""
+    medication: str = ""
+    mobility: str = ""
+    # Access: "" when withheld.
+    key_safe: str = ""
+    access_notes: str = ""
+    # The fields withheld from the viewer's role, so that a page can say "withheld for
+    # your role" rather than show nothing (see dispatcher.core.scope).
     redacted: list[str] = Field(default_factory=list)
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory, read_rows
-from dispatcher.core.directory import Level, Role
+from dispatcher.core.directory import KeyResident, Level, Role, mask_id_card
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.core.rota.days import parse_days
 
@@ -117,6 +117,38 @@ def test_an_old_folder_with_rota_csv_still_loads(data: Path) -> None:
         "wang-fang",
         "emma-liu",
     ]
+
+
+def test_example_residents_have_the_optional_details() -> None:
+    d = load_directory(EXAMPLE)
+    r = d.residents["r-0001"]
+    assert (r.building, r.unit, r.room, r.sex) == ("3号", "1单元", "502", "F")
+    assert "硝苯地平" in r.medication and "2580" in r.key_safe
+    assert r.key_resident is KeyResident.LIVING_ALONE
+    assert [c.name for c in r.key_holders] == ["钱阿姨"]
+    assert mask_id_card(r.id_card) == "310105********1228"
+
+
+def test_a_residents_file_without_the_optional_columns_still_loads(data: Path) -> None:
+    path = data / "residents.csv"
+    rows = [line for line in path.read_text(encoding="utf-8").split("\n") if line]
+    old = [",".join(line.split(",")[:8]) if not line.startswith("#") else line for line in rows]
+    path.write_text("\n".join(old) + "\n", encoding="utf-8")
+    contacts = data / "contacts.csv"
+    lines = contacts.read_text(encoding="utf-8").split("\n")
+    contacts.write_text(
+        "\n".join(line.rsplit(",", 1)[0] if "," in line else line for line in lines),
+        encoding="utf-8",
+    )
+    r = load_directory(data).residents["r-0001"]
+    assert (r.room, r.key_safe, r.key_resident, r.key_holders) == ("", "", KeyResident.NONE, ())
+    assert "硝苯地平" in r.notes
+
+
+def test_an_unknown_column_is_named_with_the_optional_ones(data: Path) -> None:
+    edit(data, "residents.csv", "key_resident", "key_resident,shoe_size")
+    message = problem(data)
+    assert "may name sex,id_card" in message and "shoe_size" in message
 
 
 def test_example_contacts_keep_their_order_and_language() -> None:
@@ -296,12 +328,18 @@ CASES = [
     ("residents.csv", "r-0031,", "r-0030,", "duplicate id 'r-0030'"),
     ("residents.csv", "+862165440533", "021-65440533", "phone '021-65440533' is not an E.164"),
     ("residents.csv", "江滨区梅林一村7号103室", "", "address is empty"),
+    ("residents.csv", ",F,310105193803121228,", ",W,310105193803121228,",
+     "sex 'W' is not one of , F, M"),
+    ("residents.csv", "310105193803121228", "31010519380312", "id_card is not an 18-character"),
+    ("residents.csv", "在客厅,living_alone", "在客厅,lonely", "key_resident 'lonely' is not one"),
     # contacts.csv
     ("contacts.csv", "r-0003,1,", "r-9999,1,", "resident 'r-9999' is not in residents.csv"),
     ("contacts.csv", "r-0004,2,", "r-0004,1,", "order 1 of resident 'r-0004' is already used"),
     ("contacts.csv", "r-0005,1,", "r-0005,0,", "order '0' is not a number from 1 to 99"),
     ("contacts.csv", "+8613602220007", "+0613602220007", "phone '+0613602220007' is not an"),
     ("contacts.csv", "+8613603330013", "", "phone is empty"),
+    ("contacts.csv", "+8613601110002,zh,yes", "+8613601110002,zh,maybe",
+     "key_holder 'maybe' is not yes or no"),
     # rota.csv
     ("rota.csv", "d-jb,wang-fang,", "d-jb,zhang-wei,", "staff 'zhang-wei' is not in staff.csv"),
     ("rota.csv", "c-qs,wu-hong", "c-xx,wu-hong", "area 'c-xx' is not in areas.csv"),

@@ -23,7 +23,9 @@ OPERATOR = {"Authorization": "Bearer demo-operator-token"}  # district hotline (
 SUN_LI = {"Authorization": "Bearer demo-sun-li-2a7fe859"}  # 河西 street supervisor (s-hx)
 WU_HONG = {"Authorization": "Bearer demo-wu-hong-47d0e3c8"}  # 青石 community staff (c-qs)
 MA_LIN = {"Authorization": "Bearer demo-ma-lin-b81f7d25"}  # 柳湖 community staff (c-lh)
-NOTE = "硝苯地平"  # in 张桂兰's (r-0001, dev-0001, c-lh) notes
+NOTE = "硝苯地平"  # in 张桂兰's (r-0001, dev-0001, c-lh) notes and medication
+KEY_SAFE = "2580"  # her key safe's code
+WITHHELD = ["notes", "conditions", "medication", "mobility", "key_safe", "access_notes"]
 
 
 @pytest.fixture
@@ -109,17 +111,21 @@ async def test_community_staff_get_the_resident_without_notes_the_operator_with(
     assert staff.status_code == 200
     resident = staff.json()["resident"]
     assert resident["name"] == "张桂兰" and resident["address"]
-    assert resident["notes"] == "" and resident["redacted"] == ["notes"]
-    assert NOTE not in staff.text
+    assert resident["notes"] == "" and resident["redacted"] == WITHHELD
+    assert all(resident[field] == "" for field in WITHHELD)
+    assert NOTE not in staff.text and KEY_SAFE not in staff.text
+    assert resident["room"] == "502" and resident["id_card_masked"] == "310105********1228"
     listing = await api.get("/api/v1/calls", headers=MA_LIN)
-    assert [c["resident"]["redacted"] for c in listing.json()["calls"]] == [["notes"]]
-    assert NOTE not in listing.text
+    assert [c["resident"]["redacted"] for c in listing.json()["calls"]] == [WITHHELD]
+    assert NOTE not in listing.text and KEY_SAFE not in listing.text
     taken = await api.post(f"/api/v1/calls/{liuhu}/ack", headers=MA_LIN)
     assert taken.status_code == 200 and NOTE not in taken.text
 
     for headers in (OPERATOR, SUN_LI):
         shown = (await api.get(f"/api/v1/calls/{liuhu}", headers=headers)).json()["resident"]
         assert NOTE in shown["notes"] and shown["redacted"] == []
+        assert NOTE in shown["medication"] and KEY_SAFE in shown["key_safe"]
+        assert "310105193803121228" not in str(shown)  # the ID card is masked for everyone
 
 
 async def test_the_newest_calls_of_other_areas_do_not_crowd_out_ones_own(

@@ -25,7 +25,17 @@ from devices.protocol import DEVICE_ID_RE
 from devices.text import clean_text
 from dispatcher.adapters.files.rota_toml import load_rota_file
 from dispatcher.core.contact_methods import Channel, ContactMethod
-from dispatcher.core.directory import Area, Contact, Directory, Level, Resident, Role, Shift, Staff
+from dispatcher.core.directory import (
+    Area,
+    Contact,
+    Directory,
+    KeyResident,
+    Level,
+    Resident,
+    Role,
+    Shift,
+    Staff,
+)
 from dispatcher.core.rota.days import parse_days
 from dispatcher.core.rota.model import OverrideBook
 
@@ -79,8 +89,9 @@ class Row:
         return f"{self.path}:{self.line}"
 
 
-def read_rows(path: Path, columns: Sequence[str]) -> list[Row]:
-    """The records of a UTF-8 CSV file whose header names exactly ``columns`` (in any order).
+def read_rows(path: Path, columns: Sequence[str], optional: Sequence[str] = ()) -> list[Row]:
+    """The records of a UTF-8 CSV file whose header names exactly ``columns`` (in any order),
+    and any of the ``optional`` columns (a missing one reads as blank).
 
     Lines starting with ``#`` are comments and blank lines are skipped, so the files
     can explain themselves. Each record is one physical line (a quoted field may not
@@ -118,12 +129,13 @@ def read_rows(path: Path, columns: Sequence[str]) -> list[Row]:
         if header is None:
             header = fields
             missing = [c for c in columns if c not in header]
-            unknown = [c for c in header if c not in columns]
+            unknown = [c for c in header if c not in columns and c not in optional]
             if missing or unknown or len(set(header)) != len(header):
+                also = f" (and may name {','.join(optional)})" if optional else ""
                 raise DataFileError(
                     [
                         f"{path}:{number}: the header must name the columns "
-                        f"{','.join(columns)}; found {','.join(header)}"
+                        f"{','.join(columns)}{also}; found {','.join(header)}"
                     ]
                 )
             continue
@@ -133,7 +145,8 @@ def read_rows(path: Path, columns: Sequence[str]) -> list[Row]:
                 f" ({','.join(header)})"
             )
             continue
-        rows.append(Row(path, number, dict(zip(header, fields, strict=True))))
+        values = dict.fromkeys(optional, "") | dict(zip(header, fields, strict=True))
+        rows.append(Row(path, number, values))
     if header is None:
         problems.append(f"{path}: no header line ({','.join(columns)})")
     if problems:
@@ -231,6 +244,21 @@ def _language(value: str) -> str:
     return _choice(LANGUAGES)(value or "zh")
 
 
+def _id_card(value: str) -> str:
+    # 18 characters: 17 digits and a check digit (0-9 or X). Blank: not recorded.
+    if value and not re.fullmatch(r"[0-9]{17}[0-9Xx]", value):
+        raise ValueError("is not an 18-character ID-card number (17 digits and 0-9 or X)")
+    return value.upper()
+
+
+def _yes_no(value: str) -> bool:
+    if value in ("", "no", "n", "0", "false"):
+        return False
+    if value in ("yes", "y", "1", "true"):
+        return True
+    raise ValueError(f"{value!r} is not yes or no")
+
+
 def _optional(check: Callable[[str], Any]) -> Callable[[str], Any]:
     def wrapped(value: str) -> Any:
         return None if value == "" else check(value)
@@ -278,6 +306,37 @@ class ResidentRow(_RowModel):
     device_id: Annotated[str, AfterValidator(_device_id)]
     phone: OptPhone
     notes: OptText
+    sex: Annotated[str, AfterValidator(_choice(("", "F", "M")))]
+    id_card: Annotated[str, AfterValidator(_id_card)]
+    building: OptText
+    unit: OptText
+    room: OptText
+    mobile: OptPhone
+    language: Language
+    conditions: OptText
+    medication: OptText
+    mobility: OptText
+    key_safe: OptText
+    access_notes: OptText
+    key_resident: Annotated[KeyResident, BeforeValidator(_choice(k.value for k in KeyResident))]
+
+
+# The optional columns of residents.csv, in the order the example file gives them.
+RESIDENT_OPTIONAL = (
+    "sex",
+    "id_card",
+    "building",
+    "unit",
+    "room",
+    "mobile",
+    "language",
+    "conditions",
+    "medication",
+    "mobility",
+    "key_safe",
+    "access_notes",
+    "key_resident",
+)
 
 
 class ContactRow(_RowModel):
@@ -287,6 +346,7 @@ class ContactRow(_RowModel):
     relation: Text
     phone: Phone
     language: Language
+    key_holder: Annotated[bool, BeforeValidator(_yes_no)]
 
 
 class ContactMethodRow(_RowModel):
@@ -474,7 +534,7 @@ def _load_residents(path: Path, areas: dict[str, Area], problems: list[str]) -> 
     residents: dict[str, Resident] = {}
     lines: dict[str, int] = {}
     device_line: dict[str, int] = {}
-    for row, r in _parse(read_rows(path, columns), ResidentRow, problems):
+    for row, r in _parse(read_rows(path, columns, RESIDENT_OPTIONAL), ResidentRow, problems):
         if r.id in residents:
             problems.append(f"{row.where}: duplicate id {r.id!r} (first on line {lines[r.id]})")
             continue
@@ -501,6 +561,19 @@ def _load_residents(path: Path, areas: dict[str, Area], problems: list[str]) -> 
             device_id=r.device_id,
             phone=r.phone,
             notes=r.notes,
+            sex=r.sex,
+            id_card=r.id_card,
+            building=r.building,
+            unit=r.unit,
+            room=r.room,
+            mobile=r.mobile,
+            language=r.language,
+            conditions=r.conditions,
+            medication=r.medication,
+            mobility=r.mobility,
+            key_safe=r.key_safe,
+            access_notes=r.access_notes,
+            key_resident=r.key_resident,
         )
         lines[r.id] = row.line
     return residents
@@ -512,7 +585,7 @@ def _load_contacts(
     columns = ("resident", "order", "name", "relation", "phone", "language")
     contacts: dict[str, list[tuple[int, Contact]]] = {}
     order_line: dict[tuple[str, int], int] = {}
-    for row, c in _parse(read_rows(path, columns), ContactRow, problems):
+    for row, c in _parse(read_rows(path, columns, ("key_holder",)), ContactRow, problems):
         if c.resident not in residents:
             problems.append(f"{row.where}: resident {c.resident!r} is not in {RESIDENTS}")
             continue
@@ -524,7 +597,13 @@ def _load_contacts(
             )
             continue
         order_line[key] = row.line
-        contact = Contact(name=c.name, relation=c.relation, phone=c.phone, language=c.language)
+        contact = Contact(
+            name=c.name,
+            relation=c.relation,
+            phone=c.phone,
+            language=c.language,
+            key_holder=c.key_holder,
+        )
         contacts.setdefault(c.resident, []).append((c.order, contact))
     return contacts
 
