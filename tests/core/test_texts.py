@@ -73,3 +73,9 @@ def test_device_texts_are_chinese_and_alerts_carry_every_language() -> None:
     assert set(DEVICE_TEXT) == set(CallUpdateState)
     assert DEVICE_TEXT[CallUpdateState.CANCELLED] == "呼叫已取消"
     assert ALERT_TEXT["battery_low"] == "电量低 battery low"
+
+
+def test_a_sub_table_is_a_section_of_its_own() -> None:
+    out: dict[str, dict[str, str]] = {}
+    texts._flatten("", {"console": {"title": "呼叫", "board": {"title": "看板"}}}, out)
+    assert out == {"console": {"title": "呼叫"}, "console.board": {"title": "看板"}}
