@@ -9,14 +9,19 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from dispatcher.adapters.files.directory_files import DataFileError
+from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.exchange import (
     KINDS,
+    OPTIONAL,
+    REQUIRED,
     kind_of,
     read_records,
+    records_of,
     write_records,
+    write_template,
 )
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "data"
 OFFICE_CSV = (
     "老人编号,姓名,性别,出生日期,家庭住址,社区,设备号,家庭电话,重点对象\n"
     "r-0100,钱桂英,女,1939/4/5,江滨区柳湖路9号101室,c-lh,dev-0100,+862164110999,独居\n"
@@ -164,3 +169,38 @@ def test_a_csv_of_two_kinds_cannot_be_written(tmp_path: Path) -> None:
 def test_kind_names() -> None:
     assert kind_of("Residents") == "residents" and kind_of("服务商") == "providers"
     assert kind_of("Sheet1") is None
+
+
+def test_the_example_district_exports_and_reads_back_unchanged(tmp_path: Path) -> None:
+    records = records_of(load_directory(EXAMPLE))
+    assert {r["id"] for r in records["residents"]} >= {"r-0001", "r-0040"}
+    assert all(s["api_token"] == "" for s in records["staff"])  # secrets stay home
+    book = tmp_path / "district.xlsx"
+    write_records(book, records)
+    back = read_records(book)
+    for kind in KINDS:
+        assert [r.values for r in back[kind]] == [
+            dict.fromkeys(OPTIONAL[kind], "") | row for row in records[kind]
+        ], kind
+
+
+def test_every_column_is_described_in_the_template(tmp_path: Path) -> None:
+    path = tmp_path / "template.xlsx"
+    write_template(path)
+    book = load_workbook(path)
+    assert book.sheetnames == ["说明", *KINDS]
+    described = {(row[0], row[1]) for row in book["说明"].iter_rows(min_row=2, values_only=True)}
+    assert described == {(k, c) for k in KINDS for c in (*REQUIRED[k], *OPTIONAL[k])}
+    assert read_records(path) == {kind: [] for kind in KINDS}  # the notes sheet is skipped
+
+
+def test_the_shipped_template_is_the_current_one(tmp_path: Path) -> None:
+    # config/templates/records.xlsx is made by exchange.write_template; a column
+    # added without remaking it fails here.
+    shipped = load_workbook(EXAMPLE.parent / "templates" / "records.xlsx")
+    fresh = tmp_path / "fresh.xlsx"
+    write_template(fresh)
+    made = load_workbook(fresh)
+    assert shipped.sheetnames == made.sheetnames
+    for name in made.sheetnames:
+        assert list(shipped[name].values) == list(made[name].values), name

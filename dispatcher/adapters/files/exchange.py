@@ -32,6 +32,7 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font
 
 from dispatcher.adapters.files.directory_files import RESIDENT_OPTIONAL, DataFileError, Row
+from dispatcher.core.directory import Directory, Resident
 
 # The kinds of record, in the order an import applies them (an area before the staff
 # and residents in it, a resident before her devices and contacts).
@@ -411,3 +412,137 @@ def _write_workbook(path: Path, records: Mapping[str, Sequence[Mapping[str, str]
 
 def _columns(kind: str) -> list[str]:
     return [*REQUIRED[kind], *OPTIONAL[kind]]
+
+
+# --- from the directory ----------------------------------------------------------------
+
+
+def records_of(directory: Directory) -> dict[str, list[dict[str, str]]]:
+    """The directory's records as rows by kind, under the canonical columns: what an
+    export writes, and what an import of that file reads back unchanged."""
+    residents = sorted(directory.residents.values(), key=lambda r: r.id)
+    return {
+        "areas": [
+            {"id": a.id, "level": a.level.value, "name": a.name, "parent": a.parent_id or ""}
+            for a in directory.areas.values()
+        ],
+        "providers": [],
+        "staff": [
+            {
+                "id": s.id,
+                "name": s.name,
+                "phone": s.phone or "",
+                "area": s.area_id,
+                "role": s.role.value,
+                "language": s.language,
+                "api_token": "",  # a secret: never exported
+            }
+            for s in sorted(directory.staff.values(), key=lambda s: s.id)
+        ],
+        "residents": [_resident_row(r) for r in residents],
+        "devices": [{"id": r.device_id, "resident": r.id} for r in residents],
+        "contacts": [
+            {
+                "resident": r.id,
+                "order": str(n),
+                "name": c.name,
+                "relation": c.relation,
+                "phone": c.phone,
+                "language": c.language,
+                "key_holder": "yes" if c.key_holder else "",
+            }
+            for r in residents
+            for n, c in enumerate(r.contacts, start=1)
+        ],
+    }
+
+
+def _resident_row(r: Resident) -> dict[str, str]:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "birth_date": r.birth_date.isoformat(),
+        "address": r.address,
+        "community": r.community_id,
+        "device_id": r.device_id,
+        "phone": r.phone or "",
+        "notes": r.notes,
+        "sex": r.sex,
+        "id_card": r.id_card,
+        "building": r.building,
+        "unit": r.unit,
+        "room": r.room,
+        "mobile": r.mobile or "",
+        "language": r.language,
+        "conditions": r.conditions,
+        "medication": r.medication,
+        "mobility": r.mobility,
+        "key_safe": r.key_safe,
+        "access_notes": r.access_notes,
+        "key_resident": r.key_resident.value,
+    }
+
+
+# --- the template ----------------------------------------------------------------------
+
+# What each column holds, for the template's 说明 (notes) sheet and the README.
+DESCRIPTIONS: dict[str, str] = {
+    "id": "编号 id: lower-case letters, digits, - and _ (r-0001, c-lh, dev-0001)",
+    "level": "district, street or community (区, 街道, 社区)",
+    "name": "姓名/名称",
+    "parent": "the area above (a street's district, a community's street)",
+    "service": "what the provider does (送餐, 保洁, 维修, ...)",
+    "phone": "E.164, like +8613800138000",
+    "area": "the area id the person or provider works for",
+    "role": "operator, staff, supervisor or admin",
+    "language": "zh or en (blank: zh)",
+    "api_token": "never exported; set it with the API or leave blank",
+    "birth_date": "1938-03-12, 1938/3/12, 1938年3月12日 or an Excel date",
+    "address": "the full address",
+    "community": "the community (社区) id",
+    "device_id": "the id in the device's MQTT topics",
+    "notes": "for the operator's screen only, never by SMS",
+    "sex": "F or M (女, 男)",
+    "id_card": "18 characters; stored whole, shown masked; keep the column as text",
+    "building": "楼/号",
+    "unit": "单元",
+    "room": "室",
+    "mobile": "the resident's own mobile, E.164",
+    "conditions": "medical conditions (operators and supervisors only)",
+    "medication": "medication (operators and supervisors only)",
+    "mobility": "how she moves (operators and supervisors only)",
+    "key_safe": "key safe and door code (operators and supervisors only)",
+    "access_notes": "how to get in (operators and supervisors only)",
+    "key_resident": "living_alone, disabled, recently_discharged, other (独居, 失能, 近期出院)",
+    "resident": "the resident's id",
+    "model": "the device's model",
+    "firmware": "its firmware version",
+    "installed_on": "a date, as birth_date",
+    "installed_by": "who installed it",
+    "order": "1, 2, 3: the order to call them in",
+    "relation": "儿子, 女儿, 邻居, ...",
+    "key_holder": "yes if they have a key to the home (是)",
+}
+
+
+def template_rows() -> list[list[str]]:
+    """The template's notes sheet: one line per column of each kind."""
+    rows = [["kind", "column", "required", "Chinese names accepted", "what it holds"]]
+    for kind in KINDS:
+        for column in _columns(kind):
+            aliases = [a for a, c in COLUMN_ALIASES[kind].items() if c == column]
+            required = "yes" if column in REQUIRED[kind] else ""
+            rows.append([kind, column, required, " ".join(aliases), DESCRIPTIONS[column]])
+    return rows
+
+
+def write_template(path: Path) -> None:
+    """An empty workbook to fill in: a sheet per kind with its headers, and 说明."""
+    write_records(path, {})
+    book = load_workbook(path)
+    notes = book.create_sheet("说明", 0)
+    for row in template_rows():
+        notes.append(row)
+    for cell in notes[1]:
+        cell.font = Font(bold=True)
+    book.save(path)
