@@ -27,10 +27,28 @@ def catalogue(language: str) -> dict[str, dict[str, str]]:
     """The texts of ``language`` as {section: {key: text}}, read once per process."""
     with (CATALOGUES / f"{language_of(language)}.toml").open("rb") as f:
         data = tomllib.load(f)
-    return {section: dict(texts) for section, texts in data.items()}
+    out: dict[str, dict[str, str]] = {}
+    for section, texts in data.items():
+        _flatten(section, texts, out)
+    return out
+
+
+def _flatten(section: str, table: dict[str, object], out: dict[str, dict[str, str]]) -> None:
+    """A table within a table (``[console.dispatch]``) is a section of its own, named
+    with its dots, so that each feature may keep its texts in a table of its own."""
+    own: dict[str, str] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _flatten(f"{section}.{key}", value, out)
+        else:
+            own[key] = str(value)
+    out[section] = own
 
 
 def text(language: str | None, key: str, **values: object) -> str:
     """The text ``section.key`` of ``language`` with its placeholders filled."""
-    section, _, name = key.partition(".")
-    return catalogue(language_of(language))[section][name].format(**values)
+    texts = catalogue(language_of(language))
+    section, _, name = key.rpartition(".")  # "console.dispatch.title": the inner table's
+    if name not in texts.get(section, {}):
+        section, _, name = key.partition(".")
+    return texts[section][name].format(**values)
