@@ -18,8 +18,8 @@ from typing import Protocol
 import structlog
 from pydantic import BaseModel
 
-from dispatcher.core import queue as rules
 from dispatcher.core import dispatches, scope
+from dispatcher.core import queue as rules
 from dispatcher.core.calls import CallKind, CallState, Priority
 from dispatcher.core.directory import Directory, Staff
 from dispatcher.services.clock import Clock
