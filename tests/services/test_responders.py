@@ -106,7 +106,7 @@ async def test_a_responder_not_arrived_in_time_raises_the_call_once(
     assert other is not None and other.call_id
     queue = LiveQueue(app.operations, app.directory, app.clock)
     snapshot = await queue.snapshot(app.directory.staff["wang-fang"])
-    assert [r.call_id for r in snapshot.rows][0] == call_id
+    assert snapshot.rows[0].call_id == call_id
     assert snapshot.rows[0].responder == "overdue" and snapshot.rows[0].attention
 
 
