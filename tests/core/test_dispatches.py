@@ -179,3 +179,13 @@ def test_the_where_to_go_sms_names_the_home_and_never_the_notes() -> None:
         assert secret not in body
     english = rules.overdue_sms(call, resident, d, "en")
     assert "马琳" in english and "C-1" in english and "not arrived" in english
+
+
+def test_a_dispatch_sms_is_wanted_on_a_taken_call_until_it_is_resolved() -> None:
+    call = new_call()
+    send(call, DispatchRequest(ResponderKind.STAFF, "ma-lin"))
+    assert call.state is CallState.ACKNOWLEDGED
+    assert not call.wants_notification(T0)  # an escalation SMS: no longer
+    assert call.wants_notification(T0, lifecycle.DISPATCH_TIMER)
+    lifecycle.resolve(call, "wang-fang", "api", Outcome.VISIT, T0 + timedelta(minutes=9))
+    assert not call.wants_notification(T0, lifecycle.DISPATCH_TIMER)

@@ -58,7 +58,7 @@
       tr.dataset.kind = row.kind;
       tr.className = [row.alarm ? "alarm" : "", row.untaken ? "untaken" : "taken",
         row.attention ? "attention" : "",
-        index === state.selected ? "selected" : ""].join(" ").trim();
+        index === state.selected ? "selected" : ""].filter(Boolean).join(" ");
       tr.appendChild(cell(T["kind_" + row.kind] || row.kind));
       const who = cell("");
       const link = document.createElement("a");
