@@ -52,6 +52,7 @@ from dispatcher.services.accounts import Accounts
 from dispatcher.services.channels import Channels
 from dispatcher.services.clock import Clock, SteadyClock, SystemClock
 from dispatcher.services.clock_watch import ClockWatch
+from dispatcher.services.dispatches import OverdueDispatches
 from dispatcher.services.engine_cycles import EngineCycles
 from dispatcher.services.escalator import Escalator
 from dispatcher.services.instance_lock import InstanceLock, LeaseLostError, LockHeldError, Owner
@@ -186,7 +187,9 @@ async def build(
         escalate_now()
         publish_now()
 
-    operations = CallOperations(tx(SqlCallStore), directory, clock, on_change=publish_now)
+    operations = CallOperations(
+        tx(SqlCallStore), directory, clock, on_change=publish_now, on_sms=send_now
+    )
     outbox = SmsOutbox(
         tx(SqlOutboxStore),
         channels,
@@ -217,6 +220,8 @@ async def build(
         budget_s=settings.escalation.step_budget_s or None,
         handoff=handoff,
     )
+    # Responders not arrived by their expected time raise their call: the escalator's cycle.
+    escalator.also_poll(OverdueDispatches(tx(SqlCallStore), directory, clock, send_now).run_due)
     intake = Intake(
         tx(SqlIntakeStore),
         directory,

@@ -78,6 +78,11 @@ _RANK = {Priority.TECHNICAL: 0, Priority.NORMAL: 1, Priority.CRITICAL: 2}
 DEVICE_TEXT = {state: text(DEFAULT_LANGUAGE, f"device.{state.value}") for state in CallUpdateState}
 
 
+# The outbox rows of dispatches (dispatcher.core.dispatches) carry this ``timer``: they
+# are wanted on an acknowledged call too, and an operator's change does not cancel them.
+DISPATCH_TIMER = "dispatch"
+
+
 @dataclass
 class TimelineEntry:
     at: datetime
@@ -150,13 +155,17 @@ class Call:
     def is_escalating(self) -> bool:
         return self.state is CallState.OPEN and self.next_escalation_at is not None
 
-    def wants_notification(self, queued_at: datetime) -> bool:
+    def wants_notification(self, queued_at: datetime, timer: str | None = None) -> bool:
         """Whether a notification queued at ``queued_at`` should still reach someone:
         the call is unacknowledged, or its acknowledgement timeout queued it (it was
-        queued since the timeout fell). ``outbox_store.outbox_row_wanted`` is this
-        rule in SQL, for the outbox's claim."""
+        queued since the timeout fell), or it is a dispatch's (``DISPATCH_TIMER``: a
+        responder told where to go, an owner told a responder is overdue) and the call
+        is not resolved. ``outbox_store.outbox_row_wanted`` is this rule in SQL, for
+        the outbox's claim."""
         if self.state is CallState.OPEN:
             return True
+        if timer == DISPATCH_TIMER:
+            return self.state is not CallState.RESOLVED
         return (
             self.state is CallState.ACKNOWLEDGED
             and self.ack_timeout_at is not None
@@ -414,8 +423,12 @@ def cancel(call: Call, now: datetime) -> Transition:
     return t
 
 
-def presence(call: Call, now: datetime) -> Transition:
-    """A responder pressed the presence key at the home: help has arrived."""
+def presence(
+    call: Call, now: datetime, actor: str = "device", channel: str = "mqtt", detail: str = ""
+) -> Transition:
+    """A responder pressed the presence key at the home: help has arrived. (An
+    operator who marks a dispatched responder arrived, ``dispatcher.core.dispatches``,
+    is the same change under their own name and channel.)"""
     t = Transition()
     call.updated_at = now
     if call.state in (CallState.OPEN, CallState.ACKNOWLEDGED, CallState.CANCELLED):
@@ -423,7 +436,7 @@ def presence(call: Call, now: datetime) -> Transition:
         call.state = CallState.RESPONDER_ON_SITE
         call.next_escalation_at = None
         _stop_ack_timer(call)
-    t.note(now, "device", "responder_on_site", "mqtt")
+    t.note(now, actor, "responder_on_site", channel, detail)
     t.device_update = CallUpdateState.RESPONDER_ON_SITE
     return t
 

@@ -44,6 +44,8 @@ class QueueEntry:
     state: CallState
     opened_at: datetime
     taken_by: str | None  # who owns it (首问负责), None while nobody has taken it
+    # Raised again: a responder sent to it is overdue (dispatcher.core.dispatches).
+    attention: bool = False
 
 
 def lateness(waited_s: float) -> Lateness:
@@ -69,6 +71,9 @@ def is_new_alarm(entry: QueueEntry) -> bool:
 
 
 def ordered(entries: Iterable[QueueEntry]) -> list[QueueEntry]:
-    """By priority (alarms first), then the longest waiting first: a taken call
-    keeps its place (shown as taken), so that rows do not jump under the mouse."""
-    return sorted(entries, key=lambda e: (_RANK[e.priority], e.opened_at, e.call_id))
+    """Calls raised again (a responder overdue) first, then by priority (alarms
+    first), then the longest waiting first: a taken call keeps its place (shown as
+    taken), so that rows do not jump under the mouse."""
+    return sorted(
+        entries, key=lambda e: (not e.attention, _RANK[e.priority], e.opened_at, e.call_id)
+    )

@@ -175,11 +175,28 @@ class Escalator:
         # The outbox loop's free slots: an emergency's first messages are claimed in
         # the step's transaction and sent at its commit (see ClaimAhead).
         self._handoff = handoff
+        # Other due times run by this cycle (responders overdue: services.dispatches).
+        self._also: list[Callable[[], Awaitable[int]]] = []
+
+    def also_poll(self, work: Callable[[], Awaitable[int]]) -> None:
+        """Run ``work`` (due times of its own, polled from the database) in every
+        :meth:`run_due`; what it returns counts as fired."""
+        self._also.append(work)
 
     async def run_due(self) -> int:
         """Fire the steps due now (escalation and acknowledgement timeout) of up to
         ``batch`` calls, in one transaction; returns how many fired, skipped steps
-        included (the daemon's poll runs again at once while this is not 0)."""
+        included (the daemon's poll runs again at once while this is not 0), and what
+        the :meth:`also_poll` work did."""
+        also = 0
+        for work in self._also:
+            try:
+                also += await work()
+            except Exception:  # its own fault: the escalation steps still fire
+                log.exception("escalator_poll_failed", work=getattr(work, "__qualname__", "?"))
+        return also + await self._run_steps()
+
+    async def _run_steps(self) -> int:
         now = self._clock.now()
         self._failed = {c: t for c, t in self._failed.items() if t > now}
         fired: list[_Fired] = []

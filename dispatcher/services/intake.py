@@ -44,6 +44,7 @@ from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
 from dispatcher.core.texts import LANGUAGES, text
 from dispatcher.services.clock import Clock
+from dispatcher.services.dispatches import DispatchStore, presence_arrival
 from dispatcher.services.escalator import EscalationStore, Escalator, FirstSteps
 from dispatcher.services.heartbeats import HEARTBEAT_MISSED, ContactStore, HeartbeatTracker
 from dispatcher.services.metrics import INVALID, NULL_METRICS, Metrics, event_priority
@@ -136,8 +137,9 @@ class Unhandled:
 Incoming = DeviceMessage | StatusMessage | Unhandled
 
 
-class IntakeStore(ContactStore, Protocol):
-    """What the intake reads and writes, inside one transaction."""
+class IntakeStore(ContactStore, DispatchStore, Protocol):
+    """What the intake reads and writes, inside one transaction (the responders
+    dispatched to a call too, which a presence press marks arrived)."""
 
     def savepoint(self) -> AbstractAsyncContextManager[object]:
         """A nested transaction: rolled back alone when its block raises."""
@@ -631,7 +633,10 @@ class Intake:
             if call is None:
                 return None  # recorded and answered ok, without a call id
             change = lifecycle.cancel if event.type is EventType.CANCEL else lifecycle.presence
-            await store.record(call, change(call, now), now)
+            transition = change(call, now)
+            if event.type is EventType.PRESENCE:  # the earliest responder on the way arrived
+                await presence_arrival(store, call, transition, now)
+            await store.record(call, transition, now)
             if not call.is_escalating:
                 await store.cancel_pending_sms(call.id, f"{event.type.value} pressed")
             return call

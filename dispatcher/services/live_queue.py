@@ -18,8 +18,8 @@ from typing import Protocol
 import structlog
 from pydantic import BaseModel
 
+from dispatcher.core import dispatches, scope
 from dispatcher.core import queue as rules
-from dispatcher.core import scope
 from dispatcher.core.calls import CallKind, CallState, Priority
 from dispatcher.core.directory import Directory, Staff
 from dispatcher.services.clock import Clock
@@ -49,6 +49,10 @@ class QueueRow(BaseModel):
     alarm: bool  # an emergency or fall nobody has taken
     lateness: str  # at ``QueueSnapshot.at``; screens move it on with their clocks
     unattended: bool  # untaken past the flag, at ``QueueSnapshot.at``
+    # Its responders (dispatcher.core.dispatches.summary): "overdue", "on_the_way",
+    # "arrived" or None; ``attention``: raised again, at the top (a responder overdue).
+    responder: str | None = None
+    attention: bool = False
 
 
 class QueueSnapshot(BaseModel):
@@ -63,7 +67,15 @@ class QueueSnapshot(BaseModel):
 
 def _fingerprint(calls: Sequence[CallView]) -> tuple[object, ...]:
     return tuple(
-        (c.call_id, c.state, c.escalation_step, c.acknowledged_by, c.held_by, c.press_count)
+        (
+            c.call_id,
+            c.state,
+            c.escalation_step,
+            c.acknowledged_by,
+            c.held_by,
+            c.press_count,
+            tuple(d.state for d in c.dispatches),
+        )
         for c in calls
     )
 
@@ -171,6 +183,8 @@ class LiveQueue:
                     alarm=rules.is_new_alarm(entry),
                     lateness=rules.lateness(waited).value,
                     unattended=rules.is_unattended(entry, now),
+                    responder=dispatches.summary(d.state for d in call.dispatches),
+                    attention=entry.attention,
                 )
             )
         return QueueSnapshot(
@@ -189,4 +203,5 @@ def _entry(call: CallView) -> rules.QueueEntry:
         state=CallState(call.state),
         opened_at=call.opened_at,
         taken_by=call.held_by or call.acknowledged_by,
+        attention=dispatches.needs_attention([d.state for d in call.dispatches]),
     )

@@ -31,13 +31,16 @@ from dispatcher.core.calls import (
     Transition,
 )
 from dispatcher.core.directory import Directory, Level, Resident, Role, Staff, mask_id_card
+from dispatcher.core.dispatches import DispatchRequest
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.services.clock import Clock
+from dispatcher.services.dispatches import DispatchDesk, DispatchStore, views
 from dispatcher.services.ports import Transactions
 from dispatcher.services.read_models import (
     CallNotFoundError,
     CallView,
     ContactView,
+    DispatchChoice,
     NotificationView,
     OnDutyView,
     ResidentView,
@@ -67,8 +70,9 @@ class CallTimes:
     resolved_at: datetime | None
 
 
-class CallStore(Protocol):
-    """What the operators' service reads and writes, bound to one transaction."""
+class CallStore(DispatchStore, Protocol):
+    """What the operators' service reads and writes, bound to one transaction (the
+    responders dispatched to calls too: ``DispatchStore``)."""
 
     async def latest_calls(
         self,
@@ -119,11 +123,15 @@ class CallOperations:
         directory: Directory,
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
+        on_sms: Callable[[], None] = lambda: None,
     ) -> None:
         self._tx = tx
         self._directory = directory
         self._clock = clock
         self._on_change = on_change  # wakes the device outbox
+        # Responders sent to calls (dispatcher.services.dispatches); on_sms wakes the
+        # SMS outbox for the message telling a responder where to go.
+        self._desk = DispatchDesk(tx, directory, clock, self._in_scope, on_change, on_sms)
 
     def staff_for_token(self, token: str) -> Staff | None:
         # Constant-time comparison against every token: no timing hint of a near miss.
@@ -152,7 +160,12 @@ class CallOperations:
             found = await store.latest_calls(
                 LIST_LIMIT, active_only=active_only, state=only_state, communities=communities
             )
-        return [self._view(c, viewer) for c in found]
+            sent = await store.dispatches([c.id for c in found])
+        out = [self._view(c, viewer) for c in found]
+        by_call = {v.call_id: v for v in out}
+        for d in sent:  # the queue shows "responder on the way / overdue"
+            by_call[d.call_id].dispatches.extend(views([d], []))
+        return out
 
     async def get_call(self, call_id: str, viewer: Staff | None = None) -> CallView:
         async with self._tx.read() as store:
@@ -169,6 +182,7 @@ class CallOperations:
                 for e in entries
             ]
             view.notifications = notifications
+            view.dispatches = views(await store.dispatches([call_id]), notifications)
         return view
 
     async def acknowledge(
@@ -249,6 +263,46 @@ class CallOperations:
             )
 
         return await self._change(call_id, change, viewer)
+
+    async def dispatch(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        request: DispatchRequest,
+        *,
+        viewer: Staff | None = None,
+    ) -> CallView:
+        await self._desk.dispatch(call_id, staff_id, channel, request, viewer)
+        return await self.get_call(call_id, viewer)
+
+    async def mark_arrived(
+        self, call_id: str, number: int, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> CallView:
+        await self._desk.mark_arrived(call_id, number, staff_id, channel, viewer)
+        return await self.get_call(call_id, viewer)
+
+    async def stand_down(
+        self,
+        call_id: str,
+        number: int,
+        staff_id: str,
+        channel: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
+    ) -> CallView:
+        await self._desk.stand_down(call_id, number, staff_id, channel, note, viewer)
+        return await self.get_call(call_id, viewer)
+
+    async def dispatch_choices(
+        self, call_id: str, *, viewer: Staff | None = None
+    ) -> list[DispatchChoice]:
+        async with self._tx.read() as store:
+            call = await store.call(call_id)
+        if call is None or not self._in_scope(call, viewer):
+            raise CallNotFoundError(f"no call {call_id}")
+        return self._desk.choices(call)
 
     async def _change(
         self,

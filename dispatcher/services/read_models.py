@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from dispatcher.core.calls import Outcome
 from dispatcher.core.directory import Staff
+from dispatcher.core.dispatches import DispatchRequest
 from dispatcher.core.reports import AnswerTimes
 
 
@@ -79,6 +80,43 @@ class ResidentView(BaseModel):
     redacted: list[str] = Field(default_factory=list)
 
 
+class DispatchView(BaseModel):
+    """A responder sent to the call (dispatcher.core.dispatches)."""
+
+    number: int  # 1, 2, ... within the call: the routes' {n}
+    responder_kind: str  # staff, contact, service, other
+    responder_ref: str  # a staff id, "contact:<resident>:<order>", "120"/"110"/"119", ""
+    responder_name: str
+    responder_phone: str | None = None
+    dispatched_by: str
+    channel: str
+    dispatched_at: datetime
+    expected_at: datetime
+    state: str  # on_the_way, overdue, arrived, stood_down
+    overdue_at: datetime | None = None  # when the call was raised again for it
+    arrived_at: datetime | None = None
+    arrived_by: str | None = None  # a staff id, or "device" (the presence key)
+    ended_at: datetime | None = None
+    ended_by: str | None = None
+    note: str = ""
+    # The SMS telling the responder where to go, and the one telling the call's owner
+    # the responder is overdue: the outbox row's status (None: none sent; the list of
+    # calls leaves them out).
+    notice_status: str | None = None
+    alert_status: str | None = None
+
+
+class DispatchChoice(BaseModel):
+    """Someone the operator may send: ``kind`` and ``ref`` are what to post."""
+
+    kind: str  # staff, contact, service
+    ref: str  # a staff id, the contact's order ("1"), "120"/"110"/"119"
+    name: str
+    detail: str = ""  # the staff member's area, the contact's relation
+    phone: str | None = None
+    key_holder: bool = False
+
+
 class CallView(BaseModel):
     call_id: str
     device_id: str
@@ -106,6 +144,7 @@ class CallView(BaseModel):
     next_ack_escalation_at: datetime | None = None
     timeline: list[TimelineEntryView] = Field(default_factory=list)
     notifications: list[NotificationView] = Field(default_factory=list)
+    dispatches: list[DispatchView] = Field(default_factory=list)  # responders sent
 
 
 class StaffView(BaseModel):
@@ -232,4 +271,43 @@ class Operations(Protocol):
         """Answer-time figures of the calls opened in ``[since, until)`` (``until``
         defaults to now; a naive time is in the data's time zone). Raises ValueError
         when ``since`` is not before ``until``. See ``dispatcher.core.reports``."""
+        ...
+
+    # Dispatching responders (dispatcher.core.dispatches; dispatcher.services.dispatches).
+    # Each raises CallNotFoundError (outside the viewer's area too) and
+    # InvalidTransitionError (InvalidDispatchError: an unknown responder, a time out of
+    # bounds, a dispatch already ended, a resolved call).
+
+    async def dispatch(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        request: DispatchRequest,
+        *,
+        viewer: Staff | None = None,
+    ) -> CallView:
+        """Send a responder; a call nobody has taken is taken by the dispatcher."""
+        ...
+
+    async def mark_arrived(
+        self, call_id: str, number: int, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> CallView: ...
+
+    async def stand_down(
+        self,
+        call_id: str,
+        number: int,
+        staff_id: str,
+        channel: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
+    ) -> CallView: ...
+
+    async def dispatch_choices(
+        self, call_id: str, *, viewer: Staff | None = None
+    ) -> list[DispatchChoice]:
+        """Whom the call's page offers to send: the staff of its community and street,
+        the resident's contacts (key-holders marked), the emergency services."""
         ...

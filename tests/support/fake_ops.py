@@ -17,10 +17,13 @@ from zoneinfo import ZoneInfo
 from dispatcher.core import reports
 from dispatcher.core.calls import AlreadyTakenError, InvalidTransitionError, Outcome
 from dispatcher.core.directory import Area, Directory, Level, Role, Staff
+from dispatcher.core.dispatches import DispatchRequest, InvalidDispatchError
 from dispatcher.services.read_models import (
     CallNotFoundError,
     CallView,
     ContactView,
+    DispatchChoice,
+    DispatchView,
     NotificationView,
     OnDutyView,
     ResidentView,
@@ -207,6 +210,93 @@ class FakeOperations:
         return reports.answer_times(
             self.records, since=start, until=end, now=now, directory=self.directory
         )
+
+    async def dispatch(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        request: DispatchRequest,
+        *,
+        viewer: Staff | None = None,
+    ) -> CallView:
+        """Records the dispatch as asked (the responder's name is the ``ref``); the
+        real rules (who may be sent, the SMS, taking the call) are the service's."""
+        self.log.append(
+            Recorded("dispatch", call_id, staff_id, channel, request.note, viewer=_id(viewer))
+        )
+        call = self._call(call_id)
+        if call.state == "resolved":
+            raise InvalidDispatchError(f"call {call_id} is already resolved")
+        now = self.clock.now()
+        call.dispatches.append(
+            DispatchView(
+                number=len(call.dispatches) + 1,
+                responder_kind=request.kind.value,
+                responder_ref=request.ref,
+                responder_name=request.name or request.ref,
+                dispatched_by=staff_id,
+                channel=channel,
+                dispatched_at=now,
+                expected_at=now + timedelta(minutes=request.eta_minutes),
+                state="on_the_way",
+                note=request.note,
+            )
+        )
+        return call.model_copy(deep=True)
+
+    async def mark_arrived(
+        self, call_id: str, number: int, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> CallView:
+        self.log.append(Recorded("mark_arrived", call_id, staff_id, channel, viewer=_id(viewer)))
+        d = self._dispatch(call_id, number)
+        d.state, d.arrived_at, d.arrived_by = "arrived", self.clock.now(), staff_id
+        self.calls[call_id].state = "responder_on_site"
+        return self.calls[call_id].model_copy(deep=True)
+
+    async def stand_down(
+        self,
+        call_id: str,
+        number: int,
+        staff_id: str,
+        channel: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
+    ) -> CallView:
+        self.log.append(
+            Recorded("stand_down", call_id, staff_id, channel, note, viewer=_id(viewer))
+        )
+        d = self._dispatch(call_id, number)
+        d.state, d.ended_at, d.ended_by = "stood_down", self.clock.now(), staff_id
+        return self.calls[call_id].model_copy(deep=True)
+
+    async def dispatch_choices(
+        self, call_id: str, *, viewer: Staff | None = None
+    ) -> list[DispatchChoice]:
+        self.log.append(Recorded("dispatch_choices", call_id, viewer=_id(viewer)))
+        call = self._call(call_id)
+        contacts = call.resident.contacts if call.resident else []
+        return [
+            *(
+                DispatchChoice(kind="staff", ref=s.id, name=s.name, phone=s.phone)
+                for s in self.staff.values()
+            ),
+            *(
+                DispatchChoice(kind="contact", ref=str(n), name=c.name, phone=c.phone)
+                for n, c in enumerate(contacts, start=1)
+            ),
+            *(DispatchChoice(kind="service", ref=n, name=n) for n in ("120", "110", "119")),
+        ]
+
+    def _dispatch(self, call_id: str, number: int) -> DispatchView:
+        call = self._call(call_id)
+        for d in call.dispatches:
+            if d.number == number:
+                if d.state not in ("on_the_way", "overdue"):
+                    raise InvalidDispatchError(f"dispatch #{number} is {d.state}")
+                return d
+        raise InvalidDispatchError(f"call {call_id} has no dispatch #{number}")
 
     def _call(self, call_id: str) -> CallView:
         call = self.calls.get(call_id)

@@ -32,6 +32,7 @@ from devices.text import clean_text
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
+from dispatcher.adapters.db.dispatch_store import SqlDispatches
 from dispatcher.adapters.db.escalator_store import SqlEscalationStore
 from dispatcher.core.calls import Call, CallState, Transition
 from dispatcher.services.heartbeats import Seen
@@ -132,7 +133,7 @@ def device_ts(ts: datetime | None) -> str | None:
     return None if ts is None else ts.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-class SqlIntakeStore:
+class SqlIntakeStore(SqlDispatches):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
         self._held: _Held | None = None

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
+from dispatcher.adapters.db.dispatch_store import SqlDispatches
 from dispatcher.core.calls import Call, CallState, TimelineEntry, Transition
 from dispatcher.services.operations import CallTimes
 from dispatcher.services.read_models import NotificationView
 
 
-class SqlCallStore:
+class SqlCallStore(SqlDispatches):
     """:class:`~dispatcher.services.operations.CallStore` bound to one session."""
 
     def __init__(self, session: AsyncSession) -> None:

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
-from dispatcher.core.calls import Call, CallState, TimelineEntry
+from dispatcher.core.calls import DISPATCH_TIMER, Call, CallState, TimelineEntry
 from dispatcher.core.notifications.bundle import URGENT_KINDS
 from dispatcher.core.notifications.item import OutboxItem
 from dispatcher.core.notifications.outcomes import DeliveryReport
@@ -71,6 +71,7 @@ def outbox_row_wanted() -> ColumnElement[bool]:
             db.calls.c.ack_timeout_at.is_not(None),
             o.c.created_at >= db.calls.c.ack_timeout_at,
         ),
+        and_(o.c.timer == DISPATCH_TIMER, db.calls.c.state != CallState.RESOLVED.value),
     )
 
 

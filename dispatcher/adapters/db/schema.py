@@ -433,3 +433,33 @@ staff_sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
 )
+
+# Responders sent to a call (dispatcher.core.dispatches): who, by whom, when expected;
+# ``overdue_due_at`` is polled by the escalator's cycle (NULL once it fired or ended).
+dispatches = Table(
+    "dispatches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(32), ForeignKey("calls.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("responder_kind", String(16), nullable=False),
+    Column("responder_ref", String(100), nullable=False, default=""),
+    Column("responder_name", String(100), nullable=False),
+    Column("responder_phone", String(32), nullable=True),
+    Column("dispatched_by", String(100), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("dispatched_at", UTCDateTime, nullable=False),
+    Column("expected_at", UTCDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("overdue_due_at", UTCDateTime, nullable=True),
+    Column("overdue_at", UTCDateTime, nullable=True),
+    Column("arrived_at", UTCDateTime, nullable=True),
+    Column("arrived_by", String(100), nullable=True),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("ended_by", String(100), nullable=True),
+    Column("note", Text, nullable=False, default=""),
+    Column("notice_id", Integer, nullable=True),
+    Column("alert_id", Integer, nullable=True),
+    UniqueConstraint("call_id", "number", name="uq_dispatches_call_id_number"),
+    Index("ix_dispatches_overdue_due_at", "overdue_due_at"),
+)

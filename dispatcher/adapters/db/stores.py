@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from devices.protocol import CallUpdate
 from dispatcher.adapters.db import reply_codes as replycodes
 from dispatcher.adapters.db import schema as db
-from dispatcher.core.calls import DEVICE_TEXT, Call, CallKind, CallState, Transition
+from dispatcher.core.calls import (
+    DEVICE_TEXT,
+    DISPATCH_TIMER,
+    Call,
+    CallKind,
+    CallState,
+    Transition,
+)
 
 
 def _next_call_ids(postgresql: bool) -> Any:
@@ -131,9 +138,17 @@ async def queue_device_message(
 
 
 async def cancel_pending_sms(session: AsyncSession, call_id: str, why: str) -> int:
+    """Cancel the call's escalation messages not yet sent. A dispatch's (a responder
+    told where to go) is kept: acknowledging the call does not recall the responder;
+    once the call is resolved the outbox no longer wants it and cancels it."""
+    o = db.sms_outbox.c
     result = await session.execute(
         update(db.sms_outbox)
-        .where(db.sms_outbox.c.call_id == call_id, db.sms_outbox.c.status == "pending")
+        .where(
+            o.call_id == call_id,
+            o.status == "pending",
+            or_(o.timer.is_(None), o.timer != DISPATCH_TIMER),
+        )
         .values(status="cancelled", error=why)
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from dispatcher.core import texts
 from dispatcher.core.calls import AlreadyTakenError, InvalidTransitionError, Outcome
+from dispatcher.core.dispatches import MAX_ETA_MIN, MIN_ETA_MIN
 from dispatcher.core.scope import can_see
 from dispatcher.entrypoints.http.console import auth
 from dispatcher.services.accounts import LoginRefusedError, SignedIn
@@ -181,6 +182,8 @@ async def queue_page(request: Request) -> Response:
         page_texts[f"kind_{kind}"] = t(f"kind.{kind}")
     for state in ("open", "acknowledged", "responder_on_site", "cancelled", "resolved"):
         page_texts[f"state_{state}"] = t(f"state_{state}")
+    for responder in ("on_the_way", "overdue", "arrived"):
+        page_texts[f"responder_{responder}"] = t(f"console.dispatch.queue_{responder}")
     config = {
         "csrf": signed_in.csrf_token,
         "me": signed_in.staff.id,
@@ -290,6 +293,9 @@ async def call_page(request: Request, call_id: str) -> Response:
         local=lambda when: _local(request, when).strftime("%m-%d %H:%M:%S") if when else "-",
         name_of=lambda who: _name_of(request, who),
         outcomes=[o.value for o in Outcome],
+        # The dispatch form (_dispatches.html): whom to send, the expected time's bounds.
+        dispatch_choices=await _ops(request).dispatch_choices(call_id, viewer=signed_in.staff),
+        eta_bounds=(MIN_ETA_MIN, MAX_ETA_MIN),
         # Who may take the call over: the staff who can see it, but its holder.
         colleagues=[
             s
@@ -314,7 +320,7 @@ def _local(request: Request, when: datetime) -> datetime:
 # ------------------------------------------------------------------ a call's actions
 
 
-async def _act(request: Request, call_id: str, csrf: str, action: Any) -> Response:
+async def act(request: Request, call_id: str, csrf: str, action: Any) -> Response:
     """One form post of the call's page: checked, done through the service layer,
     then back to the page (303), or the reason it was refused."""
     signed_in = await auth.current(request)
@@ -341,11 +347,11 @@ FormNote = Annotated[str, Form(max_length=2000)]
 
 @router.post("/calls/{call_id}/note")
 async def note(request: Request, call_id: str, text: FormNote, csrf: Csrf = "") -> Response:
-    return await _act(
+    return await act(
         request,
         call_id,
         csrf,
-        lambda ops, me: ops.add_note(call_id, me.id, "console", _clean(text), viewer=me),
+        lambda ops, me: ops.add_note(call_id, me.id, "console", clean(text), viewer=me),
     )
 
 
@@ -357,17 +363,17 @@ async def resolve(
     text: FormNote = "",
     csrf: Csrf = "",
 ) -> Response:
-    return await _act(
+    return await act(
         request,
         call_id,
         csrf,
-        lambda ops, me: ops.resolve(call_id, me.id, "console", outcome, _clean(text), viewer=me),
+        lambda ops, me: ops.resolve(call_id, me.id, "console", outcome, clean(text), viewer=me),
     )
 
 
 @router.post("/calls/{call_id}/escalate")
 async def escalate(request: Request, call_id: str, csrf: Csrf = "") -> Response:
-    return await _act(
+    return await act(
         request,
         call_id,
         csrf,
@@ -383,14 +389,14 @@ async def hand_over(
     text: FormNote = "",
     csrf: Csrf = "",
 ) -> Response:
-    return await _act(
+    return await act(
         request,
         call_id,
         csrf,
-        lambda ops, me: ops.hand_over(call_id, me.id, to, "console", _clean(text), viewer=me),
+        lambda ops, me: ops.hand_over(call_id, me.id, to, "console", clean(text), viewer=me),
     )
 
 
-def _clean(text: str) -> str:
+def clean(text: str) -> str:
     """A note as the API takes it: line breaks and tabs, no other control characters."""
     return "".join(ch for ch in text if ch in "\n\t" or (ord(ch) >= 32 and ord(ch) != 127)).strip()

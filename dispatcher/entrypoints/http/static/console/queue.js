@@ -57,7 +57,8 @@
       tr.dataset.callId = row.call_id;
       tr.dataset.kind = row.kind;
       tr.className = [row.alarm ? "alarm" : "", row.untaken ? "untaken" : "taken",
-        index === state.selected ? "selected" : ""].join(" ").trim();
+        row.attention ? "attention" : "",
+        index === state.selected ? "selected" : ""].filter(Boolean).join(" ");
       tr.appendChild(cell(T["kind_" + row.kind] || row.kind));
       const who = cell("");
       const link = document.createElement("a");
@@ -70,8 +71,15 @@
       waited.dataset.opened = row.opened_at;
       tr.appendChild(waited);
       tr.appendChild(cell(String(row.escalation_step)));
-      tr.appendChild(cell(row.untaken ? (T["state_" + row.state] || row.state)
-        : `${T.taken}: ${row.taken_by_name || row.taken_by}`, "owner"));
+      const owner = cell(row.untaken ? (T["state_" + row.state] || row.state)
+        : `${T.taken}: ${row.taken_by_name || row.taken_by}`, "owner");
+      if (row.responder) {  // a responder sent: on the way, overdue (raised again), arrived
+        const sent = document.createElement("span");
+        sent.className = `responder responder-${row.responder}`;
+        sent.textContent = ` · ${T["responder_" + row.responder] || row.responder}`;
+        owner.appendChild(sent);
+      }
+      tr.appendChild(owner);
       const actions = cell("");
       if (row.untaken) {
         const take = document.createElement("button");
