@@ -27,10 +27,22 @@ def catalogue(language: str) -> dict[str, dict[str, str]]:
     """The texts of ``language`` as {section: {key: text}}, read once per process."""
     with (CATALOGUES / f"{language_of(language)}.toml").open("rb") as f:
         data = tomllib.load(f)
-    return {section: dict(texts) for section, texts in data.items()}
+    return dict(_sections("", data))
+
+
+def _sections(prefix: str, table: dict[str, object]) -> list[tuple[str, dict[str, str]]]:
+    """A table's texts as one section and its sub-tables (``[console.sheet]``) as
+    sections of their own, named with their dotted path."""
+    own = {k: v for k, v in table.items() if isinstance(v, str)}
+    found = [(prefix, own)] if prefix and own else []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            found += _sections(f"{prefix}.{key}" if prefix else key, value)
+    return found
 
 
 def text(language: str | None, key: str, **values: object) -> str:
-    """The text ``section.key`` of ``language`` with its placeholders filled."""
-    section, _, name = key.partition(".")
+    """The text ``section.key`` of ``language`` with its placeholders filled (the
+    section may be dotted: ``console.sheet.title``)."""
+    section, _, name = key.rpartition(".")
     return catalogue(language_of(language))[section][name].format(**values)

@@ -33,11 +33,15 @@ from dispatcher.core.calls import (
 from dispatcher.core.directory import Directory, Level, Resident, Role, Staff, mask_id_card
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.services.clock import Clock
+from dispatcher.services.device_state import DeviceLink, NoRecentContacts, RecentContacts
+from dispatcher.services.device_state import device_view as _device_view
+from dispatcher.services.handover_sheet import PRINTED, build_sheet
 from dispatcher.services.ports import Transactions
 from dispatcher.services.read_models import (
     CallNotFoundError,
     CallView,
     ContactView,
+    HandoverSheetView,
     NotificationView,
     OnDutyView,
     ResidentView,
@@ -111,6 +115,14 @@ class CallStore(Protocol):
         """The calls opened in ``[start, end)``."""
         ...
 
+    async def device_link(self, device_id: str) -> DeviceLink | None:
+        """The device's stored link (None: never heard from)."""
+        ...
+
+    async def open_technical_alerts(self, device_id: str) -> list[Call]:
+        """The device's technical alerts not yet resolved, oldest first."""
+        ...
+
 
 class CallOperations:
     def __init__(
@@ -119,11 +131,14 @@ class CallOperations:
         directory: Directory,
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
+        contacts: RecentContacts | None = None,
     ) -> None:
         self._tx = tx
         self._directory = directory
         self._clock = clock
         self._on_change = on_change  # wakes the device outbox
+        # Contact held in memory, newer than the stored links (the heartbeat tracker).
+        self._contacts = contacts or NoRecentContacts()
 
     def staff_for_token(self, token: str) -> Staff | None:
         # Constant-time comparison against every token: no timing hint of a near miss.
@@ -169,7 +184,30 @@ class CallOperations:
                 for e in entries
             ]
             view.notifications = notifications
+            view.device = _device_view(
+                call.device_id,
+                await store.device_link(call.device_id),
+                self._contacts.latest(call.device_id),
+                await store.open_technical_alerts(call.device_id),
+                self._clock.now(),
+            )
         return view
+
+    async def handover_sheet(
+        self, call_id: str, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> HandoverSheetView:
+        """The hand-over sheet, as ``viewer`` may see it (see ``handover_sheet``);
+        printing it goes on the call's timeline, after what the sheet lists."""
+        call = await self.get_call(call_id, viewer)  # raises CallNotFoundError
+        now = self._clock.now()
+        async with self._tx.begin() as store:
+            locked = await store.lock_call(call_id)
+            # The scope again, on the locked row: it is what the record is added to.
+            if locked is None or not self._in_scope(locked, viewer):
+                raise CallNotFoundError(f"no call {call_id}")
+            store.add_timeline(TimelineEntry(now, staff_id, PRINTED, channel, "", call_id))
+        log.info("handover_sheet_printed", call_id=call_id, staff_id=staff_id, channel=channel)
+        return build_sheet(call, self._directory.staff, staff_id, channel, now)
 
     async def acknowledge(
         self,

@@ -290,6 +290,7 @@ async def call_page(request: Request, call_id: str) -> Response:
         local=lambda when: _local(request, when).strftime("%m-%d %H:%M:%S") if when else "-",
         name_of=lambda who: _name_of(request, who),
         outcomes=[o.value for o in Outcome],
+        ts=lambda key, **values: texts.text(lang, f"console.sheet.{key}", **values),
         # Who may take the call over: the staff who can see it, but its holder.
         colleagues=[
             s
