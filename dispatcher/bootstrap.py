@@ -187,9 +187,6 @@ async def build(
         escalate_now()
         publish_now()
 
-    operations = CallOperations(
-        tx(SqlCallStore), directory, clock, on_change=publish_now, on_sms=send_now
-    )
     outbox = SmsOutbox(
         tx(SqlOutboxStore),
         channels,
@@ -236,6 +233,15 @@ async def build(
         metrics=metrics,
         # An alarm's first step is fired in the intake's own transaction.
         escalator=escalator if settings.escalation.first_step_in_intake else None,
+    )
+    # The call page's device state: the stored links, and the contact held in memory.
+    operations = CallOperations(
+        tx(SqlCallStore),
+        directory,
+        clock,
+        on_change=publish_now,
+        on_sms=send_now,
+        contacts=intake.heartbeats,
     )
     return App(
         settings=settings,

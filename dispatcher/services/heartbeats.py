@@ -72,6 +72,11 @@ class HeartbeatTracker:
         written in a transaction of the intake's own)."""
         return self._pending.pop(device_id, None)
 
+    def latest(self, device_id: str) -> Seen | None:
+        """The contact held for the device and not yet committed, if any (for the
+        call page: the stored link may be a few seconds behind)."""
+        return self._pending.get(device_id) or self._in_flight.get(device_id)
+
     def knows(self, device_id: str) -> bool:
         """Whether contact with the device is waiting to be written."""
         return device_id in self._pending

@@ -34,13 +34,17 @@ from dispatcher.core.directory import Directory, Level, Resident, Role, Staff, m
 from dispatcher.core.dispatches import DispatchRequest
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.services.clock import Clock
+from dispatcher.services.device_state import DeviceLink, NoRecentContacts, RecentContacts
+from dispatcher.services.device_state import device_view as _device_view
 from dispatcher.services.dispatches import DispatchDesk, DispatchStore, views
+from dispatcher.services.handover_sheet import PRINTED, build_sheet
 from dispatcher.services.ports import Transactions
 from dispatcher.services.read_models import (
     CallNotFoundError,
     CallView,
     ContactView,
     DispatchChoice,
+    HandoverSheetView,
     NotificationView,
     OnDutyView,
     ResidentView,
@@ -115,6 +119,14 @@ class CallStore(DispatchStore, Protocol):
         """The calls opened in ``[start, end)``."""
         ...
 
+    async def device_link(self, device_id: str) -> DeviceLink | None:
+        """The device's stored link (None: never heard from)."""
+        ...
+
+    async def open_technical_alerts(self, device_id: str) -> list[Call]:
+        """The device's technical alerts not yet resolved, oldest first."""
+        ...
+
 
 class CallOperations:
     def __init__(
@@ -124,6 +136,7 @@ class CallOperations:
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
         on_sms: Callable[[], None] = lambda: None,
+        contacts: RecentContacts | None = None,
     ) -> None:
         self._tx = tx
         self._directory = directory
@@ -132,6 +145,8 @@ class CallOperations:
         # Responders sent to calls (dispatcher.services.dispatches); on_sms wakes the
         # SMS outbox for the message telling a responder where to go.
         self._desk = DispatchDesk(tx, directory, clock, self._in_scope, on_change, on_sms)
+        # Contact held in memory, newer than the stored links (the heartbeat tracker).
+        self._contacts = contacts or NoRecentContacts()
 
     def staff_for_token(self, token: str) -> Staff | None:
         # Constant-time comparison against every token: no timing hint of a near miss.
@@ -183,7 +198,30 @@ class CallOperations:
             ]
             view.notifications = notifications
             view.dispatches = views(await store.dispatches([call_id]), notifications)
+            view.device = _device_view(
+                call.device_id,
+                await store.device_link(call.device_id),
+                self._contacts.latest(call.device_id),
+                await store.open_technical_alerts(call.device_id),
+                self._clock.now(),
+            )
         return view
+
+    async def handover_sheet(
+        self, call_id: str, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> HandoverSheetView:
+        """The hand-over sheet, as ``viewer`` may see it (see ``handover_sheet``);
+        printing it goes on the call's timeline, after what the sheet lists."""
+        call = await self.get_call(call_id, viewer)  # raises CallNotFoundError
+        now = self._clock.now()
+        async with self._tx.begin() as store:
+            locked = await store.lock_call(call_id)
+            # The scope again, on the locked row: it is what the record is added to.
+            if locked is None or not self._in_scope(locked, viewer):
+                raise CallNotFoundError(f"no call {call_id}")
+            store.add_timeline(TimelineEntry(now, staff_id, PRINTED, channel, "", call_id))
+        log.info("handover_sheet_printed", call_id=call_id, staff_id=staff_id, channel=channel)
+        return build_sheet(call, self._directory.staff, staff_id, channel, now)
 
     async def acknowledge(
         self,

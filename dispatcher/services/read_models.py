@@ -117,6 +117,27 @@ class DispatchChoice(BaseModel):
     key_holder: bool = False
 
 
+class DeviceAlertView(BaseModel):
+    """An open technical alert of a device (a call of kind ``technical``)."""
+
+    call_id: str
+    alert: str  # battery_low, power_lost, heartbeat_missed, offline, ...
+    detail: str = ""
+    opened_at: datetime
+
+
+class DeviceView(BaseModel):
+    """The device's link as the dispatcher knows it at ``as_of``: the stored link with
+    any contact still held in memory (heartbeats are written in batches) over it."""
+
+    device_id: str
+    status: str  # online, offline, or unknown (never heard from)
+    battery: int | None = None  # percent, as the device last said
+    last_seen_at: datetime | None = None  # its last message of any kind
+    as_of: datetime  # when this was read
+    alerts: list[DeviceAlertView] = Field(default_factory=list)
+
+
 class CallView(BaseModel):
     call_id: str
     device_id: str
@@ -145,6 +166,7 @@ class CallView(BaseModel):
     timeline: list[TimelineEntryView] = Field(default_factory=list)
     notifications: list[NotificationView] = Field(default_factory=list)
     dispatches: list[DispatchView] = Field(default_factory=list)  # responders sent
+    device: DeviceView | None = None  # one call's view only (not in lists)
 
 
 class StaffView(BaseModel):
@@ -153,6 +175,40 @@ class StaffView(BaseModel):
     phone: str | None
     role: str
     shift_role: str = "primary"
+
+
+class SheetEventView(BaseModel):
+    """A line of "what has happened so far" on the hand-over sheet."""
+
+    at: datetime
+    actor: str  # as on the timeline
+    actor_name: str  # a staff member's name, else the actor as it is
+    action: str
+    detail: str = ""
+
+
+class HandoverSheetView(BaseModel):
+    """The hand-over sheet for the emergency services (an ambulance crew, the police):
+    where, how to get in, who she is and what she takes, whom to call, and what has
+    happened. Built for one viewer: what their role may not see is empty, and
+    ``access_withheld``/``medical_withheld`` say so (``dispatcher.core.scope``)."""
+
+    call_id: str
+    kind: str
+    state: str
+    opened_at: datetime
+    device_id: str
+    unknown_device: bool = False
+    resident: ResidentView | None = None
+    key_holders: list[ContactView] = Field(default_factory=list)
+    access_withheld: bool = False  # key safe, door code, access notes
+    medical_withheld: bool = False  # conditions, medication, mobility, notes
+    holder: StaffView | None = None  # who has the call: the crew's number to call back
+    events: list[SheetEventView] = Field(default_factory=list)
+    printed_at: datetime
+    printed_by: str  # a staff id
+    printed_by_name: str
+    channel: str  # console, api, cli
 
 
 class OnDutyView(BaseModel):
@@ -258,6 +314,14 @@ class Operations(Protocol):
         viewer: Staff | None = None,
     ) -> CallView:
         """Raises CallNotFoundError, InvalidTransitionError (already resolved)."""
+        ...
+
+    async def handover_sheet(
+        self, call_id: str, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> HandoverSheetView:
+        """The call's hand-over sheet for the emergency services, as ``viewer`` may see
+        it; its printing goes on the call's timeline (``handover_sheet_printed``).
+        Raises CallNotFoundError."""
         ...
 
     async def on_duty(

@@ -18,12 +18,14 @@ from dispatcher.core import reports
 from dispatcher.core.calls import AlreadyTakenError, InvalidTransitionError, Outcome
 from dispatcher.core.directory import Area, Directory, Level, Role, Staff
 from dispatcher.core.dispatches import DispatchRequest, InvalidDispatchError
+from dispatcher.services.handover_sheet import PRINTED, build_sheet
 from dispatcher.services.read_models import (
     CallNotFoundError,
     CallView,
     ContactView,
     DispatchChoice,
     DispatchView,
+    HandoverSheetView,
     NotificationView,
     OnDutyView,
     ResidentView,
@@ -187,6 +189,20 @@ class FakeOperations:
             )
         )
         return call.model_copy(deep=True)
+
+    async def handover_sheet(
+        self, call_id: str, staff_id: str, channel: str, *, viewer: Staff | None = None
+    ) -> HandoverSheetView:
+        """The real sheet's builder over the stored view (no withholding: see above);
+        the printing goes on the call's timeline after what the sheet lists."""
+        self.log.append(Recorded("handover_sheet", call_id, staff_id, channel, viewer=_id(viewer)))
+        call = self._call(call_id)
+        now = self.clock.now()
+        sheet = build_sheet(call, self.staff, staff_id, channel, now)
+        call.timeline.append(
+            TimelineEntryView(at=now, actor=staff_id, action=PRINTED, channel=channel)
+        )
+        return sheet
 
     async def on_duty(
         self, at: datetime | None = None, community_id: str | None = None

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.db import stores as store
 from dispatcher.adapters.db.dispatch_store import SqlDispatches
-from dispatcher.core.calls import Call, CallState, TimelineEntry, Transition
+from dispatcher.core.calls import Call, CallKind, CallState, TimelineEntry, Transition
+from dispatcher.services.device_state import DeviceLink
 from dispatcher.services.operations import CallTimes
 from dispatcher.services.read_models import NotificationView
 
@@ -102,3 +103,29 @@ class SqlCallStore(SqlDispatches):
             )
             for row in rows.all()
         ]
+
+    async def device_link(self, device_id: str) -> DeviceLink | None:
+        links = db.device_links.c
+        row = (
+            await self._session.execute(
+                select(links.last_seen_at, links.status, links.battery).where(
+                    links.device_id == device_id
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        return DeviceLink(device_id, row.last_seen_at, row.status, row.battery)
+
+    async def open_technical_alerts(self, device_id: str) -> list[Call]:
+        c = db.calls.c
+        found = await self._session.scalars(
+            select(Call)
+            .where(
+                c.device_id == device_id,
+                c.kind == CallKind.TECHNICAL.value,
+                c.state != CallState.RESOLVED.value,
+            )
+            .order_by(c.opened_at)
+        )
+        return list(found)

@@ -33,6 +33,7 @@ from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
 from dispatcher.core.calls import InvalidTransitionError, Outcome
 from dispatcher.entrypoints.http import calendars as api_calendars
 from dispatcher.entrypoints.http import dispatches as api_dispatches
+from dispatcher.entrypoints.http import handover as api_handover
 from dispatcher.entrypoints.http import reports as api_reports
 from dispatcher.entrypoints.http import rota as api_rota
 from dispatcher.entrypoints.http.api_docs import add_api_docs
@@ -166,7 +167,8 @@ async def list_calls(
 
 @router.get("/calls/{call_id}", response_model=CallView, responses=_CALL_ERRORS, tags=["calls"])
 async def get_call(call_id: CallId, ops: OpsDep, staff: StaffDep) -> CallView:
-    """One call with its resident, timeline and SMS notifications.
+    """One call with its resident, timeline and SMS notifications, and its device's
+    state (`device`: online/offline, battery, last heard, open technical alerts).
 
     A call outside the token's area is 404, like a missing one. The resident's notes
     (medical, key-safe) are withheld from community duty staff: `resident.redacted`
@@ -462,6 +464,7 @@ def create_app(
     app.include_router(api_rota.router)
     app.include_router(api_calendars.router)
     app.include_router(api_dispatches.router)
+    app.include_router(api_handover.router)
     add_api_docs(app)
     if twilio is not None:
         app.state.twilio = twilio

@@ -296,6 +296,7 @@ async def call_page(request: Request, call_id: str) -> Response:
         # The dispatch form (_dispatches.html): whom to send, the expected time's bounds.
         dispatch_choices=await _ops(request).dispatch_choices(call_id, viewer=signed_in.staff),
         eta_bounds=(MIN_ETA_MIN, MAX_ETA_MIN),
+        ts=lambda key, **values: texts.text(lang, f"console.sheet.{key}", **values),
         # Who may take the call over: the staff who can see it, but its holder.
         colleagues=[
             s
