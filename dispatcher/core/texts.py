@@ -27,10 +27,23 @@ def catalogue(language: str) -> dict[str, dict[str, str]]:
     """The texts of ``language`` as {section: {key: text}}, read once per process."""
     with (CATALOGUES / f"{language_of(language)}.toml").open("rb") as f:
         data = tomllib.load(f)
-    return {section: dict(texts) for section, texts in data.items()}
+    out: dict[str, dict[str, str]] = {}
+    _flatten("", data, out)
+    return out
+
+
+def _flatten(prefix: str, table: dict[str, object], out: dict[str, dict[str, str]]) -> None:
+    # A sub-table (``[console.board]``) is a section of its own, ``console.board``: one
+    # feature's texts in one table, so that tables added side by side merge simply.
+    for name, value in table.items():
+        if isinstance(value, dict):
+            _flatten(f"{prefix}{name}.", value, out)
+        else:
+            out.setdefault(prefix.removesuffix("."), {})[name] = str(value)
 
 
 def text(language: str | None, key: str, **values: object) -> str:
-    """The text ``section.key`` of ``language`` with its placeholders filled."""
-    section, _, name = key.partition(".")
+    """The text ``section.key`` of ``language`` with its placeholders filled (the
+    section may be a sub-table: ``console.board.title``)."""
+    section, _, name = key.rpartition(".")
     return catalogue(language_of(language))[section][name].format(**values)
