@@ -105,7 +105,10 @@ def duty_board(
 
 
 def gaps_ahead(
-    directory: Directory, visible: frozenset[str] | None, now: datetime, horizon: timedelta = HORIZON
+    directory: Directory,
+    visible: frozenset[str] | None,
+    now: datetime,
+    horizon: timedelta = HORIZON,
 ) -> list[check.Gap]:
     """The periods in [now, now + horizon) when an area the viewer sees has nobody of
     its own on duty, each with who answers instead (``rota check``'s own gaps)."""

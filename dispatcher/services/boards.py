@@ -21,8 +21,8 @@ from dispatcher.core import boards as rules
 from dispatcher.core import queue, reports, scope
 from dispatcher.core.calls import CallKind, CallState, Priority
 from dispatcher.core.directory import Area, Directory, Staff
-from dispatcher.core.rota.check import Gap
 from dispatcher.core.reports import AnswerTimes
+from dispatcher.core.rota.check import Gap
 from dispatcher.services.clock import Clock
 from dispatcher.services.operations import CallTimes, call_record
 from dispatcher.services.ports import Transactions
@@ -370,5 +370,3 @@ def _waiting(active: Sequence[CallView]) -> WaitingView:
         alarms=sum(1 for c in untaken if CallKind(c.kind) in queue.ALARMS),
         oldest_opened_at=min((c.opened_at for c in untaken), default=None),
     )
-
-

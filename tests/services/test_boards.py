@@ -99,7 +99,8 @@ async def test_devices_offline_silent_or_low_are_listed_with_their_alert(
     assert found["dev-0002"].problems == ["battery_low"] and found["dev-0002"].battery == 20
     assert found["dev-0003"].problems == ["silent"]
     assert found["dev-0004"].problems == ["offline"]
-    assert found["dev-0003"].community_id == "c-lh" and found["dev-0003"].community_name == "柳湖社区"
+    silent = found["dev-0003"]
+    assert (silent.community_id, silent.community_name) == ("c-lh", "柳湖社区")
     alerts = {a.device_id: a.call_id for a in board.alerts}
     assert set(alerts) == {"dev-0003", "dev-0004"}
     assert found["dev-0004"].alert_call_id == alerts["dev-0004"]

@@ -111,9 +111,7 @@ def answer_chart(today: PeriodView, week: PeriodView, not_answered: str) -> Char
     # A target's line stands at the right edge of the last bin within it.
     targets = []
     for target in TARGETS:
-        edge = next(
-            (i for i, b in enumerate(today.histogram) if b.high_s == target.within_s), None
-        )
+        edge = next((i for i, b in enumerate(today.histogram) if b.high_s == target.within_s), None)
         if edge is not None:
             targets.append(
                 TargetLine(LEFT + (edge + 1) * group, target.within_s, target.required_pct)
