@@ -78,7 +78,7 @@ screenshots: venv system-deps
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null; \
 	  else echo "please install a Chinese font (apt-get install fonts-wqy-microhei)"; exit 1; fi; \
 	fi
-	ELDERCALL_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/e2e/test_console_browser.py
+	ELDERCALL_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/e2e/test_console_browser*.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache var

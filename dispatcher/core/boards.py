@@ -50,16 +50,15 @@ class AreaDuty:
 
 def areas_in_order(directory: Directory, visible: frozenset[str] | None) -> list[Area]:
     """The areas a viewer sees (``None``: every one), the district first, then each
-    street followed by its communities."""
+    street followed by its communities, in the order of the areas file."""
+    order = {area_id: n for n, area_id in enumerate(directory.areas)}
     chosen = [a for a in directory.areas.values() if visible is None or a.id in visible]
-    streets = {a.id: a for a in directory.areas.values() if a.level is Level.STREET}
 
-    def key(a: Area) -> tuple[int, str, int, str]:
+    def key(a: Area) -> tuple[int, int, int, int]:
         if a.level is Level.DISTRICT:
-            return (0, "", 0, a.id)
+            return (0, 0, 0, order[a.id])
         street = a.id if a.level is Level.STREET else (a.parent_id or "")
-        name = streets[street].name if street in streets else street
-        return (1, name, _LEVELS.index(a.level), a.name)
+        return (1, order.get(street, len(order)), _LEVELS.index(a.level), order[a.id])
 
     return sorted(chosen, key=key)
 
