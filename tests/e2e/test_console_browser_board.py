@@ -49,7 +49,9 @@ async def devices_on_the_board(running: Running, count: int) -> None:
             base_url=running.api, headers={"Authorization": "Bearer demo-operator-token"}
         ) as api,
     ):
-        while len((await api.get("/board")).json()["devices"]) < count:
+        while True:  # polling the daemon's API: no event to wait on from outside it
+            if len((await api.get("/board")).json()["devices"]) >= count:
+                return
             await asyncio.sleep(0.25)
 
 
