@@ -67,6 +67,7 @@ from dispatcher.services.wakeup import Wakeup
 
 if TYPE_CHECKING:  # imported where used, as the HTTP side is (it pulls in FastAPI)
     from dispatcher.entrypoints.http.health import Watch
+    from dispatcher.services.boards import BoardService
 
 log = structlog.get_logger(__name__)
 
@@ -438,12 +439,27 @@ def http_app(app: App) -> Any:
         twilio=TwilioWebhooks.from_settings(app.phone, app.settings, app.outbox),
         overrides=app.overrides,
         calendars=CalendarFeeds(app.directory, app.clock, app.settings.http.public_url),
+        boards=board_service(app),
     )
     api.include_router(health_router(watch(app)))
     add_console(
         api, app.accounts, LiveQueue(app.operations, app.directory, app.clock), app.directory
     )
     return api
+
+
+def board_service(app: App) -> BoardService:
+    """The board of the console and of ``GET /api/v1/board``, on the app's database."""
+    from dispatcher.adapters.db.boards_store import SqlBoardStore
+    from dispatcher.services.boards import BoardService
+
+    return BoardService(
+        Transactions(app.sessions, SqlBoardStore, app.write_gate),
+        app.operations,
+        app.directory,
+        app.clock,
+        app.settings.devices,
+    )
 
 
 def watch(app: App) -> Watch:

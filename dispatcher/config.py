@@ -190,6 +190,8 @@ class DeviceSettings(BaseModel):
     offline_grace_s: int = 300  # a Last Will offline not followed by a return within this
     rejected_alert_threshold: int = 5  # rejected messages from one device in an hour
     check_interval_s: float = Field(default=30.0, gt=0)  # how often links are checked
+    # The boards list a device whose last reported battery is at or below this (in %).
+    low_battery_pct: int = Field(default=20, ge=0, le=100)
 
 
 class IntakeQueueSettings(BaseModel):

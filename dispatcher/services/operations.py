@@ -417,23 +417,12 @@ class CallOperations:
             raise ValueError("the period is empty: since must be before until")
         async with self._tx.read() as store:
             rows = await store.call_times(start, end)
-        records = [
-            reports.CallRecord(
-                call_id=row.id,
-                kind=row.kind,
-                opened_at=row.opened_at,
-                # A call answered by code that bypassed the lifecycle's record of the
-                # first answer still has its first acknowledgement.
-                answered_at=row.answered_at or row.acknowledged_at,
-                answered_by=row.answered_by or row.acknowledged_by,
-                answered_channel=row.answered_channel,
-                answered_level=row.answered_level,
-                closed_at=row.resolved_at,
-            )
-            for row in rows
-        ]
         return reports.answer_times(
-            records, since=start, until=end, now=now, directory=self._directory
+            [call_record(row) for row in rows],
+            since=start,
+            until=end,
+            now=now,
+            directory=self._directory,
         )
 
     def _in_scope(self, call: Call, viewer: Staff | None) -> bool:
@@ -514,6 +503,22 @@ class CallOperations:
 # access, details (dispatcher.core.scope).
 MEDICAL_FIELDS = ("conditions", "medication", "mobility")
 ACCESS_FIELDS = ("key_safe", "access_notes")
+
+
+def call_record(row: CallTimes) -> reports.CallRecord:
+    """What the answer-time figures read of one call's columns."""
+    return reports.CallRecord(
+        call_id=row.id,
+        kind=row.kind,
+        opened_at=row.opened_at,
+        # A call answered by code that bypassed the lifecycle's record of the
+        # first answer still has its first acknowledgement.
+        answered_at=row.answered_at or row.acknowledged_at,
+        answered_by=row.answered_by or row.acknowledged_by,
+        answered_channel=row.answered_channel,
+        answered_level=row.answered_level,
+        closed_at=row.resolved_at,
+    )
 
 
 def _aware(when: datetime, zone: ZoneInfo) -> datetime:

@@ -21,6 +21,16 @@ from dispatcher.services.ports import Transactions
 log = structlog.get_logger(__name__)
 
 
+def silent_since(settings: DeviceSettings, now: datetime) -> datetime:
+    """A device last heard before this is silent: it missed ``missed_heartbeats``."""
+    return now - timedelta(seconds=settings.heartbeat_s * settings.missed_heartbeats)
+
+
+def offline_since(settings: DeviceSettings, now: datetime) -> datetime:
+    """A device offline since before this has not come back within the grace period."""
+    return now - timedelta(seconds=settings.offline_grace_s)
+
+
 class LinkStore(Protocol):
     """The device links, in one transaction."""
 
@@ -73,29 +83,23 @@ class LinkSupervisor:
         """Open an alert for each device newly found silent or offline; returns how many."""
         now = self._clock.now()
         s = self._settings
-        silent_since = now - timedelta(seconds=s.heartbeat_s * s.missed_heartbeats)
-        offline_since = now - timedelta(seconds=s.offline_grace_s)
         if self._before_check is not None:
             await self._before_check()
         async with self._tx.read() as links:
-            silent = await links.silent_devices(silent_since)
-            offline = await links.offline_devices(offline_since)
+            silent = await links.silent_devices(silent_since(s, now))
+            offline = await links.offline_devices(offline_since(s, now))
         opened = 0
         for device_id in silent:
             opened += await self._raise(
                 device_id,
                 "heartbeat_missed",
-                lambda links, d, now: links.lock_if_silent(
-                    d, now - timedelta(seconds=s.heartbeat_s * s.missed_heartbeats)
-                ),
+                lambda links, d, now: links.lock_if_silent(d, silent_since(s, now)),
             )
         for device_id in offline:
             opened += await self._raise(
                 device_id,
                 "offline",
-                lambda links, d, now: links.lock_if_offline(
-                    d, now - timedelta(seconds=s.offline_grace_s)
-                ),
+                lambda links, d, now: links.lock_if_offline(d, offline_since(s, now)),
             )
         if opened:
             self._on_change()

@@ -31,6 +31,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from dispatcher.adapters.twilio import webhooks
 from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
 from dispatcher.core.calls import InvalidTransitionError, Outcome
+from dispatcher.entrypoints.http import boards as api_boards
 from dispatcher.entrypoints.http import calendars as api_calendars
 from dispatcher.entrypoints.http import dispatches as api_dispatches
 from dispatcher.entrypoints.http import handover as api_handover
@@ -49,6 +50,7 @@ from dispatcher.entrypoints.http.deps import (
     StaffDep,
     authenticate,
 )
+from dispatcher.services.boards import Boards
 from dispatcher.services.calendar_feeds import CalendarFeeds
 from dispatcher.services.clock import Clock, SystemClock
 from dispatcher.services.read_models import CallNotFoundError, CallView, OnDutyView, Operations
@@ -441,12 +443,13 @@ def create_app(
     twilio: TwilioWebhooks | None = None,
     overrides: RotaOverrides | None = None,
     calendars: CalendarFeeds | None = None,
+    boards: Boards | None = None,
 ) -> FastAPI:
     """The API over ``ops``; ``clock`` gives "now" for on-duty questions without a time;
     ``twilio`` adds Twilio's webhooks under ``/twilio`` (signed, no bearer token),
     delivery reports among them when it has an outbox;
     ``overrides`` serves the rota override routes (503 without it); ``calendars`` the
-    iCalendar feeds (503 without it)."""
+    iCalendar feeds (503 without it); ``boards`` the board (503 without it)."""
     app = FastAPI(
         title="Eldercall operator API",
         version="1",
@@ -459,12 +462,14 @@ def create_app(
     app.state.clock = clock or SystemClock()
     app.state.overrides = overrides
     app.state.calendars = calendars
+    app.state.boards = boards
     app.include_router(router)
     app.include_router(api_reports.router)
     app.include_router(api_rota.router)
     app.include_router(api_calendars.router)
     app.include_router(api_dispatches.router)
     app.include_router(api_handover.router)
+    app.include_router(api_boards.router)
     add_api_docs(app)
     if twilio is not None:
         app.state.twilio = twilio

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from dispatcher.core.directory import Directory
-from dispatcher.entrypoints.http.console import auth, dispatch_pages, pages, sheet
+from dispatcher.entrypoints.http.console import auth, boards, dispatch_pages, pages, sheet
 from dispatcher.services.accounts import Accounts
 from dispatcher.services.live_queue import LiveQueue
 
@@ -20,6 +20,7 @@ def add_console(app: FastAPI, accounts: Accounts, queue: LiveQueue, directory: D
     app.include_router(pages.router)
     app.include_router(dispatch_pages.router)
     app.include_router(sheet.router)
+    app.include_router(boards.router)  # /console/board, /console/wall
     app.add_exception_handler(auth.NotSignedInError, _not_signed_in)
     app.add_exception_handler(auth.BadCsrfError, _bad_csrf)
 

@@ -13,6 +13,8 @@
   const waitingEl = document.getElementById("waiting");
   const soundBlockedEl = document.getElementById("sound-blocked");
   const MUTE_MS = 60 * 1000; // a muted call rings again after a minute if still untaken
+  // The wall screen: the same queue, shown only (no buttons, no keys, no sound).
+  const READONLY = Boolean(config.readonly);
 
   const state = {
     snapshot: null,
@@ -81,7 +83,7 @@
       }
       tr.appendChild(owner);
       const actions = cell("");
-      if (row.untaken) {
+      if (row.untaken && !READONLY) {
         const take = document.createElement("button");
         take.type = "button";
         take.className = "take primary";
@@ -101,7 +103,7 @@
           actions.appendChild(mute);
         }
       }
-      tr.appendChild(actions);
+      if (!READONLY) tr.appendChild(actions);
       rowsEl.appendChild(tr);
     });
     emptyEl.hidden = snap.rows.length > 0;
@@ -142,7 +144,7 @@
     const waiting = snap.rows.filter((r) => r.untaken).length;
     waitingEl.textContent = T.waiting.replace("{n}", waiting);
     document.title = (alarms ? T.alarm_title.replace("{n}", alarms) + " " : "") + T.queue_title;
-    if (ringing) ring();
+    if (ringing && !READONLY) ring();
   }
 
   // The alarm: two tones from the Web Audio API (nothing to download), every second
@@ -172,7 +174,7 @@
     });
     state.beeps += 1;
   }
-  soundBlockedEl.addEventListener("click", () => {
+  if (soundBlockedEl) soundBlockedEl.addEventListener("click", () => {
     if (audio) audio.resume().then(() => { soundBlockedEl.hidden = true; });
   });
 
@@ -243,7 +245,7 @@
 
   // Keyboard: j/k move, t takes the selected call, Enter opens it.
   document.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (READONLY || event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
     const rows = state.snapshot ? state.snapshot.rows : [];
     if (!rows.length) return;
     if (event.key === "j") state.selected = Math.min(rows.length - 1, state.selected + 1);
