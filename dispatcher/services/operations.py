@@ -31,6 +31,7 @@ from dispatcher.core.calls import (
     Transition,
 )
 from dispatcher.core.directory import Directory, Level, Resident, Role, Staff, mask_id_card
+from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.services.clock import Clock
 from dispatcher.services.ports import Transactions
@@ -116,14 +117,19 @@ class CallOperations:
     def __init__(
         self,
         tx: Transactions[CallStore],
-        directory: Directory,
+        directory: Directory | DirectoryHolder,
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._tx = tx
-        self._directory = directory
+        self._directories = hold(directory)
         self._clock = clock
         self._on_change = on_change  # wakes the device outbox
+
+    @property
+    def _directory(self) -> Directory:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return self._directories.current
 
     def staff_for_token(self, token: str) -> Staff | None:
         # Constant-time comparison against every token: no timing hint of a near miss.
