@@ -175,6 +175,10 @@ async def build(
             # The seed of a new registry: a bad data file stops the daemon here,
             # before the database is created or migrated.
             directory = load_directory(settings.data.dir, settings.data.timezone)
+        if directory is not None:
+            # The seed's rota alone, before the database is touched; again below
+            # with the database's overrides.
+            require_command_centre(directory, clock.now(), check_days)
         await migrate.upgrade(engine)
     except BaseException:
         await engine.dispose()
