@@ -28,13 +28,18 @@ from dispatcher.adapters.db.metrics_store import SqlMetricsStore, database_answe
 from dispatcher.adapters.db.operations_store import SqlCallStore
 from dispatcher.adapters.db.outbox_store import SqlOutboxStore
 from dispatcher.adapters.db.phone_store import SqlPhoneStore
+from dispatcher.adapters.db.registry_store import SqlRegistryStore, registry_filled
 from dispatcher.adapters.db.rota_overrides_store import RotaOverridesStore
 from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
 from dispatcher.adapters.db.supervision_store import SupervisionStore
 from dispatcher.adapters.db.time_shift_store import SqlTimeShiftStore
 from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.db.write_gate import WriteGate
-from dispatcher.adapters.files.directory_files import DataFileError, load_directory
+from dispatcher.adapters.files.directory_files import (
+    DataFileError,
+    load_directory,
+    load_rota_directory,
+)
 from dispatcher.adapters.files.passwords import load_password_hashes
 from dispatcher.adapters.files.policies import POLICIES, load_policies
 from dispatcher.adapters.log_sender import log_channels
@@ -46,7 +51,9 @@ from dispatcher.adapters.passwords import Argon2Hasher
 from dispatcher.adapters.twilio.delivery_reports import TWILIO_STATUS_ORDER
 from dispatcher.config import ConfigError, Settings, SmsSettings, load_settings
 from dispatcher.core.directory import Directory
+from dispatcher.core.directory_holder import DirectoryHolder
 from dispatcher.core.policy_book import PolicyBook
+from dispatcher.core.registry.records import to_area, to_staff
 from dispatcher.core.rota.check import RotaGapError, require_command_centre
 from dispatcher.services.accounts import Accounts
 from dispatcher.services.channels import Channels
@@ -61,6 +68,7 @@ from dispatcher.services.operations import CallOperations
 from dispatcher.services.outbox import SmsOutbox
 from dispatcher.services.outbox_runner import Handoff, OutboxRunner
 from dispatcher.services.phone_desk import PhoneDesk
+from dispatcher.services.registry import Registry, RegistryStore
 from dispatcher.services.rota_overrides import RotaOverrides
 from dispatcher.services.supervision import LinkSupervisor
 from dispatcher.services.wakeup import Wakeup
@@ -80,7 +88,10 @@ READY_DB_TIMEOUT_S = 2.0
 @dataclass
 class App:
     settings: Settings
-    directory: Directory
+    # The directory in force: every service reads it through this holder, and the
+    # registry swaps a new one in after each change (``app.directory`` is the current).
+    directories: DirectoryHolder
+    registry: Registry
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
@@ -105,6 +116,14 @@ class App:
     write_gate: WriteGate | None = None
     # Follows a step of the system clock (None when the clock given is not steady).
     clock_watch: ClockWatch | None = None
+
+    @property
+    def directory(self) -> Directory:
+        return self.directories.current
+
+    @directory.setter
+    def directory(self, directory: Directory) -> None:
+        self.directories.swap(directory)
 
     @property
     def engine_max_age_s(self) -> float:
@@ -143,20 +162,29 @@ async def build(
     directory: Directory | None = None,
     channels: Channels | None = None,
 ) -> App:
-    """Wire the daemon. Loads the data folder (raising DataFileError on a bad file),
-    brings the database schema up to date and adds the rota overrides stored in it;
-    raises RotaGapError when the command centre has a gap in the next
-    ``[rota] startup_check_days`` days."""
+    """Wire the daemon. Brings the database schema up to date, reads the registry
+    from it (seeding an empty one from the data folder, raising DataFileError on a
+    bad file), reads the rota files and adds the rota overrides stored in the
+    database; raises RotaGapError when the command centre has a gap in the next
+    ``[rota] startup_check_days`` days. ``directory``, when given, seeds an empty
+    registry instead of the data folder."""
     clock = clock or SteadyClock()
-    directory = directory or load_directory(settings.data.dir, settings.data.timezone)
-    # The demo passwords of the data folder's staff (passwords.csv, optional).
-    password_hashes = load_password_hashes(settings.data.dir, directory)
     check_days = settings.rota.startup_check_days
-    # Once before touching the database (the files alone), once with its overrides.
-    require_command_centre(directory, clock.now(), check_days)
     _ensure_sqlite_folder(settings.database.url)
     engine = make_engine(settings.database.url)
-    await migrate.upgrade(engine)
+    try:
+        if directory is None and not await registry_filled(engine):
+            # The seed of a new registry: a bad data file stops the daemon here,
+            # before the database is created or migrated.
+            directory = load_directory(settings.data.dir, settings.data.timezone)
+        if directory is not None:
+            # The seed's rota alone, before the database is touched; again below
+            # with the database's overrides.
+            require_command_centre(directory, clock.now(), check_days)
+        await migrate.upgrade(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     sessions = make_sessionmaker(engine)
     # SQLite: the daemon's writers take turns in asyncio, not in SQLite's busy handler.
     gate = WriteGate() if engine.dialect.name == "sqlite" else None
@@ -164,8 +192,21 @@ async def build(
     def tx(store_for: Callable[[AsyncSession], Any]) -> Transactions[Any]:
         return Transactions(sessions, store_for, gate)
 
-    overrides = RotaOverrides(tx(RotaOverridesStore), directory, clock)
-    accounts = Accounts(tx(SqlAccountStore), directory, clock, Argon2Hasher())
+    try:
+        registry, seeded = await open_registry(settings, tx(SqlRegistryStore), clock, directory)
+        holder = registry.directories
+        # The demo passwords of the data folder's staff (passwords.csv, optional).
+        password_hashes = load_password_hashes(
+            settings.data.dir, holder.current, unknown_ok=not seeded
+        )
+        # Once with the rota files alone, once with the database's overrides.
+        require_command_centre(holder.current, clock.now(), check_days)
+    except BaseException:
+        await engine.dispose()
+        raise
+    directory = holder.current
+    overrides = RotaOverrides(tx(RotaOverridesStore), holder, clock)
+    accounts = Accounts(tx(SqlAccountStore), holder, clock, Argon2Hasher())
     try:
         await overrides.load()
         await accounts.seed(password_hashes)
@@ -193,7 +234,7 @@ async def build(
         channels,
         clock,
         status_order=TWILIO_STATUS_ORDER,
-        directory=directory,
+        directory=holder,
         public_url=settings.http.public_url or settings.http.base_url,
         throttle_s=settings.sms.throttle_s,
         voice_retries=settings.sms.voice_retries,
@@ -211,7 +252,7 @@ async def build(
     handoff = Handoff(outbox)
     escalator = Escalator(
         tx(SqlEscalationStore),
-        directory,
+        holder,
         clock,
         on_change=send_now,
         metrics=metrics,
@@ -219,10 +260,10 @@ async def build(
         handoff=handoff,
     )
     # Responders not arrived by their expected time raise their call: the escalator's cycle.
-    escalator.also_poll(OverdueDispatches(tx(SqlCallStore), directory, clock, send_now).run_due)
+    escalator.also_poll(OverdueDispatches(tx(SqlCallStore), holder, clock, send_now).run_due)
     intake = Intake(
         tx(SqlIntakeStore),
-        directory,
+        holder,
         clock,
         policy_book(settings, directory),
         IntakeSettings(
@@ -238,15 +279,18 @@ async def build(
     # The call page's device state: the stored links, and the contact held in memory.
     operations = CallOperations(
         tx(SqlCallStore),
-        directory,
+        holder,
         clock,
         on_change=publish_now,
         on_sms=send_now,
         contacts=intake.heartbeats,
     )
+    # Calls linked to a resident when their device is registered: the queue redraws.
+    registry.on_change = publish_now
     return App(
         settings=settings,
-        directory=directory,
+        directories=holder,
+        registry=registry,
         clock=clock,
         engine=engine,
         sessions=sessions,
@@ -281,7 +325,7 @@ async def build(
         send_now=send_now,
         phone=PhoneDesk(
             tx(SqlPhoneStore),
-            directory,
+            holder,
             clock,
             operations,
             on_escalate=escalate_now,
@@ -310,6 +354,39 @@ async def build(
         cycles=EngineCycles(clock, [ESCALATOR, OUTBOX]),
         write_gate=gate,
     )
+
+
+async def open_registry(
+    settings: Settings,
+    tx: Transactions[RegistryStore],
+    clock: Clock,
+    seed: Directory | None = None,
+) -> tuple[Registry, bool]:
+    """The registry on the database, and whether it was seeded now: an empty one
+    gets the data folder's records (or ``seed``'s); one already filled is read, and the
+    rota files are read against its areas and staff. Raises DataFileError."""
+    data = settings.data
+    holder = DirectoryHolder(seed or _placeholder(data.timezone))
+    registry = Registry(tx, holder, clock)
+    if await registry.is_empty():
+        files = seed or load_directory(data.dir, data.timezone)
+        await registry.seed(files)
+        return registry, True
+    records = await registry.records()
+    base = load_rota_directory(
+        data.dir,
+        data.timezone,
+        {a.id: to_area(a) for a in records.areas},
+        {s.id: to_staff(s) for s in records.staff},
+    )
+    holder.swap(base)
+    registry.use(records)
+    return registry, False
+
+
+def _placeholder(timezone: str) -> Directory:
+    # What the holder holds until the registry is read: never seen by a reader.
+    return Directory(areas={}, staff={}, residents={}, shifts=(), timezone=timezone)
 
 
 def _version() -> str:
@@ -430,6 +507,7 @@ def http_app(app: App) -> Any:
     from dispatcher.entrypoints.http.app import create_app
     from dispatcher.entrypoints.http.console import add_console
     from dispatcher.entrypoints.http.health import health_router
+    from dispatcher.entrypoints.http.registry import add_registry
     from dispatcher.services.calendar_feeds import CalendarFeeds
     from dispatcher.services.live_queue import LiveQueue
 
@@ -438,13 +516,16 @@ def http_app(app: App) -> Any:
         app.clock,
         twilio=TwilioWebhooks.from_settings(app.phone, app.settings, app.outbox),
         overrides=app.overrides,
-        calendars=CalendarFeeds(app.directory, app.clock, app.settings.http.public_url),
+        calendars=CalendarFeeds(app.directories, app.clock, app.settings.http.public_url),
         boards=board_service(app),
     )
     api.include_router(health_router(watch(app)))
+    add_registry(api, app.registry)
     add_console(
-        api, app.accounts, LiveQueue(app.operations, app.directory, app.clock), app.directory
+        api, app.accounts, LiveQueue(app.operations, app.directories, app.clock), app.directory
     )
+    # The console's pages read the directory from the app's state: keep it the current.
+    app.directories.on_swap(lambda d: setattr(api.state, "directory", d))
     return api
 
 
@@ -456,7 +537,7 @@ def board_service(app: App) -> BoardService:
     return BoardService(
         Transactions(app.sessions, SqlBoardStore, app.write_gate),
         app.operations,
-        app.directory,
+        app.directories,
         app.clock,
         app.settings.devices,
     )
@@ -480,13 +561,16 @@ def watch(app: App) -> Watch:
 async def accounts_only(settings: Settings) -> AsyncIterator[Accounts]:
     """The accounts service alone on the configured database (schema brought up to
     date), for ``eldercall staff``: one short transaction beside a running daemon."""
-    directory = load_directory(settings.data.dir, settings.data.timezone)
     _ensure_sqlite_folder(settings.database.url)
     engine = make_engine(settings.database.url)
     try:
         await migrate.upgrade(engine)
-        tx = Transactions(make_sessionmaker(engine), SqlAccountStore)
-        yield Accounts(tx, directory, SystemClock(), Argon2Hasher())
+        sessions = make_sessionmaker(engine)
+        registry, _ = await open_registry(
+            settings, Transactions(sessions, SqlRegistryStore), SystemClock()
+        )
+        tx = Transactions(sessions, SqlAccountStore)
+        yield Accounts(tx, registry.directories, SystemClock(), Argon2Hasher())
     finally:
         await engine.dispose()
 

@@ -78,7 +78,7 @@ class Resident:
     birth_date: date
     address: str
     community_id: str
-    device_id: str
+    device_id: str  # "" while no device serves her (the registry's devices)
     phone: str | None = None
     contacts: tuple[Contact, ...] = ()
     # Notes for the operator's screen only, never for SMS (they may hold medical and
@@ -158,7 +158,10 @@ class Directory:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "residents_by_device", {r.device_id: r for r in self.residents.values()}
+            self,
+            "residents_by_device",
+            # A resident whose device was moved or retired has none ("") for now.
+            {r.device_id: r for r in self.residents.values() if r.device_id},
         )
         object.__setattr__(
             self, "staff_by_token", {s.api_token: s for s in self.staff.values() if s.api_token}

@@ -20,6 +20,7 @@ import structlog
 from dispatcher.core import accounts as rules
 from dispatcher.core.accounts import Credential, Session
 from dispatcher.core.directory import Directory, Staff
+from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.services.clock import Clock
 from dispatcher.services.ports import Transactions
 
@@ -90,18 +91,23 @@ class Accounts:
     def __init__(
         self,
         tx: Transactions[AccountStore],
-        directory: Directory,
+        directory: Directory | DirectoryHolder,
         clock: Clock,
         hasher: PasswordHasher,
     ) -> None:
         self._tx = tx
-        self._directory = directory
+        self._directories = hold(directory)
         self._clock = clock
         self._hasher = hasher
         # Verified against when the id is unknown, so that an unknown id takes as
         # long to refuse as a wrong password (no hint of who has an account); made
         # at the first such login, not at start-up.
         self._dummy_hash: str | None = None
+
+    @property
+    def _directory(self) -> Directory:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return self._directories.current
 
     async def seed(self, hashes: dict[str, str]) -> int:
         """Give the staff who have no password yet the hash from the data folder

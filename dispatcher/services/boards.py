@@ -21,6 +21,7 @@ from dispatcher.core import boards as rules
 from dispatcher.core import queue, reports, scope
 from dispatcher.core.calls import CallKind, CallState, Priority
 from dispatcher.core.directory import Area, Directory, Staff
+from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.core.reports import AnswerTimes
 from dispatcher.core.rota.check import Gap
 from dispatcher.services.clock import Clock
@@ -183,15 +184,20 @@ class BoardService:
         self,
         tx: Transactions[BoardStore],
         calls: ActiveCalls,
-        directory: Directory,
+        directory: Directory | DirectoryHolder,
         clock: Clock,
         devices: DeviceSettings,
     ) -> None:
         self._tx = tx
         self._calls = calls
-        self._directory = directory
+        self._directories = hold(directory)
         self._clock = clock
         self._devices = devices
+
+    @property
+    def _directory(self) -> Directory:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return self._directories.current
 
     async def board(self, viewer: Staff) -> BoardView:
         now = self._clock.now()

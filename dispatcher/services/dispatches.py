@@ -27,6 +27,7 @@ from dispatcher.core.calls import (
 )
 from dispatcher.core.contact_methods import person_phone
 from dispatcher.core.directory import Directory, Level, Resident, Staff
+from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.core.dispatches import (
     Dispatch,
     DispatchRequest,
@@ -162,18 +163,23 @@ class DispatchDesk:
     def __init__(
         self,
         tx: Transactions[DispatchCallStore],
-        directory: Directory,
+        directory: Directory | DirectoryHolder,
         clock: Clock,
         in_scope: Callable[[Call, Staff | None], bool],
         on_change: Callable[[], None] = lambda: None,
         on_sms: Callable[[], None] = lambda: None,
     ) -> None:
         self._tx = tx
-        self._directory = directory
+        self._directories = hold(directory)
         self._clock = clock
         self._in_scope = in_scope
         self._on_change = on_change  # the device outbox (a take, an arrival)
         self._on_sms = on_sms  # the SMS outbox
+
+    @property
+    def _directory(self) -> Directory:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return self._directories.current
 
     async def dispatch(
         self,
@@ -344,14 +350,19 @@ class OverdueDispatches:
     def __init__(
         self,
         tx: Transactions[DispatchCallStore],
-        directory: Directory,
+        directory: Directory | DirectoryHolder,
         clock: Clock,
         on_sms: Callable[[], None] = lambda: None,
     ) -> None:
         self._tx = tx
-        self._directory = directory
+        self._directories = hold(directory)
         self._clock = clock
         self._on_sms = on_sms
+
+    @property
+    def _directory(self) -> Directory:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return self._directories.current
 
     async def run_due(self) -> int:
         """Raise the calls of the dispatches due now; how many were taken (0: none)."""

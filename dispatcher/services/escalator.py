@@ -46,6 +46,7 @@ from dispatcher.core import calls as lifecycle
 from dispatcher.core import routing
 from dispatcher.core.calls import Call, TimelineEntry
 from dispatcher.core.directory import Directory
+from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.core.escalation import Step
 from dispatcher.core.notifications.item import OutboxItem
 from dispatcher.services import notify
@@ -156,7 +157,7 @@ class Escalator:
     def __init__(
         self,
         tx: Transactions[EscalationStore],
-        directory: Directory,
+        directory: Directory | DirectoryHolder,
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
         batch: int = 200,
@@ -166,7 +167,7 @@ class Escalator:
     ) -> None:
         self._tx = tx
         self._metrics = metrics
-        self._directory = directory
+        self._directories = hold(directory)
         self._clock = clock
         self._on_change = on_change  # wakes the SMS outbox
         self._batch = batch  # calls per poll, and per transaction
@@ -182,6 +183,11 @@ class Escalator:
         """Run ``work`` (due times of its own, polled from the database) in every
         :meth:`run_due`; what it returns counts as fired."""
         self._also.append(work)
+
+    @property
+    def _directory(self) -> Directory:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return self._directories.current
 
     async def run_due(self) -> int:
         """Fire the steps due now (escalation and acknowledgement timeout) of up to

@@ -40,6 +40,7 @@ from devices.protocol import (
 from dispatcher.core import calls as lifecycle
 from dispatcher.core.calls import Call, CallKind, Priority, Transition
 from dispatcher.core.directory import Directory
+from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
 from dispatcher.core.texts import LANGUAGES, text
@@ -304,7 +305,7 @@ class Intake:
     def __init__(
         self,
         tx: Transactions[IntakeStore],
-        directory: Directory,
+        directory: Directory | DirectoryHolder,
         clock: Clock,
         policies: Mapping[str, Policy] | PolicyBook,
         settings: IntakeSettings,
@@ -317,13 +318,18 @@ class Intake:
         # Fires an alarm's first step in the batch's transaction (None: the poll does).
         self._escalator = escalator
         self._starting: set[asyncio.Task[None]] = set()  # first steps' SMS being started
-        self._directory = directory
+        self._directories = hold(directory)
         self._clock = clock
         self._metrics = metrics
         self._policies = book(policies)
         self._settings = settings
         self._on_change = on_change  # wakes the escalator and the device outbox
         self.heartbeats = heartbeats or HeartbeatTracker(tx)
+
+    @property
+    def _directory(self) -> Directory:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return self._directories.current
 
     async def on_event(self, device_id: str, topic: str, payload: bytes) -> Ack | None:
         """Handle one message from ``{root}/dev/{device_id}/event`` (a batch of one).

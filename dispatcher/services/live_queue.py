@@ -22,6 +22,7 @@ from dispatcher.core import dispatches, scope
 from dispatcher.core import queue as rules
 from dispatcher.core.calls import CallKind, CallState, Priority
 from dispatcher.core.directory import Directory, Staff
+from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.services.clock import Clock
 from dispatcher.services.read_models import CallView
 
@@ -84,12 +85,12 @@ class LiveQueue:
     def __init__(
         self,
         calls: OpenCalls,
-        directory: Directory,
+        directory: Directory | DirectoryHolder,
         clock: Clock,
         interval_s: float = 0.5,
     ) -> None:
         self._calls = calls
-        self._directory = directory
+        self._directories = hold(directory)
         self._clock = clock
         self._interval_s = interval_s
         self._latest: list[CallView] = []
@@ -98,6 +99,11 @@ class LiveQueue:
         self._changed = asyncio.Condition()
         self._watchers = 0
         self._poller: asyncio.Task[None] | None = None
+
+    @property
+    def _directory(self) -> Directory:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return self._directories.current
 
     async def snapshot(self, viewer: Staff) -> QueueSnapshot:
         """The queue now, read afresh (a page load, a reconnect)."""

@@ -31,6 +31,7 @@ from dispatcher.core.calls import (
     Transition,
 )
 from dispatcher.core.directory import Directory, Level, Resident, Role, Staff, mask_id_card
+from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.core.dispatches import DispatchRequest
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.services.clock import Clock
@@ -132,21 +133,26 @@ class CallOperations:
     def __init__(
         self,
         tx: Transactions[CallStore],
-        directory: Directory,
+        directory: Directory | DirectoryHolder,
         clock: Clock,
         on_change: Callable[[], None] = lambda: None,
         on_sms: Callable[[], None] = lambda: None,
         contacts: RecentContacts | None = None,
     ) -> None:
         self._tx = tx
-        self._directory = directory
+        self._directories = hold(directory)
         self._clock = clock
         self._on_change = on_change  # wakes the device outbox
         # Responders sent to calls (dispatcher.services.dispatches); on_sms wakes the
         # SMS outbox for the message telling a responder where to go.
-        self._desk = DispatchDesk(tx, directory, clock, self._in_scope, on_change, on_sms)
+        self._desk = DispatchDesk(tx, self._directories, clock, self._in_scope, on_change, on_sms)
         # Contact held in memory, newer than the stored links (the heartbeat tracker).
         self._contacts = contacts or NoRecentContacts()
+
+    @property
+    def _directory(self) -> Directory:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return self._directories.current
 
     def staff_for_token(self, token: str) -> Staff | None:
         # Constant-time comparison against every token: no timing hint of a near miss.

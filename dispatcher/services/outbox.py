@@ -46,6 +46,7 @@ import structlog
 from dispatcher.core.calls import Call, TimelineEntry
 from dispatcher.core.contact_methods import Channel, methods_for, next_after, person_phone
 from dispatcher.core.directory import Directory
+from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.core.notifications import throttle
 from dispatcher.core.notifications.backoff import (
     CALLBACK_BACKOFF_S,
@@ -335,7 +336,7 @@ class SmsOutbox:
         batch: int = 20,
         *,
         status_order: StatusOrder,
-        directory: Directory | None = None,
+        directory: Directory | DirectoryHolder | None = None,
         public_url: str = "http://127.0.0.1:8080",
         throttle_s: float = 60.0,
         voice_retries: int = 1,
@@ -352,7 +353,7 @@ class SmsOutbox:
         self._clock = clock
         self._batch = batch
         self._status_order = status_order
-        self._directory = directory
+        self._directories = None if directory is None else hold(directory)
         self._public_url = public_url.rstrip("/")
         self._throttle = timedelta(seconds=throttle_s)
         # How many times a report's temporary failure is retried, per channel.
@@ -366,6 +367,11 @@ class SmsOutbox:
         # Sends answered and not yet recorded, and the task recording them.
         self._to_record: list[tuple[list[int], Receipt, asyncio.Future[None]]] = []
         self._recorder: asyncio.Task[None] | None = None
+
+    @property
+    def _directory(self) -> Directory | None:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return None if self._directories is None else self._directories.current
 
     def status_url(self, row_id: int) -> str:
         return f"{self._public_url}/twilio/status/{row_id}"

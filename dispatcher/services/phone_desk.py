@@ -29,6 +29,7 @@ from dispatcher.core.calls import (
     TimelineEntry,
 )
 from dispatcher.core.directory import Directory
+from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.core.phone_texts import OpenCode
 from dispatcher.core.replies import Action
 from dispatcher.services.clock import Clock
@@ -149,19 +150,32 @@ class PhoneDesk:
     def __init__(
         self,
         tx: Transactions[PhoneStore],
-        directory: Directory,
+        directory: Directory | DirectoryHolder,
         clock: Clock,
         operations: CallOperations,
         on_escalate: Callable[[], None] = lambda: None,
     ) -> None:
         self._tx = tx
-        self._directory = directory
+        self._directories = hold(directory)
         self._clock = clock
         self._ops = operations
         self._on_escalate = on_escalate  # wakes the escalator after a "7E"
-        self._people = people_by_phone(directory)
+        # Who each phone number is, worked out again when the directory changes.
+        self._people_of: tuple[Directory, dict[str, list[Person]]] | None = None
 
     # ------------------------------------------------------------ SMS
+
+    @property
+    def _directory(self) -> Directory:
+        # The directory in force (the registry swaps it): read afresh each time.
+        return self._directories.current
+
+    @property
+    def _people(self) -> dict[str, list[Person]]:
+        d = self._directory
+        if self._people_of is None or self._people_of[0] is not d:
+            self._people_of = (d, people_by_phone(d))
+        return self._people_of[1]
 
     async def on_sms(self, from_number: str, body: str, message_sid: str = "") -> str:
         """Act on an inbound SMS; returns the answer to send back to its sender.

@@ -59,10 +59,8 @@ async def timeline(app: App, call_id: str) -> list[tuple[str, str]]:
 
 def with_methods(app: App, methods: dict[str, tuple[ContactMethod, ...]]) -> None:
     """Give the running app's outbox and escalator a directory with these methods."""
-    directory = dataclasses.replace(app.directory, contact_methods=methods)
-    app.directory = directory
-    app.escalator._directory = directory
-    app.outbox._directory = directory
+    # Swapped into the holder every service reads, as the registry does.
+    app.directory = dataclasses.replace(app.directory, contact_methods=methods)
 
 
 # -- catalogues ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -462,4 +463,120 @@ dispatches = Table(
     Column("alert_id", Integer, nullable=True),
     UniqueConstraint("call_id", "number", name="uq_dispatches_call_id_number"),
     Index("ix_dispatches_overdue_due_at", "overdue_due_at"),
+)
+
+# The registry (dispatcher.services.registry, migration 0016_registry): the district's
+# areas, staff, residents with their contacts, devices with the history of whom each
+# served, and service providers; seeded once from the data folder, then changed
+# through the API, each change a row of registry_audit (who, when, before, after).
+# Contact methods are JSON lists of {"kind", "number"} in order.
+areas = Table(
+    "areas",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("level", String(16), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("parent_id", String(64), nullable=True),
+)
+
+staff = Table(
+    "staff",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("phone", String(32), nullable=True),
+    Column("area_id", String(64), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("api_token", String(128), nullable=True, unique=True),
+    Column("contact_methods", Text, nullable=False),
+)
+
+residents = Table(
+    "residents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("birth_date", Date, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("community_id", String(64), nullable=False, index=True),
+    Column("phone", String(32), nullable=True),
+    Column("mobile", String(32), nullable=True),
+    Column("notes", Text, nullable=False),
+    Column("sex", String(1), nullable=False),
+    Column("id_card", String(18), nullable=False),
+    Column("building", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("room", Text, nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("conditions", Text, nullable=False),
+    Column("medication", Text, nullable=False),
+    Column("mobility", Text, nullable=False),
+    Column("key_safe", Text, nullable=False),
+    Column("access_notes", Text, nullable=False),
+    Column("key_resident", String(32), nullable=False),
+)
+
+resident_contacts = Table(
+    "resident_contacts",
+    metadata,
+    Column("resident_id", String(64), primary_key=True),
+    Column("position", Integer, primary_key=True),  # 1 is called first
+    Column("name", Text, nullable=False),
+    Column("relation", Text, nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("key_holder", Boolean, nullable=False),
+    Column("contact_methods", Text, nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("model", Text, nullable=False),
+    Column("firmware", Text, nullable=False),
+    Column("installed_on", Date, nullable=True),
+    Column("installed_by", Text, nullable=False),
+    Column("resident_id", String(64), nullable=True, index=True),
+    Column("notes", Text, nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
+)
+
+device_assignments = Table(
+    "device_assignments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), nullable=False, index=True),
+    Column("resident_id", String(64), nullable=False),
+    Column("start_at", UTCDateTime, nullable=False),
+    Column("end_at", UTCDateTime, nullable=True),
+    Column("by", String(64), nullable=False),
+)
+
+providers = Table(
+    "providers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("service", Text, nullable=False),
+    Column("phone", String(32), nullable=True),
+    Column("area_id", String(64), nullable=False, index=True),
+    Column("contact", Text, nullable=False),
+    Column("notes", Text, nullable=False),
+)
+
+registry_audit = Table(
+    "registry_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("actor", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("area_id", String(64), nullable=True),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Index("ix_registry_audit_kind_record", "kind", "record_id"),
 )

@@ -11,30 +11,47 @@ dependency order, so that one broken area does not also report every resident in
 from __future__ import annotations
 
 import csv
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, time
+from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from devices.protocol import DEVICE_ID_RE
-from devices.text import clean_text
-from dispatcher.adapters.files.rota_toml import load_rota_file
+from dispatcher.adapters.files.rota_toml import RotaFile, load_rota_file
 from dispatcher.core.contact_methods import Channel, ContactMethod
 from dispatcher.core.directory import (
     Area,
     Contact,
     Directory,
-    KeyResident,
     Level,
     Resident,
-    Role,
     Shift,
     Staff,
+)
+from dispatcher.core.fields import (
+    ADate,
+    DeviceId,
+    IdCard,
+    Ident,
+    KeyResidentField,
+    Language,
+    LevelField,
+    OptIdent,
+    OptPhone,
+    OptText,
+    Order,
+    Phone,
+    RoleField,
+    Sex,
+    Text,
+    Token,
+    YesNo,
+    choice,
+    end_time,
+    start_time,
 )
 from dispatcher.core.rota.days import parse_days
 from dispatcher.core.rota.model import OverrideBook
@@ -49,15 +66,6 @@ FILES = (AREAS, STAFF, RESIDENTS, CONTACTS)  # and at least one of ROTA, ROTA_TO
 # Optional: ordered contact methods per person (dispatcher.core.contact_methods).
 CONTACT_METHODS = "contact_methods.csv"
 
-# Ids of areas, staff and residents: they appear in URLs, logs and CLI arguments.
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-# E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
-E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
-# Bearer tokens: long enough not to be guessed, no spaces so they survive a header.
-TOKEN_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
-DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-LANGUAGES = ("zh", "en")
 SHIFT_ROLES = ("primary", "backup")
 MAX_REPORTED = 20  # more problems than this are counted, not listed
 
@@ -155,125 +163,8 @@ def read_rows(path: Path, columns: Sequence[str], optional: Sequence[str] = ()) 
 
 
 # --- row syntax ------------------------------------------------------------------------
-# Validators raise ValueError with a message that reads after the column name, e.g.
-# "phone" + " '138' is not an E.164 number like +8613800138000".
-
-
-def _required(value: str) -> str:
-    if not value:
-        raise ValueError("is empty")
-    return value
-
-
-def _printable(value: Any) -> Any:
-    return clean_text(value).strip() if isinstance(value, str) else value
-
-
-def _ident(value: str) -> str:
-    if not ID_RE.fullmatch(_required(value)):
-        raise ValueError(
-            f"{value!r} is not a valid id (lower-case letters, digits, '-' and '_', "
-            "starting with a letter or digit, at most 64)"
-        )
-    return value
-
-
-def _device_id(value: str) -> str:
-    if not DEVICE_ID_RE.fullmatch(_required(value)):
-        raise ValueError(f"{value!r} is not a valid device id (1-64 of A-Z a-z 0-9 _ -)")
-    return value
-
-
-def _phone(value: str) -> str:
-    if not E164_RE.fullmatch(_required(value)):
-        raise ValueError(f"{value!r} is not an E.164 number like +8613800138000")
-    return value
-
-
-def _token(value: str) -> str:
-    # Never echo the value: it is a secret.
-    if not TOKEN_RE.fullmatch(value):
-        raise ValueError("must be 16-128 printable ASCII characters without spaces")
-    return value
-
-
-def _date(value: str) -> date:
-    if not DATE_RE.fullmatch(_required(value)):
-        raise ValueError(f"{value!r} is not a date like 1941-05-30")
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a real date") from None
-
-
-def _start_time(value: str) -> time:
-    if not TIME_RE.fullmatch(_required(value)):
-        raise ValueError(f"{value!r} is not a time HH:MM between 00:00 and 23:59")
-    return time.fromisoformat(value)
-
-
-def _end_time(value: str) -> time:
-    # 24:00 is midnight at the end of the day; as a shift end it means the same as
-    # 00:00 does (end <= start runs to the next day), and reads better in the file.
-    if value == "24:00":
-        return time(0, 0)
-    if not TIME_RE.fullmatch(_required(value)):
-        raise ValueError(f"{value!r} is not a time HH:MM between 00:00 and 24:00")
-    return time.fromisoformat(value)
-
-
-def _order(value: str) -> int:
-    if not re.fullmatch(r"[1-9][0-9]?", _required(value)):
-        raise ValueError(f"{value!r} is not a number from 1 to 99")
-    return int(value)
-
-
-def _choice(options: Iterable[str]) -> Callable[[str], str]:
-    allowed = tuple(options)
-
-    def check(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
-        return value
-
-    return check
-
-
-def _language(value: str) -> str:
-    # Blank means the default catalogue.
-    return _choice(LANGUAGES)(value or "zh")
-
-
-def _id_card(value: str) -> str:
-    # 18 characters: 17 digits and a check digit (0-9 or X). Blank: not recorded.
-    if value and not re.fullmatch(r"[0-9]{17}[0-9Xx]", value):
-        raise ValueError("is not an 18-character ID-card number (17 digits and 0-9 or X)")
-    return value.upper()
-
-
-def _yes_no(value: str) -> bool:
-    if value in ("", "no", "n", "0", "false"):
-        return False
-    if value in ("yes", "y", "1", "true"):
-        return True
-    raise ValueError(f"{value!r} is not yes or no")
-
-
-def _optional(check: Callable[[str], Any]) -> Callable[[str], Any]:
-    def wrapped(value: str) -> Any:
-        return None if value == "" else check(value)
-
-    return wrapped
-
-
-Ident = Annotated[str, AfterValidator(_ident)]
-# Names, addresses, notes: shown in TwiML, SMS, iCalendar and on terminals, so they
-# come in without control characters (an invisible one breaks the voice call's XML).
-Text = Annotated[str, BeforeValidator(_printable), AfterValidator(_required)]
-OptText = Annotated[str, BeforeValidator(_printable)]
-Phone = Annotated[str, AfterValidator(_phone)]
-OptPhone = Annotated[str | None, BeforeValidator(_optional(_phone))]
-Language = Annotated[str, AfterValidator(_language)]
+# The fields' validators are the registry's (dispatcher.core.fields): a line of a file
+# and a request to the API are checked by the same rules.
 
 
 class _RowModel(BaseModel):
@@ -282,9 +173,9 @@ class _RowModel(BaseModel):
 
 class AreaRow(_RowModel):
     id: Ident
-    level: Annotated[Level, BeforeValidator(_choice(Level))]
+    level: LevelField
     name: Text
-    parent: Annotated[str | None, BeforeValidator(_optional(_ident))]
+    parent: OptIdent
 
 
 class StaffRow(_RowModel):
@@ -292,22 +183,22 @@ class StaffRow(_RowModel):
     name: Text
     phone: OptPhone
     area: Ident
-    role: Annotated[Role, BeforeValidator(_choice(Role))]
+    role: RoleField
     language: Language
-    api_token: Annotated[str | None, BeforeValidator(_optional(_token))]
+    api_token: Token
 
 
 class ResidentRow(_RowModel):
     id: Ident
     name: Text
-    birth_date: Annotated[date, BeforeValidator(_date)]
+    birth_date: ADate
     address: Text
     community: Ident
-    device_id: Annotated[str, AfterValidator(_device_id)]
+    device_id: DeviceId
     phone: OptPhone
     notes: OptText
-    sex: Annotated[str, AfterValidator(_choice(("", "F", "M")))]
-    id_card: Annotated[str, AfterValidator(_id_card)]
+    sex: Sex
+    id_card: IdCard
     building: OptText
     unit: OptText
     room: OptText
@@ -318,7 +209,7 @@ class ResidentRow(_RowModel):
     mobility: OptText
     key_safe: OptText
     access_notes: OptText
-    key_resident: Annotated[KeyResident, BeforeValidator(_choice(k.value for k in KeyResident))]
+    key_resident: KeyResidentField
 
 
 # The optional columns of residents.csv, in the order the example file gives them.
@@ -341,28 +232,28 @@ RESIDENT_OPTIONAL = (
 
 class ContactRow(_RowModel):
     resident: Ident
-    order: Annotated[int, BeforeValidator(_order)]
+    order: Order
     name: Text
     relation: Text
     phone: Phone
     language: Language
-    key_holder: Annotated[bool, BeforeValidator(_yes_no)]
+    key_holder: YesNo
 
 
 class ContactMethodRow(_RowModel):
     staff: Text  # a staff id, or contact:<resident>:<order> for an emergency contact
-    order: Annotated[int, BeforeValidator(_order)]
-    kind: Annotated[str, AfterValidator(_choice(c.value for c in Channel))]
+    order: Order
+    kind: Annotated[str, AfterValidator(choice(c.value for c in Channel))]
     number: Phone
 
 
 class ShiftRow(_RowModel):
     area: Ident
     staff: Ident
-    role: Annotated[str, AfterValidator(_choice(SHIFT_ROLES))]
+    role: Annotated[str, AfterValidator(choice(SHIFT_ROLES))]
     days: Annotated[frozenset[int], BeforeValidator(parse_days)]
-    start: Annotated[time, BeforeValidator(_start_time)]
-    end: Annotated[time, BeforeValidator(_end_time)]
+    start: Annotated[time, BeforeValidator(start_time)]
+    end: Annotated[time, BeforeValidator(end_time)]
 
 
 M = TypeVar("M", bound=_RowModel)
@@ -426,10 +317,7 @@ def load_directory(path: Path, timezone: str = "Asia/Shanghai") -> Directory:
     residents = _load_residents(path / RESIDENTS, areas, problems)
     _check(problems)
     contacts = _load_contacts(path / CONTACTS, residents, problems)
-    shifts = _load_rota(path / ROTA, areas, staff, problems) if (path / ROTA).is_file() else []
-    rota_file = None
-    if (path / ROTA_TOML).is_file():
-        rota_file = load_rota_file(path / ROTA_TOML, areas, staff, timezone, problems)
+    shifts, rota_file = _rota_files(path, areas, staff, timezone, problems)
     _check(problems)
     methods: dict[str, tuple[ContactMethod, ...]] = {}
     if (path / CONTACT_METHODS).is_file():
@@ -450,6 +338,45 @@ def load_directory(path: Path, timezone: str = "Asia/Shanghai") -> Directory:
         overrides=OverrideBook(rota_file.overrides if rota_file else ()),
         contact_methods=methods,
     )
+
+
+def load_rota_directory(
+    path: Path, timezone: str, areas: dict[str, Area], staff: dict[str, Staff]
+) -> Directory:
+    """The folder's rota (``rota.toml`` and/or ``rota.csv``) read against ``areas`` and
+    ``staff`` from elsewhere (the registry in the database), as a directory with no
+    residents: the base the registry's records are put over. Raises
+    :class:`DataFileError` as :func:`load_directory` does."""
+    path = Path(path)
+    if not (path / ROTA).is_file() and not (path / ROTA_TOML).is_file():
+        raise DataFileError([f"{path}: no rota: neither {ROTA_TOML} nor {ROTA} is there"])
+    problems: list[str] = []
+    shifts, rota_file = _rota_files(path, areas, staff, timezone, problems)
+    _check(problems)
+    return Directory(
+        areas=areas,
+        staff=staff,
+        residents={},
+        shifts=tuple(shifts),
+        timezone=timezone,
+        rotations=rota_file.rotations if rota_file else {},
+        schedules=rota_file.schedules if rota_file else {},
+        overrides=OverrideBook(rota_file.overrides if rota_file else ()),
+    )
+
+
+def _rota_files(
+    path: Path,
+    areas: dict[str, Area],
+    staff: dict[str, Staff],
+    timezone: str,
+    problems: list[str],
+) -> tuple[list[Shift], RotaFile | None]:
+    shifts = _load_rota(path / ROTA, areas, staff, problems) if (path / ROTA).is_file() else []
+    rota_file = None
+    if (path / ROTA_TOML).is_file():
+        rota_file = load_rota_file(path / ROTA_TOML, areas, staff, timezone, problems)
+    return shifts, rota_file
 
 
 def _load_areas(path: Path, problems: list[str]) -> dict[str, Area]:

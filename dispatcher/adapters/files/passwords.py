@@ -12,9 +12,13 @@ from dispatcher.core.directory import Directory
 PASSWORDS = "passwords.csv"
 
 
-def load_password_hashes(folder: Path, directory: Directory) -> dict[str, str]:
+def load_password_hashes(
+    folder: Path, directory: Directory, *, unknown_ok: bool = False
+) -> dict[str, str]:
     """Staff id to hash; an empty mapping without the file. Raises DataFileError
-    naming every bad line (an unknown staff id, a value that is no argon2 hash)."""
+    naming every bad line (an unknown staff id, a value that is no argon2 hash).
+    ``unknown_ok``: a staff id the directory does not know is passed over (the
+    registry in the database has deleted someone the seed file still names)."""
     path = folder / PASSWORDS
     if not path.is_file():
         return {}
@@ -23,6 +27,8 @@ def load_password_hashes(folder: Path, directory: Directory) -> dict[str, str]:
     for row in read_rows(path, ("staff_id", "password_hash")):
         staff_id, hashed = row.values["staff_id"], row.values["password_hash"]
         if staff_id not in directory.staff:
+            if unknown_ok:
+                continue
             problems.append(f"{row.where}: staff_id {staff_id!r} is not in staff.csv")
         elif staff_id in hashes:
             problems.append(f"{row.where}: a second line for {staff_id!r}")

@@ -126,6 +126,11 @@ class ApiClient:
         path = f"/rota/overrides/{_segment(override_id)}"
         return self._parse(_OVERRIDE, self._request("DELETE", path))
 
+    def registry(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """A request to the registry's routes (``eldercall residents|devices|staff``):
+        its JSON answer; ``path`` is under ``/api/v1`` with its ids quoted already."""
+        return self._request(method, path, **kwargs)
+
     # ------------------------------------------------------------ plumbing
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

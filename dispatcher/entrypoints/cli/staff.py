@@ -11,9 +11,17 @@ import sys
 from dispatcher.entrypoints.cli import common
 
 
-def add_staff_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    staff = sub.add_parser("staff", help="staff accounts for the console")
+def add_staff_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    api: argparse.ArgumentParser | None = None,
+) -> None:
+    staff = sub.add_parser("staff", help="staff records (through the API) and console passwords")
     commands = staff.add_subparsers(title="staff commands", metavar="COMMAND")
+    if api is not None:
+        # list, show, add, set, delete: the registry's staff records.
+        from dispatcher.entrypoints.cli import registry
+
+        registry.add_record_commands(commands, api, registry.KINDS["staff"])
 
     set_password = commands.add_parser(
         "set-password",

@@ -1,0 +1,21 @@
+"""The operator API's registry: residents, devices, staff, areas, service providers
+and the audit of their changes, under ``/api/v1``.
+
+Each route translates HTTP to :class:`dispatcher.services.registry.Registry` and back;
+a refusal of the registry's rules becomes ``{"error": message}`` with the field named
+in ``detail`` (422 a record that cannot be, 409 a conflict, 404 not found or outside
+the caller's area, 403 a change the caller's role may not make).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from dispatcher.entrypoints.http.registry import people, residents
+from dispatcher.services.registry import Registry
+
+
+def add_registry(app: FastAPI, registry: Registry) -> None:
+    app.state.registry = registry
+    app.include_router(residents.router)
+    app.include_router(people.router)
