@@ -49,6 +49,7 @@ class QueueRow(BaseModel):
     alarm: bool  # an emergency or fall nobody has taken
     lateness: str  # at ``QueueSnapshot.at``; screens move it on with their clocks
     unattended: bool  # untaken past the flag, at ``QueueSnapshot.at``
+    watchdog_paged_at: datetime | None = None  # the shift supervisor paged (first page)
 
 
 class QueueSnapshot(BaseModel):
@@ -63,7 +64,15 @@ class QueueSnapshot(BaseModel):
 
 def _fingerprint(calls: Sequence[CallView]) -> tuple[object, ...]:
     return tuple(
-        (c.call_id, c.state, c.escalation_step, c.acknowledged_by, c.held_by, c.press_count)
+        (
+            c.call_id,
+            c.state,
+            c.escalation_step,
+            c.acknowledged_by,
+            c.held_by,
+            c.press_count,
+            c.watchdog_pages,
+        )
         for c in calls
     )
 
@@ -171,6 +180,7 @@ class LiveQueue:
                     alarm=rules.is_new_alarm(entry),
                     lateness=rules.lateness(waited).value,
                     unattended=rules.is_unattended(entry, now),
+                    watchdog_paged_at=call.watchdog_paged_at,
                 )
             )
         return QueueSnapshot(

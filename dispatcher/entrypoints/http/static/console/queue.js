@@ -70,8 +70,15 @@
       waited.dataset.opened = row.opened_at;
       tr.appendChild(waited);
       tr.appendChild(cell(String(row.escalation_step)));
-      tr.appendChild(cell(row.untaken ? (T["state_" + row.state] || row.state)
-        : `${T.taken}: ${row.taken_by_name || row.taken_by}`, "owner"));
+      const owner = cell(row.untaken ? (T["state_" + row.state] || row.state)
+        : `${T.taken}: ${row.taken_by_name || row.taken_by}`, "owner");
+      if (row.untaken && row.watchdog_paged_at) {
+        const paged = document.createElement("span");
+        paged.className = "paged";
+        paged.textContent = T.supervisor_paged;
+        owner.appendChild(paged);
+      }
+      tr.appendChild(owner);
       const actions = cell("");
       if (row.untaken) {
         const take = document.createElement("button");
