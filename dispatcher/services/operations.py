@@ -459,6 +459,8 @@ class CallOperations:
             policy=call.policy.name,
             held_by=call.held_by,
             next_ack_escalation_at=call.next_ack_escalation_at,
+            watchdog_paged_at=call.watchdog_paged_at,
+            watchdog_pages=call.watchdog_pages,
         )
 
     def _resident_view(self, call: Call, r: Resident, viewer: Staff | None) -> ResidentView:

@@ -163,6 +163,10 @@ class CallView(BaseModel):
     policy: str = ""
     held_by: str | None = None
     next_ack_escalation_at: datetime | None = None
+    # The supervisor watchdog: when the shift supervisor was first paged because nobody
+    # had taken the call (None: not paged), and how many pages went.
+    watchdog_paged_at: datetime | None = None
+    watchdog_pages: int = 0
     timeline: list[TimelineEntryView] = Field(default_factory=list)
     notifications: list[NotificationView] = Field(default_factory=list)
     dispatches: list[DispatchView] = Field(default_factory=list)  # responders sent

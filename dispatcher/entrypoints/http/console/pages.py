@@ -178,6 +178,7 @@ async def queue_page(request: Request) -> Response:
     page_texts["alarm_title"] = t("alarm_title", n="{n}")
     page_texts["unattended"] = t("unattended", s=snapshot.untaken_flag_s)
     page_texts["queue_title"] = t("queue_title")
+    page_texts["supervisor_paged"] = t("watchdog.paged")
     for kind in ("emergency", "fall", "service", "technical"):
         page_texts[f"kind_{kind}"] = t(f"kind.{kind}")
     for state in ("open", "acknowledged", "responder_on_site", "cancelled", "resolved"):
