@@ -24,13 +24,25 @@ def language_of(language: str | None) -> str:
 
 @cache
 def catalogue(language: str) -> dict[str, dict[str, str]]:
-    """The texts of ``language`` as {section: {key: text}}, read once per process."""
+    """The texts of ``language`` as {section: {key: text}}, read once per process. A
+    table within a section (``[console.protocol]``) is a section of its own,
+    ``console.protocol``, so that each feature keeps its texts in a table of its own."""
     with (CATALOGUES / f"{language_of(language)}.toml").open("rb") as f:
         data = tomllib.load(f)
-    return {section: dict(texts) for section, texts in data.items()}
+    out: dict[str, dict[str, str]] = {}
+
+    def add(section: str, table: dict[str, object]) -> None:
+        out[section] = {k: v for k, v in table.items() if isinstance(v, str)}
+        for key, value in table.items():
+            if isinstance(value, dict):
+                add(f"{section}.{key}", value)
+
+    for section, table in data.items():
+        add(section, table)
+    return out
 
 
 def text(language: str | None, key: str, **values: object) -> str:
     """The text ``section.key`` of ``language`` with its placeholders filled."""
-    section, _, name = key.partition(".")
+    section, _, name = key.rpartition(".")
     return catalogue(language_of(language))[section][name].format(**values)
