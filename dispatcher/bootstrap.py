@@ -37,6 +37,7 @@ from dispatcher.adapters.db.write_gate import WriteGate
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.passwords import load_password_hashes
 from dispatcher.adapters.files.policies import POLICIES, load_policies
+from dispatcher.adapters.files.protocols import PROTOCOLS, ProtocolFile
 from dispatcher.adapters.log_sender import log_channels
 from dispatcher.adapters.metrics.one_at_a_time import OneAtATime
 from dispatcher.adapters.metrics.prometheus import PrometheusMetrics
@@ -149,6 +150,9 @@ async def build(
     directory = directory or load_directory(settings.data.dir, settings.data.timezone)
     # The demo passwords of the data folder's staff (passwords.csv, optional).
     password_hashes = load_password_hashes(settings.data.dir, directory)
+    # The operator scripts: checked at start (a bad file stops it, as policies.toml
+    # does), then followed while the daemon runs.
+    protocols = ProtocolFile(settings.data.dir / PROTOCOLS)
     check_days = settings.rota.startup_check_days
     # Once before touching the database (the files alone), once with its overrides.
     require_command_centre(directory, clock.now(), check_days)
@@ -186,7 +190,13 @@ async def build(
         escalate_now()
         publish_now()
 
-    operations = CallOperations(tx(SqlCallStore), directory, clock, on_change=publish_now)
+    operations = CallOperations(
+        tx(SqlCallStore),
+        directory,
+        clock,
+        on_change=publish_now,
+        protocols=protocols,
+    )
     outbox = SmsOutbox(
         tx(SqlOutboxStore),
         channels,

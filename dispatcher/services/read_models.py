@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from dispatcher.core.calls import Outcome
 from dispatcher.core.directory import Staff
 from dispatcher.core.reports import AnswerTimes
+from dispatcher.services.call_protocols import CallProtocolsView
 
 
 class TimelineEntryView(BaseModel):
@@ -232,4 +233,44 @@ class Operations(Protocol):
         """Answer-time figures of the calls opened in ``[since, until)`` (``until``
         defaults to now; a naive time is in the data's time zone). Raises ValueError
         when ``since`` is not before ``until``. See ``dispatcher.core.reports``."""
+        ...
+
+    async def call_protocols(
+        self, call_id: str, viewer: Staff | None = None, language: str = "zh"
+    ) -> CallProtocolsView:
+        """The protocols of the call's kind with the answers so far, texts in
+        ``language``. Raises CallNotFoundError."""
+        ...
+
+    async def choose_protocol(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        situation: str,
+        *,
+        viewer: Staff | None = None,
+        language: str = "zh",
+    ) -> CallProtocolsView:
+        """The operator picks the situation (``emergency.silent``'s ``silent``). Raises
+        CallNotFoundError, ProtocolAnswerError (no such situation for the call's kind),
+        InvalidTransitionError (resolved)."""
+        ...
+
+    async def answer_protocol_step(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        protocol_id: str,
+        step_id: str,
+        answer: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
+        language: str = "zh",
+    ) -> CallProtocolsView:
+        """An answer to one step, on the timeline under ``staff_id`` and ``channel``.
+        Raises CallNotFoundError, ProtocolAnswerError (unknown protocol, step or
+        answer: nothing stored), InvalidTransitionError (resolved)."""
         ...

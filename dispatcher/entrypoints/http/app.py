@@ -32,6 +32,7 @@ from dispatcher.adapters.twilio import webhooks
 from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
 from dispatcher.core.calls import InvalidTransitionError, Outcome
 from dispatcher.entrypoints.http import calendars as api_calendars
+from dispatcher.entrypoints.http import protocols as api_protocols
 from dispatcher.entrypoints.http import reports as api_reports
 from dispatcher.entrypoints.http import rota as api_rota
 from dispatcher.entrypoints.http.api_docs import add_api_docs
@@ -460,6 +461,7 @@ def create_app(
     app.include_router(api_reports.router)
     app.include_router(api_rota.router)
     app.include_router(api_calendars.router)
+    app.include_router(api_protocols.router)
     add_api_docs(app)
     if twilio is not None:
         app.state.twilio = twilio

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from dispatcher.core.directory import Directory
-from dispatcher.entrypoints.http.console import auth, pages
+from dispatcher.entrypoints.http.console import auth, pages, protocol_pages
 from dispatcher.services.accounts import Accounts
 from dispatcher.services.live_queue import LiveQueue
 
@@ -18,6 +18,7 @@ def add_console(app: FastAPI, accounts: Accounts, queue: LiveQueue, directory: D
     app.state.live_queue = queue
     app.state.directory = directory
     app.include_router(pages.router)
+    app.include_router(protocol_pages.router)
     app.add_exception_handler(auth.NotSignedInError, _not_signed_in)
     app.add_exception_handler(auth.BadCsrfError, _bad_csrf)
 
