@@ -4,14 +4,19 @@ and reads back as the step's answer; a refused answer stores nothing."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
+from dispatcher.adapters.files.directory_files import DataFileError
+from dispatcher.adapters.files.protocols import PROTOCOLS
 from dispatcher.bootstrap import App
 from dispatcher.core.call_protocols import ProtocolAnswerError
 from dispatcher.core.calls import InvalidTransitionError, Outcome
 from dispatcher.services.read_models import CallNotFoundError
 from dispatcher.testing import FakeClock
-from tests.support.app import event, snapshot
+from tests.support.app import DATA, built_app, event, settings_for, snapshot
 
 
 async def open_call(app: App, device_id: str = "dev-0001", kind: str = "emergency") -> str:
@@ -164,3 +169,18 @@ async def test_a_resolved_call_shows_its_answers_and_takes_no_more(app: App) -> 
     assert await snapshot(app) == before
     view = await app.operations.call_protocols(call_id)
     assert not view.answerable and view.protocols[0].steps[0].answer is not None
+
+
+async def test_the_daemon_refuses_to_start_with_a_bad_protocols_file(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(DATA, data)
+    path = data / PROTOCOLS
+    path.write_text(
+        path.read_text(encoding="utf-8").replace('answer = "yes_no"', 'answer = "maybe"', 1),
+        encoding="utf-8",
+    )
+    settings = settings_for(tmp_path, data={"dir": str(data)})
+    with pytest.raises(DataFileError, match=r"protocols\.toml:\d+: .*answer: Input should be"):
+        await built_app(settings, clock)
