@@ -43,6 +43,7 @@ from dispatcher.adapters.files.directory_files import (
 )
 from dispatcher.adapters.files.passwords import load_password_hashes
 from dispatcher.adapters.files.policies import POLICIES, load_policies
+from dispatcher.adapters.files.protocols import PROTOCOLS, ProtocolFile
 from dispatcher.adapters.log_sender import log_channels
 from dispatcher.adapters.metrics.one_at_a_time import OneAtATime
 from dispatcher.adapters.metrics.prometheus import PrometheusMetrics
@@ -176,6 +177,9 @@ async def build(
     ``[rota] startup_check_days`` days. ``directory``, when given, seeds an empty
     registry instead of the data folder."""
     clock = clock or SteadyClock()
+    # The operator scripts: checked at start (a bad file stops it, as policies.toml
+    # does), then followed while the daemon runs.
+    protocols = ProtocolFile(settings.data.dir / PROTOCOLS)
     check_days = settings.rota.startup_check_days
     _ensure_sqlite_folder(settings.database.url)
     engine = make_engine(settings.database.url)
@@ -291,6 +295,7 @@ async def build(
         on_change=publish_now,
         on_sms=send_now,
         contacts=intake.heartbeats,
+        protocols=protocols,
     )
     # Calls linked to a resident when their device is registered: the queue redraws.
     registry.on_change = publish_now

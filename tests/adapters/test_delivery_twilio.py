@@ -64,8 +64,7 @@ class Live:
 
     def use_methods(self, methods: dict[str, tuple[ContactMethod, ...]]) -> None:
         directory = dataclasses.replace(self.app.directory, contact_methods=methods)
-        self.app.escalator._directory = directory
-        self.app.outbox._directory = directory
+        self.app.directory = directory  # swapped in for every service, as the registry does
 
 
 @pytest.fixture

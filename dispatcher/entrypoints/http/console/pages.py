@@ -291,6 +291,7 @@ async def call_page(request: Request, call_id: str) -> Response:
         lang,
         me=signed_in,
         call=call,
+        protocols=await _ops(request).call_protocols(call_id, signed_in.staff, lang),
         local=lambda when: _local(request, when).strftime("%m-%d %H:%M:%S") if when else "-",
         name_of=lambda who: _name_of(request, who),
         outcomes=[o.value for o in Outcome],
