@@ -34,6 +34,7 @@ from dispatcher.adapters.db.schema import make_engine, make_sessionmaker
 from dispatcher.adapters.db.supervision_store import SupervisionStore
 from dispatcher.adapters.db.time_shift_store import SqlTimeShiftStore
 from dispatcher.adapters.db.transactions import Transactions
+from dispatcher.adapters.db.watchdog_store import SqlWatchdogStore
 from dispatcher.adapters.db.write_gate import WriteGate
 from dispatcher.adapters.files.directory_files import (
     DataFileError,
@@ -42,6 +43,7 @@ from dispatcher.adapters.files.directory_files import (
 )
 from dispatcher.adapters.files.passwords import load_password_hashes
 from dispatcher.adapters.files.policies import POLICIES, load_policies
+from dispatcher.adapters.files.protocols import PROTOCOLS, ProtocolFile
 from dispatcher.adapters.log_sender import log_channels
 from dispatcher.adapters.metrics.one_at_a_time import OneAtATime
 from dispatcher.adapters.metrics.prometheus import PrometheusMetrics
@@ -72,6 +74,7 @@ from dispatcher.services.registry import Registry, RegistryStore
 from dispatcher.services.rota_overrides import RotaOverrides
 from dispatcher.services.supervision import LinkSupervisor
 from dispatcher.services.wakeup import Wakeup
+from dispatcher.services.watchdog import SupervisorWatchdog
 
 if TYPE_CHECKING:  # imported where used, as the HTTP side is (it pulls in FastAPI)
     from dispatcher.entrypoints.http.health import Watch
@@ -98,6 +101,7 @@ class App:
     channels: Channels
     intake: Intake
     escalator: Escalator
+    watchdog: SupervisorWatchdog  # pages the shift supervisor, in the escalator's cycle
     outbox: SmsOutbox
     operations: CallOperations
     accounts: Accounts  # the console's logins and sessions
@@ -130,6 +134,10 @@ class App:
         """How old a poller's last cycle may be before /health/engine says stale:
         three poll intervals (one may be slow, the next may be late) and 5 s of slack."""
         return 3 * self.settings.escalation.poll_interval_s + 5.0
+
+    async def escalation_cycle(self) -> int:
+        """One poll of the escalator: the due steps, then the watchdog's due pages."""
+        return await self.escalator.run_due() + await self.watchdog.run_due()
 
     async def aclose(self) -> None:
         await self.channels.aclose()
@@ -169,6 +177,9 @@ async def build(
     ``[rota] startup_check_days`` days. ``directory``, when given, seeds an empty
     registry instead of the data folder."""
     clock = clock or SteadyClock()
+    # The operator scripts: checked at start (a bad file stops it, as policies.toml
+    # does), then followed while the daemon runs.
+    protocols = ProtocolFile(settings.data.dir / PROTOCOLS)
     check_days = settings.rota.startup_check_days
     _ensure_sqlite_folder(settings.database.url)
     engine = make_engine(settings.database.url)
@@ -284,6 +295,7 @@ async def build(
         on_change=publish_now,
         on_sms=send_now,
         contacts=intake.heartbeats,
+        protocols=protocols,
     )
     # Calls linked to a resident when their device is registered: the queue redraws.
     registry.on_change = publish_now
@@ -297,6 +309,9 @@ async def build(
         channels=channels,
         intake=intake,
         escalator=escalator,
+        watchdog=SupervisorWatchdog(
+            tx(SqlWatchdogStore), holder, clock, on_change=send_now, metrics=metrics
+        ),
         outbox=outbox,
         handoff=handoff,
         operations=operations,
@@ -419,7 +434,7 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         "lock": hold_lock,
         "mqtt": lambda: app.mqtt.run(stop),
         "escalator": lambda: _poll(
-            app.escalator.run_due, app.escalate_now, interval, stop, app.cycles.recorder(ESCALATOR)
+            app.escalation_cycle, app.escalate_now, interval, stop, app.cycles.recorder(ESCALATOR)
         ),
         "sms_outbox": lambda: OutboxRunner(app.outbox, handoff=app.handoff).run(
             app.send_now, interval, stop, app.cycles.recorder(OUTBOX)

@@ -146,8 +146,9 @@ class EscalationSettings(BaseModel):
     # Off: the escalator's poll fires every step, the first included.
     first_step_in_intake: bool = True
     # Policies replacing the built-in ones (dispatcher.core.escalation), by call kind,
-    # written as in config/data/policies.toml but without ack_timeout, and checked by the
-    # same reader (dispatcher.core.policy_reader) with the same messages.
+    # written as in config/data/policies.toml but without ack_timeout and watchdog (the
+    # file's or built-in ones stay), and checked by the same reader
+    # (dispatcher.core.policy_reader) with the same messages.
     policies: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("policies")
@@ -170,7 +171,7 @@ def _read_policies(raw: dict[str, Any]) -> dict[str, Policy]:
     def report(table: tuple[str, ...], problem: str) -> None:
         problems.append(f"[{'.'.join(('escalation', 'policies', *table))}] {problem}")
 
-    reader = PolicyReader(report, ack_timeout=False)
+    reader = PolicyReader(report, ack_timeout=False, watchdog=False)
     out: dict[str, Policy] = {}
     for kind, value in raw.items():
         if kind not in KINDS:

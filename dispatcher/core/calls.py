@@ -146,6 +146,12 @@ class Call:
     ack_timeout_at: datetime | None = None
     ack_step: int = 0
     next_ack_escalation_at: datetime | None = None
+    # The supervisor watchdog (escalation.Watchdog, dispatcher.core.watchdog), as data
+    # polled like the steps: when the shift supervisor is next paged while nobody has
+    # taken the call (None: not, or no more), how many pages went, when the first did.
+    watchdog_at: datetime | None = None
+    watchdog_pages: int = 0
+    watchdog_paged_at: datetime | None = None
 
     @property
     def is_active(self) -> bool:
@@ -207,6 +213,7 @@ def open_call(
         alert_key=alert_key,
         updated_at=now,
     )
+    arm_watchdog(call, now)
     t = Transition(device_update=CallUpdateState.RECEIVED if kind != CallKind.TECHNICAL else None)
     who = "unknown device" if resident_id is None else f"resident {resident_id}"
     t.note(
@@ -237,6 +244,9 @@ def join(call: Call, kind: CallKind, now: datetime, policy_for_kind: Policy) -> 
         t.note(now, "system", "priority_raised", "system", f"{call.priority} → {kind}")
         call.kind, call.priority, call.policy = kind, PRIORITY_OF[kind], policy_for_kind
         _restart_escalation(call, now)
+        if call.watchdog_pages == 0:
+            # Untaken since it opened: the new kind's watchdog counts from then.
+            arm_watchdog(call, call.opened_at)
         if call.state is CallState.ACKNOWLEDGED:
             _start_ack_timer(call, now)
     elif call.state is CallState.CANCELLED:
@@ -245,6 +255,7 @@ def join(call: Call, kind: CallKind, now: datetime, policy_for_kind: Policy) -> 
         t.note(now, "system", "reopened", "system", "pressed again after cancelling")
         call.state = CallState.OPEN
         _restart_escalation(call, now)
+        arm_watchdog(call, now)
     elif call.state is CallState.OPEN and call.next_escalation_at is not None:
         # Pressing again while nobody has answered: do not wait out the step's delay.
         unchanged = _bring_forward(call, now)
@@ -310,6 +321,7 @@ def acknowledge(
     if call.state in (CallState.OPEN, CallState.CANCELLED):
         call.state = CallState.ACKNOWLEDGED
     call.next_escalation_at = None
+    call.watchdog_at = None  # taken by a person: the supervisor is never paged for it
     _start_ack_timer(call, now)
     call.updated_at = now
     t.note(now, staff_id, "acknowledged", channel, note)
@@ -342,6 +354,7 @@ def resolve(
     call.resolved_at, call.resolved_by = now, staff_id
     call.outcome, call.note = outcome.value, note or None
     call.next_escalation_at = None
+    call.watchdog_at = None
     _stop_ack_timer(call)
     call.updated_at = now
     t.note(now, staff_id, "resolved", channel, f"{outcome.value}" + (f": {note}" if note else ""))
@@ -418,6 +431,7 @@ def cancel(call: Call, now: datetime) -> Transition:
     if call.state is CallState.OPEN:
         call.state = CallState.CANCELLED
         call.next_escalation_at = None
+        call.watchdog_at = None
         t.note(now, "system", "escalation_stopped", "system", "resident cancelled")
     t.device_update = CallUpdateState.CANCELLED
     return t
@@ -435,6 +449,7 @@ def presence(
         # Help has arrived: neither escalation nor the acknowledgement timeout runs.
         call.state = CallState.RESPONDER_ON_SITE
         call.next_escalation_at = None
+        call.watchdog_at = None
         _stop_ack_timer(call)
     t.note(now, actor, "responder_on_site", channel, detail)
     t.device_update = CallUpdateState.RESPONDER_ON_SITE
@@ -448,6 +463,7 @@ def clear_technical(call: Call, now: datetime, why: str) -> Transition:
     call.resolved_at, call.resolved_by = now, "system"
     call.outcome = Outcome.TECHNICAL_FIXED.value
     call.next_escalation_at = None
+    call.watchdog_at = None
     _stop_ack_timer(call)
     call.updated_at = now
     t.note(now, "device", "cleared", "mqtt", why)
@@ -562,6 +578,23 @@ def _start_ack_timer(call: Call, now: datetime) -> None:
     call.ack_timeout_at = now + timedelta(seconds=timeout.after_s)
     call.ack_step = 0
     call.next_ack_escalation_at = call.ack_timeout_at
+
+
+def arm_watchdog(call: Call, since: datetime) -> None:
+    """Nobody has taken the call since ``since``: its next page of the shift supervisor
+    falls due the policy's ``untaken_after_s`` after that. Not for a call a person has
+    taken once (a call given back keeps escalating by its policy), one that is not
+    open, one whose policy has no watchdog, or one that has sent every page it may."""
+    watchdog = call.policy.watchdog
+    if (
+        watchdog is None
+        or call.state is not CallState.OPEN
+        or call.acknowledged_at is not None
+        or call.watchdog_pages >= watchdog.pages
+    ):
+        call.watchdog_at = None
+        return
+    call.watchdog_at = since + timedelta(seconds=watchdog.untaken_after_s)
 
 
 def _stop_ack_timer(call: Call) -> None:

@@ -14,6 +14,9 @@ Step numbers of one escalation (``index``, 0-based) run on for ever:
 
 An acknowledged call that nobody resolves escalates again through the policy's
 :class:`AckTimeout`: first the person who acknowledged it, then the next levels.
+
+Beside the steps, a policy's :class:`Watchdog` pages the shift supervisor when nobody
+has taken a call some time after it opened (``dispatcher.core.watchdog``).
 """
 
 from __future__ import annotations
@@ -242,6 +245,41 @@ class AckTimeout:
         )
 
 
+@dataclass(frozen=True)
+class Watchdog:
+    """A call nobody has taken (acknowledged) ``untaken_after_s`` after it opened pages
+    the shift supervisor, then again every ``repeat_every_s`` while still untaken,
+    ``repeat`` more times at most: bounded, as the policy's own steps go on anyway."""
+
+    untaken_after_s: int = 120
+    repeat_every_s: int = 180
+    repeat: int = 3
+
+    def __post_init__(self) -> None:
+        if self.untaken_after_s <= 0:
+            raise ValueError("the watchdog's untaken_after_s must be positive")
+        if self.repeat_every_s <= 0:
+            raise ValueError("the watchdog's repeat_every_s must be positive")
+        if self.repeat < 0:
+            raise ValueError("the watchdog's repeat must not be negative")
+
+    @property
+    def pages(self) -> int:
+        """How many pages a call may send at most: the first and its repeats."""
+        return 1 + self.repeat
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "untaken_after_s": self.untaken_after_s,
+            "repeat_every_s": self.repeat_every_s,
+            "repeat": self.repeat,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Watchdog:
+        return cls(int(data["untaken_after_s"]), int(data["repeat_every_s"]), int(data["repeat"]))
+
+
 # Once a policy's repeats are used up, these are reminded at the repeat interval:
 # an unanswered call may be a death, so it never goes silent.
 EXHAUSTED_TARGETS: tuple[str, ...] = (Target.HOTLINE.value, Target.DISTRICT_SUPERVISORS.value)
@@ -258,6 +296,7 @@ class Policy:
     repeat_every_s: int
     repeat: int | None = None
     ack_timeout: AckTimeout | None = field(default=None)
+    watchdog: Watchdog | None = field(default=None)
 
     def __post_init__(self) -> None:
         _check_steps(self.steps, self.repeat_every_s)
@@ -308,14 +347,17 @@ class Policy:
             "steps": [s.to_json() for s in self.steps],
             "repeat": self.repeat,
             "ack_timeout": self.ack_timeout.to_json() if self.ack_timeout else None,
+            "watchdog": self.watchdog.to_json() if self.watchdog else None,
         }
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Policy:
         """Also reads the format of calls stored before issue 3 (no channels, no
-        repeat, no acknowledgement timeout): those keep escalating as they did."""
+        repeat, no acknowledgement timeout) and before the watchdog (none): those keep
+        escalating as they did."""
         ack = data.get("ack_timeout")
+        dog = data.get("watchdog")
         repeat = data.get("repeat")
         return cls(
             name=str(data["name"]),
@@ -323,6 +365,7 @@ class Policy:
             steps=tuple(Step.from_json(s) for s in data["steps"]),
             repeat=None if repeat is None else int(repeat),
             ack_timeout=AckTimeout.from_json(ack) if ack else None,
+            watchdog=Watchdog.from_json(dog) if dog else None,
         )
 
 
@@ -352,6 +395,9 @@ EMERGENCY = Policy(
     steps=(Step(0, (_H,)), Step(60, (_H, _C)), Step(180, (_H, _C, _S, _E))),
     repeat_every_s=180,
     ack_timeout=EMERGENCY_ACK_TIMEOUT,
+    # Nobody has taken it two minutes after the press: the shift supervisor is paged,
+    # and again every three minutes, three more times, while still nobody takes it.
+    watchdog=Watchdog(untaken_after_s=120, repeat_every_s=180, repeat=3),
 )
 # A service request is not urgent, but it must not be forgotten either: taken and
 # not done within four hours, the taker is reminded, an hour later their supervisor.
@@ -362,9 +408,12 @@ SERVICE = Policy(
     ack_timeout=AckTimeout(
         after_s=4 * 3600, steps=(Step(0, (_A,)), Step(3600, (_A, _S))), repeat_every_s=4 * 3600
     ),
+    # Half an hour untaken (the community has been told for a quarter of an hour).
+    watchdog=Watchdog(untaken_after_s=1800, repeat_every_s=1800, repeat=1),
 )
 # A device that may not be able to call for help: the hotline, reminded every 4 h;
-# taken and not fixed within a day, the taker is reminded daily.
+# taken and not fixed within a day, the taker is reminded daily. No watchdog: a power
+# cut across a building opens hundreds of these at once.
 TECHNICAL = Policy(
     name="technical",
     steps=(Step(0, (_H,)),),

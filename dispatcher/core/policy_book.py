@@ -26,10 +26,12 @@ class PolicyBook:
 
     def overridden(self, overrides: Mapping[str, Policy]) -> PolicyBook:
         """The configuration's ``[escalation.policies.<kind>]`` over the defaults; each
-        keeps this book's acknowledgement timeout for its kind (the settings have none)."""
+        keeps this book's acknowledgement timeout and watchdog for its kind (the
+        settings have neither)."""
         defaults = dict(self.defaults)
         for kind, policy in overrides.items():
-            defaults[kind] = replace(policy, ack_timeout=self.defaults[kind].ack_timeout)
+            own = self.defaults[kind]
+            defaults[kind] = replace(policy, ack_timeout=own.ack_timeout, watchdog=own.watchdog)
         return PolicyBook(defaults, self.by_community)
 
 

@@ -20,11 +20,13 @@ from dispatcher.core.escalation import (
     Step,
     Target,
     TargetKind,
+    Watchdog,
     parse_target,
 )
 
-_POLICY_KEYS = frozenset({"steps", "repeat_every_s", "repeat", "ack_timeout"})
+_POLICY_KEYS = frozenset({"steps", "repeat_every_s", "repeat", "ack_timeout", "watchdog"})
 _ACK_KEYS = frozenset({"after_s", "steps", "repeat_every_s"})
+_WATCHDOG_KEYS = frozenset({"untaken_after_s", "repeat_every_s", "repeat"})
 _STEP_KEYS = frozenset({"delay_s", "targets", "channels"})
 
 
@@ -36,8 +38,8 @@ class PolicyReader:
     configuration by its key. A policy with a problem is left out (None).
     ``directory`` checks ``person:`` targets against staff.csv and ``rotation_ids``
     the ``rotation:`` ones; None skips either check (a target naming nobody then
-    finds nobody when it fires). ``ack_timeout=False`` refuses the key (the
-    configuration's policies keep the built-in acknowledgement timeouts).
+    finds nobody when it fires). ``ack_timeout=False`` and ``watchdog=False`` refuse
+    those keys (the configuration's policies keep the file's or built-in ones).
     """
 
     def __init__(
@@ -47,12 +49,15 @@ class PolicyReader:
         rotation_ids: Collection[str] | None = None,
         *,
         ack_timeout: bool = True,
+        watchdog: bool = True,
     ) -> None:
         self.report = report
         self.found = 0  # problems reported so far
         self.directory = directory
         self.rotation_ids = rotation_ids
-        self.policy_keys = _POLICY_KEYS if ack_timeout else _POLICY_KEYS - {"ack_timeout"}
+        refused = {"ack_timeout"} if not ack_timeout else set()
+        refused |= {"watchdog"} if not watchdog else set()
+        self.policy_keys = _POLICY_KEYS - refused
 
     def _add(self, table: tuple[str, ...], problem: str) -> None:
         self.found += 1
@@ -65,6 +70,13 @@ class PolicyReader:
         out: dict[str, Policy] = {}
         for key, value in data.items():
             if not where and key == "community":
+                continue
+            if key == "watchdog":
+                self._add(
+                    (*where, key),
+                    "the watchdog is set per call kind: [emergency.watchdog], "
+                    "[service.watchdog] ... (a fall follows the emergency's)",
+                )
                 continue
             if key not in KINDS:
                 self._add(
@@ -94,11 +106,34 @@ class PolicyReader:
         ack: AckTimeout | None = base.ack_timeout
         if "ack_timeout" in value:
             ack = self.ack_timeout(value["ack_timeout"], (*where, "ack_timeout"))
+        dog: Watchdog | None = base.watchdog
+        if "watchdog" in value:
+            dog = self.watchdog(value["watchdog"], (*where, "watchdog"), base.watchdog)
         if self.found > before or steps is None or every is None:
             return None
         if name is None:
             name = ".".join(k for k in where if k != "community")
-        return Policy(name, steps, every, repeat, ack)
+        return Policy(name, steps, every, repeat, ack, dog)
+
+    def watchdog(
+        self, value: Any, where: tuple[str, ...], base: Watchdog | None
+    ) -> Watchdog | None:
+        """The supervisor watchdog of table ``where``: what it leaves out is ``base``'s
+        (the kind's built-in one), else :class:`Watchdog`'s defaults; false: none."""
+        if value is False:
+            return None
+        if not isinstance(value, dict):
+            self._add(where, "must be a table, or false for none")
+            return None
+        before = self.found
+        self._unknown_keys(value, _WATCHDOG_KEYS, where)
+        start = base or Watchdog()
+        after = self._int(value, "untaken_after_s", where, start.untaken_after_s, minimum=1)
+        every = self._int(value, "repeat_every_s", where, start.repeat_every_s, minimum=1)
+        repeat = self._int(value, "repeat", where, start.repeat, minimum=0)
+        if self.found > before or after is None or every is None or repeat is None:
+            return None
+        return Watchdog(after, every, repeat)
 
     def ack_timeout(self, value: Any, where: tuple[str, ...]) -> AckTimeout | None:
         if value is False:

@@ -54,6 +54,7 @@ class QueueRow(BaseModel):
     # "arrived" or None; ``attention``: raised again, at the top (a responder overdue).
     responder: str | None = None
     attention: bool = False
+    watchdog_paged_at: datetime | None = None  # the shift supervisor paged (first page)
 
 
 class QueueSnapshot(BaseModel):
@@ -76,6 +77,7 @@ def _fingerprint(calls: Sequence[CallView]) -> tuple[object, ...]:
             c.held_by,
             c.press_count,
             tuple(d.state for d in c.dispatches),
+            c.watchdog_pages,
         )
         for c in calls
     )
@@ -191,6 +193,7 @@ class LiveQueue:
                     unattended=rules.is_unattended(entry, now),
                     responder=dispatches.summary(d.state for d in call.dispatches),
                     attention=entry.attention,
+                    watchdog_paged_at=call.watchdog_paged_at,
                 )
             )
         return QueueSnapshot(

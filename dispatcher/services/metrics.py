@@ -37,8 +37,8 @@ class Metrics(Protocol):
         """One transaction committed ``size`` device messages."""
 
     def step_fired(self, lateness_s: float, timer: str = "escalation") -> None:
-        """An escalation step (``timer``: ``escalation`` or ``ack_timeout``) fired
-        ``lateness_s`` seconds after it was due."""
+        """An escalation step (``timer``: ``escalation``, ``ack_timeout``, or ``watchdog``
+        for a supervisor's page) fired ``lateness_s`` seconds after it was due."""
 
     def notification(self, channel: str, result: str) -> None:
         """A message or call on ``channel`` was sent (``sent``), refused (``failed_temporary``,
@@ -47,6 +47,9 @@ class Metrics(Protocol):
 
     def supervision_checked(self) -> None:
         """The link supervision looked at every device once."""
+
+    def watchdog_paged(self, kind: str) -> None:
+        """The shift supervisor was paged about a call of ``kind`` nobody had taken."""
 
 
 class NullMetrics:
@@ -68,6 +71,9 @@ class NullMetrics:
         pass
 
     def supervision_checked(self) -> None:
+        pass
+
+    def watchdog_paged(self, kind: str) -> None:
         pass
 
 

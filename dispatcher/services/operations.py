@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from dispatcher.core import call_protocols as scripts
 from dispatcher.core import calls as lifecycle
 from dispatcher.core import reports, scope
 from dispatcher.core.calls import (
@@ -34,6 +35,12 @@ from dispatcher.core.directory import Directory, Level, Resident, Role, Staff, m
 from dispatcher.core.directory_holder import DirectoryHolder, hold
 from dispatcher.core.dispatches import DispatchRequest
 from dispatcher.core.rota import on_duty as rota
+from dispatcher.services.call_protocols import (
+    CallProtocolsView,
+    FixedProtocols,
+    ProtocolSource,
+    protocols_view,
+)
 from dispatcher.services.clock import Clock
 from dispatcher.services.device_state import DeviceLink, NoRecentContacts, RecentContacts
 from dispatcher.services.device_state import device_view as _device_view
@@ -138,6 +145,7 @@ class CallOperations:
         on_change: Callable[[], None] = lambda: None,
         on_sms: Callable[[], None] = lambda: None,
         contacts: RecentContacts | None = None,
+        protocols: ProtocolSource | None = None,
     ) -> None:
         self._tx = tx
         self._directories = hold(directory)
@@ -148,6 +156,7 @@ class CallOperations:
         self._desk = DispatchDesk(tx, self._directories, clock, self._in_scope, on_change, on_sms)
         # Contact held in memory, newer than the stored links (the heartbeat tracker).
         self._contacts = contacts or NoRecentContacts()
+        self._protocols = protocols or FixedProtocols()  # the operator scripts
 
     @property
     def _directory(self) -> Directory:
@@ -348,6 +357,86 @@ class CallOperations:
             raise CallNotFoundError(f"no call {call_id}")
         return self._desk.choices(call)
 
+    async def call_protocols(
+        self, call_id: str, viewer: Staff | None = None, language: str = "zh"
+    ) -> CallProtocolsView:
+        async with self._tx.read() as store:
+            call = await store.call(call_id)
+            if call is None or not self._in_scope(call, viewer):
+                raise CallNotFoundError(f"no call {call_id}")
+            entries = await store.timeline(call_id)
+        return protocols_view(
+            self._protocols.book(),
+            call_id=call.id,
+            kind=call.kind,
+            resolved=call.state is CallState.RESOLVED,
+            timeline=entries,
+            language=language,
+            name_of=self._name_of,
+        )
+
+    async def choose_protocol(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        situation: str,
+        *,
+        viewer: Staff | None = None,
+        language: str = "zh",
+    ) -> CallProtocolsView:
+        book = self._protocols.book()
+        await self._append(
+            call_id,
+            lambda c, now: scripts.choose(book, c, staff_id, channel, now, situation),
+            viewer,
+        )
+        return await self.call_protocols(call_id, viewer, language)
+
+    async def answer_protocol_step(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        protocol_id: str,
+        step_id: str,
+        answer: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
+        language: str = "zh",
+    ) -> CallProtocolsView:
+        book = self._protocols.book()
+        await self._append(
+            call_id,
+            lambda c, now: scripts.answer(
+                book, c, staff_id, channel, now, protocol_id, step_id, answer, note
+            ),
+            viewer,
+        )
+        return await self.call_protocols(call_id, viewer, language)
+
+    async def _append(
+        self,
+        call_id: str,
+        change: Callable[[Call, datetime], Transition],
+        viewer: Staff | None,
+    ) -> None:
+        """A change that only adds to the timeline (a protocol's answer): one transaction
+        on the locked call, nothing sent, no escalation touched."""
+        now = self._clock.now()
+        async with self._tx.begin() as store:
+            call = await store.lock_call(call_id)
+            if call is None or not self._in_scope(call, viewer):
+                raise CallNotFoundError(f"no call {call_id}")
+            transition = change(call, now)  # may raise: rolls back, nothing stored
+            await store.record(call, transition, now)
+        log.info("protocol_recorded", call_id=call_id, detail=transition.timeline[0].detail)
+
+    def _name_of(self, who: str) -> str:
+        staff = self._directory.staff.get(who)
+        return staff.name if staff else who
+
     async def _change(
         self,
         call_id: str,
@@ -459,6 +548,8 @@ class CallOperations:
             policy=call.policy.name,
             held_by=call.held_by,
             next_ack_escalation_at=call.next_ack_escalation_at,
+            watchdog_paged_at=call.watchdog_paged_at,
+            watchdog_pages=call.watchdog_pages,
         )
 
     def _resident_view(self, call: Call, r: Resident, viewer: Staff | None) -> ResidentView:

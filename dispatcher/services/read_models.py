@@ -16,6 +16,7 @@ from dispatcher.core.calls import Outcome
 from dispatcher.core.directory import Staff
 from dispatcher.core.dispatches import DispatchRequest
 from dispatcher.core.reports import AnswerTimes
+from dispatcher.services.call_protocols import CallProtocolsView
 
 
 class TimelineEntryView(BaseModel):
@@ -163,6 +164,10 @@ class CallView(BaseModel):
     policy: str = ""
     held_by: str | None = None
     next_ack_escalation_at: datetime | None = None
+    # The supervisor watchdog: when the shift supervisor was first paged because nobody
+    # had taken the call (None: not paged), and how many pages went.
+    watchdog_paged_at: datetime | None = None
+    watchdog_pages: int = 0
     timeline: list[TimelineEntryView] = Field(default_factory=list)
     notifications: list[NotificationView] = Field(default_factory=list)
     dispatches: list[DispatchView] = Field(default_factory=list)  # responders sent
@@ -341,6 +346,46 @@ class Operations(Protocol):
     # Each raises CallNotFoundError (outside the viewer's area too) and
     # InvalidTransitionError (InvalidDispatchError: an unknown responder, a time out of
     # bounds, a dispatch already ended, a resolved call).
+
+    async def call_protocols(
+        self, call_id: str, viewer: Staff | None = None, language: str = "zh"
+    ) -> CallProtocolsView:
+        """The protocols of the call's kind with the answers so far, texts in
+        ``language``. Raises CallNotFoundError."""
+        ...
+
+    async def choose_protocol(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        situation: str,
+        *,
+        viewer: Staff | None = None,
+        language: str = "zh",
+    ) -> CallProtocolsView:
+        """The operator picks the situation (``emergency.silent``'s ``silent``). Raises
+        CallNotFoundError, ProtocolAnswerError (no such situation for the call's kind),
+        InvalidTransitionError (resolved)."""
+        ...
+
+    async def answer_protocol_step(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        protocol_id: str,
+        step_id: str,
+        answer: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
+        language: str = "zh",
+    ) -> CallProtocolsView:
+        """An answer to one step, on the timeline under ``staff_id`` and ``channel``.
+        Raises CallNotFoundError, ProtocolAnswerError (unknown protocol, step or
+        answer: nothing stored), InvalidTransitionError (resolved)."""
+        ...
 
     async def dispatch(
         self,

@@ -12,12 +12,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from dispatcher.adapters.files.protocols import PROTOCOLS, load_protocols
 from dispatcher.core import reports
-from dispatcher.core.calls import AlreadyTakenError, InvalidTransitionError, Outcome
+from dispatcher.core.call_protocols import (
+    ANSWERED,
+    CHOSEN,
+    CallProtocol,
+    ProtocolAnswerError,
+    ProtocolBook,
+    answer_detail,
+)
+from dispatcher.core.calls import AlreadyTakenError, CallKind, InvalidTransitionError, Outcome
 from dispatcher.core.directory import Area, Directory, Level, Role, Staff
 from dispatcher.core.dispatches import DispatchRequest, InvalidDispatchError
+from dispatcher.services.call_protocols import CallProtocolsView, protocols_view
 from dispatcher.services.handover_sheet import PRINTED, build_sheet
 from dispatcher.services.read_models import (
     CallNotFoundError,
@@ -83,6 +94,7 @@ class Recorded:
     community_id: str | None = None
     until: datetime | None = None
     viewer: str | None = None  # the id of the staff member the API acted for
+    detail: str | None = None  # a protocol's answer: "protocol step = answer"
 
 
 @dataclass
@@ -98,6 +110,12 @@ class FakeOperations:
     # what the answer-time figures are computed from, and who is who in them
     records: list[reports.CallRecord] = field(default_factory=list)
     directory: Directory | None = None
+    # The operator scripts: the shipped protocols.toml unless a test gives its own.
+    protocols: ProtocolBook = field(
+        default_factory=lambda: load_protocols(
+            Path(__file__).resolve().parents[2] / "config" / "data" / PROTOCOLS
+        )
+    )
 
     def staff_for_token(self, token: str) -> Staff | None:
         return next((s for s in self.staff.values() if s.api_token == token), None)
@@ -226,6 +244,92 @@ class FakeOperations:
         return reports.answer_times(
             self.records, since=start, until=end, now=now, directory=self.directory
         )
+
+    def _check_protocol(self, call: CallView, protocol_id: str) -> CallProtocol:
+        if call.state == "resolved":
+            raise InvalidTransitionError(f"call {call.call_id} is already resolved")
+        protocol = self.protocols.get(protocol_id)
+        if protocol is None or protocol.kind.value != call.kind:
+            raise ProtocolAnswerError(f"no protocol {protocol_id!r} for {call.kind} calls")
+        return protocol
+
+    async def call_protocols(
+        self, call_id: str, viewer: Staff | None = None, language: str = "zh"
+    ) -> CallProtocolsView:
+        self.log.append(Recorded("call_protocols", call_id, viewer=_id(viewer), note=language))
+        call = self._call(call_id)
+        return protocols_view(
+            self.protocols,
+            call_id=call_id,
+            kind=CallKind(call.kind),
+            resolved=call.state == "resolved",
+            timeline=call.timeline,
+            language=language,
+            name_of=lambda who: self.staff[who].name if who in self.staff else who,
+        )
+
+    async def choose_protocol(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        situation: str,
+        *,
+        viewer: Staff | None = None,
+        language: str = "zh",
+    ) -> CallProtocolsView:
+        self.log.append(
+            Recorded("choose_protocol", call_id, staff_id, channel, situation, viewer=_id(viewer))
+        )
+        call = self._call(call_id)
+        protocol_id = f"{call.kind}.{situation}"
+        self._check_protocol(call, protocol_id)
+        call.timeline.append(
+            TimelineEntryView(
+                at=self.clock.now(),
+                actor=staff_id,
+                action=CHOSEN,
+                channel=channel,
+                detail=protocol_id,
+            )
+        )
+        return await self.call_protocols(call_id, viewer, language)
+
+    async def answer_protocol_step(
+        self,
+        call_id: str,
+        staff_id: str,
+        channel: str,
+        protocol_id: str,
+        step_id: str,
+        answer: str,
+        note: str = "",
+        *,
+        viewer: Staff | None = None,
+        language: str = "zh",
+    ) -> CallProtocolsView:
+        detail = answer_detail(protocol_id, step_id, answer, note)
+        self.log.append(
+            Recorded(
+                "answer_protocol_step",
+                call_id,
+                staff_id,
+                channel,
+                note,
+                viewer=_id(viewer),
+                detail=detail,
+            )
+        )
+        call = self._call(call_id)
+        step = self._check_protocol(call, protocol_id).step(step_id)
+        if step is None or answer not in step.answers:
+            raise ProtocolAnswerError(f"no step {step_id} or answer {answer} in {protocol_id}")
+        call.timeline.append(
+            TimelineEntryView(
+                at=self.clock.now(), actor=staff_id, action=ANSWERED, channel=channel, detail=detail
+            )
+        )
+        return await self.call_protocols(call_id, viewer, language)
 
     async def dispatch(
         self,

@@ -110,10 +110,15 @@ calls = Table(
     Column("next_ack_escalation_at", UTCDateTime, nullable=True),
     # The step a repeated press already brought forward (migration 0009_escalation_clock).
     Column("brought_forward_step", Integer, nullable=True),
+    # The supervisor watchdog (dispatcher.core.watchdog, migration 0017_watchdog).
+    Column("watchdog_at", UTCDateTime, nullable=True),
+    Column("watchdog_pages", Integer, nullable=False, default=0, server_default="0"),
+    Column("watchdog_paged_at", UTCDateTime, nullable=True),
     Index("ix_calls_device_state", "device_id", "state"),
     Index("ix_calls_next_escalation_at", "next_escalation_at"),
     Index("ix_calls_opened_at", "opened_at"),  # service-level reports by period
     Index("ix_calls_next_ack_escalation_at", "next_ack_escalation_at"),
+    Index("ix_calls_watchdog_at", "watchdog_at"),
 )
 
 timeline = Table(

@@ -4,8 +4,8 @@ move with it, in the watch's one transaction.
 
 What moves, and why:
 
-- unresolved calls: their due steps and the bases those are counted from
-  (``escalation_started_at``, ``ack_timeout_at``), so that a step falls due after
+- unresolved calls: their due steps (the watchdog's page too) and the bases those are
+  counted from (``escalation_started_at``, ``ack_timeout_at``), so that a step falls due after
   the elapsed time it would have;
 - the outbox rows of unresolved calls: ``created_at``, compared with
   ``ack_timeout_at`` (which rows an acknowledged call still wants) and with the
@@ -40,6 +40,7 @@ _CALL_INSTANTS = (
     "next_escalation_at",
     "ack_timeout_at",
     "next_ack_escalation_at",
+    "watchdog_at",
 )
 
 

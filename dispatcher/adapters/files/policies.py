@@ -25,6 +25,10 @@ Format (all keys but ``steps`` optional)::
     repeat_every_s = 900
     steps = [{ delay_s = 0, targets = ["acknowledger"] },
              { delay_s = 300, targets = ["street_supervisor"] }]
+    [emergency.watchdog]         # omitted: the built-in one; watchdog = false: none
+    untaken_after_s = 120        # nobody has taken it this long after it opened:
+    repeat_every_s = 180         # the shift supervisor is paged, again at this interval
+    repeat = 3                   # this many more times at most
 
     [community.c-lh.emergency]   # this community's own policy for emergencies (and falls)
     ...

@@ -74,6 +74,12 @@ class PrometheusMetrics:
             "Link supervision checks run (each looks at every device)",
             registry=r,
         )
+        self._watchdog = Counter(
+            "eldercall_watchdog_pages",
+            "Shift supervisors paged about a call nobody had taken, by call kind",
+            ["kind"],
+            registry=r,
+        )
 
     # -- the Metrics port ---------------------------------------------------------------------
 
@@ -95,6 +101,9 @@ class PrometheusMetrics:
 
     def supervision_checked(self) -> None:
         self._checks.inc()
+
+    def watchdog_paged(self, kind: str) -> None:
+        self._watchdog.labels(kind).inc()
 
     # -- exposition ---------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from dispatcher.entrypoints.http import boards as api_boards
 from dispatcher.entrypoints.http import calendars as api_calendars
 from dispatcher.entrypoints.http import dispatches as api_dispatches
 from dispatcher.entrypoints.http import handover as api_handover
+from dispatcher.entrypoints.http import protocols as api_protocols
 from dispatcher.entrypoints.http import reports as api_reports
 from dispatcher.entrypoints.http import rota as api_rota
 from dispatcher.entrypoints.http.api_docs import add_api_docs
@@ -470,6 +471,7 @@ def create_app(
     app.include_router(api_dispatches.router)
     app.include_router(api_handover.router)
     app.include_router(api_boards.router)
+    app.include_router(api_protocols.router)
     add_api_docs(app)
     if twilio is not None:
         app.state.twilio = twilio

@@ -8,7 +8,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from dispatcher.core.directory import Directory
-from dispatcher.entrypoints.http.console import auth, boards, dispatch_pages, pages, sheet
+from dispatcher.entrypoints.http.console import (
+    auth,
+    boards,
+    dispatch_pages,
+    pages,
+    protocol_pages,
+    sheet,
+)
 from dispatcher.services.accounts import Accounts
 from dispatcher.services.live_queue import LiveQueue
 
@@ -21,6 +28,7 @@ def add_console(app: FastAPI, accounts: Accounts, queue: LiveQueue, directory: D
     app.include_router(dispatch_pages.router)
     app.include_router(sheet.router)
     app.include_router(boards.router)  # /console/board, /console/wall
+    app.include_router(protocol_pages.router)
     app.add_exception_handler(auth.NotSignedInError, _not_signed_in)
     app.add_exception_handler(auth.BadCsrfError, _bad_csrf)
 

@@ -178,6 +178,7 @@ async def queue_page(request: Request) -> Response:
     page_texts["alarm_title"] = t("alarm_title", n="{n}")
     page_texts["unattended"] = t("unattended", s=snapshot.untaken_flag_s)
     page_texts["queue_title"] = t("queue_title")
+    page_texts["supervisor_paged"] = t("watchdog.paged")
     for kind in ("emergency", "fall", "service", "technical"):
         page_texts[f"kind_{kind}"] = t(f"kind.{kind}")
     for state in ("open", "acknowledged", "responder_on_site", "cancelled", "resolved"):
@@ -290,6 +291,7 @@ async def call_page(request: Request, call_id: str) -> Response:
         lang,
         me=signed_in,
         call=call,
+        protocols=await _ops(request).call_protocols(call_id, signed_in.staff, lang),
         local=lambda when: _local(request, when).strftime("%m-%d %H:%M:%S") if when else "-",
         name_of=lambda who: _name_of(request, who),
         outcomes=[o.value for o in Outcome],

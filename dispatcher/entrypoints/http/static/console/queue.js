@@ -81,6 +81,12 @@
         sent.textContent = ` · ${T["responder_" + row.responder] || row.responder}`;
         owner.appendChild(sent);
       }
+      if (row.untaken && row.watchdog_paged_at) {
+        const paged = document.createElement("span");
+        paged.className = "paged";
+        paged.textContent = T.supervisor_paged;
+        owner.appendChild(paged);
+      }
       tr.appendChild(owner);
       const actions = cell("");
       if (row.untaken && !READONLY) {
