@@ -40,3 +40,14 @@ def hold(directory: Directory | DirectoryHolder) -> DirectoryHolder:
     """A holder for ``directory``: the one given, or a new one around a plain directory
     (a test's, or a one-off command's, that never changes)."""
     return directory if isinstance(directory, DirectoryHolder) else DirectoryHolder(directory)
+
+
+class ReadsDirectory:
+    """A service that keeps a holder in ``_directories``: ``_directory`` is the
+    directory in force (the registry swaps it), read afresh each time."""
+
+    _directories: DirectoryHolder
+
+    @property
+    def _directory(self) -> Directory:
+        return self._directories.current

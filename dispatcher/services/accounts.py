@@ -20,7 +20,7 @@ import structlog
 from dispatcher.core import accounts as rules
 from dispatcher.core.accounts import Credential, Session
 from dispatcher.core.directory import Directory, Staff
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.services.clock import Clock
 from dispatcher.services.ports import Transactions
 
@@ -87,7 +87,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Accounts:
+class Accounts(ReadsDirectory):
     def __init__(
         self,
         tx: Transactions[AccountStore],
@@ -103,11 +103,6 @@ class Accounts:
         # long to refuse as a wrong password (no hint of who has an account); made
         # at the first such login, not at start-up.
         self._dummy_hash: str | None = None
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     async def seed(self, hashes: dict[str, str]) -> int:
         """Give the staff who have no password yet the hash from the data folder

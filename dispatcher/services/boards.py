@@ -21,7 +21,7 @@ from dispatcher.core import boards as rules
 from dispatcher.core import queue, reports, scope
 from dispatcher.core.calls import CallKind, CallState, Priority
 from dispatcher.core.directory import Area, Directory, Staff
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.core.reports import AnswerTimes
 from dispatcher.core.rota.check import Gap
 from dispatcher.services.clock import Clock
@@ -179,7 +179,7 @@ class BoardStore(Protocol):
 # ---------------------------------------------------------------- the service
 
 
-class BoardService:
+class BoardService(ReadsDirectory):
     def __init__(
         self,
         tx: Transactions[BoardStore],
@@ -193,11 +193,6 @@ class BoardService:
         self._directories = hold(directory)
         self._clock = clock
         self._devices = devices
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     async def board(self, viewer: Staff) -> BoardView:
         now = self._clock.now()

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from dispatcher.core.directory import Directory, Role, Staff
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.core.rota import ical
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.services.clock import Clock
@@ -56,7 +56,7 @@ def shift_intervals(found: Iterable[rota.Interval]) -> list[ical.ShiftInterval]:
     ]
 
 
-class CalendarFeeds:
+class CalendarFeeds(ReadsDirectory):
     """The feeds of ``directory``'s rota (overrides included, as they stand when asked)."""
 
     def __init__(
@@ -65,11 +65,6 @@ class CalendarFeeds:
         self._directories = hold(directory)
         self._clock = clock
         self.public_url = public_url.rstrip("/") if public_url else None
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     def reader(self, token: str | None) -> Staff | None:
         """The staff member whose feed token ``token`` is, or None."""

@@ -27,7 +27,7 @@ from dispatcher.core.calls import (
 )
 from dispatcher.core.contact_methods import person_phone
 from dispatcher.core.directory import Directory, Level, Resident, Staff
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.core.dispatches import (
     Dispatch,
     DispatchRequest,
@@ -156,7 +156,7 @@ def _sms_row(
     }
 
 
-class DispatchDesk:
+class DispatchDesk(ReadsDirectory):
     """Dispatch, mark arrived, stand down: each one transaction on the locked call.
     ``in_scope`` is the operators' service's scope rule (checked on the locked row)."""
 
@@ -175,11 +175,6 @@ class DispatchDesk:
         self._in_scope = in_scope
         self._on_change = on_change  # the device outbox (a take, an arrival)
         self._on_sms = on_sms  # the SMS outbox
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     async def dispatch(
         self,
@@ -342,7 +337,7 @@ class DispatchDesk:
         )
 
 
-class OverdueDispatches:
+class OverdueDispatches(ReadsDirectory):
     """Raises the calls whose responders have not arrived by their expected time:
     each overdue dispatch once, with its timeline entry and an SMS to the call's owner
     in one transaction. Run by the escalator's cycle (``Escalator.also_poll``)."""
@@ -358,11 +353,6 @@ class OverdueDispatches:
         self._directories = hold(directory)
         self._clock = clock
         self._on_sms = on_sms
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     async def run_due(self) -> int:
         """Raise the calls of the dispatches due now; how many were taken (0: none)."""

@@ -46,7 +46,7 @@ from dispatcher.core import calls as lifecycle
 from dispatcher.core import routing
 from dispatcher.core.calls import Call, TimelineEntry
 from dispatcher.core.directory import Directory
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.core.escalation import Step
 from dispatcher.core.notifications.item import OutboxItem
 from dispatcher.services import notify
@@ -153,7 +153,7 @@ class FirstSteps:
         self.reserved = 0
 
 
-class Escalator:
+class Escalator(ReadsDirectory):
     def __init__(
         self,
         tx: Transactions[EscalationStore],
@@ -183,11 +183,6 @@ class Escalator:
         """Run ``work`` (due times of its own, polled from the database) in every
         :meth:`run_due`; what it returns counts as fired."""
         self._also.append(work)
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     async def run_due(self) -> int:
         """Fire the steps due now (escalation and acknowledgement timeout) of up to

@@ -40,7 +40,7 @@ from devices.protocol import (
 from dispatcher.core import calls as lifecycle
 from dispatcher.core.calls import Call, CallKind, Priority, Transition
 from dispatcher.core.directory import Directory
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
 from dispatcher.core.texts import LANGUAGES, text
@@ -301,7 +301,7 @@ class _Batch:
         del self.alarms[mark[2] :]
 
 
-class Intake:
+class Intake(ReadsDirectory):
     def __init__(
         self,
         tx: Transactions[IntakeStore],
@@ -325,11 +325,6 @@ class Intake:
         self._settings = settings
         self._on_change = on_change  # wakes the escalator and the device outbox
         self.heartbeats = heartbeats or HeartbeatTracker(tx)
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     async def on_event(self, device_id: str, topic: str, payload: bytes) -> Ack | None:
         """Handle one message from ``{root}/dev/{device_id}/event`` (a batch of one).

@@ -22,7 +22,7 @@ from dispatcher.core import dispatches, scope
 from dispatcher.core import queue as rules
 from dispatcher.core.calls import CallKind, CallState, Priority
 from dispatcher.core.directory import Directory, Staff
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.services.clock import Clock
 from dispatcher.services.read_models import CallView
 
@@ -83,7 +83,7 @@ def _fingerprint(calls: Sequence[CallView]) -> tuple[object, ...]:
     )
 
 
-class LiveQueue:
+class LiveQueue(ReadsDirectory):
     def __init__(
         self,
         calls: OpenCalls,
@@ -101,11 +101,6 @@ class LiveQueue:
         self._changed = asyncio.Condition()
         self._watchers = 0
         self._poller: asyncio.Task[None] | None = None
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     async def snapshot(self, viewer: Staff) -> QueueSnapshot:
         """The queue now, read afresh (a page load, a reconnect)."""

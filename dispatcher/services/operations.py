@@ -32,7 +32,7 @@ from dispatcher.core.calls import (
     Transition,
 )
 from dispatcher.core.directory import Directory, Level, Resident, Role, Staff, mask_id_card
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.core.dispatches import DispatchRequest
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.services.call_protocols import (
@@ -136,7 +136,7 @@ class CallStore(DispatchStore, Protocol):
         ...
 
 
-class CallOperations:
+class CallOperations(ReadsDirectory):
     def __init__(
         self,
         tx: Transactions[CallStore],
@@ -157,11 +157,6 @@ class CallOperations:
         # Contact held in memory, newer than the stored links (the heartbeat tracker).
         self._contacts = contacts or NoRecentContacts()
         self._protocols = protocols or FixedProtocols()  # the operator scripts
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     def staff_for_token(self, token: str) -> Staff | None:
         # Constant-time comparison against every token: no timing hint of a near miss.

@@ -29,7 +29,7 @@ from dispatcher.core.calls import (
     TimelineEntry,
 )
 from dispatcher.core.directory import Directory
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.core.phone_texts import OpenCode
 from dispatcher.core.replies import Action
 from dispatcher.services.clock import Clock
@@ -146,7 +146,7 @@ class VoiceAnswer:
     no_key_text: str = ""  # said before hanging up when a prompt gets no key
 
 
-class PhoneDesk:
+class PhoneDesk(ReadsDirectory):
     def __init__(
         self,
         tx: Transactions[PhoneStore],
@@ -164,11 +164,6 @@ class PhoneDesk:
         self._people_of: tuple[Directory, dict[str, list[Person]]] | None = None
 
     # ------------------------------------------------------------ SMS
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     @property
     def _people(self) -> dict[str, list[Person]]:

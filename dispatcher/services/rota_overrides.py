@@ -19,7 +19,7 @@ from typing import Protocol
 import structlog
 
 from dispatcher.core.directory import Directory, Staff
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.core.rota import on_duty as rota
 from dispatcher.core.rota.model import Override, OverrideKind
 from dispatcher.services.clock import Clock
@@ -82,18 +82,13 @@ class OverrideStore(Protocol):
     async def remove(self, override_id: str) -> None: ...
 
 
-class RotaOverrides:
+class RotaOverrides(ReadsDirectory):
     def __init__(
         self, tx: Transactions[OverrideStore], directory: Directory | DirectoryHolder, clock: Clock
     ) -> None:
         self._tx = tx
         self._directories = hold(directory)
         self._clock = clock
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     @property
     def book(self) -> list[Override]:

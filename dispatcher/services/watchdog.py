@@ -20,7 +20,7 @@ from dispatcher.core import watchdog as rules
 from dispatcher.core.calls import Call, TimelineEntry
 from dispatcher.core.contact_methods import Channel, ContactMethod, first_of_kind, methods_for
 from dispatcher.core.directory import Directory
-from dispatcher.core.directory_holder import DirectoryHolder, hold
+from dispatcher.core.directory_holder import DirectoryHolder, ReadsDirectory, hold
 from dispatcher.core.routing import Recipient
 from dispatcher.services.clock import Clock
 from dispatcher.services.metrics import NULL_METRICS, Metrics
@@ -47,7 +47,7 @@ class WatchdogStore(NotifyStore, Protocol):
     def add_timeline(self, entry: TimelineEntry) -> None: ...
 
 
-class SupervisorWatchdog:
+class SupervisorWatchdog(ReadsDirectory):
     def __init__(
         self,
         tx: Transactions[WatchdogStore],
@@ -64,11 +64,6 @@ class SupervisorWatchdog:
         self._metrics = metrics
         self._batch = batch
         self._failed: dict[str, datetime] = {}
-
-    @property
-    def _directory(self) -> Directory:
-        # The directory in force (the registry swaps it): read afresh each time.
-        return self._directories.current
 
     async def run_due(self) -> int:
         """Page for up to ``batch`` calls whose page is due now, one transaction each;
