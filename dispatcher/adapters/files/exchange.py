@@ -203,8 +203,8 @@ def read_records(
             ]
         )
     text = _decode(path, encoding)
-    lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1)]
-    return {kind: _rows(path, "", kind, _csv_lines(path, lines))}
+    lines = _csv_lines(path, enumerate(text.split("\n"), start=1))
+    return {kind: _rows(path, "", kind, lines)}
 
 
 def _decode(path: Path, encoding: str | None) -> str:
