@@ -24,8 +24,8 @@ log = structlog.get_logger(__name__)
 class LinkStore(Protocol):
     """The device links, in one transaction."""
 
-    async def silent_devices(self, since: datetime) -> list[str]:
-        """The devices last seen before ``since``."""
+    async def silent_devices(self, since: datetime) -> list[tuple[str, datetime]]:
+        """The devices last seen before ``since``, with when."""
         ...
 
     async def offline_devices(self, since: datetime) -> list[str]:
@@ -59,8 +59,11 @@ class LinkSupervisor:
         on_change: Callable[[], None] = lambda: None,
         before_check: Callable[[], Awaitable[object]] | None = None,
         metrics: Metrics = NULL_METRICS,
+        heartbeat_of: Callable[[str], int] | None = None,
     ) -> None:
         self._tx = tx
+        # Each device's interval (its model's); None: the configured one for all.
+        self._heartbeat_of = heartbeat_of
         self._metrics = metrics
         self._intake = intake
         self._clock = clock
@@ -73,7 +76,8 @@ class LinkSupervisor:
         """Open an alert for each device newly found silent or offline; returns how many."""
         now = self._clock.now()
         s = self._settings
-        silent_since = now - timedelta(seconds=s.heartbeat_s * s.missed_heartbeats)
+        # The shortest interval of any model first; each device against its own below.
+        silent_since = now - timedelta(seconds=s.shortest_heartbeat_s * s.missed_heartbeats)
         offline_since = now - timedelta(seconds=s.offline_grace_s)
         if self._before_check is not None:
             await self._before_check()
@@ -81,13 +85,13 @@ class LinkSupervisor:
             silent = await links.silent_devices(silent_since)
             offline = await links.offline_devices(offline_since)
         opened = 0
-        for device_id in silent:
+        for device_id, last_seen in silent:
+            if last_seen >= now - self._silence(device_id):
+                continue  # a model with a longer interval: not silent yet
             opened += await self._raise(
                 device_id,
                 "heartbeat_missed",
-                lambda links, d, now: links.lock_if_silent(
-                    d, now - timedelta(seconds=s.heartbeat_s * s.missed_heartbeats)
-                ),
+                lambda links, d, now: links.lock_if_silent(d, now - self._silence(d)),
             )
         for device_id in offline:
             opened += await self._raise(
@@ -101,6 +105,12 @@ class LinkSupervisor:
             self._on_change()
         self._metrics.supervision_checked()
         return opened
+
+    def _silence(self, device_id: str) -> timedelta:
+        """How long the device may be silent: its missed heartbeats' worth."""
+        s = self._settings
+        every = self._heartbeat_of(device_id) if self._heartbeat_of else s.heartbeat_s
+        return timedelta(seconds=every * s.missed_heartbeats)
 
     async def _raise(
         self,
