@@ -259,6 +259,7 @@ async def build(
         ),
         test_modes=test_modes,
     )
+    fleet.before_read = intake.heartbeats.flush  # the report reads the links
     return App(
         settings=settings,
         directory=directory,

@@ -7,6 +7,7 @@ the CSV for the staff who visit homes all come from :meth:`Fleet.report`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -59,6 +60,8 @@ class Fleet:
         self._clock = clock
         self._settings = settings
         self.test_modes = test_modes
+        # Writes the contacts the intake holds in memory first, so the links are current.
+        self.before_read: Callable[[], Awaitable[object]] | None = None
         self.rules = ReportRules(
             untested_after=timedelta(days=settings.untested_after_days),
             silent_after=timedelta(hours=settings.silent_after_hours),
@@ -72,6 +75,8 @@ class Fleet:
 
     async def report(self, viewer: Staff | None = None) -> FleetReport:
         """The devices with a problem now, those of ``viewer``'s area (None: all)."""
+        if self.before_read is not None:
+            await self.before_read()
         now = self._clock.now()
         async with self._tx.read() as store:
             links = await store.links()
