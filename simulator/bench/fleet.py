@@ -100,7 +100,7 @@ async def bench(devices: int, seconds: float, batch: int, db_url: str) -> dict[s
     while (elapsed := time.monotonic() - wall0) < seconds:
         due = min(int(elapsed * rate), int(seconds * rate))
         if due > sent:
-            chunk = []
+            chunk: list[DeviceMessage] = []
             while sent < due and len(chunk) < batch:
                 d = ids[sent % devices]
                 n += 1
