@@ -41,6 +41,9 @@ class EventType(StrEnum):
     BATTERY_OK = "battery_ok"
     POWER_LOST = "power_lost"
     POWER_RESTORED = "power_restored"
+    # Optional (an extension of version 1, docs/device-protocol.md): a periodic
+    # end-to-end test of the device's chain; answered like any event, opens no call.
+    TEST = "test"
 
 
 CALL_TYPES = frozenset({EventType.EMERGENCY, EventType.FALL, EventType.SERVICE})

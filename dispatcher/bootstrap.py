@@ -10,6 +10,7 @@ import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from dispatcher.adapters.db import migrate
 from dispatcher.adapters.db.accounts_store import SqlAccountStore
 from dispatcher.adapters.db.device_outbox_store import SqlDeviceOutboxStore
 from dispatcher.adapters.db.escalator_store import SqlEscalationStore
+from dispatcher.adapters.db.fleet_store import SqlFleetStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.adapters.db.lock_store import SqlLockStore
 from dispatcher.adapters.db.metrics_store import SqlMetricsStore, database_answers
@@ -36,6 +38,7 @@ from dispatcher.adapters.db.time_shift_store import SqlTimeShiftStore
 from dispatcher.adapters.db.transactions import Transactions
 from dispatcher.adapters.db.watchdog_store import SqlWatchdogStore
 from dispatcher.adapters.db.write_gate import WriteGate
+from dispatcher.adapters.files.device_models import load_device_models
 from dispatcher.adapters.files.directory_files import (
     DataFileError,
     load_directory,
@@ -55,21 +58,25 @@ from dispatcher.config import ConfigError, Settings, SmsSettings, load_settings
 from dispatcher.core.directory import Directory
 from dispatcher.core.directory_holder import DirectoryHolder
 from dispatcher.core.policy_book import PolicyBook
+from dispatcher.core.power_cut import PowerCutRule
 from dispatcher.core.registry.records import to_area, to_staff
 from dispatcher.core.rota.check import RotaGapError, require_command_centre
 from dispatcher.services.accounts import Accounts
 from dispatcher.services.channels import Channels
 from dispatcher.services.clock import Clock, SteadyClock, SystemClock
 from dispatcher.services.clock_watch import ClockWatch
+from dispatcher.services.device_tests import TestModes
 from dispatcher.services.dispatches import OverdueDispatches
 from dispatcher.services.engine_cycles import EngineCycles
 from dispatcher.services.escalator import Escalator
+from dispatcher.services.fleet import Fleet
 from dispatcher.services.instance_lock import InstanceLock, LeaseLostError, LockHeldError, Owner
 from dispatcher.services.intake import Intake, IntakeSettings
 from dispatcher.services.operations import CallOperations
 from dispatcher.services.outbox import SmsOutbox
 from dispatcher.services.outbox_runner import Handoff, OutboxRunner
 from dispatcher.services.phone_desk import PhoneDesk
+from dispatcher.services.power_cuts import PowerCuts
 from dispatcher.services.registry import Registry, RegistryStore
 from dispatcher.services.rota_overrides import RotaOverrides
 from dispatcher.services.supervision import LinkSupervisor
@@ -120,6 +127,8 @@ class App:
     write_gate: WriteGate | None = None
     # Follows a step of the system clock (None when the clock given is not steady).
     clock_watch: ClockWatch | None = None
+    # The fleet report and test mode (README "The fleet").
+    fleet: Fleet | None = None
 
     @property
     def directory(self) -> Directory:
@@ -218,8 +227,15 @@ async def build(
     directory = holder.current
     overrides = RotaOverrides(tx(RotaOverridesStore), holder, clock)
     accounts = Accounts(tx(SqlAccountStore), holder, clock, Argon2Hasher())
+
+    def heartbeat_of(device_id: str) -> int:
+        return settings.devices.heartbeat_for(registry.model_of(device_id))
+
+    test_modes = TestModes()
+    fleet = Fleet(tx(SqlFleetStore), holder, clock, settings.devices, test_modes)
     try:
         await overrides.load()
+        await fleet.load()
         await accounts.seed(password_hashes)
         require_command_centre(directory, clock.now(), check_days)
     except BaseException:
@@ -281,11 +297,21 @@ async def build(
             timezone=settings.data.timezone,
             rejected_alert_threshold=settings.devices.rejected_alert_threshold,
             heartbeat_s=settings.devices.heartbeat_s,
+            heartbeat_of=heartbeat_of,
         ),
         on_change=escalate_and_publish,
         metrics=metrics,
         # An alarm's first step is fired in the intake's own transaction.
         escalator=escalator if settings.escalation.first_step_in_intake else None,
+        power_cuts=PowerCuts(
+            holder,
+            PowerCutRule(
+                building_devices=devices.power_cut_building_devices,
+                community_devices=devices.power_cut_community_devices,
+                window=timedelta(seconds=devices.power_cut_window_s),
+            ),
+        ),
+        test_modes=test_modes,
     )
     # The call page's device state: the stored links, and the contact held in memory.
     operations = CallOperations(
@@ -299,6 +325,7 @@ async def build(
     )
     # Calls linked to a resident when their device is registered: the queue redraws.
     registry.on_change = publish_now
+    fleet.before_read = intake.heartbeats.flush  # the report reads the links
     return App(
         settings=settings,
         directories=holder,
@@ -335,6 +362,7 @@ async def build(
             # Supervision reads device_links: the contacts held in memory first.
             before_check=intake.heartbeats.flush,
             metrics=metrics,
+            heartbeat_of=heartbeat_of,
         ),
         escalate_now=escalate_now,
         send_now=send_now,
@@ -368,6 +396,7 @@ async def build(
         figures=figures,
         cycles=EngineCycles(clock, [ESCALATOR, OUTBOX]),
         write_gate=gate,
+        fleet=fleet,
     )
 
 
@@ -385,7 +414,8 @@ async def open_registry(
     registry = Registry(tx, holder, clock)
     if await registry.is_empty():
         files = seed or load_directory(data.dir, data.timezone)
-        await registry.seed(files)
+        # devices.csv (optional): the seeded devices' models, for their heartbeat.
+        await registry.seed(files, models=load_device_models(data.dir).as_dict())
         return registry, True
     records = await registry.records()
     base = load_rota_directory(
@@ -536,6 +566,9 @@ def http_app(app: App) -> Any:
     )
     api.include_router(health_router(watch(app)))
     add_registry(api, app.registry)
+    from dispatcher.entrypoints.http import fleet as api_fleet
+
+    api_fleet.add_fleet(api, app.fleet)
     add_console(
         api, app.accounts, LiveQueue(app.operations, app.directories, app.clock), app.directory
     )

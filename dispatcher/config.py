@@ -185,14 +185,38 @@ def _read_policies(raw: dict[str, Any]) -> dict[str, Policy]:
     return out
 
 
+class DeviceModelSettings(BaseModel):
+    heartbeat_s: int = Field(ge=10)  # the interval devices of this model are asked for
+
+
 class DeviceSettings(BaseModel):
     heartbeat_s: int = 3600  # the interval devices are asked for
     missed_heartbeats: int = 3  # a device silent this many intervals raises an alert
     offline_grace_s: int = 300  # a Last Will offline not followed by a return within this
     rejected_alert_threshold: int = 5  # rejected messages from one device in an hour
     check_interval_s: float = Field(default=30.0, gt=0)  # how often links are checked
-    # The boards list a device whose last reported battery is at or below this (in %).
+    # The fleet (README "The fleet"). The interval per device model (devices.csv names
+    # each device's model): [devices.models.<model>] heartbeat_s = 600.
+    models: dict[str, DeviceModelSettings] = Field(default_factory=dict)
+    # This many power_lost within power_cut_window_s in one building (or community):
+    # one grouped alert for the place.
+    power_cut_building_devices: int = Field(default=3, ge=2)
+    power_cut_community_devices: int = Field(default=10, ge=2)
+    power_cut_window_s: int = Field(default=60, ge=1)
+    test_mode_minutes: int = Field(default=30, ge=1, le=24 * 60)  # an installer's test mode
+    untested_after_days: int = Field(default=30, ge=1)  # the report lists devices not tested
+    silent_after_hours: int = Field(default=24, ge=1)  # ... and those silent this long
+    # The report and the boards list batteries at or below this (in %).
     low_battery_pct: int = Field(default=20, ge=0, le=100)
+
+    def heartbeat_for(self, model: str | None) -> int:
+        """The interval a device of ``model`` is asked for and supervised against."""
+        found = self.models.get(model) if model else None
+        return found.heartbeat_s if found is not None else self.heartbeat_s
+
+    @property
+    def shortest_heartbeat_s(self) -> int:
+        return min([self.heartbeat_s, *(m.heartbeat_s for m in self.models.values())])
 
 
 class IntakeQueueSettings(BaseModel):

@@ -42,6 +42,9 @@ class Target(StrEnum):
     EMERGENCY_CONTACTS = "emergency_contacts"  # the resident's family, in their order
     DISTRICT_SUPERVISORS = "district_supervisors"  # the district's supervisors
     ACKNOWLEDGER = "acknowledger"  # whoever holds the call (acknowledgement timeout)
+    # The maintenance team on duty (rota.toml's schedule of area "maintenance"), else
+    # the hotline: technical alerts go to the people who visit homes to fix devices.
+    MAINTENANCE = "maintenance"
 
 
 class TargetKind(StrEnum):
@@ -411,12 +414,13 @@ SERVICE = Policy(
     # Half an hour untaken (the community has been told for a quarter of an hour).
     watchdog=Watchdog(untaken_after_s=1800, repeat_every_s=1800, repeat=1),
 )
-# A device that may not be able to call for help: the hotline, reminded every 4 h;
-# taken and not fixed within a day, the taker is reminded daily. No watchdog: a power
-# cut across a building opens hundreds of these at once.
+# A device that may not be able to call for help: the maintenance team on duty (the
+# hotline when the rota has none), reminded every 4 h; taken and not fixed within a
+# day, the taker is reminded daily. No watchdog: a power cut
+# across a building opens many of these at once (they are grouped, but not all of them).
 TECHNICAL = Policy(
     name="technical",
-    steps=(Step(0, (_H,)),),
+    steps=(Step(0, (Target.MAINTENANCE.value,)),),
     repeat_every_s=4 * 3600,
     ack_timeout=AckTimeout(after_s=24 * 3600, steps=(Step(0, (_A,)),), repeat_every_s=24 * 3600),
 )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from dispatcher.core.calls import Call, CallKind, CallState
 from dispatcher.core.directory import Directory, Resident
+from dispatcher.core.power_cut import POWER_CUT
 from dispatcher.core.texts import text
 
 
@@ -35,7 +36,9 @@ def call_sms(
 ) -> str:
     """The SMS about ``call`` for one person at escalation step ``step`` (0 is the first)."""
     lang = language
-    if resident is None:
+    if resident is None and call.alert_key == POWER_CUT:  # a place, not a device
+        who = text(lang, "fleet.power_cut_who")
+    elif resident is None:
         who = text(lang, "sms.who_unknown", device=call.device_id)
     else:
         who = text(

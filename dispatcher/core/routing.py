@@ -13,6 +13,7 @@ from datetime import datetime
 from dispatcher.core.directory import Directory, Resident, Role, Staff
 from dispatcher.core.escalation import ParsedTarget, Target, TargetKind, parse_target
 from dispatcher.core.rota import on_duty as rota
+from dispatcher.core.rota.model import MAINTENANCE_TEAM
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,19 @@ def _named(
 ) -> list[Recipient]:
     if target is Target.HOTLINE:
         return [_staff(d.staff, "hotline") for d in rota.hotline(directory, at) if d.staff.phone]
+    if target is Target.MAINTENANCE:
+        team = [
+            _staff(d.staff, "maintenance")
+            for d in rota.on_duty(directory, MAINTENANCE_TEAM, at)
+            if d.staff.phone
+        ]
+        if team:
+            return team
+        return [
+            _staff(d.staff, "hotline (no maintenance on duty)")
+            for d in rota.hotline(directory, at)
+            if d.staff.phone
+        ]
     if target is Target.COMMUNITY:
         found = rota.responsible(directory, community_id, at)
         why = f"on duty at {found.found_at.level}:{found.found_at.id}"

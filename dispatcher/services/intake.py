@@ -45,11 +45,13 @@ from dispatcher.core.escalation import Policy
 from dispatcher.core.policy_book import PolicyBook, book
 from dispatcher.core.texts import LANGUAGES, text
 from dispatcher.services.clock import Clock
+from dispatcher.services.device_tests import DeviceTestStore, TestModes
 from dispatcher.services.dispatches import DispatchStore, presence_arrival
 from dispatcher.services.escalator import EscalationStore, Escalator, FirstSteps
 from dispatcher.services.heartbeats import HEARTBEAT_MISSED, ContactStore, HeartbeatTracker
 from dispatcher.services.metrics import INVALID, NULL_METRICS, Metrics, event_priority
 from dispatcher.services.ports import Transactions
+from dispatcher.services.power_cuts import PowerCuts, PowerStore
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +77,9 @@ ALERT_TEXT = {
 
 # Opened by supervision, not by the intake.
 _SUPERVISION_ALERTS = frozenset({HEARTBEAT_MISSED, "offline"})
+# Looked up whatever the prefetch found: opened by another transaction (supervision),
+# or for a device id that stands for a place (a grouped power cut).
+_ALWAYS_LOOKED_UP = _SUPERVISION_ALERTS | {"power_cut"}
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ class Unhandled:
 Incoming = DeviceMessage | StatusMessage | Unhandled
 
 
-class IntakeStore(ContactStore, DispatchStore, Protocol):
+class IntakeStore(ContactStore, DispatchStore, PowerStore, DeviceTestStore, Protocol):
     """What the intake reads and writes, inside one transaction (the responders
     dispatched to a call too, which a presence press marks arrived)."""
 
@@ -233,6 +238,8 @@ class IntakeSettings:
     timezone: str
     rejected_alert_threshold: int = 5  # unreadable messages from one device per hour
     heartbeat_s: int = 3600  # the interval devices are told to use
+    # The interval per device (its model's), when known: else heartbeat_s.
+    heartbeat_of: Callable[[str], int] | None = None
 
 
 @dataclass
@@ -288,7 +295,7 @@ class _Batch:
     def may_have(self, device_id: str, alert_key: str | None) -> bool:
         # Supervision's alerts may be opened by another transaction after the
         # prefetch (PostgreSQL): always looked up.
-        if alert_key in _SUPERVISION_ALERTS:
+        if alert_key in _ALWAYS_LOOKED_UP:
             return True
         return (device_id, alert_key) in self.open_calls
 
@@ -313,8 +320,14 @@ class Intake(ReadsDirectory):
         heartbeats: HeartbeatTracker | None = None,
         metrics: Metrics = NULL_METRICS,
         escalator: Escalator | None = None,
+        power_cuts: PowerCuts | None = None,
+        test_modes: TestModes | None = None,
     ) -> None:
         self._tx = tx
+        # Many power_lost in one place: one grouped alert (None: one alert each).
+        self.power_cuts = power_cuts
+        # Devices an installer put in test mode: a press is their end-to-end test.
+        self.test_modes = test_modes or TestModes()
         # Fires an alarm's first step in the batch's transaction (None: the poll does).
         self._escalator = escalator
         self._starting: set[asyncio.Task[None]] = set()  # first steps' SMS being started
@@ -578,7 +591,7 @@ class Intake(ReadsDirectory):
         if status.state == "online":
             await self._clear_alert(store, device_id, "offline", now, "device back online", done)
             # The centre sets the heartbeat interval that supervision expects.
-            config = ConfigCommand(heartbeat_s=self._settings.heartbeat_s)
+            config = ConfigCommand(heartbeat_s=self.heartbeat_s(device_id))
             await store.queue_device_message(device_id, config.model_dump_json(), now)
         done.logs.append(("device_status", {"device_id": device_id, "state": status.state}))
 
@@ -614,10 +627,30 @@ class Intake(ReadsDirectory):
         )
         return Ack(ref=event.ref, result=AckResult.OK, call_id=call.id if call else None)
 
+    def heartbeat_s(self, device_id: str) -> int:
+        """The heartbeat interval the device is asked for (its model's, else the default)."""
+        of = self._settings.heartbeat_of
+        return of(device_id) if of is not None else self._settings.heartbeat_s
+
     async def _apply(
         self, store: IntakeStore, device_id: str, event: Event, now: datetime, done: _Batch
     ) -> Call | None:
         """What the event does to the device's calls; returns the call it opened or joined."""
+        if event.type is EventType.TEST or (
+            event.type in CALL_TYPES and self.test_modes.active(device_id, now)
+        ):
+            await self._tested(store, device_id, event, now, done)
+            return None
+        if event.type is EventType.POWER_LOST and self.power_cuts is not None:
+            group = await self.power_cuts.lost(self, store, device_id, now, done)
+            if group is not None:
+                return group
+        if event.type is EventType.POWER_RESTORED and self.power_cuts is not None:
+            group = await self.power_cuts.restored(store, device_id, now, done)
+            own = await self._clear_alert(
+                store, device_id, "power_lost", now, "power_restored", done
+            )
+            return own or group
         if event.type in CALL_TYPES:
             kind = CallKind(event.type.value)
             call = await self._resident_call(store, device_id, done)
@@ -649,6 +682,51 @@ class Intake(ReadsDirectory):
             key = _ALERT_CLEARED_BY[event.type]
             return await self._clear_alert(store, device_id, key, now, event.type.value, done)
         raise AssertionError(f"unhandled event type {event.type}")
+
+    async def _tested(
+        self, store: IntakeStore, device_id: str, event: Event, now: datetime, done: _Batch
+    ) -> None:
+        """An end-to-end test: a ``test`` event, or a press in test mode (which ends it:
+        the next press is a real one). Proven as far as the centre: stored, answered."""
+        in_test_mode = event.type is not EventType.TEST
+        await store.mark_tested(device_id, now, end_test_mode=in_test_mode)
+        if in_test_mode:
+            done.after_commit.append(lambda: self.test_modes.ended(device_id))
+        done.logs.append(
+            ("device_tested", {"device_id": device_id, "type": event.type.value, "ref": event.ref})
+        )
+
+    async def open_group_alert(
+        self,
+        store: IntakeStore,
+        group_id: str,
+        key: str,
+        now: datetime,
+        *,
+        community_id: str,
+        detail: str,
+        done: _Batch,
+    ) -> Call:
+        """A technical alert for a place rather than a device (a grouped power cut):
+        ``group_id`` stands for the place; routed by its community."""
+        call, transition = lifecycle.open_call(
+            call_id=await done.call_id(store, now, self._settings.timezone),
+            device_id=group_id,
+            kind=CallKind.TECHNICAL,
+            policy=self._policies.for_call(CallKind.TECHNICAL.value, community_id),
+            now=now,
+            resident_id=None,
+            community_id=community_id,
+            detail=detail,
+            alert_key=key,
+        )
+        call.unknown_device = False  # no device, and none unknown: a place
+        transition.timeline[0].detail = f"technical alert for a place: {detail}"
+        await store.open_call(call, transition, now)
+        done.open_calls.add((group_id, key))
+        done.calls[(group_id, key)] = call
+        done.logs.append(("call_opened", {"call_id": call.id, "device_id": group_id, "kind": key}))
+        return call
 
     async def _resident_call(self, store: IntakeStore, device_id: str, done: _Batch) -> Call | None:
         key = (device_id, None)

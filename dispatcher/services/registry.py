@@ -19,7 +19,7 @@ on their timelines.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -174,11 +174,12 @@ class Registry:
         async with self._tx.read() as store:
             return await store.is_empty()
 
-    async def seed(self, directory: Directory) -> None:
-        """Write the records of ``directory`` (the data folder's) into the empty
-        registry, one audit row each, in one transaction; then load."""
+    async def seed(self, directory: Directory, models: Mapping[str, str] | None = None) -> None:
+        """Write the records of ``directory`` (the data folder's, with the devices'
+        ``models``) into the empty registry, one audit row each, in one transaction;
+        then load."""
         now = self._clock.now()
-        records, history = records_of(directory, now)
+        records, history = records_of(directory, now, models)
         async with self._tx.begin() as store:
             for kind, items in (
                 ("area", records.areas),
@@ -270,6 +271,11 @@ class Registry:
         if r is None or not rules.may_read(d, viewer, r.community_id):
             raise rules.not_found("resident", resident_id)
         return resident_fields(r, d.contact_methods)
+
+    def model_of(self, device_id: str) -> str | None:
+        """The model of a registered device (its heartbeat interval), None if unknown."""
+        found = self._devices.get(device_id)
+        return (found.fields.model or None) if found is not None else None
 
     def device_for(self, resident_id: str) -> Device | None:
         return rules.device_of(self._devices, resident_id)

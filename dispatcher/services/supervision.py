@@ -22,8 +22,9 @@ log = structlog.get_logger(__name__)
 
 
 def silent_since(settings: DeviceSettings, now: datetime) -> datetime:
-    """A device last heard before this is silent: it missed ``missed_heartbeats``."""
-    return now - timedelta(seconds=settings.heartbeat_s * settings.missed_heartbeats)
+    """A device last heard before this may be silent: it missed ``missed_heartbeats`` of
+    the shortest interval of any model (each device is then held to its own model's)."""
+    return now - timedelta(seconds=settings.shortest_heartbeat_s * settings.missed_heartbeats)
 
 
 def offline_since(settings: DeviceSettings, now: datetime) -> datetime:
@@ -34,8 +35,8 @@ def offline_since(settings: DeviceSettings, now: datetime) -> datetime:
 class LinkStore(Protocol):
     """The device links, in one transaction."""
 
-    async def silent_devices(self, since: datetime) -> list[str]:
-        """The devices last seen before ``since``."""
+    async def silent_devices(self, since: datetime) -> list[tuple[str, datetime]]:
+        """The devices last seen before ``since``, with when."""
         ...
 
     async def offline_devices(self, since: datetime) -> list[str]:
@@ -69,8 +70,11 @@ class LinkSupervisor:
         on_change: Callable[[], None] = lambda: None,
         before_check: Callable[[], Awaitable[object]] | None = None,
         metrics: Metrics = NULL_METRICS,
+        heartbeat_of: Callable[[str], int] | None = None,
     ) -> None:
         self._tx = tx
+        # Each device's interval (its model's); None: the configured one for all.
+        self._heartbeat_of = heartbeat_of
         self._metrics = metrics
         self._intake = intake
         self._clock = clock
@@ -89,11 +93,13 @@ class LinkSupervisor:
             silent = await links.silent_devices(silent_since(s, now))
             offline = await links.offline_devices(offline_since(s, now))
         opened = 0
-        for device_id in silent:
+        for device_id, last_seen in silent:
+            if last_seen >= now - self._silence(device_id):
+                continue  # a model with a longer interval: not silent yet
             opened += await self._raise(
                 device_id,
                 "heartbeat_missed",
-                lambda links, d, now: links.lock_if_silent(d, silent_since(s, now)),
+                lambda links, d, now: links.lock_if_silent(d, now - self._silence(d)),
             )
         for device_id in offline:
             opened += await self._raise(
@@ -105,6 +111,12 @@ class LinkSupervisor:
             self._on_change()
         self._metrics.supervision_checked()
         return opened
+
+    def _silence(self, device_id: str) -> timedelta:
+        """How long the device may be silent: its missed heartbeats' worth."""
+        s = self._settings
+        every = self._heartbeat_of(device_id) if self._heartbeat_of else s.heartbeat_s
+        return timedelta(seconds=every * s.missed_heartbeats)
 
     async def _raise(
         self,

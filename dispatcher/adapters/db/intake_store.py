@@ -4,7 +4,7 @@ the intake makes, bound to one SQLAlchemy session (one transaction)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -337,6 +337,49 @@ class SqlIntakeStore(SqlDispatches):
             values.setdefault("status_at", now)
             await self._session.execute(
                 insert(db.device_links).values(device_id=device_id, **values)
+            )
+
+    async def set_power_lost(self, device_id: str, since: datetime | None, now: datetime) -> None:
+        links = db.device_links
+        # A device already without power keeps the moment it lost it.
+        value = None if since is None else func.coalesce(links.c.power_lost_at, since)
+        await self._ensure_link(device_id, now)
+        await self._session.execute(
+            update(links).where(links.c.device_id == device_id).values(power_lost_at=value)
+        )
+
+    async def power_lost_of(self, device_ids: Sequence[str]) -> dict[str, datetime]:
+        links = db.device_links.c
+        found: dict[str, datetime] = {}
+        ordered = sorted(set(device_ids))
+        for start in range(0, len(ordered), _IN_CHUNK):
+            rows = await self._session.execute(
+                select(links.device_id, links.power_lost_at).where(
+                    links.device_id.in_(ordered[start : start + _IN_CHUNK]),
+                    links.power_lost_at.is_not(None),
+                )
+            )
+            found.update((row.device_id, row.power_lost_at) for row in rows)
+        return found
+
+    async def mark_tested(self, device_id: str, now: datetime, *, end_test_mode: bool) -> None:
+        links = db.device_links
+        await self._ensure_link(device_id, now)
+        values: dict[str, object] = {"last_test_at": now}
+        if end_test_mode:
+            values["test_mode_until"] = None
+        await self._session.execute(
+            update(links).where(links.c.device_id == device_id).values(**values)
+        )
+
+    async def _ensure_link(self, device_id: str, now: datetime) -> None:
+        """The device's link row, inserted if it has none yet (its contact is noted in
+        memory and written later, never moving last seen backwards)."""
+        if not await self.is_known_device(device_id):
+            await self._session.execute(
+                insert(db.device_links).values(
+                    device_id=device_id, last_seen_at=now, status="online", status_at=now
+                )
             )
 
     async def queue_device_message(self, device_id: str, payload: str, now: datetime) -> None:

@@ -245,6 +245,10 @@ device_links = Table(
     Column("status", String(8), nullable=False, default="online"),
     Column("status_at", UTCDateTime, nullable=False),
     Column("battery", Integer, nullable=True),
+    # The fleet (0018_fleet): power lost since, the last end-to-end test, test mode.
+    Column("power_lost_at", UTCDateTime, nullable=True),
+    Column("last_test_at", UTCDateTime, nullable=True),
+    Column("test_mode_until", UTCDateTime, nullable=True),
 )
 
 # Per-phone short numbers for calls, for SMS replies such as "7A"

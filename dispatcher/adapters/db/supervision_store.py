@@ -30,8 +30,11 @@ class SupervisionStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def silent_devices(self, since: datetime) -> list[str]:
-        return list(await self._session.scalars(select(_links.device_id).where(_silent(since))))
+    async def silent_devices(self, since: datetime) -> list[tuple[str, datetime]]:
+        rows = await self._session.execute(
+            select(_links.device_id, _links.last_seen_at).where(_silent(since))
+        )
+        return [(row.device_id, row.last_seen_at) for row in rows]
 
     async def offline_devices(self, since: datetime) -> list[str]:
         return list(

@@ -22,6 +22,7 @@ from dispatcher.core.directory import Area, Staff
 from dispatcher.core.rota.days import parse_days  # the same day specs as rota.csv
 from dispatcher.core.rota.model import (
     DEFAULT_TIMEZONE,
+    MAINTENANCE_TEAM,
     ROLES,
     DatedShift,
     Override,
@@ -289,7 +290,7 @@ def load_rota_file(
             rule_index += len(data.get("rule", [])) if isinstance(data, dict) else 0
             continue
         label = f"schedule {s.area!r}"
-        if s.area not in areas:
+        if s.area not in areas and s.area != MAINTENANCE_TEAM:
             problems.append(f"{at}: {label}: area {s.area!r} is not in areas.csv")
         if s.area in schedules:
             problems.append(f"{at}: {label}: the area has a schedule already")
@@ -335,7 +336,7 @@ def load_rota_file(
             problems.append(f"{at}: {label} is defined twice")
             continue
         seen.add(o.id)
-        if o.area not in areas:
+        if o.area not in areas and o.area != MAINTENANCE_TEAM:
             problems.append(f"{at}: {label}: area {o.area!r} is not in areas.csv")
         for key, someone in (("staff", o.staff), ("replaces", o.replaces)):
             if someone is not None and someone not in staff:
@@ -366,7 +367,7 @@ def load_rota_file(
         if d is None:
             continue
         label = f"shift of {d.staff!r}"
-        if d.area not in areas:
+        if d.area not in areas and d.area != MAINTENANCE_TEAM:
             problems.append(f"{at}: {label}: area {d.area!r} is not in areas.csv")
         if d.staff not in staff:
             problems.append(f"{at}: {label}: staff {d.staff!r} is not in staff.csv")

@@ -3,6 +3,7 @@ the data folder (the seed of an empty registry). Pure: no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -61,11 +62,14 @@ def directory_from(records: Records, base: Directory) -> Directory:
     )
 
 
-def records_of(d: Directory, now: datetime) -> tuple[Records, list[Assignment]]:
+def records_of(
+    d: Directory, now: datetime, models: Mapping[str, str] | None = None
+) -> tuple[Records, list[Assignment]]:
     """The records of a directory read from the data folder, with each resident's device
-    as a device record serving her since ``now``."""
+    as a device record serving her since ``now`` (of its model in ``models``)."""
+    models = models or {}
     devices = [
-        Device(DeviceFields(id=r.device_id, resident_id=r.id))
+        Device(DeviceFields(id=r.device_id, resident_id=r.id, model=models.get(r.device_id, "")))
         for r in d.residents.values()
         if r.device_id
     ]

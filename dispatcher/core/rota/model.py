@@ -56,6 +56,9 @@ PRIMARY = "primary"
 BACKUP = "backup"
 ROLES = (PRIMARY, BACKUP)
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+# The schedule of the maintenance team: a team, not an area of areas.csv, whose people
+# on duty receive technical alerts (the escalation target ``maintenance``).
+MAINTENANCE_TEAM = "maintenance"
 _DAY = timedelta(days=1)
 
 

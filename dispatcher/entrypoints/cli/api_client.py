@@ -13,6 +13,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dispatcher.core.calls import Outcome
+from dispatcher.core.fleet import FleetReport
 from dispatcher.core.reports import AnswerTimes
 from dispatcher.services.read_models import CallView, OnDutyView, OverrideView
 
@@ -41,6 +42,7 @@ _ONCALL = TypeAdapter(OnCall)
 _ANSWER_TIMES = TypeAdapter(AnswerTimes)
 _OVERRIDE = TypeAdapter(OverrideView)
 _OVERRIDES = TypeAdapter(list[OverrideView])
+_FLEET = TypeAdapter(FleetReport)
 
 
 class ApiClient:
@@ -109,6 +111,17 @@ class ApiClient:
             params["until"] = until.isoformat()
         data = self._request("GET", "/reports/answer-times", params=params)
         return self._parse(_ANSWER_TIMES, data)
+
+    def fleet_report(self) -> FleetReport:
+        return self._parse(_FLEET, self._request("GET", "/fleet/report"))
+
+    def test_mode(self, device_id: str, minutes: int | None, *, end: bool = False) -> Any:
+        """Start (or ``end``) the device's test mode; the answer's ``until``."""
+        path = f"/fleet/devices/{_segment(device_id)}/test-mode"
+        if end:
+            return self._request("DELETE", path).get("until")
+        body = {"minutes": minutes} if minutes else {}
+        return self._request("POST", path, json=body).get("until")
 
     def my_calendars(self) -> dict[str, Any]:
         """The caller's calendar feed URLs: ``shifts`` and ``schedules`` (area_id, name, url)."""

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: they use this module's helpers.
+    from dispatcher.entrypoints.cli import fleet as cli_fleet
     from dispatcher.entrypoints.cli import registry as cli_registry
     from dispatcher.entrypoints.cli import report as cli_report
     from dispatcher.entrypoints.cli import rota as cli_rota
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     oncall.set_defaults(handler=_oncall)
 
     cli_report.add_report_parser(sub, api)
+    cli_fleet.add_fleet_parser(sub, api)
     cli_staff.add_staff_parser(sub, api)
     cli_registry.add_registry_parsers(sub, api)
 
