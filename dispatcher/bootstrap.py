@@ -37,7 +37,10 @@ from dispatcher.adapters.db.write_gate import WriteGate
 from dispatcher.adapters.files.directory_files import DataFileError, load_directory
 from dispatcher.adapters.files.passwords import load_password_hashes
 from dispatcher.adapters.files.policies import POLICIES, load_policies
+from dispatcher.adapters.files.rota_toml import ROTA_TOML, RotaFile, load_rota_file
+from dispatcher.adapters.files.watch import FileWatch
 from dispatcher.adapters.log_sender import log_channels
+from dispatcher.adapters.metrics.data_files import DataFilesCollector
 from dispatcher.adapters.metrics.one_at_a_time import OneAtATime
 from dispatcher.adapters.metrics.prometheus import PrometheusMetrics
 from dispatcher.adapters.metrics.scrape import ScrapeFigures
@@ -52,6 +55,7 @@ from dispatcher.services.accounts import Accounts
 from dispatcher.services.channels import Channels
 from dispatcher.services.clock import Clock, SteadyClock, SystemClock
 from dispatcher.services.clock_watch import ClockWatch
+from dispatcher.services.data_reload import DataReloader, Refused
 from dispatcher.services.engine_cycles import EngineCycles
 from dispatcher.services.escalator import Escalator
 from dispatcher.services.instance_lock import InstanceLock, LeaseLostError, LockHeldError, Owner
@@ -103,6 +107,8 @@ class App:
     write_gate: WriteGate | None = None
     # Follows a step of the system clock (None when the clock given is not steady).
     clock_watch: ClockWatch | None = None
+    # Reloads rota.toml and policies.toml when they change (None: not wired).
+    reloader: DataReloader | None = None
 
     @property
     def engine_max_age_s(self) -> float:
@@ -146,6 +152,10 @@ async def build(
     raises RotaGapError when the command centre has a gap in the next
     ``[rota] startup_check_days`` days."""
     clock = clock or SteadyClock()
+    # The files as they are before they are read: a change from here on is reloaded.
+    files = FileWatch(
+        {ROTA_TOML: settings.data.dir / ROTA_TOML, POLICIES: settings.data.dir / POLICIES}
+    )
     directory = directory or load_directory(settings.data.dir, settings.data.timezone)
     # The demo passwords of the data folder's staff (passwords.csv, optional).
     password_hashes = load_password_hashes(settings.data.dir, directory)
@@ -232,6 +242,16 @@ async def build(
         # An alarm's first step is fired in the intake's own transaction.
         escalator=escalator if settings.escalation.first_step_in_intake else None,
     )
+    reloader = DataReloader(
+        files,
+        directory,
+        intake,
+        clock,
+        load_rota=lambda live: _rota_file(settings, live),
+        load_policies=lambda live: _policies_file(settings, live),
+        check_days=check_days,
+    )
+    metrics.add_collector(DataFilesCollector(reloader.status))
     return App(
         settings=settings,
         directory=directory,
@@ -297,7 +317,29 @@ async def build(
         figures=figures,
         cycles=EngineCycles(clock, [ESCALATOR, OUTBOX]),
         write_gate=gate,
+        reloader=reloader,
     )
+
+
+def _rota_file(settings: Settings, directory: Directory) -> RotaFile:
+    """``rota.toml`` read against the running directory's areas and staff."""
+    problems: list[str] = []
+    path = settings.data.dir / ROTA_TOML
+    if not path.is_file():  # a save in progress, or removed: keep the running rota
+        raise Refused([f"{path}: no such file (the running rota is kept)"])
+    loaded = load_rota_file(path, directory.areas, directory.staff, directory.timezone, problems)
+    if problems:
+        raise Refused(problems)
+    return loaded
+
+
+def _policies_file(settings: Settings, directory: Directory) -> PolicyBook:
+    """``policies.toml`` changed: read as at start. Gone (a save in progress, or
+    removed) keeps the policies in force; the built-in ones return at a restart."""
+    path = settings.data.dir / POLICIES
+    if not path.is_file():
+        raise Refused([f"{path}: no such file (the running policies are kept)"])
+    return policy_book(settings, directory)
 
 
 def _version() -> str:
@@ -345,6 +387,9 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         # A step of the system clock is noticed within a poll; until then the steady
         # clock simply does not follow it, so nothing falls due early or late.
         parts["clock_watch"] = lambda: _poll(watch.check, Wakeup(), interval, stop)
+    reloader, every = app.reloader, app.settings.data.reload_interval_s
+    if reloader is not None and every > 0:
+        parts["data_reload"] = lambda: reloader.run(every, stop)
     if serve_http:
         from dispatcher.entrypoints.http.app import serve_api
 
@@ -446,6 +491,7 @@ def watch(app: App) -> Watch:
         engine_max_age_s=app.engine_max_age_s,
         metrics=app.metrics,
         figures=app.figures,
+        data_files=app.reloader.status if app.reloader is not None else dict,
     )
 
 

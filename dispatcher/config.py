@@ -131,6 +131,9 @@ class HttpSettings(BaseModel):
 class DataSettings(BaseModel):
     dir: Path = Path("config/data")
     timezone: str = "Asia/Shanghai"
+    # How often the daemon looks whether rota.toml or policies.toml changed, in seconds
+    # (a stat per file; read and checked only when changed). 0: read at start only.
+    reload_interval_s: float = Field(default=5.0, ge=0)
 
 
 class EscalationSettings(BaseModel):

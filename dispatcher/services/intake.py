@@ -324,6 +324,15 @@ class Intake:
         self._on_change = on_change  # wakes the escalator and the device outbox
         self.heartbeats = heartbeats or HeartbeatTracker(tx)
 
+    @property
+    def policies(self) -> PolicyBook:
+        return self._policies
+
+    def use_policies(self, policies: PolicyBook) -> None:
+        """The policies for calls opened from now on (a reloaded ``policies.toml``); a
+        call keeps the copy it opened with."""
+        self._policies = policies
+
     async def on_event(self, device_id: str, topic: str, payload: bytes) -> Ack | None:
         """Handle one message from ``{root}/dev/{device_id}/event`` (a batch of one).
 

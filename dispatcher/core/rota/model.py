@@ -345,3 +345,8 @@ class OverrideBook:
 
     def copy(self) -> OverrideBook:
         return OverrideBook(self._by_id.values())
+
+    def replace_all(self, overrides: Iterable[Override]) -> None:
+        """Every override at once (a reloaded rota file): one assignment, so a reader
+        sees the old set or the new one."""
+        self._by_id = {o.id: o for o in overrides}
