@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: they use this module's helpers.
     from dispatcher.entrypoints.cli import check as cli_check
+    from dispatcher.entrypoints.cli import devices as cli_devices
     from dispatcher.entrypoints.cli import report as cli_report
     from dispatcher.entrypoints.cli import rota as cli_rota
     from dispatcher.entrypoints.cli import staff as cli_staff
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_rota.add_rota_parser(sub, api)
     cli_check.add_check_parser(sub)
+    cli_devices.add_devices_parser(sub)
     return parser
 
 
