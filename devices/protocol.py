@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from devices.text import clean_text
 
@@ -47,6 +48,11 @@ class EventType(StrEnum):
 
 
 CALL_TYPES = frozenset({EventType.EMERGENCY, EventType.FALL, EventType.SERVICE})
+# The alarms: never refused for a bad optional field (see "Optional fields" in
+# docs/device-protocol.md), since a life may depend on them.
+ALARM_TYPES = frozenset({EventType.EMERGENCY, EventType.FALL})
+# The optional fields of an event: an alarm is accepted without those that are bad.
+OPTIONAL_FIELDS = ("ts", "battery", "rssi", "fw")
 TECHNICAL_TYPES = frozenset(
     {
         EventType.BATTERY_LOW,
@@ -71,10 +77,24 @@ class CallUpdateState(StrEnum):
     CANCELLED = "cancelled"
 
 
+@dataclass(frozen=True)
+class DroppedField:
+    """An optional field of an alarm that was not valid, and was dropped."""
+
+    field: str
+    value: str  # what the device sent, shortened and cleaned, for the call's timeline
+    error: str
+
+    def describe(self) -> str:
+        return f"{self.field} {self.value}: {self.error}"
+
+
 class Event(BaseModel):
     """An event a device sends on ``{root}/dev/{device_id}/event``."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+    # Not a field: what :func:`parse_event` dropped from an alarm, never read from input.
+    _dropped: tuple[DroppedField, ...] = PrivateAttr(default=())
 
     ref: Annotated[str, Field(pattern=REF_RE.pattern)]
     type: EventType
@@ -109,6 +129,11 @@ class Event(BaseModel):
     def _printable(cls, value: Any) -> Any:
         # Shown to operators and stored: control characters never get that far.
         return clean_text(value) if isinstance(value, str) else value
+
+    @property
+    def dropped(self) -> tuple[DroppedField, ...]:
+        """The bad optional fields this alarm was accepted without (empty: none)."""
+        return self._dropped
 
 
 class Ack(BaseModel):
@@ -210,7 +235,38 @@ def _parse(payload: bytes) -> Event | Invalid | Rejected:
     try:
         return Event.model_validate(data)
     except ValidationError as exc:
+        if data.get("type") in ALARM_TYPES:
+            return _alarm_without_bad_fields(data, ref, exc)
         return Invalid(ref=ref, error=_first_error(exc))
+
+
+def _alarm_without_bad_fields(
+    data: dict[str, Any], ref: str, exc: ValidationError
+) -> Event | Invalid:
+    """An alarm is never refused for a detail: its bad optional fields are dropped (and
+    named on the event, for the call's timeline). Anything else wrong stays ``invalid``."""
+    bad: dict[str, str] = {}
+    for err in exc.errors():
+        where = err["loc"][0] if err["loc"] else None
+        if where not in OPTIONAL_FIELDS:
+            return Invalid(ref=ref, error=_first_error(exc))
+        bad.setdefault(str(where), err["msg"].removeprefix("Value error, "))
+    try:
+        event = Event.model_validate({k: v for k, v in data.items() if k not in bad})
+    except ValidationError as again:
+        return Invalid(ref=ref, error=_first_error(again))
+    event._dropped = tuple(DroppedField(name, _shown(data[name]), msg) for name, msg in bad.items())
+    return event
+
+
+def _shown(value: Any) -> str:
+    """A device's bad value as a short, printable text (it may be 4,000 digits long)."""
+    try:
+        shown = json.dumps(value, ensure_ascii=True)
+    except Exception:  # nothing a device sends may make this raise
+        shown = type(value).__name__
+    shown = clean_text(shown)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def _unusable(payload: bytes, reason: str) -> Invalid | Rejected:

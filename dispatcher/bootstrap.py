@@ -47,7 +47,10 @@ from dispatcher.adapters.files.directory_files import (
 from dispatcher.adapters.files.passwords import load_password_hashes
 from dispatcher.adapters.files.policies import POLICIES, load_policies
 from dispatcher.adapters.files.protocols import PROTOCOLS, ProtocolFile
+from dispatcher.adapters.files.rota_toml import ROTA_TOML, RotaFile, load_rota_file
+from dispatcher.adapters.files.watch import FileWatch
 from dispatcher.adapters.log_sender import log_channels
+from dispatcher.adapters.metrics.data_files import DataFilesCollector
 from dispatcher.adapters.metrics.one_at_a_time import OneAtATime
 from dispatcher.adapters.metrics.prometheus import PrometheusMetrics
 from dispatcher.adapters.metrics.scrape import ScrapeFigures
@@ -65,6 +68,7 @@ from dispatcher.services.accounts import Accounts
 from dispatcher.services.channels import Channels
 from dispatcher.services.clock import Clock, SteadyClock, SystemClock
 from dispatcher.services.clock_watch import ClockWatch
+from dispatcher.services.data_reload import DataReloader, Refused
 from dispatcher.services.device_tests import TestModes
 from dispatcher.services.dispatches import OverdueDispatches
 from dispatcher.services.engine_cycles import EngineCycles
@@ -138,6 +142,9 @@ class App:
     def directory(self, directory: Directory) -> None:
         self.directories.swap(directory)
 
+    # Reloads rota.toml and policies.toml when they change (None: not wired).
+    reloader: DataReloader | None = None
+
     @property
     def engine_max_age_s(self) -> float:
         """How old a poller's last cycle may be before /health/engine says stale:
@@ -189,6 +196,10 @@ async def build(
     # The operator scripts: checked at start (a bad file stops it, as policies.toml
     # does), then followed while the daemon runs.
     protocols = ProtocolFile(settings.data.dir / PROTOCOLS)
+    # The files as they are before they are read: a change from here on is reloaded.
+    files = FileWatch(
+        {ROTA_TOML: settings.data.dir / ROTA_TOML, POLICIES: settings.data.dir / POLICIES}
+    )
     check_days = settings.rota.startup_check_days
     _ensure_sqlite_folder(settings.database.url)
     engine = make_engine(settings.database.url)
@@ -326,6 +337,16 @@ async def build(
     # Calls linked to a resident when their device is registered: the queue redraws.
     registry.on_change = publish_now
     fleet.before_read = intake.heartbeats.flush  # the report reads the links
+    reloader = DataReloader(
+        files,
+        holder,
+        intake,
+        clock,
+        load_rota=lambda live: _rota_file(settings, live),
+        load_policies=lambda live: _policies_file(settings, live),
+        check_days=check_days,
+    )
+    metrics.add_collector(DataFilesCollector(reloader.status))
     return App(
         settings=settings,
         directories=holder,
@@ -397,6 +418,7 @@ async def build(
         cycles=EngineCycles(clock, [ESCALATOR, OUTBOX]),
         write_gate=gate,
         fleet=fleet,
+        reloader=reloader,
     )
 
 
@@ -432,6 +454,27 @@ async def open_registry(
 def _placeholder(timezone: str) -> Directory:
     # What the holder holds until the registry is read: never seen by a reader.
     return Directory(areas={}, staff={}, residents={}, shifts=(), timezone=timezone)
+
+
+def _rota_file(settings: Settings, directory: Directory) -> RotaFile:
+    """``rota.toml`` read against the running directory's areas and staff."""
+    problems: list[str] = []
+    path = settings.data.dir / ROTA_TOML
+    if not path.is_file():  # a save in progress, or removed: keep the running rota
+        raise Refused([f"{path}: no such file (the running rota is kept)"])
+    loaded = load_rota_file(path, directory.areas, directory.staff, directory.timezone, problems)
+    if problems:
+        raise Refused(problems)
+    return loaded
+
+
+def _policies_file(settings: Settings, directory: Directory) -> PolicyBook:
+    """``policies.toml`` changed: read as at start. Gone (a save in progress, or
+    removed) keeps the policies in force; the built-in ones return at a restart."""
+    path = settings.data.dir / POLICIES
+    if not path.is_file():
+        raise Refused([f"{path}: no such file (the running policies are kept)"])
+    return policy_book(settings, directory)
 
 
 def _version() -> str:
@@ -479,6 +522,9 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
         # A step of the system clock is noticed within a poll; until then the steady
         # clock simply does not follow it, so nothing falls due early or late.
         parts["clock_watch"] = lambda: _poll(watch.check, Wakeup(), interval, stop)
+    reloader, every = app.reloader, app.settings.data.reload_interval_s
+    if reloader is not None and every > 0:
+        parts["data_reload"] = lambda: reloader.run(every, stop)
     if serve_http:
         from dispatcher.entrypoints.http.app import serve_api
 
@@ -602,6 +648,7 @@ def watch(app: App) -> Watch:
         engine_max_age_s=app.engine_max_age_s,
         metrics=app.metrics,
         figures=app.figures,
+        data_files=app.reloader.status if app.reloader is not None else dict,
     )
 
 

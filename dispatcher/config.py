@@ -34,6 +34,9 @@ class MqttSettings(BaseModel):
     # are acknowledged only once stored, so this is how far ahead the intake can see
     # to take an emergency before the flood in front of it.
     receive_maximum: int = Field(default=20_000, ge=1, le=65535)
+    # mqtts://: the CA that signed the broker's certificate (a private CA); None: the
+    # system's trusted CAs.
+    ca_file: Path | None = None
 
     @field_validator("url")
     @classmethod
@@ -128,9 +131,25 @@ class HttpSettings(BaseModel):
         return f"http://{host}:{self.port}"
 
 
+class BrokerSettings(BaseModel):
+    """Mosquitto's accounts, written by ``eldercall devices`` (dispatcher.services.provisioning)."""
+
+    # Where the provisioned accounts (accounts.json), the password file (passwd) and
+    # the ACL (acl) are written; mosquitto.conf's password_file and acl_file point here.
+    state_dir: Path = Path("var/broker")
+    # Mosquitto's pid_file: it is sent SIGHUP to reload the accounts and the ACL
+    # without a restart. None: not signalled (reload it yourself).
+    pid_file: Path | None = None
+    # The dispatcher's MQTT account (its [mqtt] username): never a device's id.
+    dispatcher_username: str = "eldercall-dispatcher"
+
+
 class DataSettings(BaseModel):
     dir: Path = Path("config/data")
     timezone: str = "Asia/Shanghai"
+    # How often the daemon looks whether rota.toml or policies.toml changed, in seconds
+    # (a stat per file; read and checked only when changed). 0: read at start only.
+    reload_interval_s: float = Field(default=5.0, ge=0)
 
 
 class EscalationSettings(BaseModel):
@@ -274,6 +293,7 @@ class Settings(BaseSettings):
     intake: IntakeQueueSettings = Field(default_factory=IntakeQueueSettings)
     rota: RotaSettings = Field(default_factory=RotaSettings)
     instance: InstanceSettings = Field(default_factory=InstanceSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -31,6 +31,7 @@ from devices.protocol import (
     AckResult,
     ConfigCommand,
     DeviceStatus,
+    DroppedField,
     Event,
     EventType,
     Invalid,
@@ -338,6 +339,15 @@ class Intake(ReadsDirectory):
         self._settings = settings
         self._on_change = on_change  # wakes the escalator and the device outbox
         self.heartbeats = heartbeats or HeartbeatTracker(tx)
+
+    @property
+    def policies(self) -> PolicyBook:
+        return self._policies
+
+    def use_policies(self, policies: PolicyBook) -> None:
+        """The policies for calls opened from now on (a reloaded ``policies.toml``); a
+        call keeps the copy it opened with."""
+        self._policies = policies
 
     async def on_event(self, device_id: str, topic: str, payload: bytes) -> Ack | None:
         """Handle one message from ``{root}/dev/{device_id}/event`` (a batch of one).
@@ -655,12 +665,14 @@ class Intake(ReadsDirectory):
             kind = CallKind(event.type.value)
             call = await self._resident_call(store, device_id, done)
             if call is None:
-                return await self._open(store, device_id, kind, now, done=done)
-            await store.record(
-                call,
-                lifecycle.join(call, kind, now, self._policies.for_call(kind, call.community_id)),
-                now,
+                return await self._open(
+                    store, device_id, kind, now, done=done, dropped=event.dropped
+                )
+            joined = lifecycle.join(
+                call, kind, now, self._policies.for_call(kind, call.community_id)
             )
+            _note_dropped(joined, now, event.dropped, call, done)
+            await store.record(call, joined, now)
             return call
         if event.type in (EventType.CANCEL, EventType.PRESENCE):
             call = await self._resident_call(store, device_id, done)
@@ -758,6 +770,7 @@ class Intake(ReadsDirectory):
         detail: str = "",
         alert_key: str | None = None,
         done: _Batch | None = None,
+        dropped: Sequence[DroppedField] = (),
     ) -> Call:
         resident = self._directory.residents_by_device.get(device_id)
         call, transition = lifecycle.open_call(
@@ -775,6 +788,7 @@ class Intake(ReadsDirectory):
             detail=detail,
             alert_key=alert_key,
         )
+        _note_dropped(transition, now, dropped, call, done)
         await store.open_call(call, transition, now)
         if done is not None:
             done.open_calls.add((device_id, alert_key))
@@ -884,6 +898,26 @@ class Intake(ReadsDirectory):
             battery = pending.battery
         await store.update_link(device_id, now, battery=battery)
         await self._clear_alert(store, device_id, HEARTBEAT_MISSED, now, "heartbeat", done)
+
+
+def _note_dropped(
+    transition: Transition,
+    now: datetime,
+    dropped: Sequence[DroppedField],
+    call: Call,
+    done: _Batch | None,
+) -> None:
+    """An alarm accepted without its bad optional fields says which, on its call: the
+    device may need looking at (a battery of 150 %, a clock that says "yesterday")."""
+    if not dropped:
+        return
+    detail = "; ".join(f.describe() for f in dropped)
+    transition.note(now, "device", "fields_dropped", "mqtt", detail)
+    fields = {"call_id": call.id, "device_id": call.device_id, "fields": [f.field for f in dropped]}
+    if done is None:
+        log.warning("alarm_fields_dropped", **fields)
+    else:
+        done.logs.append(("alarm_fields_dropped", fields))
 
 
 def _topic(message: Incoming) -> str:

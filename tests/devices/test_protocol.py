@@ -62,16 +62,18 @@ def test_what_cannot_be_answered_is_rejected_with_a_reason(payload: bytes, reaso
     [
         ({"type": "explode"}, "type: unknown type"),
         ({}, "type"),
-        ({"type": "fall", "battery": 101}, "battery"),
-        ({"type": "fall", "battery": "80"}, "battery"),
-        ({"type": "fall", "rssi": 3_000_000_000}, "rssi"),
-        ({"type": "fall", "fw": "1." + "0" * 63}, "fw"),
-        ({"type": "fall", "ts": "yesterday"}, "ts"),
-        ({"type": "fall", "ts": "2026-11-28T08:15:02"}, "ts"),
-        ({"type": "fall", "ts": 1764288902}, "ts"),
+        ({"type": "service", "battery": 101}, "battery"),
+        ({"type": "service", "battery": "80"}, "battery"),
+        ({"type": "battery_low", "rssi": 3_000_000_000}, "rssi"),
+        ({"type": "heartbeat", "fw": "1." + "0" * 63}, "fw"),
+        ({"type": "cancel", "ts": "yesterday"}, "ts"),
+        ({"type": "cancel", "ts": "2026-11-28T08:15:02"}, "ts"),
+        ({"type": "cancel", "ts": 1764288902}, "ts"),
         ({"type": "fall", "pad": "x" * 5000}, "more than 4096"),
-        ({"type": "fall", "ts": "0001-01-01T00:00:00+08:00"}, "ts is out of range"),
-        ({"type": "fall", "ts": "x" * 65}, "ts"),
+        ({"type": "cancel", "ts": "0001-01-01T00:00:00+08:00"}, "ts is out of range"),
+        ({"type": "cancel", "ts": "x" * 65}, "ts"),
+        # An alarm of a type that is not one stays invalid, whatever its other fields.
+        ({"type": "Emergency", "battery": 150}, "type: unknown type"),
     ],
 )
 def test_a_malformed_event_with_a_ref_is_invalid_with_a_reason(
@@ -79,6 +81,72 @@ def test_a_malformed_event_with_a_ref_is_invalid_with_a_reason(
 ) -> None:
     parsed = parse_event(raw(ref="k1", **fields))
     assert isinstance(parsed, Invalid) and parsed.ref == "k1" and where in parsed.error
+
+
+BAD_OPTIONAL_FIELDS = [
+    ({"battery": 150}, {"battery"}),
+    ({"battery": "80"}, {"battery"}),
+    ({"battery": True}, {"battery"}),
+    ({"rssi": 3_000_000_000}, {"rssi"}),
+    ({"fw": "1." + "0" * 63}, {"fw"}),
+    ({"fw": ["1"]}, {"fw"}),
+    ({"ts": "yesterday"}, {"ts"}),
+    ({"ts": "2026-11-28T08:15:02"}, {"ts"}),
+    ({"ts": 1764288902}, {"ts"}),
+    ({"ts": "0001-01-01T00:00:00+08:00"}, {"ts"}),
+    ({"battery": 150, "ts": "yesterday", "rssi": "x", "fw": 7}, {"battery", "ts", "rssi", "fw"}),
+]
+
+
+@pytest.mark.parametrize("alarm", ["emergency", "fall"])
+@pytest.mark.parametrize(("fields", "bad"), BAD_OPTIONAL_FIELDS)
+def test_an_alarm_is_never_refused_for_a_bad_optional_field(
+    alarm: str, fields: dict[str, Any], bad: set[str]
+) -> None:
+    """Accepted without the bad fields, each named with what was sent and why; the
+    good optional fields it carried are kept."""
+    parsed = parse_event(
+        raw(ref="k1", type=alarm, **fields, **({"rssi": -70} if "rssi" not in bad else {}))
+    )
+    assert isinstance(parsed, Event), parsed
+    assert parsed.ref == "k1" and parsed.type == alarm
+    assert {d.field for d in parsed.dropped} == bad
+    assert all(getattr(parsed, name) is None for name in bad)
+    if "rssi" not in bad:
+        assert parsed.rssi == -70
+    for d in parsed.dropped:
+        assert d.error and d.value and len(d.value) <= 40
+        assert d.describe().startswith(f"{d.field} {d.value}: ")
+
+
+def test_a_good_alarm_drops_nothing_and_a_dropped_field_cannot_be_sent() -> None:
+    good = parse_event(raw(ref="k1", type="fall", battery=87))
+    assert isinstance(good, Event) and good.dropped == () and good.battery == 87
+    # What the centre drops is its own note, never read from the payload.
+    sent = parse_event(raw(ref="k2", type="fall", _dropped=[{"field": "x"}], dropped=["y"]))
+    assert isinstance(sent, Event) and sent.dropped == ()
+
+
+def test_an_alarm_keeps_the_payload_rules() -> None:
+    """Only optional fields are dropped: not JSON, over 4096 bytes, a duplicate key or no
+    usable ref refuse an alarm as before."""
+    over = parse_event(raw(ref="k1", type="emergency", battery=150, pad="x" * 5000))
+    assert isinstance(over, Invalid) and "more than 4096" in over.error
+    nan = parse_event(b'{"ref": "k1", "type": "emergency", "battery": NaN}')
+    assert isinstance(nan, Invalid) and "not JSON" in nan.error
+    twice = parse_event(b'{"ref": "k1", "type": "emergency", "battery": 1, "battery": 2}')
+    assert isinstance(twice, Invalid) and "duplicate key" in twice.error
+    no_ref = parse_event(raw(type="emergency", battery=150))
+    assert isinstance(no_ref, Rejected)
+    bad_ref = parse_event(raw(ref="", type="emergency", battery=150))
+    assert isinstance(bad_ref, Rejected)
+
+
+def test_a_huge_bad_value_is_shown_short() -> None:
+    parsed = parse_event(b'{"ref": "k1", "type": "fall", "battery": ' + b"9" * 4000 + b"}")
+    assert isinstance(parsed, Event)
+    [dropped] = parsed.dropped
+    assert dropped.field == "battery" and len(dropped.value) == 40 and dropped.value.endswith("...")
 
 
 def test_topics_name_the_device_and_refuse_what_is_not_a_device() -> None:

@@ -60,3 +60,31 @@ async def test_the_hostile_corpus_then_an_emergency_over_mosquitto(
         assert len(rejected) == len(CORPUS) + 1 - oks
         assert max(len(r.raw) for r in rejected) <= 4096
         assert max(r.raw_length for r in rejected) >= 1_000_000
+
+
+async def test_an_alarm_with_bad_optional_fields_opens_its_call_over_mosquitto(
+    tmp_path: Path, mosquitto: MosquittoProcess, sms_sink: SmsSinkServer, topic_root: str
+) -> None:
+    """Issue #10: ``battery: 150`` and ``ts: "yesterday"`` on an emergency are noted on
+    its call, never a reason to refuse it; the same fields on a service request are."""
+    async with (
+        running_dispatcher(tmp_path, mosquitto, sms_sink, topic_root) as d,
+        device(mosquitto.url, topic_root, DEVICE) as dev,
+    ):
+        body = {"ref": "bad-1", "type": "emergency", "battery": 150, "ts": "yesterday"}
+        await press(dev, topic_root, DEVICE, body)
+        ack = await until(dev, "ack", within=10)
+        assert ack["ref"] == "bad-1" and ack["result"] == "ok" and ack["call_id"]
+        assert "error" not in ack
+        received = await until(dev, "cmd", within=10)
+        assert received["call_id"] == ack["call_id"] and received["state"] == "received"
+        call = await d.app.operations.get_call(ack["call_id"])
+        assert call.kind == "emergency" and call.state == "open"
+        [note] = [e.detail for e in call.timeline if e.action == "fields_dropped"]
+        assert note.startswith("ts ") or note.startswith("battery ")
+        assert "battery 150" in note and '"yesterday"' in note
+
+        await press(dev, topic_root, DEVICE, {**body, "ref": "bad-2", "type": "service"})
+        refused = await until(dev, "ack", within=10)
+        assert refused["ref"] == "bad-2" and refused["result"] == "invalid"
+        assert refused["error"].startswith("ts: ") and "call_id" not in refused

@@ -50,13 +50,18 @@ class ShippedMosquitto(MosquittoProcess):
 
     def config_text(self) -> str:
         text = SHIPPED_CONF.read_text(encoding="utf-8")
-        text, listeners = re.subn(r"(?m)^listener 1883$", f"listener {self.port} {self.host}", text)
+        # The devices' TLS listener is tests/e2e/test_broker_security.py's: left out here.
+        text, tls = re.subn(r"(?ms)^listener 8883$.*?^tls_version .*?$", "", text)
+        text, listeners = re.subn(
+            r"(?m)^listener 1883 127.0.0.1$", f"listener {self.port} {self.host}", text
+        )
         text, files = re.subn(r"(?m)^password_file .*$", f"password_file {self._passwd}", text)
         text, acls = re.subn(r"(?m)^acl_file .*$", f"acl_file {self._acl}", text)
         text, stores = re.subn(
             r"(?m)^persistence_location .*$", f"persistence_location {self.data_dir}/", text
         )
-        assert (listeners, files, acls, stores) == (1, 1, 1, 1), "config/mosquitto.conf changed"
+        found = (tls, listeners, files, acls, stores)
+        assert found == (1, 1, 1, 1, 1), "config/mosquitto.conf changed"
         text += f"\nlog_dest file {self.log_path}\nlog_type all\n"
         if os.geteuid() == 0:
             text += "user root\n"

@@ -50,10 +50,30 @@ async def stored_event(app: App, device_id: str, ref: str) -> Any:
         return (await s.execute(query)).one()
 
 
+async def dropped_notes(app: App) -> list[str]:
+    """Every ``fields_dropped`` line on every call's timeline, oldest first."""
+    async with app.sessions() as s:
+        query = (
+            select(db.timeline.c.detail)
+            .where(db.timeline.c.action == "fields_dropped")
+            .order_by(db.timeline.c.id)
+        )
+        return list((await s.scalars(query)).all())
+
+
 async def check_case(app: App, device_id: str, case: Case) -> None:
     before = await counts(app)
+    notes_before = await dropped_notes(app)
     ack = await app.intake.on_event(device_id, topic(device_id), case.payload)
     events, rejected = await counts(app)
+    notes = await dropped_notes(app)
+    # Only an alarm with bad optional fields has them noted on its call, each named.
+    if case.dropped:
+        assert len(notes) == len(notes_before) + 1, case.name
+        named = [part.split(" ", 1)[0] for part in notes[-1].split("; ")]
+        assert sorted(named) == sorted(case.dropped), (case.name, notes[-1])
+    else:
+        assert notes == notes_before, case.name
     if case.outcome == "ok":
         assert ack is not None and ack.result is AckResult.OK, (case.name, ack)
         assert ack.ref == case.ref and ack.call_id, case.name
@@ -87,7 +107,7 @@ async def test_every_input_of_the_corpus_is_stored_and_answered_as_the_protocol_
     # Bad input changed nothing else: the only calls are those the good events opened.
     calls = await app.operations.list_calls("all")
     assert len(calls) == sum(c.outcome == "ok" for c in CORPUS)
-    assert {c.kind for c in calls} == {"emergency"}
+    assert {c.kind for c in calls} == {"emergency", "fall"}
 
 
 async def test_the_whole_corpus_from_one_device_then_an_emergency_opens_its_call(
@@ -125,8 +145,13 @@ async def test_stored_fields_fit_their_columns_at_and_over_the_limits(app: App) 
 
     over = await app.intake.on_event("d-over", topic("d-over"), event("r" * (ref_max + 1), "fall"))
     assert over is None
+    # A firmware string one over: a fall is taken without it, a service request refused.
     fw_over = event("fw-over", "fall", fw="f" * (fw_max + 1))
     answer = await app.intake.on_event("d-over", topic("d-over"), fw_over)
+    assert answer is not None and answer.result is AckResult.OK and answer.call_id
+    assert (await stored_event(app, "d-over", "fw-over")).fw is None
+    fw_over = event("fw-over-s", "service", fw="f" * (fw_max + 1))
+    answer = await app.intake.on_event("d-over-s", topic("d-over-s"), fw_over)
     assert (
         answer is not None and answer.result is AckResult.INVALID and "fw" in (answer.error or "")
     )

@@ -231,7 +231,7 @@ class MqttGateway:
             username=s.username,
             password=s.password,
             will=will,
-            tls_context=ssl.create_default_context() if s.tls else None,
+            tls_context=ssl.create_default_context(cafile=s.ca_file) if s.tls else None,
             keepalive=30,
             # A batch's answers are published at once, not one round trip each.
             max_inflight_messages=max(20, self._queue.batch_max),

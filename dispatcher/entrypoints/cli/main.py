@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: they use this module's helpers.
+    from dispatcher.entrypoints.cli import check as cli_check
+    from dispatcher.entrypoints.cli import devices as cli_devices
     from dispatcher.entrypoints.cli import fleet as cli_fleet
     from dispatcher.entrypoints.cli import registry as cli_registry
     from dispatcher.entrypoints.cli import report as cli_report
@@ -136,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_report.add_report_parser(sub, api)
     cli_fleet.add_fleet_parser(sub, api)
     cli_staff.add_staff_parser(sub, api)
-    cli_registry.add_registry_parsers(sub, api)
+    groups = cli_registry.add_registry_parsers(sub, api)
 
     calendars = sub.add_parser(
         "calendars", parents=[api], help="your calendar subscription URLs (iCalendar feeds)"
@@ -145,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     calendars.set_defaults(handler=_calendars)
 
     cli_rota.add_rota_parser(sub, api)
+    cli_check.add_check_parser(sub)
+    cli_devices.add_account_commands(groups["devices"])
     return parser
 
 

@@ -42,14 +42,18 @@ KINDS = {
 
 def add_registry_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], api: argparse.ArgumentParser
-) -> None:
+) -> dict[str, argparse._SubParsersAction[argparse.ArgumentParser]]:
     """``residents``, ``devices``, ``areas`` and ``providers``; ``staff`` shares its
-    group with the password commands (see :func:`add_record_commands`)."""
+    group with the password commands (see :func:`add_record_commands`). Returns each
+    group's commands, for the commands of other modules (``devices provision``)."""
+    groups = {}
     for name in ("residents", "devices", "areas", "providers"):
         parser = sub.add_parser(name, help=f"the registry's {name}: list, show, add, change")
         commands = parser.add_subparsers(title=f"{name} commands", metavar="COMMAND")
         add_record_commands(commands, api, KINDS[name])
         parser.set_defaults(handler=lambda args, p=parser: _usage(p))
+        groups[name] = commands
+    return groups
 
 
 def add_record_commands(

@@ -7,6 +7,9 @@
 - ``GET /health/engine``: the escalator and the outbox each completed a poll cycle
   recently (an idle poller still completes one every poll interval); else 503 naming
   the part that is stale. A poller that hangs or fails on every cycle shows here.
+- ``GET /health/data``: ``rota.toml`` and ``policies.toml`` as they are on disk are the
+  versions in force (200); else 503 with each refused file's problems (the daemon
+  runs on with the version it had: someone must fix the file). Each file's last load.
 
 None of them needs the API's bearer token (they are outside ``/api/v1``, and no route
 here depends on the token): a monitoring system holds no staff token. They tell
@@ -25,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 
 from dispatcher.adapters.metrics.prometheus import CONTENT_TYPE, PrometheusMetrics
 from dispatcher.adapters.metrics.scrape import ScrapeFigures
+from dispatcher.services.data_reload import FileStatus
 from dispatcher.services.engine_cycles import EngineCycles
 
 OK = "ok"
@@ -40,6 +44,8 @@ class Watch:
     engine_max_age_s: float
     metrics: PrometheusMetrics
     figures: ScrapeFigures
+    # The reloaded data files (dispatcher.services.data_reload); none when not wired.
+    data_files: Callable[[], dict[str, FileStatus]] = dict
 
 
 def health_router(watch: Watch) -> APIRouter:
@@ -71,6 +77,27 @@ def health_router(watch: Watch) -> APIRouter:
         stale = watch.cycles.stale(watch.engine_max_age_s)
         return _answer({part: stale.get(part, OK) for part in watch.cycles.parts}, "stale")
 
+    @router.get("/health/data")
+    async def data() -> JSONResponse:
+        """The rota and policies files on disk are those in force, or why not."""
+        files = watch.data_files()
+        checks = {name: OK if f.error is None else "refused" for name, f in files.items()}
+        body, status = _body(checks, "file refused")
+        body["files"] = {
+            name: {
+                "loaded_at": f.loaded_at.isoformat(),
+                "reloads": f.reloads,
+                "failures": f.failures,
+                **(
+                    {"error": f.error, "error_at": f.error_at.isoformat() if f.error_at else None}
+                    if f.error is not None
+                    else {}
+                ),
+            }
+            for name, f in files.items()
+        }
+        return JSONResponse(body, status_code=status)
+
     @router.get("/metrics")
     async def metrics() -> Response:
         """Every series in Prometheus' text format; the database's figures at most a
@@ -82,8 +109,13 @@ def health_router(watch: Watch) -> APIRouter:
 
 
 def _answer(checks: dict[str, str], what: str) -> JSONResponse:
+    body, status = _body(checks, what)
+    return JSONResponse(body, status_code=status)
+
+
+def _body(checks: dict[str, str], what: str) -> tuple[dict[str, Any], int]:
     bad = [part for part, said in checks.items() if said != OK]
     body: dict[str, Any] = {"status": OK if not bad else what, "checks": checks}
     if bad:
         body["error"] = f"{what}: " + "; ".join(f"{part} {checks[part]}" for part in bad)
-    return JSONResponse(body, status_code=503 if bad else 200)
+    return body, 503 if bad else 200
