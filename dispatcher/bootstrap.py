@@ -8,7 +8,7 @@ import importlib.metadata
 import resource
 import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -54,6 +54,8 @@ from dispatcher.adapters.metrics.data_files import DataFilesCollector
 from dispatcher.adapters.metrics.one_at_a_time import OneAtATime
 from dispatcher.adapters.metrics.prometheus import PrometheusMetrics
 from dispatcher.adapters.metrics.scrape import ScrapeFigures
+from dispatcher.adapters.mosquitto.accounts_file import AccountsFile
+from dispatcher.adapters.mosquitto.files import MosquittoFiles, password_hash
 from dispatcher.adapters.mqtt.gateway import MqttGateway
 from dispatcher.adapters.passwords import Argon2Hasher
 from dispatcher.adapters.twilio.delivery_reports import TWILIO_STATUS_ORDER
@@ -81,6 +83,7 @@ from dispatcher.services.outbox import SmsOutbox
 from dispatcher.services.outbox_runner import Handoff, OutboxRunner
 from dispatcher.services.phone_desk import PhoneDesk
 from dispatcher.services.power_cuts import PowerCuts
+from dispatcher.services.provisioning import Provisioning
 from dispatcher.services.registry import Registry, RegistryStore
 from dispatcher.services.rota_overrides import RotaOverrides
 from dispatcher.services.supervision import LinkSupervisor
@@ -336,6 +339,11 @@ async def build(
     )
     # Calls linked to a resident when their device is registered: the queue redraws.
     registry.on_change = publish_now
+    if settings.broker.follow_registry:
+        accounts_of = broker_provisioning(settings, lambda: registry.in_service())
+        registry.on_retired = lambda device_id: asyncio.to_thread(
+            accounts_of.revoke, device_id, missing_ok=True
+        )
     fleet.before_read = intake.heartbeats.flush  # the report reads the links
     reloader = DataReloader(
         files,
@@ -668,6 +676,46 @@ async def accounts_only(settings: Settings) -> AsyncIterator[Accounts]:
         yield Accounts(tx, registry.directories, SystemClock(), Argon2Hasher())
     finally:
         await engine.dispose()
+
+
+def broker_provisioning(
+    settings: Settings,
+    registered: Callable[[], Mapping[str, bool]] | None = None,
+    clock: Clock | None = None,
+) -> Provisioning:
+    """The devices' MQTT accounts: the files of ``[broker] state_dir`` and a SIGHUP to
+    the broker of ``pid_file``; ``registered`` (the registry's devices) by default read
+    from the database when asked."""
+    b = settings.broker
+    return Provisioning(
+        AccountsFile(b.state_dir),
+        MosquittoFiles(b.state_dir, settings.mqtt.topic_root, b.dispatcher_username, b.pid_file),
+        clock or SystemClock(),
+        password_hash,
+        dispatcher_username=b.dispatcher_username,
+        registered=registered or (lambda: registered_devices(settings)),
+    )
+
+
+def registered_devices(settings: Settings) -> dict[str, bool]:
+    """The registry's devices (id: in service, False once retired), read from the
+    database; before a daemon has filled it, the data folder's, the seed it will get.
+    For ``eldercall devices provision`` and ``sync``, beside a running daemon."""
+    return asyncio.run(_registered_devices(settings))
+
+
+async def _registered_devices(settings: Settings) -> dict[str, bool]:
+    engine = make_engine(settings.database.url)
+    try:
+        if await registry_filled(engine):
+            tx = Transactions(make_sessionmaker(engine), SqlRegistryStore)
+            async with tx.read() as store:
+                records = await store.records()
+            return {d.id: d.active for d in records.devices}
+    finally:
+        await engine.dispose()
+    seed = load_directory(settings.data.dir, settings.data.timezone)
+    return {r.device_id: True for r in seed.residents.values() if r.device_id}
 
 
 def password_hasher() -> Argon2Hasher:

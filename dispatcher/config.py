@@ -142,6 +142,9 @@ class BrokerSettings(BaseModel):
     pid_file: Path | None = None
     # The dispatcher's MQTT account (its [mqtt] username): never a device's id.
     dispatcher_username: str = "eldercall-dispatcher"
+    # The daemon revokes a device's account itself when the registry retires it (it
+    # must then be able to write state_dir and signal the broker of pid_file).
+    follow_registry: bool = False
 
 
 class DataSettings(BaseModel):

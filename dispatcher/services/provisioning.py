@@ -14,12 +14,17 @@ devices, and the id in a topic is the identity the broker authenticated, as the
 protocol says. So a device id that could be a pattern's wildcard is impossible (the
 protocol's ids have no ``+``, ``#`` or ``/``), and the dispatcher's username is never
 a device's.
+
+In step with the registry: only a device registered and in service gets an account;
+``sync`` takes away the account of a device the registry has retired or no longer
+has; and the daemon, with ``[broker] follow_registry``, revokes a device's account
+itself when the registry retires it.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -67,6 +72,20 @@ class Broker(Protocol):
         ...
 
 
+# The registry's devices: device id -> in service (False: retired); absent: unknown.
+Registered = Callable[[], Mapping[str, bool]]
+
+
+@dataclass(frozen=True)
+class Synced:
+    reload: str
+    revoked: list[str]  # accounts taken away: their device is retired or unknown
+
+    def __str__(self) -> str:
+        gone = f"; revoked (retired or not in the registry): {', '.join(self.revoked)}"
+        return self.reload + (gone if self.revoked else "")
+
+
 @dataclass(frozen=True)
 class Provisioned:
     device_id: str
@@ -83,7 +102,9 @@ class Provisioning:
         hasher: Callable[[str], str],
         *,
         dispatcher_username: str,
+        registered: Registered | None = None,
     ) -> None:
+        self._registered = registered  # None: no registry to keep in step with
         self._store = store
         self._broker = broker
         self._clock = clock
@@ -103,6 +124,15 @@ class Provisioning:
             )
         if device_id == self._dispatcher:
             raise ProvisioningRefused(f"{device_id!r} is the dispatcher's username")
+        if self._registered is not None:
+            in_service = self._registered().get(device_id)
+            if in_service is None:
+                raise ProvisioningRefused(
+                    f"{device_id} is not in the registry: register it first "
+                    f"(eldercall devices add id={device_id} ...)"
+                )
+            if not in_service:
+                raise ProvisioningRefused(f"{device_id} is retired in the registry")
         secret = secret if secret is not None else new_secret()
         _usable(secret)
         with self._store.locked():
@@ -117,10 +147,12 @@ class Provisioning:
         log.info("device_provisioned", device_id=device_id, rotated=rotate)
         return Provisioned(device_id, secret, said)
 
-    def revoke(self, device_id: str) -> str:
+    def revoke(self, device_id: str, *, missing_ok: bool = False) -> str:
         with self._store.locked():
             accounts = self._store.load()
             if accounts.devices.pop(device_id, None) is None:
+                if missing_ok:
+                    return f"{device_id} had no account"
                 raise ProvisioningRefused(f"{device_id} is not provisioned")
             said = self._apply(accounts)
         log.info("device_revoked", device_id=device_id)
@@ -137,10 +169,21 @@ class Provisioning:
         log.info("dispatcher_account_set", username=self._dispatcher)
         return Provisioned(self._dispatcher, secret, said)
 
-    def sync(self) -> str:
-        """Write the broker's files again from the accounts, and reload it."""
+    def sync(self) -> Synced:
+        """Write the broker's files again from the accounts, without those of devices
+        the registry has retired or does not have, and reload it."""
         with self._store.locked():
-            return self._apply(self._store.load())
+            accounts = self._store.load()
+            revoked: list[str] = []
+            if self._registered is not None:
+                registered = self._registered()
+                revoked = sorted(d for d in accounts.devices if not registered.get(d, False))
+                for device_id in revoked:
+                    del accounts.devices[device_id]
+            said = self._apply(accounts)
+        if revoked:
+            log.warning("device_accounts_revoked_by_sync", device_ids=revoked)
+        return Synced(said, revoked)
 
     def _apply(self, accounts: Accounts) -> str:
         # The accounts first: should writing the broker's files fail, sync() redoes them.

@@ -19,7 +19,7 @@ on their timelines.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -160,6 +160,9 @@ class Registry:
         self.directories = directories
         self._clock = clock
         self.on_change = on_change  # wakes the live queue when calls were linked
+        # Told of each device retired, after its commit ([broker] follow_registry: its
+        # MQTT account is revoked). A failure there is logged, the retirement stands.
+        self.on_retired: Callable[[str], Awaitable[object]] | None = None
         self._lock = asyncio.Lock()
         self._devices: dict[str, Device] = {}
         self._providers: dict[str, ProviderFields] = {}
@@ -271,6 +274,10 @@ class Registry:
         if r is None or not rules.may_read(d, viewer, r.community_id):
             raise rules.not_found("resident", resident_id)
         return resident_fields(r, d.contact_methods)
+
+    def in_service(self) -> dict[str, bool]:
+        """Every registered device: in service (True) or retired (False)."""
+        return {d.id: d.active for d in self._devices.values()}
 
     def model_of(self, device_id: str) -> str | None:
         """The model of a registered device (its heartbeat interval), None if unknown."""
@@ -602,6 +609,11 @@ class Registry:
                 )
             await self._reload()
         log.info("device_retired", device_id=device_id, by=actor.id)
+        if self.on_retired is not None:
+            try:
+                await self.on_retired(device_id)
+            except Exception:
+                log.exception("device_retired_follow_up_failed", device_id=device_id)
         return device
 
     def _manage_device(self, actor: Staff, device_id: str) -> Device:

@@ -5,6 +5,7 @@ tests/e2e/test_broker_security.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -16,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from dispatcher.adapters.mosquitto.files import acl_text, password_hash, write_atomically
+from dispatcher.bootstrap import broker_provisioning
 from dispatcher.entrypoints.cli import common
 from dispatcher.entrypoints.cli import main as cli
 from dispatcher.entrypoints.cli.devices import provisioning
 from dispatcher.services.provisioning import ProvisioningRefused
 from dispatcher.testing import FakeClock
-from tests.support.app import TUESDAY_10AM
+from tests.support.app import DATA, TUESDAY_10AM, built_app, settings_for, sqlite_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,8 +44,15 @@ def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
+    """The broker's files in the test's folder, and its own database (none yet: the
+    registry is then the data folder's, the seed it will get)."""
     path = tmp_path / "eldercall.toml"
-    path.write_text(f'[broker]\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
+    path.write_text(
+        f'[broker]\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[database]\nurl = "{sqlite_url(tmp_path)}"\n'
+        f'[data]\ndir = "{DATA}"\n',
+        encoding="utf-8",
+    )
     return path
 
 
@@ -133,3 +142,56 @@ def test_a_rewrite_keeps_the_file_s_mode(tmp_path: Path) -> None:
     write_atomically(path, "new\n")
     assert path.read_text() == "new\n" and stat.S_IMODE(path.stat().st_mode) == 0o604
     assert [p.name for p in tmp_path.iterdir()] == ["passwd"]  # no temporary left
+
+
+def test_a_device_not_in_the_registry_gets_no_account(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["devices", "provision", "dev-9999", "--config", str(config)]) == 1
+    assert "not in the registry" in capsys.readouterr().err
+    assert not (tmp_path / "state" / "accounts.json").exists()
+
+
+async def test_the_accounts_follow_the_registry_s_retirements(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A device retired in the registry (the database the daemon keeps) cannot be
+    provisioned, and ``sync`` takes away the account it had."""
+    for device in ("dev-0002", "dev-0003"):
+        assert (
+            await asyncio.to_thread(
+                cli.main, ["devices", "provision", device, "--config", str(config)]
+            )
+            == 0
+        )
+    app = await built_app(settings_for(tmp_path), FakeClock(TUESDAY_10AM))
+    try:
+        admin = app.directory.staff["zhao-min"]
+        await app.registry.retire_device(admin, "dev-0003")
+    finally:
+        await app.aclose()
+    capsys.readouterr()
+    argv = ["devices", "provision", "dev-0003", "--rotate", "--config", str(config)]
+    assert await asyncio.to_thread(cli.main, argv) == 1
+    assert "retired in the registry" in capsys.readouterr().err
+    assert await asyncio.to_thread(cli.main, ["devices", "sync", "--config", str(config)]) == 0
+    assert "revoked (retired or not in the registry): dev-0003" in capsys.readouterr().out
+    passwd = (tmp_path / "state" / "passwd").read_text()
+    assert "dev-0002:" in passwd and "dev-0003" not in passwd
+
+
+async def test_the_daemon_revokes_a_retired_device_s_account_itself(tmp_path: Path) -> None:
+    broker = {"state_dir": str(tmp_path / "state"), "follow_registry": True}
+    settings = settings_for(tmp_path, broker=broker)
+    app = await built_app(settings, FakeClock(TUESDAY_10AM))
+    try:
+        accounts = broker_provisioning(settings, app.registry.in_service)
+        accounts.provision("dev-0002")
+        accounts.provision("dev-0003")
+        with pytest.raises(ProvisioningRefused, match="not in the registry"):
+            accounts.provision("dev-9999")
+        await app.registry.retire_device(app.directory.staff["zhao-min"], "dev-0003")
+    finally:
+        await app.aclose()
+    assert [d.device_id for d in accounts.devices()] == ["dev-0002"]
+    assert "dev-0003" not in (tmp_path / "state" / "passwd").read_text()

@@ -20,8 +20,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from dispatcher.adapters.mosquitto.accounts_file import AccountsFile
-from dispatcher.adapters.mosquitto.files import MosquittoFiles, ReloadFailed, password_hash
+from dispatcher.adapters.mosquitto.files import ReloadFailed
 from dispatcher.config import ConfigError, load_settings
 from dispatcher.entrypoints.cli import common
 from dispatcher.services.provisioning import Provisioning, ProvisioningRefused
@@ -64,18 +63,14 @@ def add_account_commands(inner: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def provisioning(config: str | None) -> Provisioning:
+    """The accounts as bootstrap wires them, the registry read from the database."""
     try:
         settings = load_settings(config)
     except ConfigError as exc:
         raise common.UsageError(str(exc)) from None
-    b = settings.broker
-    return Provisioning(
-        AccountsFile(b.state_dir),
-        MosquittoFiles(b.state_dir, settings.mqtt.topic_root, b.dispatcher_username, b.pid_file),
-        common.clock(),
-        password_hash,
-        dispatcher_username=b.dispatcher_username,
-    )
+    bootstrap = common.import_command("dispatcher.bootstrap", "devices")
+    provisioning: Provisioning = bootstrap.broker_provisioning(settings, clock=common.clock())
+    return provisioning
 
 
 def _stdin_secret(args: argparse.Namespace) -> str | None:
