@@ -96,6 +96,8 @@ class PlaceIndex:
         by_device: dict[str, list[Place]] = {}
         devices: dict[str, list[str]] = {}
         for resident in directory.residents.values():
+            if not resident.device_id:  # no device in service: nothing to lose power
+                continue
             places = places_of(resident, directory)
             by_device[resident.device_id] = places
             for place in places:

@@ -134,3 +134,32 @@ async def test_many_in_one_community_are_one_community_alert(
     open_ = [c for c in await technical(fleet_app) if c[2] == "open"]
     assert [c[1] for c in open_] == ["power_cut"]
     assert open_[0][0].startswith("power-cut.c.")
+
+
+async def test_a_building_s_devices_follow_the_registry(fleet_app: App, clock: FakeClock) -> None:
+    """Residents and devices registered while the daemon runs are in their building at
+    once: three of them losing power within the minute are one grouped alert."""
+    admin = fleet_app.directory.staff["zhao-min"]
+    new = ["dev-0981", "dev-0982", "dev-0983"]
+    for n, device in enumerate(new, start=1):
+        resident = f"r-098{n}"
+        await fleet_app.registry.create_resident(
+            admin,
+            {
+                "id": resident,
+                "name": f"新邻居{n}",
+                "birth_date": "1941-02-03",
+                "address": f"江滨区柳湖路90弄1号{n}02室",
+                "community_id": "c-lh",
+                "building": "1号",
+                "room": f"{n}02",
+            },
+        )
+        await fleet_app.registry.register_device(admin, {"id": device, "resident_id": resident})
+    for device in new:
+        clock.advance(10)
+        group_id = await lose(fleet_app, device)
+    open_ = [c for c in await technical(fleet_app) if c[2] == "open"]
+    assert group_id is not None
+    assert len(open_) == 1 and open_[0][1] == "power_cut"
+    assert open_[0][0].startswith("power-cut.b.")  # the building's, not a device's
