@@ -80,11 +80,31 @@ class AuditQuery:
     offset: int = 0
 
 
+@dataclass(frozen=True)
+class AuditRow:
+    """One change as the audit keeps it (written many at a time by a seed)."""
+
+    at: datetime
+    actor: str
+    kind: str
+    record_id: str
+    action: str
+    area_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
 class RegistryStore(Protocol):
     """The registry's tables, the devices' history, the audit and the calls a change
     looks at, in one transaction (``dispatcher.adapters.db.registry_store``)."""
 
     async def is_empty(self) -> bool: ...
+
+    async def insert_many(
+        self, records: Records, history: list[Assignment], audit: list[AuditRow]
+    ) -> None:
+        """New records, their devices' history and their audit rows, a few
+        statements per table however many (a seed of 100,000 residents)."""
 
     async def records(self) -> Records: ...
 
@@ -183,39 +203,32 @@ class Registry:
         then load."""
         now = self._clock.now()
         records, history = records_of(directory, now, models)
+        kinds: list[tuple[str, list[Any]]] = [
+            ("area", records.areas),
+            ("staff", records.staff),
+            ("resident", records.residents),
+        ]
+        audit = [
+            AuditRow(now, SEED_ACTOR, kind, f.id, "seed", _area_of(kind, f), None, audit_json(f))
+            for kind, items in kinds
+            for f in items
+        ]
+        community = {r.id: r.community_id for r in records.residents}
+        audit.extend(
+            AuditRow(
+                now,
+                SEED_ACTOR,
+                "device",
+                d.id,
+                "seed",
+                community.get(d.resident_id or ""),
+                None,
+                audit_json(d.fields),
+            )
+            for d in records.devices
+        )
         async with self._tx.begin() as store:
-            for kind, items in (
-                ("area", records.areas),
-                ("staff", records.staff),
-                ("resident", records.residents),
-            ):
-                for fields in items:
-                    await store.save(kind, fields, new=True)
-                    await store.audit(
-                        at=now,
-                        actor=SEED_ACTOR,
-                        kind=kind,
-                        record_id=fields.id,
-                        action="seed",
-                        area_id=_area_of(kind, fields),
-                        before=None,
-                        after=audit_json(fields),
-                    )
-            community = {r.id: r.community_id for r in records.residents}
-            for device in records.devices:
-                await store.save_device(device, new=True)
-                await store.audit(
-                    at=now,
-                    actor=SEED_ACTOR,
-                    kind="device",
-                    record_id=device.id,
-                    action="seed",
-                    area_id=community.get(device.resident_id or ""),
-                    before=None,
-                    after=audit_json(device.fields),
-                )
-            for a in history:
-                await store.assign(a.device_id, a.resident_id, a.start, a.by)
+            await store.insert_many(records, history, audit)
         log.info(
             "registry_seeded",
             areas=len(records.areas),

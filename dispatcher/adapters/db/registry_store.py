@@ -26,7 +26,7 @@ from dispatcher.core.registry.records import (
     ResidentFields,
     StaffFields,
 )
-from dispatcher.services.registry import AuditQuery
+from dispatcher.services.registry import AuditQuery, AuditRow
 
 _TABLES: dict[str, Table] = {
     "area": db.areas,
@@ -86,6 +86,54 @@ class SqlRegistryStore:
             for r in await s.execute(select(db.providers).order_by(db.providers.c.id))
         ]
         return Records(areas, staff, residents, devices, providers)
+
+    async def insert_many(
+        self, records: Records, history: list[Assignment], audit: list[AuditRow]
+    ) -> None:
+        # One executemany per table: a seed of 100,000 residents is a few statements,
+        # not 400,000 (SQLAlchemy sends them as multi-row inserts).
+        s = self._session
+        for kind, items in (
+            ("area", records.areas),
+            ("staff", records.staff),
+            ("resident", records.residents),
+            ("provider", records.providers),
+        ):
+            table = _TABLES[kind]
+            if items:
+                await s.execute(insert(table), [_columns(table, f.model_dump()) for f in items])
+        contacts = db.resident_contacts
+        rows = [
+            {"resident_id": r.id, "position": n, **_columns(contacts, c.model_dump())}
+            for r in records.residents
+            for n, c in enumerate(r.contacts, start=1)
+        ]
+        if rows:
+            await s.execute(insert(contacts), rows)
+        if records.devices:
+            await s.execute(
+                insert(db.devices),
+                [
+                    {**_columns(db.devices, d.fields.model_dump()), "retired_at": d.retired_at}
+                    for d in records.devices
+                ],
+            )
+        if history:
+            await s.execute(
+                insert(db.device_assignments),
+                [
+                    {
+                        "device_id": a.device_id,
+                        "resident_id": a.resident_id,
+                        "start_at": a.start,
+                        "end_at": a.end,
+                        "by": a.by,
+                    }
+                    for a in history
+                ],
+            )
+        if audit:
+            await s.execute(insert(db.registry_audit), [_audit_values(a) for a in audit])
 
     async def save(self, kind: str, fields: Any, *, new: bool) -> None:
         """Insert (``new``) or update the record ``fields`` of ``kind``."""
@@ -230,18 +278,8 @@ class SqlRegistryStore:
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
     ) -> None:
-        await self._session.execute(
-            insert(db.registry_audit).values(
-                at=at,
-                actor=actor,
-                kind=kind,
-                record_id=record_id,
-                action=action,
-                area_id=area_id,
-                before=None if before is None else json.dumps(before, ensure_ascii=False),
-                after=None if after is None else json.dumps(after, ensure_ascii=False),
-            )
-        )
+        row = AuditRow(at, actor, kind, record_id, action, area_id, before, after)
+        await self._session.execute(insert(db.registry_audit).values(**_audit_values(row)))
 
     async def audit_entries(self, q: AuditQuery) -> tuple[list[AuditEntry], int]:
         t = db.registry_audit
@@ -275,6 +313,19 @@ class SqlRegistryStore:
             for r in rows
         ]
         return entries, int(total or 0)
+
+
+def _audit_values(a: AuditRow) -> dict[str, Any]:
+    return {
+        "at": a.at,
+        "actor": a.actor,
+        "kind": a.kind,
+        "record_id": a.record_id,
+        "action": a.action,
+        "area_id": a.area_id,
+        "before": None if a.before is None else json.dumps(a.before, ensure_ascii=False),
+        "after": None if a.after is None else json.dumps(a.after, ensure_ascii=False),
+    }
 
 
 def _device(r: Row[Any]) -> Device:
