@@ -31,7 +31,6 @@ from dispatcher.core import scope
 from dispatcher.core.directory import Directory, Level, Staff
 from dispatcher.core.directory_holder import DirectoryHolder
 from dispatcher.core.registry import rules
-from dispatcher.core.registry.search import device_matches, resident_matches
 from dispatcher.core.registry.audit import AuditEntry, audit_json
 from dispatcher.core.registry.build import Records, directory_from, records_of
 from dispatcher.core.registry.records import (
@@ -50,6 +49,7 @@ from dispatcher.core.registry.records import (
     validated,
 )
 from dispatcher.core.registry.rules import Refused, Why
+from dispatcher.core.registry.search import device_matches, resident_matches
 from dispatcher.services.clock import Clock
 from dispatcher.services.ports import Transactions
 

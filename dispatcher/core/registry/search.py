@@ -25,14 +25,23 @@ def _found(text: str, values: list[str | None], phones: list[str | None]) -> boo
     # match nearly every phone).
     digits = _digits(wanted)
     looks_like_number = all(ch.isdigit() or ch in "+- " for ch in wanted)
-    return looks_like_number and len(digits) >= 4 and any(p and digits in _digits(p) for p in phones)
+    return (
+        looks_like_number and len(digits) >= 4 and any(p and digits in _digits(p) for p in phones)
+    )
 
 
 def resident_matches(d: Directory, r: Resident, text: str) -> bool:
     """Whether ``text`` is in her name, id, address, device id, phone or mobile, or her
     community's id or name."""
     community = d.areas.get(r.community_id)
-    values = [r.name, r.id, r.address, r.device_id, r.community_id, community.name if community else None]
+    values = [
+        r.name,
+        r.id,
+        r.address,
+        r.device_id,
+        r.community_id,
+        community.name if community else None,
+    ]
     return _found(text, values, [r.phone, r.mobile])
 
 
@@ -41,5 +50,12 @@ def device_matches(d: Directory, device: Device, text: str) -> bool:
     name of the resident it serves."""
     f = device.fields
     resident = d.residents.get(f.resident_id or "")
-    values = [f.id, f.model, f.firmware, f.installed_by, f.resident_id, resident.name if resident else None]
+    values = [
+        f.id,
+        f.model,
+        f.firmware,
+        f.installed_by,
+        f.resident_id,
+        resident.name if resident else None,
+    ]
     return _found(text, values, [])

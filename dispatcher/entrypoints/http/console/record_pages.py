@@ -310,7 +310,9 @@ def _form_refused(
 ) -> Response:
     """The form again, as it was sent, with the registry's reason beside its field."""
     inputs = {"id", *FIELDS}
-    names = {f"contacts.{i}.{f}": f"contact-{n}-{f}" for i, n in enumerate(rows) for f in CONTACT_FIELDS}
+    names = {
+        f"contacts.{i}.{f}": f"contact-{n}-{f}" for i, n in enumerate(rows) for f in CONTACT_FIELDS
+    }
     errors = field_errors(exc, names)
     where = next(iter(errors))
     if where not in inputs and where not in names.values():

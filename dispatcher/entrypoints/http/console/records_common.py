@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from dispatcher.core import texts
+from dispatcher.core.directory import Staff
 from dispatcher.core.registry.rules import Refused, Why
 from dispatcher.entrypoints.http.console import auth
 from dispatcher.entrypoints.http.console.pages import _local, _render, language
@@ -42,11 +43,18 @@ class Viewer:
     request: Request
 
     @property
-    def staff(self) -> Any:
+    def staff(self) -> Staff:
         return self.signed_in.staff
 
     def r(self, key: str, **values: object) -> str:
         return texts.text(self.lang, SECTION + key, **values)
+
+    def label(self, field: str) -> str:
+        """A record field's name on the page (the audit may hold one no form has)."""
+        try:
+            return self.r(f"field_{field}")
+        except KeyError:
+            return field
 
     def local(self, when: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
         return _local(self.request, when).strftime(fmt) if when else "-"
@@ -59,6 +67,7 @@ class Viewer:
             status,
             me=self.signed_in,
             r=self.r,
+            label=self.label,
             local=self.local,
             staff_names={s.id: s.name for s in registry_of(self.request).directory.staff.values()},
             **context,
@@ -118,6 +127,26 @@ class Change:
     before: Any
     after: Any
 
+    @property
+    def shown_before(self) -> str:
+        return shown(self.before)
+
+    @property
+    def shown_after(self) -> str:
+        return shown(self.after)
+
+
+def shown(value: Any) -> str:
+    """An audited value as a line of the page: a contact as "name (relation) phone"."""
+    if value in (None, "", []):
+        return "-"
+    if isinstance(value, list):
+        return "; ".join(shown(item) for item in value)
+    if isinstance(value, dict) and {"name", "phone"} <= set(value):
+        relation = f" ({value['relation']})" if value.get("relation") else ""
+        return f"{value['name']}{relation} {value['phone']}"
+    return str(value)
+
 
 @dataclass(frozen=True)
 class AuditRow:
@@ -128,9 +157,7 @@ class AuditRow:
 def _changes(e: AuditOut) -> list[Change]:
     before, after = e.before or {}, e.after or {}
     names = [*before, *(k for k in after if k not in before)]
-    return [
-        Change(k, before.get(k), after.get(k)) for k in names if before.get(k) != after.get(k)
-    ]
+    return [Change(k, before.get(k), after.get(k)) for k in names if before.get(k) != after.get(k)]
 
 
 async def audit_trail(v: Viewer, kind: str, record_id: str) -> list[AuditRow] | None:
