@@ -255,6 +255,8 @@ async def test_a_resident_with_an_open_call_is_not_deleted(
     assert "r-0001" in app.directory.residents
     gone = await web.post("/console/residents/r-0002/delete", data={"csrf": csrf})
     assert gone.status_code == 303 and "r-0002" not in app.directory.residents
+    listed = await web.get(gone.headers["location"], headers=HTML)
+    assert "已删除老人档案 r-0002" in listed.text
     assert (await web.get("/console/residents/r-0002", headers=HTML)).status_code == 404
 
 

@@ -76,7 +76,12 @@ def _out(v: Viewer, r: ResidentFields) -> ResidentOut:
 
 @router.get("/residents")
 async def residents_page(
-    request: Request, q: Search = "", community: Search = "", offset: Offset = 0
+    request: Request,
+    q: Search = "",
+    community: Search = "",
+    offset: Offset = 0,
+    # After a delete: which record went (an id only, so a link cannot put words here).
+    deleted: Annotated[str, Query(max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")] = "",
 ) -> Response:
     v = await viewer(request)
     registry = registry_of(request)
@@ -92,6 +97,7 @@ async def residents_page(
         communities=_communities(v),
         area_names=_area_names(v),
         may_create=registry.may_change(v.staff, "resident"),
+        deleted=deleted,
     )
 
 
