@@ -49,6 +49,7 @@ from dispatcher.core.registry.records import (
     validated,
 )
 from dispatcher.core.registry.rules import Refused, Why
+from dispatcher.core.registry.search import device_matches, resident_matches
 from dispatcher.services.clock import Clock
 from dispatcher.services.ports import Transactions
 
@@ -277,7 +278,7 @@ class Registry:
             if rules.may_read(d, viewer, r.community_id)
             and (community is None or r.community_id in scope.areas_within(d, community))
             and (key_resident is None or bool(r.key_resident) == key_resident)
-            and (not text or text in r.name or text in r.address or text == r.id)
+            and (not text or resident_matches(d, r, text))
         ]
         return _page(found, limit, offset)
 
@@ -306,15 +307,18 @@ class Registry:
         *,
         resident: str | None = None,
         retired: bool | None = False,
+        text: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page[Device]:
+        d = self.directory
         found = [
             x
             for x in sorted(self._devices.values(), key=lambda x: x.id)
             if self._may_read_device(viewer, x)
             and (resident is None or x.resident_id == resident)
             and (retired is None or (not x.active) == retired)
+            and (not text or device_matches(d, x, text))
         ]
         return _page(found, limit, offset)
 
@@ -399,6 +403,26 @@ class Registry:
         async with self._tx.read() as store:
             entries, total = await store.audit_entries(q)
         return Page(entries, total, q.limit, q.offset)
+
+    def may_change(self, viewer: Staff, kind: str, record_id: str | None = None) -> bool:
+        """Whether ``viewer`` may change the ``kind`` record ``record_id`` (None: make a
+        new one in their own area), by the rules a change is held to; the screens offer
+        their forms by it, and the change itself is checked again."""
+        manage: dict[str, Callable[[Staff, str], object]] = {
+            "resident": self._manage_resident,
+            "device": self._manage_device,
+            "staff": self._manage_staff,
+            "area": self._manage_area,
+            "provider": self._manage_provider,
+        }
+        try:
+            if record_id is None:
+                rules.require_manager(self.directory, viewer, [viewer.area_id], kind)
+            else:
+                manage[kind](viewer, record_id)
+        except Refused:
+            return False
+        return True
 
     def _may_read_area(self, viewer: Staff, area_id: str) -> bool:
         # A street's staff see their street's communities, and the street above

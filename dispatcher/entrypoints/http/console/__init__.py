@@ -11,9 +11,11 @@ from dispatcher.core.directory import Directory
 from dispatcher.entrypoints.http.console import (
     auth,
     boards,
+    device_pages,
     dispatch_pages,
     pages,
     protocol_pages,
+    record_pages,
     sheet,
 )
 from dispatcher.services.accounts import Accounts
@@ -29,6 +31,8 @@ def add_console(app: FastAPI, accounts: Accounts, queue: LiveQueue, directory: D
     app.include_router(sheet.router)
     app.include_router(boards.router)  # /console/board, /console/wall
     app.include_router(protocol_pages.router)
+    app.include_router(record_pages.router)  # /console/residents
+    app.include_router(device_pages.router)  # /console/devices, /console/staff
     app.add_exception_handler(auth.NotSignedInError, _not_signed_in)
     app.add_exception_handler(auth.BadCsrfError, _bad_csrf)
 

@@ -49,7 +49,10 @@ async def list_residents(
     viewer: StaffDep,
     registry: RegistryDep,
     community: Annotated[str | None, Query(description="an area id: residents in it")] = None,
-    q: Annotated[str | None, Query(max_length=100, description="in the name or address")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=100, description="in the name, id, address, device, phone or community"),
+    ] = None,
     key_resident: Annotated[bool | None, Query(description="key residents only (or not)")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -143,10 +146,15 @@ async def list_devices(
     registry: RegistryDep,
     resident: Annotated[str | None, Query(max_length=64)] = None,
     retired: Annotated[bool | None, Query(description="false (default): in service")] = False,
+    q: Annotated[
+        str | None, Query(max_length=100, description="in the id, model, firmware or resident")
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[DeviceOut]:
-    page = registry.devices(viewer, resident=resident, retired=retired, limit=limit, offset=offset)
+    page = registry.devices(
+        viewer, resident=resident, retired=retired, text=q, limit=limit, offset=offset
+    )
     return Page(
         items=[device_out(d) for d in page.items],
         total=page.total,
