@@ -24,20 +24,25 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 CONTROL_ROLES = frozenset(
     {"button", "textbox", "combobox", "checkbox", "radio", "spinbutton", "link", "listbox"}
 )
-VISIBLE_CONTROLS = """() => [...document.querySelectorAll(
-    "input:not([type=hidden]), select, textarea, button")].filter((el) => el.checkVisibility()).length"""
-# What sticks out past a phone's width (the innermost such elements).
-TOO_WIDE = """() => [...document.querySelectorAll("main *")]
-  .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
-  .filter((el) => ![...el.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 1))
-  .map((el) => `${el.tagName.toLowerCase()}#${el.id}.${el.className} ${(el.textContent || "").trim().slice(0, 30)}`)"""
+VISIBLE_CONTROLS = """() => [
+  ...document.querySelectorAll("input:not([type=hidden]), select, textarea, button"),
+].filter((el) => el.checkVisibility()).length"""
+# What sticks out past a phone's width: the innermost such elements.
+TOO_WIDE = """() => {
+  const out = (el) => el.getBoundingClientRect().right > window.innerWidth + 1;
+  return [...document.querySelectorAll("body *")]
+    .filter((el) => out(el) && ![...el.children].some(out))
+    .map((el) => `${el.tagName.toLowerCase()}#${el.id}.${el.className} ${el.textContent.trim()}`)
+    .map((what) => what.slice(0, 60));
+}"""
 FOCUSED = """() => {
   const el = document.activeElement;
   if (!el || el === document.body) return null;
   const style = getComputedStyle(el);
+  const text = (el.textContent || el.value || "").trim().slice(0, 24);
   return {
     index: [...document.querySelectorAll("*")].indexOf(el),
-    what: `${el.tagName.toLowerCase()}#${el.id} ${(el.textContent || el.value || "").trim().slice(0, 24)}`,
+    what: `${el.tagName.toLowerCase()}#${el.id} ${text}`,
     outline: style.outlineStyle,
     width: parseFloat(style.outlineWidth),
   };
@@ -101,6 +106,7 @@ async def check_phone_width(page: Page) -> None:
     try:
         wide = await page.evaluate(TOO_WIDE)
         assert wide == [], "\n".join(wide)
+        assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     finally:
         await page.set_viewport_size({"width": 1280, "height": 900})
 

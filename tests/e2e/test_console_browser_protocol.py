@@ -82,7 +82,9 @@ async def test_a_silent_emergency_is_worked_through_its_protocol_onto_the_timeli
         assert await decision.locator(".step-default").inner_text() == "默认：派人上门"
         send = decision.get_by_role("radio", name="派人上门")
         assert await send.is_checked()
-        assert not await decision.get_by_role("radio", name="拨打120（听到呻吟或长时间无反应）").is_checked()
+        assert not await decision.get_by_role(
+            "radio", name="拨打120（听到呻吟或长时间无反应）"
+        ).is_checked()
         assert await protocol.locator(".protocol-progress").inner_text() == "已完成 0/6 步"
 
         listen = protocol.locator("#step-listen")
@@ -120,7 +122,9 @@ async def test_a_silent_emergency_is_worked_through_its_protocol_onto_the_timeli
             call = (await api.get(f"/calls/{call_id}")).json()
             protocols = (await api.get(f"/calls/{call_id}/protocols")).json()
         lines = [
-            (e["action"], e["detail"]) for e in call["timeline"] if e["action"].startswith("protocol")
+            (e["action"], e["detail"])
+            for e in call["timeline"]
+            if e["action"].startswith("protocol")
         ]
         assert lines == expected
         assert {
