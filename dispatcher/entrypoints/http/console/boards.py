@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from dispatcher.entrypoints.http.console import auth, chart
+from dispatcher.entrypoints.http.console import auth, chart, keys
 from dispatcher.entrypoints.http.console.pages import HEARTBEAT_S, _render, language, translator
 from dispatcher.services.accounts import SignedIn
 from dispatcher.services.boards import Boards, BoardView
@@ -115,6 +115,7 @@ async def wall_page(request: Request) -> Response:
     page_texts["waiting"] = t("waiting", n="{n}")
     page_texts["alarm_title"] = t("alarm_title", n="{n}")
     page_texts["unattended"] = t("unattended", s=snapshot.untaken_flag_s)
+    page_texts.update(keys.queue_texts(t))
     for kind in ("emergency", "fall", "service", "technical"):
         page_texts[f"kind_{kind}"] = t(f"kind.{kind}")
     for state in ("open", "acknowledged", "responder_on_site", "cancelled", "resolved"):

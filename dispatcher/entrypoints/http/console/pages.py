@@ -21,7 +21,7 @@ from dispatcher.core import texts
 from dispatcher.core.calls import AlreadyTakenError, InvalidTransitionError, Outcome
 from dispatcher.core.dispatches import MAX_ETA_MIN, MIN_ETA_MIN
 from dispatcher.core.scope import can_see
-from dispatcher.entrypoints.http.console import auth
+from dispatcher.entrypoints.http.console import auth, keys
 from dispatcher.services.accounts import LoginRefusedError, SignedIn
 from dispatcher.services.live_queue import LiveQueue
 from dispatcher.services.read_models import CallNotFoundError, Operations
@@ -179,6 +179,7 @@ async def queue_page(request: Request) -> Response:
     page_texts["unattended"] = t("unattended", s=snapshot.untaken_flag_s)
     page_texts["queue_title"] = t("queue_title")
     page_texts["supervisor_paged"] = t("watchdog.paged")
+    page_texts.update(keys.queue_texts(t))
     for kind in ("emergency", "fall", "service", "technical"):
         page_texts[f"kind_{kind}"] = t(f"kind.{kind}")
     for state in ("open", "acknowledged", "responder_on_site", "cancelled", "resolved"):

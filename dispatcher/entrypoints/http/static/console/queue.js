@@ -50,9 +50,20 @@
     render();
   }
 
+  // The element of a row that has the keyboard's focus (its call and its class), so that
+  // a new snapshot, which rebuilds the rows, gives the focus back instead of dropping it
+  // to the page's start.
+  function focusedInRows() {
+    const el = document.activeElement;
+    if (!el || !rowsEl.contains(el)) return null;
+    const tr = el.closest("tr");
+    return tr ? { callId: tr.dataset.callId, cls: el.tagName === "A" ? "a" : `.${el.classList[0]}` } : null;
+  }
+
   function render() {
     const snap = state.snapshot;
     if (!snap) return;
+    const focused = focusedInRows();
     rowsEl.replaceChildren();
     snap.rows.forEach((row, index) => {
       const tr = document.createElement("tr");
@@ -61,6 +72,7 @@
       tr.className = [row.alarm ? "alarm" : "", row.untaken ? "untaken" : "taken",
         row.attention ? "attention" : "",
         index === state.selected ? "selected" : ""].filter(Boolean).join(" ");
+      if (index === state.selected) tr.setAttribute("aria-current", "true");
       tr.appendChild(cell(T["kind_" + row.kind] || row.kind));
       const who = cell("");
       const link = document.createElement("a");
@@ -95,6 +107,7 @@
         take.className = "take primary";
         take.textContent = T.take;
         take.setAttribute("aria-label", `${T.take} ${row.resident || row.call_id}`);
+        if (index === state.selected) take.setAttribute("aria-keyshortcuts", "t");
         take.addEventListener("click", () => takeCall(row.call_id, take));
         actions.appendChild(take);
         if (row.alarm) {
@@ -113,6 +126,11 @@
       rowsEl.appendChild(tr);
     });
     emptyEl.hidden = snap.rows.length > 0;
+    if (focused) {
+      const tr = [...rowsEl.children].find((r) => r.dataset.callId === focused.callId);
+      const again = tr && tr.querySelector(focused.cls);
+      if (again) again.focus();
+    }
     tick();
   }
 
@@ -134,8 +152,16 @@
       const td = tr.querySelector(".waited");
       const waited = (now - Date.parse(row.opened_at)) / 1000;
       td.replaceChildren(document.createTextNode(fmtWait(waited)));
-      td.classList.toggle("amber", row.untaken && waited > snap.amber_after_s && waited <= snap.red_after_s);
-      td.classList.toggle("red", row.untaken && waited > snap.red_after_s);
+      const amber = row.untaken && waited > snap.amber_after_s && waited <= snap.red_after_s;
+      const red = row.untaken && waited > snap.red_after_s;
+      td.classList.toggle("amber", amber);
+      td.classList.toggle("red", red);
+      if (amber || red) {  // the colour's word beside it: colour is never the only sign
+        const level = document.createElement("span");
+        level.className = "wait-level";
+        level.textContent = red ? T.wait_red : T.wait_amber;
+        td.appendChild(level);
+      }
       if (row.untaken && waited >= snap.untaken_flag_s) {
         const flag = document.createElement("span");
         flag.className = "flag";
@@ -249,9 +275,11 @@
   }, 1000);
   setInterval(tick, 1000);
 
-  // Keyboard: j/k move, t takes the selected call, Enter opens it.
+  // Keyboard: j/k move, t takes the selected call, Enter opens it (the hint under the
+  // heading says so). Never while typing, nor while an input method composes.
   document.addEventListener("keydown", (event) => {
-    if (READONLY || event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (READONLY || event.isComposing || event.target.closest("input, textarea, select, [contenteditable]") ||
+        event.ctrlKey || event.metaKey || event.altKey) return;
     const rows = state.snapshot ? state.snapshot.rows : [];
     if (!rows.length) return;
     if (event.key === "j") state.selected = Math.min(rows.length - 1, state.selected + 1);
