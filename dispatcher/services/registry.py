@@ -129,6 +129,18 @@ class RegistryStore(Protocol):
 
     async def audit_entries(self, q: AuditQuery) -> tuple[list[AuditEntry], int]: ...
 
+    # Many at once, for an import (``dispatcher.services.registry_import``).
+
+    async def save_all(self, kind: str, records: list[Any], *, new: bool) -> None: ...
+
+    async def save_devices(self, devices: list[Device], *, new: bool) -> None: ...
+
+    async def assign_all(self, pairs: list[tuple[str, str]], at: datetime, by: str) -> None: ...
+
+    async def audit_all(self, entries: list[dict[str, Any]]) -> None: ...
+
+    async def unlinked_devices(self) -> set[str]: ...
+
 
 def _checked(model: type[M], values: dict[str, Any]) -> M:
     try:
@@ -167,6 +179,32 @@ class Registry:
     @property
     def directory(self) -> Directory:
         return self.directories.current
+
+    # What an import (``services.registry_import``) works with: the same transactions,
+    # lock and clock, the records in force, and one rebuild at its end.
+
+    @property
+    def transactions(self) -> Transactions[RegistryStore]:
+        return self._tx
+
+    @property
+    def write_lock(self) -> asyncio.Lock:
+        return self._lock
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def devices_in_force(self) -> dict[str, Device]:
+        return self._devices
+
+    @property
+    def providers_in_force(self) -> dict[str, ProviderFields]:
+        return self._providers
+
+    async def reload(self) -> None:
+        await self._reload()
 
     # --- start-up ----------------------------------------------------------------------
 
