@@ -445,7 +445,7 @@ class _Planner:
                 continue
             old = resident.contacts[order - 1] if order <= len(resident.contacts) else None
             values = fields_of("contacts", dict(row.values))
-            values.pop("resident", None)
+            values.pop("resident_id", None)
             values.pop("order", None)
             base = old.model_dump() if old else {}
             new = self._checked("contacts", row, ContactFields, base | values)
