@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: they use this module's helpers.
+    from dispatcher.entrypoints.cli import exchange as cli_exchange
     from dispatcher.entrypoints.cli import registry as cli_registry
     from dispatcher.entrypoints.cli import report as cli_report
     from dispatcher.entrypoints.cli import rota as cli_rota
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_report.add_report_parser(sub, api)
     cli_staff.add_staff_parser(sub, api)
     cli_registry.add_registry_parsers(sub, api)
+    cli_exchange.add_exchange_parsers(sub, api)
 
     calendars = sub.add_parser(
         "calendars", parents=[api], help="your calendar subscription URLs (iCalendar feeds)"
