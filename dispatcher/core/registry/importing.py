@@ -47,10 +47,12 @@ from dispatcher.core.registry.rows import (
     area_row,
     column_of,
     contact_row,
+    contact_row_of,
     device_row,
     fields_of,
     provider_row,
     resident_row,
+    resident_row_of,
     staff_row,
 )
 from dispatcher.core.registry.rules import Refused
@@ -147,6 +149,22 @@ def _diff(before: dict[str, str], after: dict[str, str]) -> dict[str, tuple[str,
     return {c: (before[c], after[c]) for c in after if before.get(c) != after[c]}
 
 
+def _same(in_force: dict[str, str], given: Mapping[str, str], *ignored: str) -> bool:
+    """Whether a row's columns hold what the record in force does."""
+    return all(in_force.get(c) == v for c, v in given.items() if c not in ignored)
+
+
+@dataclass
+class _Entry:
+    """A resident of the file (or whose contacts it gives): where, and her fields after
+    and before (``new`` None: her row is the record in force, made when needed)."""
+
+    source: str
+    row: SourceRow
+    new: ResidentFields | None
+    old: ResidentFields | None
+
+
 def age_on(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
@@ -165,7 +183,7 @@ class _Planner:
         self.today = today
         self.plan = Plan()
         # Residents of the file (or whose contacts it changes): row, after, before.
-        self.residents: dict[str, tuple[str, SourceRow, ResidentFields, ResidentFields | None]] = {}
+        self.residents: dict[str, _Entry] = {}
         self.device_of_row: dict[str, tuple[SourceRow, str]] = {}  # device id -> resident row
 
     def run(self, sheets: Mapping[str, Sequence[SourceRow]]) -> None:
@@ -223,12 +241,13 @@ class _Planner:
         row: SourceRow,
         record_id: str,
         before: dict[str, str] | None,
-        after: dict[str, str],
+        after: dict[str, str] | None,
         source: str | None = None,
     ) -> bool:
-        """Count the row's record as created, changed or unchanged; True if it changes."""
+        """Count the row's record as created (``before`` None: ``after`` not needed),
+        changed or unchanged; True if it changes."""
         counts = self.plan.counts[kind]
-        diff = {} if before is None else _diff(before, after)
+        diff = {} if before is None or after is None else _diff(before, after)
         if before is not None and not diff:
             counts["unchanged"] += 1
             return False
@@ -350,11 +369,26 @@ class _Planner:
         r = self.d.residents.get(resident_id)
         return resident_fields(r, self.d.contact_methods) if r else None
 
+    def _entry(self, resident_id: str) -> _Entry | None:
+        """The file's resident, her fields made now if her row changed nothing."""
+        entry = self.residents.get(resident_id)
+        if entry is not None and entry.new is None:
+            entry.old = self._old_resident(resident_id)
+            entry.new = entry.old
+        return entry
+
     def _residents(self, rows: Sequence[SourceRow]) -> None:
         for row, resident_id in self._rows("residents", rows):
+            r = self.d.residents.get(resident_id)
+            if r is not None and _same(resident_row_of(r), row.values, "device_id"):
+                # The record in force, valid already: checked for scope, not again.
+                if self._allowed("residents", row, self.d, [r.community_id]):
+                    self.residents[r.id] = _Entry("residents", row, None, None)
+                    self._resident_seen(row, r.id, r.birth_date)
+                continue
             old = self._old_resident(resident_id)
             given = fields_of("residents", dict(row.values))
-            device_id = given.pop("device_id", "")
+            given.pop("device_id", None)
             base = old.model_dump(exclude={"contacts"}) if old else {}
             new = self._checked("residents", row, ResidentFields, base | given)
             if new is None:
@@ -370,32 +404,33 @@ class _Planner:
                 continue
             if old is not None:
                 new = new.model_copy(update={"contacts": old.contacts})
-            self.residents[new.id] = ("residents", row, new, old)
-            age = age_on(new.birth_date, self.today)
-            if age < OLDEST_WARNING_AGE:
-                self.plan.warnings.append(
-                    Issue(
-                        "residents",
-                        row.line,
-                        row.sheet,
-                        "birth_date",
-                        f"{new.id} is {age} (born {new.birth_date}): under "
-                        f"{OLDEST_WARNING_AGE}, imported all the same",
-                    )
+            self.residents[new.id] = _Entry("residents", row, new, old)
+            self._resident_seen(row, new.id, new.birth_date)
+
+    def _resident_seen(self, row: SourceRow, resident_id: str, born: date) -> None:
+        age = age_on(born, self.today)
+        if age < OLDEST_WARNING_AGE:
+            self.plan.warnings.append(
+                Issue(
+                    "residents",
+                    row.line,
+                    row.sheet,
+                    "birth_date",
+                    f"{resident_id} is {age} (born {born}): under "
+                    f"{OLDEST_WARNING_AGE}, imported all the same",
                 )
-            if device_id:
-                self.device_of_row[device_id] = self.device_of_row.get(device_id) or (
-                    row,
-                    new.id,
-                )
-                if self.device_of_row[device_id][1] != new.id:
-                    first = self.device_of_row[device_id][0]
-                    self.plan.error(
-                        "residents",
-                        row,
-                        "device_id",
-                        f"{device_id!r} is also the device of line {first.line}",
-                    )
+            )
+        device_id = row.values.get("device_id", "")
+        if not device_id:
+            return
+        first = self.device_of_row.setdefault(device_id, (row, resident_id))
+        if first[1] != resident_id:
+            self.plan.error(
+                "residents",
+                row,
+                "device_id",
+                f"{device_id!r} is also the device of line {first[0].line}",
+            )
 
     def _contacts(self, rows: Sequence[SourceRow]) -> None:
         known = set(COLUMNS["contacts"])
@@ -430,8 +465,8 @@ class _Planner:
                 continue
             given_at[(resident_id, order)] = row
             entry = self.residents.get(resident_id)
-            resident = entry[2] if entry else self._old_resident(resident_id)
-            if resident is None:
+            r = self.d.residents.get(resident_id)
+            if entry is None and r is None:
                 self.plan.error(
                     "contacts",
                     row,
@@ -439,10 +474,22 @@ class _Planner:
                     f"{resident_id!r} is neither a resident of the file nor of the registry",
                 )
                 continue
-            if entry is None and not self._allowed(
-                "contacts", row, self.d, [resident.community_id]
+            if (
+                entry is None
+                and r is not None
+                and not self._allowed("contacts", row, self.d, [r.community_id])
             ):
                 continue
+            # Her contacts are those in force: a row equal to one is not validated.
+            if (
+                (entry is None or entry.new is None)
+                and r is not None
+                and order <= len(r.contacts)
+                and _same(contact_row_of(resident_id, order, r.contacts[order - 1]), row.values)
+            ):
+                self.plan.counts["contacts"]["unchanged"] += 1
+                continue
+            resident = self._resident_now(resident_id)
             old = resident.contacts[order - 1] if order <= len(resident.contacts) else None
             values = fields_of("contacts", dict(row.values))
             values.pop("resident_id", None)
@@ -454,17 +501,27 @@ class _Planner:
         for resident_id, by_order in wanted.items():
             self._merge_contacts(resident_id, by_order)
 
+    def _resident_now(self, resident_id: str) -> ResidentFields:
+        """The resident as the file leaves her so far (she exists: checked)."""
+        entry = self._entry(resident_id)
+        if entry is not None and entry.new is not None:
+            return entry.new
+        found = self._old_resident(resident_id)
+        assert found is not None
+        return found
+
     def _merge_contacts(
         self, resident_id: str, by_order: dict[int, tuple[SourceRow, ContactFields]]
     ) -> None:
-        entry = self.residents.get(resident_id)
-        if entry is not None:
-            source, first_row, resident, old_resident = entry
-        else:
-            old_resident = self._old_resident(resident_id)
-            assert old_resident is not None  # checked by _contacts
-            resident, source = old_resident, "contacts"
+        entry = self._entry(resident_id)
+        if entry is None:
             first_row = min((r for r, _ in by_order.values()), key=lambda r: r.line)
+            old_resident = self._old_resident(resident_id)
+            entry = self.residents[resident_id] = _Entry(
+                "contacts", first_row, old_resident, old_resident
+            )
+        resident = entry.new
+        assert resident is not None
         contacts = list(resident.contacts)
         for order in sorted(by_order):
             row, new = by_order[order]
@@ -485,18 +542,21 @@ class _Planner:
                 contacts.append(new)
             else:
                 contacts[order - 1] = new
-        merged = resident.model_copy(update={"contacts": contacts})
-        self.residents[resident_id] = (source, first_row, merged, old_resident)
+        entry.new = resident.model_copy(update={"contacts": contacts})
 
     def _write_residents(self) -> None:
-        for source, row, new, old in self.residents.values():
-            if source == "residents":
-                device = self.device_by_resident.get(new.id)
+        for resident_id, e in self.residents.items():
+            if e.new is None:  # her row is the record in force
+                self.plan.counts["residents"]["unchanged"] += 1
+                continue
+            if e.source == "residents":
+                device = self.device_by_resident.get(resident_id)
                 device_id = device.id if device else None
-                before = resident_row(old, device_id) if old else None
-                self._count("residents", row, new.id, before, resident_row(new, device_id))
-            if new != old:
-                self.plan.writes.append(Write("resident", new, old, new.community_id))
+                before = resident_row(e.old, device_id) if e.old else None
+                after = resident_row(e.new, device_id) if e.old else None
+                self._count("residents", e.row, resident_id, before, after)
+            if e.new != e.old:
+                self.plan.writes.append(Write("resident", e.new, e.old, e.new.community_id))
 
     # --- devices -----------------------------------------------------------------------
 
@@ -504,8 +564,8 @@ class _Planner:
         if resident_id is None:
             return None
         entry = self.residents.get(resident_id)
-        if entry is not None:
-            return entry[2].community_id
+        if entry is not None and entry.new is not None:
+            return entry.new.community_id
         r = self.d.residents.get(resident_id)
         return r.community_id if r else None
 
@@ -513,6 +573,9 @@ class _Planner:
         wanted: dict[str, tuple[str, SourceRow, DeviceFields]] = {}
         for row, device_id in self._rows("devices", rows):
             old = self.devices.get(device_id)
+            if old is not None and _same(device_row(old), row.values):
+                wanted[device_id] = ("devices", row, old.fields)
+                continue
             base = old.fields.model_dump() if old else {}
             new = self._checked(
                 "devices", row, DeviceFields, base | fields_of("devices", dict(row.values))
@@ -532,6 +595,9 @@ class _Planner:
                     )
                 continue
             old = self.devices.get(device_id)
+            if old is not None and old.resident_id == resident_id:
+                wanted[device_id] = ("residents", row, old.fields)
+                continue
             base = old.fields.model_dump() if old else {}
             implied = self._checked(
                 "residents",
@@ -591,8 +657,12 @@ class _Planner:
             kind, row, self.prov, [area]
         ):
             return
+        if old is not None and new == old.fields:
+            self.plan.counts["devices"]["unchanged"] += 1
+            return
         before = device_row(old) if old else None
-        if self._count("devices", row, new.id, before, device_row(Device(new)), kind):
+        after = device_row(Device(new)) if old else None
+        if self._count("devices", row, new.id, before, after, kind):
             self.plan.writes.append(Write("device", Device(new), old, area or old_area))
             if old is not None and old.resident_id not in (None, new.resident_id):
                 self.plan.moved[new.id] = (kind, row)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from dispatcher.core.directory import Contact, Resident
 from dispatcher.core.registry.records import (
     AreaFields,
     ContactFields,
@@ -107,3 +108,22 @@ def device_row(d: Device) -> dict[str, str]:
 
 def contact_row(resident_id: str, order: int, c: ContactFields) -> dict[str, str]:
     return _row("contacts", c.model_dump()) | {"resident": resident_id, "order": str(order)}
+
+
+# The same rows from the directory's dataclasses, with no validation: an import
+# compares a file's row with the record in force this way first, and validates only
+# the rows that differ.
+
+
+def resident_row_of(r: Resident) -> dict[str, str]:
+    values = {name: getattr(r, name) for name in _RESIDENT_FIELDS}
+    return _row("residents", values)
+
+
+def contact_row_of(resident_id: str, order: int, c: Contact) -> dict[str, str]:
+    values = {name: getattr(c, name) for name in _CONTACT_FIELDS}
+    return _row("contacts", values) | {"resident": resident_id, "order": str(order)}
+
+
+_RESIDENT_FIELDS = tuple(_COLUMN_FIELD.get(c, c) for c in COLUMNS["residents"])
+_CONTACT_FIELDS = ("name", "relation", "phone", "language", "key_holder")
