@@ -13,8 +13,9 @@ thousand rows of validation must not hold up the event loop (the MQTT intake).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,6 +46,7 @@ IMPORT_ACTION = "import"
 class Imported:
     plan: Plan
     applied: bool  # False: a dry run, a refused plan, or nothing to change
+    seconds: dict[str, float] = field(default_factory=dict)  # plan, write, swap
 
 
 class _CallsOpened(Exception):
@@ -61,6 +63,14 @@ async def import_records(
 ) -> Imported:
     """Plan the import of ``sheets`` (rows by kind) and, unless ``dry_run`` or the plan
     has errors, apply it. Raises :class:`rules.Refused` for a role that may not."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal started
+        seconds[name] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+
     async with registry.write_lock:
         d = registry.directory
         in_force = InForce(d, dict(registry.devices_in_force), dict(registry.providers_in_force))
@@ -69,15 +79,18 @@ async def import_records(
         if plan.moved and not plan.errors:
             async with registry.transactions.read() as store:
                 await _refuse_open_calls(store, plan)
+        lap("plan")
         if plan.errors or dry_run or not plan.changed:
-            return Imported(plan, applied=False)
+            return Imported(plan, False, seconds)
         now = registry.clock.now()
         try:
             async with registry.transactions.begin() as store:
                 await _apply(store, plan, actor, now)
         except _CallsOpened:
-            return Imported(plan, applied=False)
+            return Imported(plan, False, seconds)
+        lap("write")
         await registry.reload()  # one rebuild, one swap
+        lap("swap")
     assigned = {
         w.new.id for w in plan.writes if w.kind == "device" and w.new.resident_id is not None
     }
@@ -87,9 +100,10 @@ async def import_records(
         by=actor.id,
         channel=channel,
         changes=len(plan.changes),
+        seconds=seconds,
         **{f"{k}_{c}": n for k, counts in plan.counts.items() for c, n in counts.items() if n},
     )
-    return Imported(plan, applied=True)
+    return Imported(plan, True, seconds)
 
 
 async def _refuse_open_calls(store: RegistryStore, plan: Plan) -> bool:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from dispatcher.adapters.db import migrate
 from dispatcher.adapters.db.registry_store import SqlRegistryStore
@@ -128,12 +128,16 @@ async def bench(url: str, book: Path, label: str) -> list[tuple[str, float, floa
             lambda: import_records(registry, actor, sheets),
         )
         assert first.applied and not first.plan.errors, first.plan.errors[:5]
+        for part, took in first.seconds.items():
+            figures.append((f"  of which {part}", took, float("nan"), float("nan")))
         again = await timed(
             "the same again (plans zero changes)",
             figures,
             lambda: import_records(registry, actor, sheets),
         )
         assert not again.plan.changes, again.plan.changes[:5]
+        for part, took in again.seconds.items():
+            figures.append((f"  of which {part}", took, float("nan"), float("nan")))
         print(f"\n{label}: {len(registry.directory.residents)} residents in force")
     finally:
         await engine.dispose()

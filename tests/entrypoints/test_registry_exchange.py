@@ -80,9 +80,7 @@ async def test_a_gbk_csv_with_bad_rows_imports_nothing_and_names_each_line(
     code, out, _ = await run(capsys, api, "import", str(path))
     assert code == 0
     assert f"{path}:2: residents r-0100: address '柳湖路9号101室' -> '柳湖路9号201室'" in out
-    page = await app.registry.audit(
-        app.directory.staff["zhao-min"], AuditQuery(record_id="r-0100")
-    )
+    page = await app.registry.audit(app.directory.staff["zhao-min"], AuditQuery(record_id="r-0100"))
     assert [e.action for e in page.items] == ["import", "import"]
     assert page.items[0].before is not None and page.items[0].after is not None
     assert page.items[0].after["address"] == "柳湖路9号201室"

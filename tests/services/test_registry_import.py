@@ -97,7 +97,9 @@ async def test_a_new_resident_with_device_and_contacts_is_in_force_at_once(app: 
     (entry,) = page.items
     assert (entry.actor, entry.action, entry.before) == ("zhao-min", "import", None)
     assert entry.after is not None and len(entry.after["contacts"]) == 2
-    devices = await app.registry.audit(zhao_min(app), AuditQuery(kind="device", record_id="dev-9001"))
+    devices = await app.registry.audit(
+        zhao_min(app), AuditQuery(kind="device", record_id="dev-9001")
+    )
     assert devices.total == 1
     history = await app.registry.device_history(zhao_min(app), "dev-9001")
     assert [h.resident_id for h in history] == ["r-9001"]
@@ -114,7 +116,7 @@ async def test_one_bad_row_among_good_ones_changes_nothing_and_every_bad_row_is_
                 "residents": [
                     RESIDENT,
                     RESIDENT | {"id": "r-9002", "device_id": "dev-9002", "community": "c-nowhere"},
-                    RESIDENT | {"id": "r-9003", "device_id": "dev-9003", "birth_date": "1938-13-01"},
+                    RESIDENT | {"id": "r-9003", "device_id": "dev-9003", "birth_date": "1938-13-1"},
                     RESIDENT | {"id": "r-9004", "device_id": "dev-9001"},  # her device is 9001's
                 ],
                 "contacts": [

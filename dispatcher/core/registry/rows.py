@@ -68,6 +68,8 @@ def column_of(field: str) -> str:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:  # most are: the quick way first (an import compares 10^5)
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
