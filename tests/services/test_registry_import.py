@@ -277,3 +277,22 @@ async def test_a_new_device_for_a_resident_sends_her_old_one_to_stock(app: App) 
     assert stocked.resident_id is None and stocked.active
     again = await run(app, rows({"residents": [{"id": "r-0001", "device_id": "dev-new-1"}]}))
     assert again.plan.changes == []
+
+
+async def test_a_device_with_a_call_not_yet_resolved_is_not_moved(app: App) -> None:
+    device = app.directory.residents["r-0001"].device_id
+    other = app.directory.residents["r-0002"].device_id
+    ack = await app.intake.on_event(
+        device, f"eldercall/v1/dev/{device}/event", event("m1", "emergency")
+    )
+    assert ack is not None and ack.call_id is not None
+    sheets = rows(
+        {"devices": [{"id": other, "resident": ""}, {"id": device, "resident": "r-0002"}]}
+    )
+    done = await run(app, sheets)
+    assert not done.applied
+    (error,) = done.plan.errors
+    assert (error.kind, error.line) == ("devices", 3)
+    assert ack.call_id in error.message and "not yet resolved" in error.message
+    assert app.directory.residents["r-0001"].device_id == device  # nothing moved
+    assert app.directory.residents["r-0002"].device_id == other
