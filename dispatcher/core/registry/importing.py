@@ -16,7 +16,7 @@ applying them would create and change. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, TypeVar
@@ -150,8 +150,22 @@ def _diff(before: dict[str, str], after: dict[str, str]) -> dict[str, tuple[str,
 
 
 def _same(in_force: dict[str, str], given: Mapping[str, str], *ignored: str) -> bool:
-    """Whether a row's columns hold what the record in force does."""
-    return all(in_force.get(c) == v for c, v in given.items() if c not in ignored)
+    """Whether a row's columns hold what the record in force does (a blank language
+    is zh, an ID card's x is X: as the fields' validators read them). Only a shortcut:
+    a row that differs here is validated, and may still change nothing."""
+    for column, value in given.items():
+        if column in ignored:
+            continue
+        normal = _NORMAL.get(column)
+        if in_force.get(column) != (normal(value) if normal else value):
+            return False
+    return True
+
+
+_NORMAL: dict[str, Callable[[str], str]] = {
+    "language": lambda v: v or "zh",
+    "id_card": str.upper,
+}
 
 
 @dataclass
