@@ -198,6 +198,7 @@ class _Planner:
         self.plan = Plan()
         # Residents of the file (or whose contacts it changes): row, after, before.
         self.residents: dict[str, _Entry] = {}
+        self.named: set[str] = set()  # the ids of the file's resident rows, bad ones too
         self.device_of_row: dict[str, tuple[SourceRow, str]] = {}  # device id -> resident row
 
     def run(self, sheets: Mapping[str, Sequence[SourceRow]]) -> None:
@@ -393,6 +394,7 @@ class _Planner:
 
     def _residents(self, rows: Sequence[SourceRow]) -> None:
         for row, resident_id in self._rows("residents", rows):
+            self.named.add(resident_id)
             r = self.d.residents.get(resident_id)
             if r is not None and _same(resident_row_of(r), row.values, "device_id"):
                 # The record in force, valid already: checked for scope, not again.
@@ -481,6 +483,8 @@ class _Planner:
             entry = self.residents.get(resident_id)
             r = self.d.residents.get(resident_id)
             if entry is None and r is None:
+                if resident_id in self.named:
+                    continue  # her own row is in error: said there
                 self.plan.error(
                     "contacts",
                     row,
@@ -653,6 +657,8 @@ class _Planner:
             return
         area = self._community(new.resident_id)
         if new.resident_id is not None and area is None:
+            if new.resident_id in self.named:
+                return  # her own row is in error: said there
             self.plan.error(
                 kind,
                 row,
