@@ -81,31 +81,11 @@ class AuditQuery:
     offset: int = 0
 
 
-@dataclass(frozen=True)
-class AuditRow:
-    """One change as the audit keeps it (written many at a time by a seed)."""
-
-    at: datetime
-    actor: str
-    kind: str
-    record_id: str
-    action: str
-    area_id: str | None
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-
-
 class RegistryStore(Protocol):
     """The registry's tables, the devices' history, the audit and the calls a change
     looks at, in one transaction (``dispatcher.adapters.db.registry_store``)."""
 
     async def is_empty(self) -> bool: ...
-
-    async def insert_many(
-        self, records: Records, history: list[Assignment], audit: list[AuditRow]
-    ) -> None:
-        """New records, their devices' history and their audit rows, a few
-        statements per table however many (a seed of 100,000 residents)."""
 
     async def records(self) -> Records: ...
 
@@ -150,6 +130,18 @@ class RegistryStore(Protocol):
 
     async def audit_entries(self, q: AuditQuery) -> tuple[list[AuditEntry], int]: ...
 
+    # Many at once, for an import (``dispatcher.services.registry_import``).
+
+    async def save_all(self, kind: str, records: list[Any], *, new: bool) -> None: ...
+
+    async def save_devices(self, devices: list[Device], *, new: bool) -> None: ...
+
+    async def assign_all(self, pairs: list[tuple[str, str]], at: datetime, by: str) -> None: ...
+
+    async def audit_all(self, entries: list[dict[str, Any]]) -> None: ...
+
+    async def unlinked_devices(self) -> set[str]: ...
+
 
 def _checked(model: type[M], values: dict[str, Any]) -> M:
     try:
@@ -192,6 +184,32 @@ class Registry:
     def directory(self) -> Directory:
         return self.directories.current
 
+    # What an import (``services.registry_import``) works with: the same transactions,
+    # lock and clock, the records in force, and one rebuild at its end.
+
+    @property
+    def transactions(self) -> Transactions[RegistryStore]:
+        return self._tx
+
+    @property
+    def write_lock(self) -> asyncio.Lock:
+        return self._lock
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def devices_in_force(self) -> dict[str, Device]:
+        return self._devices
+
+    @property
+    def providers_in_force(self) -> dict[str, ProviderFields]:
+        return self._providers
+
+    async def reload(self) -> None:
+        await self._reload()
+
     # --- start-up ----------------------------------------------------------------------
 
     async def is_empty(self) -> bool:
@@ -204,32 +222,41 @@ class Registry:
         then load."""
         now = self._clock.now()
         records, history = records_of(directory, now, models)
-        kinds: list[tuple[str, list[Any]]] = [
-            ("area", records.areas),
-            ("staff", records.staff),
-            ("resident", records.residents),
-        ]
+        community = {r.id: r.community_id for r in records.residents}
+
+        def seeded(kind: str, record_id: str, area: str | None, after: Any) -> dict[str, Any]:
+            return {
+                "at": now,
+                "actor": SEED_ACTOR,
+                "kind": kind,
+                "record_id": record_id,
+                "action": "seed",
+                "area_id": area,
+                "before": None,
+                "after": audit_json(after),
+            }
+
         audit = [
-            AuditRow(now, SEED_ACTOR, kind, f.id, "seed", _area_of(kind, f), None, audit_json(f))
-            for kind, items in kinds
+            seeded(kind, f.id, _area_of(kind, f), f)
+            for kind, items in (
+                ("area", records.areas),
+                ("staff", records.staff),
+                ("resident", records.residents),
+            )
             for f in items
         ]
-        community = {r.id: r.community_id for r in records.residents}
-        audit.extend(
-            AuditRow(
-                now,
-                SEED_ACTOR,
-                "device",
-                d.id,
-                "seed",
-                community.get(d.resident_id or ""),
-                None,
-                audit_json(d.fields),
-            )
+        audit += [
+            seeded("device", d.id, community.get(d.resident_id or ""), d.fields)
             for d in records.devices
-        )
+        ]
+        # A few statements per table however many records (100,000 residents).
         async with self._tx.begin() as store:
-            await store.insert_many(records, history, audit)
+            await store.save_all("area", records.areas, new=True)
+            await store.save_all("staff", records.staff, new=True)
+            await store.save_all("resident", records.residents, new=True)
+            await store.save_devices(records.devices, new=True)
+            await store.assign_all([(a.device_id, a.resident_id) for a in history], now, "seed")
+            await store.audit_all(audit)
         log.info(
             "registry_seeded",
             areas=len(records.areas),

@@ -14,12 +14,14 @@ from dispatcher.adapters.files.exchange import (
     KINDS,
     OPTIONAL,
     REQUIRED,
+    SheetRow,
     kind_of,
     read_records,
     records_of,
     write_records,
     write_template,
 )
+from dispatcher.core.registry import rows
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "data"
 OFFICE_CSV = (
@@ -204,3 +206,19 @@ def test_the_shipped_template_is_the_current_one(tmp_path: Path) -> None:
     assert shipped.sheetnames == made.sheetnames
     for name in made.sheetnames:
         assert list(shipped[name].values) == list(made[name].values), name
+
+
+def test_the_registry_rows_have_the_files_columns() -> None:
+    # An export writes rows of dispatcher.core.registry.rows; the files' columns must be
+    # the same, or a column would be lost on the way out or refused on the way in.
+    assert rows.KINDS == KINDS
+    assert {k: (*REQUIRED[k], *OPTIONAL[k]) for k in KINDS} == rows.COLUMNS
+
+
+def test_a_row_says_which_columns_its_file_has(tmp_path: Path) -> None:
+    path = tmp_path / "residents.csv"
+    path.write_text(OFFICE_CSV, encoding="utf-8")
+    first = read_records(path)["residents"][0]
+    assert isinstance(first, SheetRow)
+    assert first.values["medication"] == "" and "medication" not in first.given
+    assert first.given["key_resident"] == "living_alone" and "sex" in first.given

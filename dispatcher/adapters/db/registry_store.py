@@ -9,7 +9,7 @@ import os
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, delete, func, insert, inspect, select, update
+from sqlalchemy import Row, Table, bindparam, delete, func, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dispatcher.adapters.db import schema as db
@@ -26,7 +26,7 @@ from dispatcher.core.registry.records import (
     ResidentFields,
     StaffFields,
 )
-from dispatcher.services.registry import AuditQuery, AuditRow
+from dispatcher.services.registry import AuditQuery
 
 _TABLES: dict[str, Table] = {
     "area": db.areas,
@@ -86,54 +86,6 @@ class SqlRegistryStore:
             for r in await s.execute(select(db.providers).order_by(db.providers.c.id))
         ]
         return Records(areas, staff, residents, devices, providers)
-
-    async def insert_many(
-        self, records: Records, history: list[Assignment], audit: list[AuditRow]
-    ) -> None:
-        # One executemany per table: a seed of 100,000 residents is a few statements,
-        # not 400,000 (SQLAlchemy sends them as multi-row inserts).
-        s = self._session
-        for kind, items in (
-            ("area", records.areas),
-            ("staff", records.staff),
-            ("resident", records.residents),
-            ("provider", records.providers),
-        ):
-            table = _TABLES[kind]
-            if items:
-                await s.execute(insert(table), [_columns(table, f.model_dump()) for f in items])
-        contacts = db.resident_contacts
-        rows = [
-            {"resident_id": r.id, "position": n, **_columns(contacts, c.model_dump())}
-            for r in records.residents
-            for n, c in enumerate(r.contacts, start=1)
-        ]
-        if rows:
-            await s.execute(insert(contacts), rows)
-        if records.devices:
-            await s.execute(
-                insert(db.devices),
-                [
-                    {**_columns(db.devices, d.fields.model_dump()), "retired_at": d.retired_at}
-                    for d in records.devices
-                ],
-            )
-        if history:
-            await s.execute(
-                insert(db.device_assignments),
-                [
-                    {
-                        "device_id": a.device_id,
-                        "resident_id": a.resident_id,
-                        "start_at": a.start,
-                        "end_at": a.end,
-                        "by": a.by,
-                    }
-                    for a in history
-                ],
-            )
-        if audit:
-            await s.execute(insert(db.registry_audit), [_audit_values(a) for a in audit])
 
     async def save(self, kind: str, fields: Any, *, new: bool) -> None:
         """Insert (``new``) or update the record ``fields`` of ``kind``."""
@@ -278,8 +230,18 @@ class SqlRegistryStore:
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
     ) -> None:
-        row = AuditRow(at, actor, kind, record_id, action, area_id, before, after)
-        await self._session.execute(insert(db.registry_audit).values(**_audit_values(row)))
+        await self._session.execute(
+            insert(db.registry_audit).values(
+                at=at,
+                actor=actor,
+                kind=kind,
+                record_id=record_id,
+                action=action,
+                area_id=area_id,
+                before=_json(before),
+                after=_json(after),
+            )
+        )
 
     async def audit_entries(self, q: AuditQuery) -> tuple[list[AuditEntry], int]:
         t = db.registry_audit
@@ -314,18 +276,93 @@ class SqlRegistryStore:
         ]
         return entries, int(total or 0)
 
+    # --- many at once (an import) ---------------------------------------------------------
 
-def _audit_values(a: AuditRow) -> dict[str, Any]:
-    return {
-        "at": a.at,
-        "actor": a.actor,
-        "kind": a.kind,
-        "record_id": a.record_id,
-        "action": a.action,
-        "area_id": a.area_id,
-        "before": None if a.before is None else json.dumps(a.before, ensure_ascii=False),
-        "after": None if a.after is None else json.dumps(a.after, ensure_ascii=False),
-    }
+    async def save_all(self, kind: str, records: list[Any], *, new: bool) -> None:
+        """Insert (``new``) or update many records of one kind, a statement per batch."""
+        if not records:
+            return
+        table = _TABLES[kind]
+        rows = [_columns(table, r.model_dump()) for r in records]
+        await self._many(table, rows, new=new)
+        if kind == "resident":
+            contacts = db.resident_contacts
+            ids = [r.id for r in records]
+            for start in range(0, len(ids), _CHUNK):
+                await self._session.execute(
+                    delete(contacts).where(contacts.c.resident_id.in_(ids[start : start + _CHUNK]))
+                )
+            rows = [
+                {"resident_id": r.id, "position": n, **_columns(contacts, c.model_dump())}
+                for r in records
+                for n, c in enumerate(r.contacts, start=1)
+            ]
+            if rows:
+                await self._session.execute(insert(contacts), rows)
+
+    async def save_devices(self, devices: list[Device], *, new: bool) -> None:
+        rows = [
+            _columns(db.devices, d.fields.model_dump()) | {"retired_at": d.retired_at}
+            for d in devices
+        ]
+        if rows:
+            await self._many(db.devices, rows, new=new)
+
+    async def _many(self, table: Table, rows: list[dict[str, Any]], *, new: bool) -> None:
+        if new:
+            await self._session.execute(insert(table), rows)
+            return
+        # An UPDATE run once per row (executemany), its values and key as parameters.
+        columns = list(rows[0])
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("key_id"))
+            .values({c: bindparam(f"v_{c}") for c in columns})
+        )
+        params = [{"key_id": r["id"], **{f"v_{c}": r[c] for c in columns}} for r in rows]
+        connection = await self._session.connection()
+        await connection.execute(stmt, params)
+
+    async def assign_all(self, pairs: list[tuple[str, str]], at: datetime, by: str) -> None:
+        if pairs:
+            await self._session.execute(
+                insert(db.device_assignments),
+                [
+                    {"device_id": d, "resident_id": r, "start_at": at, "end_at": None, "by": by}
+                    for d, r in pairs
+                ],
+            )
+
+    async def audit_all(self, entries: list[dict[str, Any]]) -> None:
+        if entries:
+            await self._session.execute(
+                insert(db.registry_audit),
+                [
+                    e
+                    | {
+                        "before": _json(e["before"]),
+                        "after": _json(e["after"]),
+                    }
+                    for e in entries
+                ],
+            )
+
+    async def unlinked_devices(self) -> set[str]:
+        """The devices with a call not yet resolved that nobody was registered for."""
+        c = db.calls
+        found = await self._session.scalars(
+            select(c.c.device_id)
+            .where(c.c.resident_id.is_(None), c.c.state != CallState.RESOLVED.value)
+            .distinct()
+        )
+        return set(found)
+
+
+_CHUNK = 500  # ids in one IN (...): well under SQLite's and asyncpg's parameter limits
+
+
+def _json(values: dict[str, Any] | None) -> str | None:
+    return None if values is None else json.dumps(values, ensure_ascii=False)
 
 
 def _device(r: Row[Any]) -> Device:

@@ -165,9 +165,16 @@ ENCODINGS = ("utf-8", "gb18030")
 
 @dataclass(frozen=True)
 class SheetRow(Row):
-    """A row of a workbook's sheet: errors name the sheet as well as the line."""
+    """A row of a workbook's sheet: errors name the sheet as well as the line.
+    ``columns``: those the file has (the others read as blank in ``values``)."""
 
     sheet: str = ""
+    columns: tuple[str, ...] = ()
+
+    @property
+    def given(self) -> dict[str, str]:
+        """The values of the columns the file has: an import leaves the others alone."""
+        return {c: self.values[c] for c in self.columns}
 
     @property
     def where(self) -> str:
@@ -339,7 +346,7 @@ def _rows(path: Path, sheet: str, kind: str, lines: Sequence[tuple[int, list[str
             column: _value(column, field.strip())
             for column, field in zip(header, fields, strict=True)
         }
-        rows.append(SheetRow(path, number, values, sheet))
+        rows.append(SheetRow(path, number, values, sheet, tuple(header)))
     if problems:
         raise DataFileError(problems)
     return rows

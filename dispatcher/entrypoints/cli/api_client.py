@@ -25,10 +25,11 @@ T = TypeVar("T")
 class ApiError(Exception):
     """The API could not be reached, refused the request, or answered an error."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, data: Any = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.data = data  # the answer's JSON, if any (an import's 422 lists its errors)
 
 
 class OnCall(BaseModel):
@@ -171,7 +172,7 @@ class ApiClient:
         if response.is_error:
             error = data.get("error") if isinstance(data, dict) else None
             if response.status_code in (404, 409, 422) and error:
-                raise ApiError(str(error), response.status_code)
+                raise ApiError(str(error), response.status_code, data)
             text = str(error) if error else (response.text.strip()[:200] or response.reason_phrase)
             raise ApiError(
                 f"the Eldercall API answered {response.status_code}: {text}", response.status_code

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: they use this module's helpers.
     from dispatcher.entrypoints.cli import check as cli_check
     from dispatcher.entrypoints.cli import devices as cli_devices
+    from dispatcher.entrypoints.cli import exchange as cli_exchange
     from dispatcher.entrypoints.cli import fleet as cli_fleet
     from dispatcher.entrypoints.cli import registry as cli_registry
     from dispatcher.entrypoints.cli import report as cli_report
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_fleet.add_fleet_parser(sub, api)
     cli_staff.add_staff_parser(sub, api)
     groups = cli_registry.add_registry_parsers(sub, api)
+    cli_exchange.add_exchange_parsers(sub, api)
 
     calendars = sub.add_parser(
         "calendars", parents=[api], help="your calendar subscription URLs (iCalendar feeds)"

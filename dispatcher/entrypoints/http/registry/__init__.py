@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from dispatcher.entrypoints.http.registry import people, residents
+from dispatcher.entrypoints.http.registry import exchange, people, residents
 from dispatcher.services.registry import Registry
 
 
@@ -19,3 +19,4 @@ def add_registry(app: FastAPI, registry: Registry) -> None:
     app.state.registry = registry
     app.include_router(residents.router)
     app.include_router(people.router)
+    app.include_router(exchange.router)
