@@ -29,7 +29,7 @@ class Role(StrEnum):
     ADMIN = "admin"  # the centre's administrator: a supervisor's rights, and accounts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Area:
     id: str
     level: Level
@@ -37,7 +37,7 @@ class Area:
     parent_id: str | None  # None only for the district
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Staff:
     id: str
     name: str
@@ -48,7 +48,7 @@ class Staff:
     api_token: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contact:
     """A resident's emergency contact (family, neighbour), in the order to call them."""
 
@@ -71,7 +71,7 @@ class KeyResident(StrEnum):
     OTHER = "other"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resident:
     id: str
     name: str

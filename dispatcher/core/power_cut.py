@@ -95,10 +95,14 @@ class PlaceIndex:
     def of(cls, directory: Directory) -> PlaceIndex:
         by_device: dict[str, list[Place]] = {}
         devices: dict[str, list[str]] = {}
+        # One object per place and per combination of places, shared by the devices in
+        # them: 100,000 residents in a few hundred buildings are a few hundred lists.
+        shared: dict[tuple[str, ...], list[Place]] = {}
         for resident in directory.residents.values():
             if not resident.device_id:  # no device in service: nothing to lose power
                 continue
-            places = places_of(resident, directory)
+            found = places_of(resident, directory)
+            places = shared.setdefault(tuple(p.key for p in found), found)
             by_device[resident.device_id] = places
             for place in places:
                 devices.setdefault(place.key, []).append(resident.device_id)

@@ -137,22 +137,57 @@ class ProviderFields(_Fields):
 # What the directory's dataclasses do not carry: devices and providers.
 
 
-@dataclass(frozen=True)
+_DEVICE_NAMES = tuple(DeviceFields.model_fields)
+# Shared by every device's fields, never changed (a model_copy copies it first).
+_DEVICE_FIELDS_SET = set(_DEVICE_NAMES)
+_RESIDENT_AT = _DEVICE_NAMES.index("resident_id")
+
+
 class Device:
-    fields: DeviceFields
-    retired_at: datetime | None = None
+    """A registered device: its fields, and since when it is retired (None: in service).
+
+    Compact on purpose: the registry holds every device in memory (100,000 of them), so
+    a device keeps its values as one tuple, and ``fields`` is made when asked for."""
+
+    __slots__ = ("_values", "retired_at")
+    _values: tuple[Any, ...]
+    retired_at: datetime | None
+
+    def __init__(self, fields: DeviceFields, retired_at: datetime | None = None) -> None:
+        object.__setattr__(self, "_values", tuple(getattr(fields, n) for n in _DEVICE_NAMES))
+        object.__setattr__(self, "retired_at", retired_at)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a Device is frozen: {name} cannot be set")
+
+    @property
+    def fields(self) -> DeviceFields:
+        values = dict(zip(_DEVICE_NAMES, self._values, strict=True))
+        return DeviceFields.model_construct(_DEVICE_FIELDS_SET, **values)
 
     @property
     def id(self) -> str:
-        return self.fields.id
+        return str(self._values[0])
 
     @property
     def resident_id(self) -> str | None:
-        return self.fields.resident_id
+        found = self._values[_RESIDENT_AT]
+        return None if found is None else str(found)
 
     @property
     def active(self) -> bool:
         return self.retired_at is None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Device):
+            return NotImplemented
+        return (self._values, self.retired_at) == (other._values, other.retired_at)
+
+    def __hash__(self) -> int:
+        return hash((self._values, self.retired_at))
+
+    def __repr__(self) -> str:
+        return f"Device({self.fields!r}, retired_at={self.retired_at!r})"
 
 
 @dataclass(frozen=True)
