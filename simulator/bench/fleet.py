@@ -1,7 +1,8 @@
 """``python -m simulator.bench.fleet [--devices 100000] [--seconds 120]``: the fleet's
 steady load, in the daemon's process.
 
-N registered devices each send a heartbeat a minute (spread evenly over the minute):
+N registered devices (a district of N residents, seeded into the registry as at a
+daemon's first start) each send a heartbeat a minute (spread evenly over the minute):
 the daemon's intake takes them (parsed as from MQTT, in batches of the gateway's
 size), holds them in memory and writes them to the device links every 5 s, and link
 supervision checks every 30 s, as in production. Measured: the process's CPU share
@@ -22,11 +23,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dispatcher.bootstrap import build
+from dispatcher.bootstrap import build, release_start_up_memory
 from dispatcher.config import load_settings
 from dispatcher.services.intake import DeviceMessage
-
-DATA = Path(__file__).resolve().parents[2] / "config" / "data"
+from simulator.bench.world import device_id, write_district
 
 
 def rss_mb() -> float:
@@ -46,15 +46,24 @@ class SystemClockUTC:
         return datetime.now(UTC)
 
 
-async def bench(devices: int, seconds: float, batch: int, db_url: str) -> dict[str, float]:
+async def bench(
+    devices: int, seconds: float, batch: int, db_url: str, folder: Path
+) -> dict[str, float]:
+    # A district of ``devices`` registered residents, each with her device, seeded into
+    # the registry at the first start as the daemon does.
+    data = write_district(folder / "data", devices)
     settings = load_settings(
         None,
         database={"url": db_url},
-        data={"dir": str(DATA), "timezone": "Asia/Shanghai"},
+        data={"dir": str(data), "timezone": "Asia/Shanghai"},
         mqtt={"url": "mqtt://127.0.0.1:1", "client_id": "bench-fleet"},
     )
     # The SMS senders are the configuration's (log senders by default): none is sent.
+    started = time.monotonic()
     app = await build(settings, clock=SystemClockUTC())
+    release_start_up_memory()  # as `eldercall run` does after its start
+    start_s = time.monotonic() - started
+    assert len(app.directory.residents) == devices
     flushes = {"transactions": 0, "rows": 0}
     tracker = app.intake.heartbeats
     flush = tracker.flush
@@ -67,7 +76,7 @@ async def bench(devices: int, seconds: float, batch: int, db_url: str) -> dict[s
         return n
 
     tracker.flush = counted_flush  # type: ignore[method-assign]
-    ids = [f"bench-{i:06d}" for i in range(devices)]
+    ids = [device_id(i) for i in range(devices)]
     topic = "eldercall/v1/dev/{}/event"
     stop = asyncio.Event()
     flusher = asyncio.create_task(tracker.run(settings.intake.contacts_flush_s, stop))
@@ -125,6 +134,7 @@ async def bench(devices: int, seconds: float, batch: int, db_url: str) -> dict[s
     await app.aclose()
     return {
         "devices": devices,
+        "start_s": round(start_s, 1),
         "seconds": round(wall, 1),
         "heartbeats_per_s": round(sent / wall, 1),
         "cpu_share_pct": round(100 * cpu / wall, 1),
@@ -143,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite+aiosqlite:///{tmp}/fleet.db"
-        figures = asyncio.run(bench(args.devices, args.seconds, args.batch, url))
+        figures = asyncio.run(bench(args.devices, args.seconds, args.batch, url, Path(tmp)))
     print(json.dumps(figures, indent=2))
     return 0
 
