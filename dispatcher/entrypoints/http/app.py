@@ -39,6 +39,7 @@ from dispatcher.entrypoints.http import protocols as api_protocols
 from dispatcher.entrypoints.http import reports as api_reports
 from dispatcher.entrypoints.http import rota as api_rota
 from dispatcher.entrypoints.http.api_docs import add_api_docs
+from dispatcher.entrypoints.http.body_limit import BodyLimit
 from dispatcher.entrypoints.http.deps import (
     EARLIEST,
     ERRORS,
@@ -482,7 +483,8 @@ def create_app(
     app.add_exception_handler(CallNotFoundError, _on_not_found)
     app.add_exception_handler(InvalidTransitionError, _on_conflict)
     app.add_exception_handler(Exception, _on_crash)
-    app.add_middleware(_RequestLog)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(_RequestLog)  # added last: outermost, it logs the 413s too
     return app
 
 
