@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.core.calls import CallState
+from dispatcher.core.directory import KeyResident
 from dispatcher.core.registry.audit import AuditEntry
 from dispatcher.core.registry.build import Records
 from dispatcher.core.registry.records import (
@@ -75,7 +76,7 @@ class SqlRegistryStore:
             values.pop("position")
             contacts.setdefault(rid, []).append(ContactFields(**values))
         residents = [
-            ResidentFields(**dict(r._mapping), contacts=contacts.get(r.id, []))
+            _resident(r, contacts.get(r.id, []))
             for r in await s.execute(select(db.residents).order_by(db.residents.c.id))
         ]
         devices = [
@@ -367,6 +368,18 @@ def _json(values: dict[str, Any] | None) -> str | None:
 
 # Shared, never changed: a copy (model_copy) copies it before adding to it.
 _DEVICE_FIELDS = set(DeviceFields.model_fields)
+
+
+_RESIDENT_FIELDS = set(ResidentFields.model_fields)
+
+
+def _resident(r: Row[Any], contacts: list[ContactFields]) -> ResidentFields:
+    # Validated when written (every path in checks the whole record); read back without
+    # validating again: 100,000 residents at each start. The one field whose type the
+    # row does not carry is the key-resident reason, an enum.
+    values = dict(r._mapping)
+    values["key_resident"] = KeyResident(values["key_resident"] or "")
+    return ResidentFields.model_construct(_RESIDENT_FIELDS, **values, contacts=contacts)
 
 
 def _device(r: Row[Any]) -> Device:
