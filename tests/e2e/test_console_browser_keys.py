@@ -90,6 +90,9 @@ async def test_an_operator_takes_notes_and_goes_to_resolve_from_the_keyboard(
             await page.keyboard.press("t")
             assert (await call_update(first, "acknowledged"))["call_id"] == call_id
             await page.locator("#call-state", has_text="已接单").wait_for()
+            # The page after the take: its keys are the deferred script's, there once
+            # the page has loaded (the element above is there while it still parses).
+            await page.wait_for_load_state("load")
             assert await page.locator("#take-form").count() == 0
 
             # n goes to the note without typing an n; what is typed there is text, not keys.

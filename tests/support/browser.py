@@ -37,6 +37,9 @@ CHROMIUM_ARGS = [
 ]
 LAUNCH_TIMEOUT_MS = 30_000
 STEP_TIMEOUT_MS = 5_000
+# A whole page load (the daemon renders it, Chromium runs it) on the 2-core machine
+# while the rest of the suite runs beside it: seen at over 5 s.
+NAVIGATION_TIMEOUT_MS = 15_000
 ALLOWED_HOSTS = frozenset({"127.0.0.1"})
 
 
@@ -76,6 +79,7 @@ async def loopback_context(browser: Browser, blocked: list[str]) -> BrowserConte
     recorded in ``blocked``); for a test that needs a second person's screen."""
     context = await browser.new_context()
     context.set_default_timeout(STEP_TIMEOUT_MS)
+    context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
 
     async def loopback_only(route: Route) -> None:
         url = route.request.url
