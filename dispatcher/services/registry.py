@@ -32,7 +32,7 @@ from dispatcher.core.directory import Directory, Level, Staff
 from dispatcher.core.directory_holder import DirectoryHolder
 from dispatcher.core.registry import rules
 from dispatcher.core.registry.audit import AuditEntry, audit_json
-from dispatcher.core.registry.build import Records, directory_from, records_of
+from dispatcher.core.registry.build import Records, directory_from, records_of, resident_records
 from dispatcher.core.registry.records import (
     AreaFields,
     Assignment,
@@ -161,6 +161,9 @@ def _no_id_change(record_id: str, changes: dict[str, Any]) -> None:
         raise rules.invalid("id", "a record's id cannot change: make a new record")
 
 
+SEED_CHUNK = 5_000  # residents' records made and written at a time by the seed
+
+
 class Registry:
     def __init__(
         self,
@@ -221,8 +224,7 @@ class Registry:
         ``models``) into the empty registry, one audit row each, in one transaction;
         then load."""
         now = self._clock.now()
-        records, history = records_of(directory, now, models)
-        community = {r.id: r.community_id for r in records.residents}
+        records, history = records_of(directory, now, models, residents=False)
 
         def seeded(kind: str, record_id: str, area: str | None, after: Any) -> dict[str, Any]:
             return {
@@ -236,32 +238,32 @@ class Registry:
                 "after": audit_json(after),
             }
 
-        audit = [
-            seeded(kind, f.id, _area_of(kind, f), f)
-            for kind, items in (
-                ("area", records.areas),
-                ("staff", records.staff),
-                ("resident", records.residents),
-            )
-            for f in items
-        ]
-        audit += [
-            seeded("device", d.id, community.get(d.resident_id or ""), d.fields)
-            for d in records.devices
-        ]
-        # A few statements per table however many records (100,000 residents).
+        residents = list(directory.residents.values())
+        # A few statements per table however many records; the residents' records and
+        # audit rows made and written a chunk at a time, so that 100,000 of them never
+        # stand in memory all at once beside the directory.
         async with self._tx.begin() as store:
-            await store.save_all("area", records.areas, new=True)
-            await store.save_all("staff", records.staff, new=True)
-            await store.save_all("resident", records.residents, new=True)
+            for kind, items in (("area", records.areas), ("staff", records.staff)):
+                await store.save_all(kind, items, new=True)
+                await store.audit_all([seeded(kind, f.id, _area_of(kind, f), f) for f in items])
+            for start in range(0, len(residents), SEED_CHUNK):
+                chunk = resident_records(directory, residents[start : start + SEED_CHUNK])
+                await store.save_all("resident", chunk, new=True)
+                await store.audit_all([seeded("resident", f.id, f.community_id, f) for f in chunk])
+            community = {r.id: r.community_id for r in residents}
             await store.save_devices(records.devices, new=True)
             await store.assign_all([(a.device_id, a.resident_id) for a in history], now, "seed")
-            await store.audit_all(audit)
+            await store.audit_all(
+                [
+                    seeded("device", d.id, community.get(d.resident_id or ""), d.fields)
+                    for d in records.devices
+                ]
+            )
         log.info(
             "registry_seeded",
             areas=len(records.areas),
             staff=len(records.staff),
-            residents=len(records.residents),
+            residents=len(residents),
             devices=len(records.devices),
         )
         # The records are the directory's own: it is put in force as it is, rather than

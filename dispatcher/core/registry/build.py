@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from dispatcher.core.contact_methods import ContactMethod
-from dispatcher.core.directory import Directory
+from dispatcher.core.directory import Directory, Resident
 from dispatcher.core.registry.records import (
     AreaFields,
     Assignment,
@@ -62,11 +62,22 @@ def directory_from(records: Records, base: Directory) -> Directory:
     )
 
 
+def resident_records(d: Directory, residents: list[Resident]) -> list[ResidentFields]:
+    """The records of these residents of ``d`` (their contacts' methods included)."""
+    return [resident_fields(r, d.contact_methods) for r in residents]
+
+
 def records_of(
-    d: Directory, now: datetime, models: Mapping[str, str] | None = None
+    d: Directory,
+    now: datetime,
+    models: Mapping[str, str] | None = None,
+    *,
+    residents: bool = True,
 ) -> tuple[Records, list[Assignment]]:
     """The records of a directory read from the data folder, with each resident's device
-    as a device record serving her since ``now`` (of its model in ``models``)."""
+    as a device record serving her since ``now`` (of its model in ``models``). Without
+    ``residents`` their records are left out (the seed makes them a chunk at a time:
+    :func:`resident_records`); their devices are not."""
     models = models or {}
     devices = [
         Device(DeviceFields(id=r.device_id, resident_id=r.id, model=models.get(r.device_id, "")))
@@ -76,7 +87,7 @@ def records_of(
     records = Records(
         areas=[area_fields(a) for a in d.areas.values()],
         staff=[staff_fields(s, d.contact_methods.get(s.id, ())) for s in d.staff.values()],
-        residents=[resident_fields(r, d.contact_methods) for r in d.residents.values()],
+        residents=resident_records(d, list(d.residents.values())) if residents else [],
         devices=devices,
         providers=[],
     )
