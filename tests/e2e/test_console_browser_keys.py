@@ -104,6 +104,7 @@ async def test_an_operator_takes_notes_and_goes_to_resolve_from_the_keyboard(
             assert await page.locator("#note-text").input_value() == "老人头晕 rnt"
             await page.keyboard.press("Control+Enter")
             await page.locator("#timeline-h + table", has_text="老人头晕 rnt").wait_for()
+            await page.wait_for_load_state("load")  # the page after the note, its keys ready
             call = (await api.get(f"/calls/{call_id}")).json()
             notes = [(e["action"], e["detail"], e["channel"]) for e in call["timeline"]]
             assert ("note", "老人头晕 rnt", "console") in notes
