@@ -178,12 +178,16 @@ class PostgresServer:
         )
         return done.stdout.strip()
 
-    def create_database(self, prefix: str) -> str:
-        """``CREATE DATABASE <prefix>_<hex>``; its name (hex only: it is spliced into SQL)."""
+    def create_database(self, prefix: str, *, template: str | None = None) -> str:
+        """``CREATE DATABASE <prefix>_<hex>``, a copy of ``template`` if given (a name
+        this method returned); its name (hex only: it is spliced into SQL)."""
         if not re.fullmatch(r"[a-z]+", prefix):
             raise ValueError(f"database prefix must be lowercase letters: {prefix!r}")
+        if template is not None and not re.fullmatch(r"[a-z]+_[0-9a-f]{16}", template):
+            raise ValueError(f"not a database this server made: {template!r}")
         name = f"{prefix}_{uuid.uuid4().hex[:16]}"
-        self.admin(f"CREATE DATABASE {name}")
+        copy = f" TEMPLATE {template}" if template else ""
+        self.admin(f"CREATE DATABASE {name}{copy}")
         return name
 
     def drop_database(self, name: str) -> None:

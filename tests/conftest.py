@@ -6,8 +6,8 @@ import structlog
 pytest_plugins = [
     "tests.support.broker",
     "tests.support.sms",
+    "tests.support.postgres",  # before app, which imports it
     "tests.support.app",
-    "tests.support.postgres",
     "tests.support.browser",
 ]
 

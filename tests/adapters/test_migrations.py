@@ -20,8 +20,8 @@ def differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, db.metadata))
 
 
-async def test_the_migrated_database_is_the_declared_schema(database_url: str) -> None:
-    engine = db.make_engine(database_url)
+async def test_the_migrated_database_is_the_declared_schema(empty_database_url: str) -> None:
+    engine = db.make_engine(empty_database_url)
     try:
         await upgrade(engine)
         async with engine.connect() as conn:

@@ -201,8 +201,10 @@ async def test_the_report_needs_a_token(api: httpx.AsyncClient) -> None:
     assert r.status_code == 401
 
 
-async def test_the_migration_fills_in_calls_answered_before_it(database_url: str) -> None:
-    engine = db.make_engine(database_url)
+async def test_the_migration_fills_in_calls_answered_before_it(
+    empty_database_url: str,
+) -> None:
+    engine = db.make_engine(empty_database_url)
     opened = datetime(2026, 11, 20, 2, 0)  # naive UTC, as the database keeps times
 
     def upgrade(connection: Connection, to: str) -> None:

@@ -6,6 +6,7 @@ The ``app`` fixture runs each test twice, on SQLite (the default) and on Postgre
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,8 @@ from dispatcher.core.contact_methods import Channel
 from dispatcher.services.channels import Channels
 from dispatcher.testing import FakeChannelSender, FakeClock
 from tests.support.ports import free_port, unique_client_id
+from tests.support.postgres import migrated
+from tests.support.threads import in_own_loop
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "config" / "data"
@@ -84,10 +87,30 @@ def fake_voice() -> FakeChannelSender:
     return FakeChannelSender(Channel.VOICE.value)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to the head once per session, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "eldercall.db"
+    in_own_loop(lambda: migrated(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The database of one test, on each backend in turn. A sync fixture, so that it
-    may ask for the PostgreSQL one only when it is needed (see tests/support/postgres.py)."""
+    """The database of one test, on each backend in turn, its schema at the head (a copy
+    of one migrated once: the migrations themselves are tested on ``empty_database_url``).
+
+    A sync fixture, so that it may ask for the PostgreSQL one only when it is needed
+    (see tests/support/postgres.py)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("migrated_postgres_url"))
+    shutil.copyfile(request.getfixturevalue("migrated_sqlite"), tmp_path / "eldercall.db")
+    return sqlite_url(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend in turn, for the tests of the migrations."""
     if request.param == "postgres":
         return str(request.getfixturevalue("postgres_url"))
     return sqlite_url(tmp_path)

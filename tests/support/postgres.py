@@ -4,8 +4,11 @@
   simulator/postgres.py. Stopped and removed at the end; if pytest is killed the server
   dies with it, and the next session removes the folder. Fails clearly when the server
   binaries are not installed.
-- ``postgres_url``: ``CREATE DATABASE test_<hex>`` for one test; yields its
+- ``postgres_url``: ``CREATE DATABASE test_<hex>`` for one test, empty; yields its
   ``postgresql+asyncpg://`` URL and drops it afterwards.
+- ``migrated_postgres_url``: the same, a copy of a database migrated once per session
+  (``CREATE DATABASE ... TEMPLATE``): the daemon built on it finds its schema at the
+  head, as after its first start, and the test does not pay for the migrations.
 
 Started only when a test asks for it, so ``-k sqlite`` never needs PostgreSQL.
 """
@@ -18,6 +21,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from dispatcher.adapters.db import schema as db
+from dispatcher.adapters.db.migrate import upgrade
 from simulator.postgres import (
     BIN_ENV,
     DEBIAN_PG_ROOT,
@@ -26,6 +31,7 @@ from simulator.postgres import (
     find_pg_bin,
     remove_stale_clusters,
 )
+from tests.support.threads import in_own_loop
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +68,26 @@ def postgres_url(postgres: PostgresServer) -> Iterator[str]:
     name = postgres.create_database("test")
     yield postgres.url(name)
     postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres: PostgresServer) -> str:
+    """A database migrated to the head, never connected to again (a template must not be)."""
+    name = postgres.create_database("template")
+    in_own_loop(lambda: migrated(postgres.url(name)))
+    return name
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres: PostgresServer, postgres_template: str) -> Iterator[str]:
+    name = postgres.create_database("test", template=postgres_template)
+    yield postgres.url(name)
+    postgres.drop_database(name)
+
+
+async def migrated(url: str) -> None:
+    engine = db.make_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
