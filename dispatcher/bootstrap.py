@@ -608,7 +608,8 @@ def http_app(app: App) -> Any:
     from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
     from dispatcher.entrypoints.http.app import create_app
     from dispatcher.entrypoints.http.console import add_console
-    from dispatcher.entrypoints.http.health import health_router
+    from dispatcher.entrypoints.http.fleet import add_fleet
+    from dispatcher.entrypoints.http.health import add_health
     from dispatcher.entrypoints.http.registry import add_registry
     from dispatcher.services.calendar_feeds import CalendarFeeds
     from dispatcher.services.live_queue import LiveQueue
@@ -620,17 +621,16 @@ def http_app(app: App) -> Any:
         overrides=app.overrides,
         calendars=CalendarFeeds(app.directories, app.clock, app.settings.http.public_url),
         boards=board_service(app),
+        parts=(add_health, add_registry, add_fleet, add_console),
+        watch=watch(app),
+        registry=app.registry,
+        fleet=app.fleet,
+        accounts=app.accounts,
+        live_queue=LiveQueue(app.operations, app.directories, app.clock),
+        directory=app.directory,
     )
-    api.include_router(health_router(watch(app)))
-    add_registry(api, app.registry)
-    from dispatcher.entrypoints.http import fleet as api_fleet
-
-    api_fleet.add_fleet(api, app.fleet)
-    add_console(
-        api, app.accounts, LiveQueue(app.operations, app.directories, app.clock), app.directory
-    )
-    # The console's pages read the directory from the app's state: keep it the current.
-    app.directories.on_swap(lambda d: setattr(api.state, "directory", d))
+    # The console's pages read the directory from the request's state: keep it the current.
+    app.directories.on_swap(lambda d: api.provide(directory=d))
     return api
 
 

@@ -46,7 +46,7 @@ class TwilioWebhooks:
 
 
 def _hooks(request: Request) -> TwilioWebhooks:
-    hooks: TwilioWebhooks = request.app.state.twilio
+    hooks: TwilioWebhooks = request.state.twilio
     return hooks
 
 

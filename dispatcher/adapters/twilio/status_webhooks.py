@@ -28,7 +28,7 @@ router = APIRouter(include_in_schema=False)
 @router.post(STATUS_PATH)
 async def status_callback(row_id: int, request: Request) -> Response:
     """What became of outbox row ``row_id``'s SMS or call, as Twilio reports it."""
-    hooks: TwilioWebhooks = request.app.state.twilio
+    hooks: TwilioWebhooks = request.state.twilio
     outbox = hooks.outbox
     if outbox is None:  # webhooks wired without an outbox: no delivery reports here
         return Response(status_code=404)

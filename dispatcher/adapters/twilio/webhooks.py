@@ -1,7 +1,7 @@
 """All of Twilio's webhooks as one router: SMS replies and voice keys
 (``phone_webhooks``) and delivery reports (``status_webhooks``), each form read and
 its signature checked by ``signed_forms``. The routes find what they need in
-``app.state.twilio`` (a :class:`~dispatcher.adapters.twilio.phone_webhooks.TwilioWebhooks`).
+``request.state.twilio`` (a :class:`~dispatcher.adapters.twilio.phone_webhooks.TwilioWebhooks`).
 """
 
 from __future__ import annotations

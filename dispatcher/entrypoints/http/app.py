@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -52,6 +53,7 @@ from dispatcher.entrypoints.http.deps import (
     StaffDep,
     authenticate,
 )
+from dispatcher.entrypoints.http.served import Served
 from dispatcher.services.boards import Boards
 from dispatcher.services.calendar_feeds import CalendarFeeds
 from dispatcher.services.clock import Clock, SystemClock
@@ -293,7 +295,7 @@ async def on_call(
             f"query parameter at: {msg}",
             detail=[{"loc": ["query", "at"], "msg": msg, "type": "value_error"}],
         )
-    when = at if at is not None else request.app.state.clock.now()
+    when = at if at is not None else request.state.clock.now()
     try:
         on_duty = await ops.on_duty(at=when, community_id=community)
     except LookupError as exc:
@@ -439,6 +441,11 @@ class _RequestLog:
 # ---------------------------------------------------------------- app and server
 
 
+# A part of the routes beyond the API's own (the console, the registry, ...): a function
+# of the module that adds them, so that it can be part of the key of the routes' cache.
+RoutesPart = Callable[[FastAPI], None]
+
+
 def create_app(
     ops: Operations,
     clock: Clock | None = None,
@@ -446,12 +453,31 @@ def create_app(
     overrides: RotaOverrides | None = None,
     calendars: CalendarFeeds | None = None,
     boards: Boards | None = None,
-) -> FastAPI:
+    *,
+    parts: Sequence[RoutesPart] = (),
+    **services: Any,
+) -> Served:
     """The API over ``ops``; ``clock`` gives "now" for on-duty questions without a time;
     ``twilio`` adds Twilio's webhooks under ``/twilio`` (signed, no bearer token),
     delivery reports among them when it has an outbox;
     ``overrides`` serves the rota override routes (503 without it); ``calendars`` the
-    iCalendar feeds (503 without it); ``boards`` the board (503 without it)."""
+    iCalendar feeds (503 without it); ``boards`` the board (503 without it).
+    ``parts`` add routes of their own, which find ``services`` in ``request.state``."""
+    return Served(
+        _routes(twilio is not None, *parts),
+        ops=ops,
+        clock=clock or SystemClock(),
+        twilio=twilio,
+        overrides=overrides,
+        calendars=calendars,
+        boards=boards,
+        **services,
+    )
+
+
+@functools.cache
+def _routes(twilio: bool, *parts: RoutesPart) -> FastAPI:
+    """The routes, built once per process for each set of them (see served.py)."""
     app = FastAPI(
         title="Eldercall operator API",
         version="1",
@@ -460,11 +486,6 @@ def create_app(
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
-    app.state.ops = ops
-    app.state.clock = clock or SystemClock()
-    app.state.overrides = overrides
-    app.state.calendars = calendars
-    app.state.boards = boards
     app.include_router(router)
     app.include_router(api_reports.router)
     app.include_router(api_rota.router)
@@ -474,9 +495,10 @@ def create_app(
     app.include_router(api_boards.router)
     app.include_router(api_protocols.router)
     add_api_docs(app)
-    if twilio is not None:
-        app.state.twilio = twilio
+    if twilio:
         app.include_router(webhooks.router)
+    for add in parts:
+        add(app)
     app.add_exception_handler(Refused, _on_refused)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

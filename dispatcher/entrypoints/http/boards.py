@@ -14,7 +14,7 @@ router = APIRouter(prefix=PREFIX)
 
 
 def _boards(request: Request) -> Boards:
-    found: Boards | None = getattr(request.app.state, "boards", None)
+    found: Boards | None = getattr(request.state, "boards", None)
     if found is None:
         raise Refused(503, "the board is not available in this server")
     return found

@@ -22,7 +22,7 @@ _ICS = "text/calendar; charset=utf-8"
 
 
 def _calendars(request: Request) -> CalendarFeeds:
-    found: CalendarFeeds | None = request.app.state.calendars
+    found: CalendarFeeds | None = request.state.calendars
     if found is None:
         raise Refused(503, "calendar feeds are not available in this server")
     return found

@@ -57,7 +57,7 @@ _bearer = HTTPBearer(
 
 
 def _ops(request: Request) -> Operations:
-    ops: Operations = request.app.state.ops
+    ops: Operations = request.state.ops
     return ops
 
 
@@ -71,7 +71,7 @@ def authenticate(request: Request, authorization: str | None) -> Staff:
             {"WWW-Authenticate": "Bearer"},
         )
     # The lookup (and its constant-time comparison) is the service layer's job.
-    ops: Operations = request.app.state.ops
+    ops: Operations = request.state.ops
     staff = ops.staff_for_token(token)
     if staff is None:
         raise Refused(

@@ -28,7 +28,7 @@ class TestModeView(BaseModel):
 
 
 def _fleet(request: Request) -> Fleet:
-    fleet: Fleet | None = getattr(request.app.state, "fleet", None)
+    fleet: Fleet | None = getattr(request.state, "fleet", None)
     if fleet is None:
         raise Refused(503, "the fleet is not served by this app")
     return fleet
@@ -81,6 +81,6 @@ async def end_test_mode(request: Request, staff: StaffDep, device_id: DeviceId) 
     return TestModeView(device_id=device_id, until=None)
 
 
-def add_fleet(app: FastAPI, fleet: Fleet | None) -> None:
-    app.state.fleet = fleet
+def add_fleet(app: FastAPI) -> None:
+    """The fleet's routes; they serve ``request.state.fleet`` (503 without it)."""
     app.include_router(router)

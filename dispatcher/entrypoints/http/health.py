@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from dispatcher.adapters.metrics.prometheus import CONTENT_TYPE, PrometheusMetrics
@@ -48,64 +48,79 @@ class Watch:
     data_files: Callable[[], dict[str, FileStatus]] = dict
 
 
-def health_router(watch: Watch) -> APIRouter:
-    router = APIRouter(tags=["watching"])
+router = APIRouter(tags=["watching"])
 
-    @router.get("/health/live")
-    async def live() -> dict[str, str]:
-        """The process answers."""
-        return {"status": OK}
 
-    @router.get("/health/ready")
-    async def ready() -> JSONResponse:
-        """The database answers and the MQTT gateway is connected and subscribed."""
-        checks: dict[str, str] = {}
-        try:
-            await watch.database()
-            checks["database"] = OK
-        except Exception as exc:
-            # The driver's own words (SQLAlchemy's wrapper adds the SQL and a link).
-            checks["database"] = f"not reachable: {getattr(exc, 'orig', None) or exc!r}"
-        checks["mqtt"] = (
-            OK if watch.mqtt_connected() else "not connected to the broker or not subscribed"
-        )
-        return _answer(checks, "not ready")
+def add_health(app: FastAPI) -> None:
+    """``/metrics`` and ``/health/*``; they watch ``request.state.watch`` (a :class:`Watch`)."""
+    app.include_router(router)
 
-    @router.get("/health/engine")
-    async def engine() -> JSONResponse:
-        """The escalator and the outbox each completed a cycle within the limit."""
-        stale = watch.cycles.stale(watch.engine_max_age_s)
-        return _answer({part: stale.get(part, OK) for part in watch.cycles.parts}, "stale")
 
-    @router.get("/health/data")
-    async def data() -> JSONResponse:
-        """The rota and policies files on disk are those in force, or why not."""
-        files = watch.data_files()
-        checks = {name: OK if f.error is None else "refused" for name, f in files.items()}
-        body, status = _body(checks, "file refused")
-        body["files"] = {
-            name: {
-                "loaded_at": f.loaded_at.isoformat(),
-                "reloads": f.reloads,
-                "failures": f.failures,
-                **(
-                    {"error": f.error, "error_at": f.error_at.isoformat() if f.error_at else None}
-                    if f.error is not None
-                    else {}
-                ),
-            }
-            for name, f in files.items()
+def _watch(request: Request) -> Watch:
+    watch: Watch = request.state.watch
+    return watch
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    """The process answers."""
+    return {"status": OK}
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> JSONResponse:
+    """The database answers and the MQTT gateway is connected and subscribed."""
+    watch = _watch(request)
+    checks: dict[str, str] = {}
+    try:
+        await watch.database()
+        checks["database"] = OK
+    except Exception as exc:
+        # The driver's own words (SQLAlchemy's wrapper adds the SQL and a link).
+        checks["database"] = f"not reachable: {getattr(exc, 'orig', None) or exc!r}"
+    checks["mqtt"] = (
+        OK if watch.mqtt_connected() else "not connected to the broker or not subscribed"
+    )
+    return _answer(checks, "not ready")
+
+
+@router.get("/health/engine")
+async def engine(request: Request) -> JSONResponse:
+    """The escalator and the outbox each completed a cycle within the limit."""
+    watch = _watch(request)
+    stale = watch.cycles.stale(watch.engine_max_age_s)
+    return _answer({part: stale.get(part, OK) for part in watch.cycles.parts}, "stale")
+
+
+@router.get("/health/data")
+async def data(request: Request) -> JSONResponse:
+    """The rota and policies files on disk are those in force, or why not."""
+    files = _watch(request).data_files()
+    checks = {name: OK if f.error is None else "refused" for name, f in files.items()}
+    body, status = _body(checks, "file refused")
+    body["files"] = {
+        name: {
+            "loaded_at": f.loaded_at.isoformat(),
+            "reloads": f.reloads,
+            "failures": f.failures,
+            **(
+                {"error": f.error, "error_at": f.error_at.isoformat() if f.error_at else None}
+                if f.error is not None
+                else {}
+            ),
         }
-        return JSONResponse(body, status_code=status)
+        for name, f in files.items()
+    }
+    return JSONResponse(body, status_code=status)
 
-    @router.get("/metrics")
-    async def metrics() -> Response:
-        """Every series in Prometheus' text format; the database's figures at most a
-        couple of seconds old."""
-        await watch.figures.refresh()
-        return Response(watch.metrics.exposition(), media_type=CONTENT_TYPE)
 
-    return router
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Every series in Prometheus' text format; the database's figures at most a
+    couple of seconds old."""
+    watch = _watch(request)
+    await watch.figures.refresh()
+    return Response(watch.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 def _answer(checks: dict[str, str], what: str) -> JSONResponse:

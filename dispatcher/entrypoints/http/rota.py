@@ -52,7 +52,7 @@ class OverrideBody(BaseModel):
 
 
 def _overrides(request: Request) -> RotaOverrides:
-    found: RotaOverrides | None = request.app.state.overrides
+    found: RotaOverrides | None = request.state.overrides
     if found is None:
         raise Refused(503, "rota overrides are not available in this server")
     return found

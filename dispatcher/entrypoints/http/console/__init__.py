@@ -1,13 +1,12 @@
 """The operator console: the screens a hotline operator works from, served by the
 dispatcher itself under ``/console`` (templates here, scripts and styles under
-``../static/console``; nothing from the network). ``add_console`` mounts it."""
+``../static/console``; nothing from the network). ``add_console`` adds it."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from dispatcher.core.directory import Directory
 from dispatcher.entrypoints.http.console import (
     auth,
     boards,
@@ -18,14 +17,11 @@ from dispatcher.entrypoints.http.console import (
     record_pages,
     sheet,
 )
-from dispatcher.services.accounts import Accounts
-from dispatcher.services.live_queue import LiveQueue
 
 
-def add_console(app: FastAPI, accounts: Accounts, queue: LiveQueue, directory: Directory) -> None:
-    app.state.accounts = accounts
-    app.state.live_queue = queue
-    app.state.directory = directory
+def add_console(app: FastAPI) -> None:
+    """The console's pages; they serve ``request.state``'s ``accounts``, ``live_queue``
+    (a :class:`~dispatcher.services.live_queue.LiveQueue`) and ``directory``."""
     app.include_router(pages.router)
     app.include_router(dispatch_pages.router)
     app.include_router(sheet.router)

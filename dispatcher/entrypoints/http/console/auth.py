@@ -31,7 +31,7 @@ class BadCsrfError(Exception):
 
 
 def accounts_of(request: Request) -> Accounts:
-    accounts: Accounts = request.app.state.accounts
+    accounts: Accounts = request.state.accounts
     return accounts
 
 

@@ -28,7 +28,7 @@ SECTION = "console.board."
 
 
 def _boards(request: Request) -> Boards:
-    boards: Boards = request.app.state.boards
+    boards: Boards = request.state.boards
     return boards
 
 
@@ -103,7 +103,7 @@ async def wall_page(request: Request) -> Response:
     signed_in = await auth.current(request)
     lang = language(request, signed_in)
     t = translator(lang)
-    queue: LiveQueue = request.app.state.live_queue
+    queue: LiveQueue = request.state.live_queue
     snapshot = await queue.snapshot(signed_in.staff)
     board = await _boards(request).board(signed_in.staff)
     page_texts = {

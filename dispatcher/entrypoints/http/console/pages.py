@@ -36,12 +36,12 @@ router = APIRouter(prefix=auth.CONSOLE, include_in_schema=False)
 
 
 def _ops(request: Request) -> Operations:
-    ops: Operations = request.app.state.ops
+    ops: Operations = request.state.ops
     return ops
 
 
 def _queue(request: Request) -> LiveQueue:
-    queue: LiveQueue = request.app.state.live_queue
+    queue: LiveQueue = request.state.live_queue
     return queue
 
 
@@ -118,7 +118,7 @@ async def login(
             return _login_page(request, t("locked", until=until), 429)
         return _login_page(request, t("wrong_login"), 401)
     response = RedirectResponse(f"{auth.CONSOLE}/", status_code=303)
-    now = request.app.state.clock.now()
+    now = request.state.clock.now()
     auth.set_session_cookie(response, request, new.token, new.expires_at, now)
     response.delete_cookie(auth.LOGIN_CSRF_COOKIE, path=auth.CONSOLE)
     return response
@@ -255,7 +255,7 @@ async def take(
     except CallNotFoundError:
         return JSONResponse({"error": t("not_found")}, status_code=404)
     except AlreadyTakenError as taken:
-        owner = request.app.state.directory.staff.get(taken.owner)
+        owner = request.state.directory.staff.get(taken.owner)
         name = owner.name if owner else taken.owner
         return JSONResponse(
             {"error": t("already_taken", name=name), "taken_by": taken.owner}, status_code=409
@@ -303,9 +303,9 @@ async def call_page(request: Request, call_id: str) -> Response:
         # Who may take the call over: the staff who can see it, but its holder.
         colleagues=[
             s
-            for s in request.app.state.directory.staff.values()
+            for s in request.state.directory.staff.values()
             if s.id != (call.held_by or call.acknowledged_by)
-            and can_see(request.app.state.directory, s, call.community_id)
+            and can_see(request.state.directory, s, call.community_id)
         ],
     )
 
@@ -313,12 +313,12 @@ async def call_page(request: Request, call_id: str) -> Response:
 def _name_of(request: Request, who: str | None) -> str:
     """A staff member's name for a timeline actor or recipient id; other actors
     (``device``, ``system``, a contact) as they are."""
-    staff = request.app.state.directory.staff.get(who or "")
+    staff = request.state.directory.staff.get(who or "")
     return staff.name if staff else (who or "-")
 
 
 def _local(request: Request, when: datetime) -> datetime:
-    return when.astimezone(ZoneInfo(request.app.state.directory.timezone))
+    return when.astimezone(ZoneInfo(request.state.directory.timezone))
 
 
 # ------------------------------------------------------------------ a call's actions

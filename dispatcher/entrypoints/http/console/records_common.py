@@ -30,7 +30,7 @@ STATUS = {Why.INVALID: 422, Why.CONFLICT: 409, Why.NOT_FOUND: 404, Why.FORBIDDEN
 
 
 def registry_of(request: Request) -> Registry:
-    found: Registry = request.app.state.registry
+    found: Registry = request.state.registry
     return found
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from dispatcher.entrypoints.http.registry import exchange, people, residents
-from dispatcher.services.registry import Registry
 
 
-def add_registry(app: FastAPI, registry: Registry) -> None:
-    app.state.registry = registry
+def add_registry(app: FastAPI) -> None:
+    """The registry's routes; they serve ``request.state.registry``."""
     app.include_router(residents.router)
     app.include_router(people.router)
     app.include_router(exchange.router)

@@ -21,7 +21,7 @@ _STATUS = {Why.INVALID: 422, Why.CONFLICT: 409, Why.NOT_FOUND: 404, Why.FORBIDDE
 
 
 def _registry(request: Request) -> Registry:
-    found: Registry | None = getattr(request.app.state, "registry", None)
+    found: Registry | None = getattr(request.state, "registry", None)
     if found is None:
         raise Refused(503, "the registry is not available in this server")
     return found
