@@ -186,7 +186,10 @@ class PostgresServer:
         if template is not None and not re.fullmatch(r"[a-z]+_[0-9a-f]{16}", template):
             raise ValueError(f"not a database this server made: {template!r}")
         name = f"{prefix}_{uuid.uuid4().hex[:16]}"
-        copy = f" TEMPLATE {template}" if template else ""
+        # FILE_COPY: with fsync off its checkpoints cost little, and it copied the
+        # migrated schema in 0.13-0.16 s here, against 0.36-0.38 s for WAL_LOG (the
+        # default), which writes every page of the copy to the WAL.
+        copy = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
         self.admin(f"CREATE DATABASE {name}{copy}")
         return name
 
