@@ -41,6 +41,7 @@ class Size:
     step_delays_s: tuple[int, ...]
     escalation_window_s: int
     rest_devices: int
+    rest_idle_s: float  # how long the daemon idles before its memory is read
     baseline_round_trips: int
     timeout_s: int  # how long a scenario waits for answers after its load was sent
 
@@ -56,6 +57,7 @@ FULL = Size(
     step_delays_s=(0, 30, 60),
     escalation_window_s=150,
     rest_devices=100_000,
+    rest_idle_s=5,
     baseline_round_trips=200,
     timeout_s=30,
 )
@@ -70,6 +72,7 @@ QUICK = Size(
     step_delays_s=(0, 3),
     escalation_window_s=10,
     rest_devices=500,
+    rest_idle_s=1,
     baseline_round_trips=20,
     timeout_s=10,
 )
@@ -550,7 +553,7 @@ def steady(bench: Bench, db: str) -> list[Figure]:
                     first_sms[call] = min(first_sms.get(call, math.inf), message["arrived_at"])
             if calls <= set(first_sms):
                 break
-            time.sleep(1)
+            time.sleep(0.2)
     finally:
         daemon.stop()
     answers = latencies_ms(sent.at, _answer_times(got))
@@ -659,7 +662,7 @@ def rest(bench: Bench, db: str) -> list[Figure]:
     n = bench.size.rest_devices
     daemon = bench.daemon("rest", db, n)
     try:
-        time.sleep(5)  # idle: start-up's garbage settles
+        time.sleep(bench.size.rest_idle_s)  # idle: start-up's garbage settles
         rss = daemon.rss_kib()
         ready = daemon.ready_s
     finally:
@@ -672,7 +675,8 @@ def rest(bench: Bench, db: str) -> list[Figure]:
             "MB",
             250,
             "target",
-            note=f"idle 5 s after answering its first event, {ready:.1f} s after start"
+            note=f"idle {bench.size.rest_idle_s:g} s after answering its first event, "
+            f"{ready:.1f} s after start"
             if ready is not None
             else "",
         ),
