@@ -101,6 +101,7 @@ class LiveQueue(ReadsDirectory):
         self._changed = asyncio.Condition()
         self._watchers = 0
         self._poller: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def snapshot(self, viewer: Staff) -> QueueSnapshot:
         """The queue now, read afresh (a page load, a reconnect)."""
@@ -109,7 +110,8 @@ class LiveQueue(ReadsDirectory):
 
     async def watch(self, viewer: Staff, heartbeat_s: float = 15.0) -> AsyncIterator[QueueSnapshot]:
         """The queue now, then again at every change (or after ``heartbeat_s`` without
-        one, so that a screen knows its connection is alive) until the caller stops."""
+        one, so that a screen knows its connection is alive) until the caller stops or
+        the queue is closed."""
         self._watchers += 1
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll(), name="live-queue")
@@ -117,8 +119,10 @@ class LiveQueue(ReadsDirectory):
             await self._refresh()
             seen = self._version
             yield self._snapshot_for(viewer)
-            while True:
+            while not self._closed:
                 await self._changed_since(seen, heartbeat_s)
+                if self._closed:
+                    return
                 seen = self._version
                 yield self._snapshot_for(viewer)
         finally:
@@ -127,12 +131,21 @@ class LiveQueue(ReadsDirectory):
                 self._poller.cancel()
                 self._poller = None
 
+    async def close(self) -> None:
+        """End every watch (the daemon is stopping): a screen's stream then ends at
+        once, and the HTTP server need not wait out its graceful timeout for it."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
     async def _changed_since(self, seen: int, timeout_s: float) -> None:
-        """Until the version is no longer ``seen``, or ``timeout_s`` has passed."""
+        """Until the version is no longer ``seen``, the queue is closed, or
+        ``timeout_s`` has passed."""
         async with self._changed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._version != seen), timeout_s
+                    self._changed.wait_for(lambda: self._version != seen or self._closed),
+                    timeout_s,
                 )
 
     async def poke(self) -> None:

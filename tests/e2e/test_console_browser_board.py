@@ -42,7 +42,7 @@ async def answered(running: Running, device_id: str, ref: str, after_s: float, b
 
 
 async def devices_on_the_board(running: Running, count: int) -> None:
-    # Heartbeats are written to the device links every few seconds (contacts_flush_s).
+    # Heartbeats are written to the device links every contacts_flush_s (0.2 s here).
     async with (
         asyncio.timeout(20),
         httpx.AsyncClient(
@@ -64,7 +64,10 @@ async def test_the_board_and_the_wall_screen(
     blocked_requests: list[str],
 ) -> None:
     shots = screenshots(tmp_path)
-    async with running_dispatcher(tmp_path, mosquitto, sms_sink, topic_root) as running:
+    flush_often = {"intake": {"contacts_flush_s": 0.2}}
+    async with running_dispatcher(
+        tmp_path, mosquitto, sms_sink, topic_root, **flush_often
+    ) as running:
         base = running.api.removesuffix("/api/v1")
         # A morning's calls: answered at 12 s, 35 s and 48 s by the hotline, one at 95 s.
         for n, (after_s, by) in enumerate(

@@ -44,11 +44,19 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_dispatcher(
-    tmp_path: Path, broker: MosquittoProcess, sink: SmsSinkServer, root: str, protocol: int = 5
+    tmp_path: Path,
+    broker: MosquittoProcess,
+    sink: SmsSinkServer,
+    root: str,
+    protocol: int = 5,
+    **overrides: Any,
 ) -> AsyncIterator[Running]:
+    """The daemon built in process on ``broker``, serving its API; ``overrides`` are
+    settings sections, as ``settings_for`` takes them."""
     port = free_port()
     settings = settings_for(
         tmp_path,
+        **overrides,
         mqtt={
             "url": broker.url,
             "topic_root": root,
