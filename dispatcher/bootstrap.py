@@ -96,7 +96,6 @@ from dispatcher.services.watchdog import SupervisorWatchdog
 if TYPE_CHECKING:  # imported where used, as the HTTP side is (it pulls in FastAPI)
     from dispatcher.entrypoints.http.health import Watch
     from dispatcher.services.boards import BoardService
-    from dispatcher.services.live_queue import LiveQueue
 
 log = structlog.get_logger(__name__)
 
@@ -540,11 +539,8 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
     if serve_http:
         from dispatcher.entrypoints.http.app import serve_api
 
-        queue = live_queue_of(app)
-        api = http_app(app, queue)
+        api = http_app(app)
         http = app.settings.http
-        # The console's streams end as the daemon stops, not at the server's timeout.
-        parts["live_queue"] = lambda: _at_stop(stop, queue.close)
         parts["http"] = lambda: serve_api(
             api,
             http.host,
@@ -565,11 +561,6 @@ async def run(app: App, stop: asyncio.Event, *, serve_http: bool = True) -> None
     if lost:
         raise lost[0]
     log.info("dispatcher_stopped")
-
-
-async def _at_stop(stop: asyncio.Event, then: Callable[[], Awaitable[None]]) -> None:
-    await stop.wait()
-    await then()
 
 
 async def _poll(
@@ -609,12 +600,11 @@ async def _keep_running(
             delay = min(delay * 2, 30.0)
 
 
-def http_app(app: App, live_queue: LiveQueue | None = None) -> Any:
+def http_app(app: App) -> Any:
     """The daemon's HTTP app as it serves it: the operator API, the console, Twilio's
     signed webhooks (replies, voice keys, delivery reports), the calendar feeds,
     ``/metrics`` and the health checks; one place, so that a test can take the
-    production wiring instead of assembling its own. ``live_queue`` feeds the console's
-    streams (a new one if not given)."""
+    production wiring instead of assembling its own."""
     from dispatcher.adapters.twilio.phone_webhooks import TwilioWebhooks
     from dispatcher.entrypoints.http.app import create_app
     from dispatcher.entrypoints.http.console import add_console
@@ -622,7 +612,9 @@ def http_app(app: App, live_queue: LiveQueue | None = None) -> Any:
     from dispatcher.entrypoints.http.health import add_health
     from dispatcher.entrypoints.http.registry import add_registry
     from dispatcher.services.calendar_feeds import CalendarFeeds
+    from dispatcher.services.live_queue import LiveQueue
 
+    queue = LiveQueue(app.operations, app.directories, app.clock)
     api = create_app(
         app.operations,
         app.clock,
@@ -635,19 +627,14 @@ def http_app(app: App, live_queue: LiveQueue | None = None) -> Any:
         registry=app.registry,
         fleet=app.fleet,
         accounts=app.accounts,
-        live_queue=live_queue or live_queue_of(app),
+        live_queue=queue,
         directory=app.directory,
     )
+    # The console's streams end as the server stops, not at its graceful timeout.
+    api.at_close(queue.close)
     # The console's pages read the directory from the request's state: keep it the current.
     app.directories.on_swap(lambda d: api.provide(directory=d))
     return api
-
-
-def live_queue_of(app: App) -> LiveQueue:
-    """The console's live queue of the app's calls."""
-    from dispatcher.services.live_queue import LiveQueue
-
-    return LiveQueue(app.operations, app.directories, app.clock)
 
 
 def board_service(app: App) -> BoardService:

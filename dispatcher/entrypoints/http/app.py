@@ -619,6 +619,8 @@ class ApiServer:
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
+        if isinstance(self._app, Served):
+            await self._app.close()
         self._server.should_exit = True
         try:
             await self._task

@@ -13,6 +13,7 @@ shallow copy per request).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,6 +25,17 @@ class Served:
     def __init__(self, routes: ASGIApp, **services: Any) -> None:
         self.routes = routes
         self.services: dict[str, Any] = services
+        self._at_close: list[Callable[[], Awaitable[None]]] = []
+
+    def at_close(self, close: Callable[[], Awaitable[None]]) -> None:
+        """``close`` runs when the server begins to stop (see :meth:`close`)."""
+        self._at_close.append(close)
+
+    async def close(self) -> None:
+        """The server is stopping: end what would hold a connection open (the
+        console's event streams), so that it need not wait out its graceful timeout."""
+        for close in self._at_close:
+            await close()
 
     def provide(self, **services: Any) -> None:
         """Serve these from the next request on (a directory swapped in, say)."""
