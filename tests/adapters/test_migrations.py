@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from dispatcher.adapters.db import schema as db
-from dispatcher.adapters.db.migrate import alembic_config, upgrade
+from dispatcher.adapters.db.migrate import HEAD, alembic_config, current_revision, upgrade
 
 
 def differences(connection: Connection) -> list[Any]:
@@ -26,6 +26,7 @@ async def test_the_migrated_database_is_the_declared_schema(empty_database_url: 
         await upgrade(engine)
         async with engine.connect() as conn:
             assert await conn.run_sync(differences) == []
+            assert await conn.run_sync(current_revision) == HEAD
     finally:
         await engine.dispose()
 
@@ -35,5 +36,7 @@ def test_the_migrations_have_one_head_and_the_files_show_the_order() -> None:
     # two heads means one was not rechained, and the daemon would refuse to upgrade.
     scripts = ScriptDirectory.from_config(alembic_config())
     assert len(scripts.get_heads()) == 1
+    # The daemon skips Alembic when a database is at HEAD: a new migration moves it.
+    assert scripts.get_current_head() == HEAD, "set migrate.HEAD to the newest revision"
     chain = [s.path.rsplit("/", 1)[-1] for s in reversed(list(scripts.walk_revisions()))]
     assert chain == sorted(chain)
