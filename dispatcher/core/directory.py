@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from dispatcher.core.contact_methods import ContactMethod
 from dispatcher.core.rota.model import OverrideBook, Rotation, Rule, Schedule
+from dispatcher.core.shared_values import shared
 
 
 class Level(StrEnum):
@@ -59,6 +60,10 @@ class Contact:
     # A key-holder has a key to the home: the one to send when nobody can open the door.
     key_holder: bool = False
 
+    def __post_init__(self) -> None:
+        for name in ("relation", "language"):
+            object.__setattr__(self, name, shared(getattr(self, name)))
+
 
 class KeyResident(StrEnum):
     """Why a resident is a key resident (重点对象), visited regularly and watched more
@@ -102,6 +107,11 @@ class Resident:
     access_notes: str = ""
     key_resident: KeyResident = KeyResident.NONE
 
+    def __post_init__(self) -> None:
+        # Held once for all who share them (100,000 residents are held in memory).
+        for name in _RESIDENT_SHARED:
+            object.__setattr__(self, name, shared(getattr(self, name)))
+
     @property
     def key_holders(self) -> tuple[Contact, ...]:
         return tuple(c for c in self.contacts if c.key_holder)
@@ -109,6 +119,18 @@ class Resident:
     def age_on(self, day: date) -> int:
         before_birthday = (day.month, day.day) < (self.birth_date.month, self.birth_date.day)
         return day.year - self.birth_date.year - before_birthday
+
+
+# The fields of a resident that many residents have in common.
+_RESIDENT_SHARED = (
+    "birth_date",
+    "community_id",
+    "sex",
+    "building",
+    "unit",
+    "language",
+    "mobility",
+)
 
 
 def mask_id_card(number: str) -> str:

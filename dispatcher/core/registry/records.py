@@ -38,6 +38,7 @@ from dispatcher.core.fields import (
     YesNo,
     choice,
 )
+from dispatcher.core.shared_values import shared
 
 Kind = Literal["area", "staff", "resident", "device", "provider"]
 KINDS: tuple[Kind, ...] = ("area", "staff", "resident", "device", "provider")
@@ -141,6 +142,8 @@ _DEVICE_NAMES = tuple(DeviceFields.model_fields)
 # Shared by every device's fields, never changed (a model_copy copies it first).
 _DEVICE_FIELDS_SET = set(_DEVICE_NAMES)
 _RESIDENT_AT = _DEVICE_NAMES.index("resident_id")
+# The fields many devices have in common (see dispatcher.core.shared_values).
+_DEVICE_SHARED = frozenset({"model", "firmware", "installed_on", "installed_by"})
 
 
 class Device:
@@ -154,7 +157,11 @@ class Device:
     retired_at: datetime | None
 
     def __init__(self, fields: DeviceFields, retired_at: datetime | None = None) -> None:
-        object.__setattr__(self, "_values", tuple(getattr(fields, n) for n in _DEVICE_NAMES))
+        values = tuple(
+            shared(getattr(fields, n)) if n in _DEVICE_SHARED else getattr(fields, n)
+            for n in _DEVICE_NAMES
+        )
+        object.__setattr__(self, "_values", values)
         object.__setattr__(self, "retired_at", retired_at)
 
     def __setattr__(self, name: str, value: object) -> None:
