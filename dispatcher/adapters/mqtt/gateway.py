@@ -40,6 +40,7 @@ from devices.protocol import DeviceStatus, Topics
 from dispatcher.adapters.db.device_outbox_store import DeviceCommand, SqlDeviceOutboxStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.adapters.db.transactions import Transactions
+from dispatcher.adapters.mqtt.confirmed import publish_confirmed
 from dispatcher.config import IntakeQueueSettings, MqttSettings
 from dispatcher.core.intake_priority import FloodLimiter, Lane, LaneQueue, lane_of
 from dispatcher.services.clock import Clock
@@ -401,12 +402,12 @@ class MqttGateway:
         self, client: aiomqtt.Client, batch: list[_Taken], answers: list[Any]
     ) -> None:
         sends = [
-            client.publish(self._topics.ack(t.incoming.device_id), ack.to_payload(), qos=1)
+            (self._topics.ack(t.incoming.device_id), ack.to_payload())
             for t, ack in zip(batch, answers, strict=True)
             if ack is not None and t.incoming.device_id is not None
         ]
         if sends:
-            await asyncio.gather(*sends)  # an MqttError: no PUBACK, delivered again
+            await publish_confirmed(client, sends)  # an MqttError: no PUBACK, delivered again
         _pubacks(client, [t.message for t in batch])
 
     def _defer(self, batch: list[_Taken], exc: BaseException) -> NoReturn:
@@ -448,11 +449,8 @@ class MqttGateway:
                 # Handed to paho in order (each device's commands stay in order), their
                 # PUBACKs awaited together, then marked in one transaction: a crash in
                 # between publishes them again, never loses one.
-                await asyncio.gather(
-                    *(
-                        client.publish(self._topics.cmd(r.device_id), r.payload.encode(), qos=1)
-                        for r in rows
-                    )
+                await publish_confirmed(
+                    client, [(self._topics.cmd(r.device_id), r.payload.encode()) for r in rows]
                 )
                 await self._unstoppable(self._mark_published([r.id for r in rows]))
             if len(rows) < OUTBOX_ROWS:
