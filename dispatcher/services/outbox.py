@@ -79,6 +79,12 @@ from dispatcher.services.ports import Transactions
 log = structlog.get_logger(__name__)
 
 STALE_CLAIM = timedelta(minutes=2)
+# How often a round also looks for pending entries whose call no longer wants them.
+# Those are never sent meanwhile (a round takes only wanted entries, and checks each
+# again before it leaves); acknowledging or resolving a call cancels its entries
+# itself. This sweep is the safety net, and it reads every pending entry: at every
+# round, a backlog of 20,000 made it most of the database's time.
+UNWANTED_SWEEP = timedelta(seconds=5)
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 DEFAULT_MAX_IN_FLIGHT = 16
 # The log event of an entry handed to its channel's provider.
@@ -144,9 +150,10 @@ class OutboxStore(NotifyStore, Protocol):
     (an entry "sending" on that channel), and lock them, skipping entries another
     outbox has locked."""
 
-    async def pending_work(self) -> PendingWork:
+    async def pending_work(self, *, unwanted: bool = True) -> PendingWork:
         """What a claim round would find (a read: usable outside a writing
-        transaction)."""
+        transaction); ``unwanted=False`` does not look for entries to cancel (that
+        reads every pending entry) and says there are none."""
         ...
 
     async def release_stale_claims(self, claimed_before: datetime) -> list[Released]:
@@ -359,6 +366,7 @@ class SmsOutbox:
         # How many times a report's temporary failure is retried, per channel.
         self._retries = {Channel.SMS.value: callback_retries, Channel.VOICE.value: voice_retries}
         self._on_change = on_change  # wakes the outbox for a fallback queued by a callback
+        self._swept_at: datetime | None = None  # the last look for unwanted entries
         # Whose claims are ours: minted at each start, so a restart knows every other
         # claim was a crashed instance's.
         self.instance_id = instance_id or uuid.uuid4().hex
@@ -437,8 +445,12 @@ class SmsOutbox:
         behind every other writer and the next emergency's intake behind it."""
         now = self._clock.now()
         stale_before = now - STALE_CLAIM
+        swept = self._swept_at
+        sweep = swept is None or not swept <= now < swept + UNWANTED_SWEEP
         async with self._tx.read() as reader:
-            work = await reader.pending_work()
+            work = await reader.pending_work(unwanted=sweep)
+        if sweep:
+            self._swept_at = now
         if not work.any_by(now, stale_before):
             return []
         async with self._tx.begin() as store:

@@ -16,6 +16,7 @@ from dispatcher.adapters.db import schema as db
 from dispatcher.adapters.twilio.delivery_reports import read_delivery_report
 from dispatcher.bootstrap import App
 from dispatcher.services.channels import Outgoing, Receipt, SendError
+from dispatcher.services.outbox import UNWANTED_SWEEP
 from dispatcher.testing import FakeClock
 from tests.services.outbox_senders import HoldingSender, open_app, press, rows, timeline
 from tests.support.app import HOTLINE
@@ -120,3 +121,26 @@ async def test_pending_entries_of_a_call_closed_elsewhere_are_cancelled_at_the_n
     assert await app.outbox.send_due() == 0
     assert {r.status for r in await rows(app)} == {"cancelled"}
     assert ("sms_cancelled", "3 unsent: call resolved") in await timeline(app, call_id)
+
+
+async def test_between_sweeps_an_unwanted_entry_waits_unsent_and_is_cancelled_at_the_next(
+    app: App, sms: HoldingSender, clock: FakeClock
+) -> None:
+    # The look for unwanted entries reads every pending one, so a round makes it only
+    # every UNWANTED_SWEEP; a round in between never sends such an entry all the same.
+    call_id = await press(app, "dev-0001")
+    await app.escalator.run_due()
+    sms.fail_next(len(HOTLINE))
+    await app.outbox.send_due()  # swept now; all three back to pending, due again soon
+    async with app.sessions.begin() as s:
+        await s.execute(update(db.calls).where(db.calls.c.id == call_id).values(state="resolved"))
+    clock.advance(UNWANTED_SWEEP.total_seconds() / 2)  # past the retry, before the sweep
+    assert all(r.next_attempt_at <= clock.now() for r in await rows(app))  # all due
+    sent = len(sms.sent)
+    assert await app.outbox.send_due() == 0
+    assert len(sms.sent) == sent
+    assert {r.status for r in await rows(app)} == {"pending"}
+    clock.advance(UNWANTED_SWEEP.total_seconds())
+    assert await app.outbox.send_due() == 0
+    assert {r.status for r in await rows(app)} == {"cancelled"}
+    assert len(sms.sent) == sent

@@ -109,6 +109,8 @@ def _entries() -> Select[Any]:
 
 
 def _pending() -> Select[Any]:
+    """Pending rows still wanted, by due time then as queued: the order the index on
+    (status, next_attempt_at) gives, so that a LIMIT stops the walk early."""
     return (
         _entries()
         .where(
@@ -118,29 +120,37 @@ def _pending() -> Select[Any]:
             # message in flight (it leaves beside it, alone: its companions wait).
             or_(db.calls.c.kind.in_(URGENT_KINDS), not_(_number_in_flight())),
         )
-        .order_by(o.c.id)
+        .order_by(o.c.next_attempt_at, o.c.id)
     )
 
 
-def _pending_work() -> Select[Any, int, Any]:
-    """What the outbox has to do, as one aggregate over the pending and claimed rows
-    (the index on status finds them): the earliest due time of a wanted pending row,
-    how many pending rows their calls no longer want, and the oldest claim."""
-    wanted = outbox_row_wanted()
-    pending = o.c.status == "pending"
-    return (
-        select(
-            func.min(case((and_(pending, wanted), o.c.next_attempt_at))).label("next_due"),
-            func.count(case((and_(pending, not_(wanted)), 1))).label("unwanted"),
-            func.min(case((o.c.status == "sending", o.c.claimed_at))).label("oldest_claim"),
-        )
-        .select_from(o.join(db.calls, db.calls.c.id == o.c.call_id))
-        .where(o.c.status.in_(("pending", "sending")))
-    )
+def _outbox_calls() -> Any:
+    return o.join(db.calls, db.calls.c.id == o.c.call_id)
 
 
-# Built once: the outbox asks it at every round, most of them idle.
-_PENDING_WORK = _pending_work()
+# What the outbox has to do, asked at every round (most of them idle), each part a
+# walk of an index that stops at its first row: with a backlog of 20,000 pending SMS
+# (10,000 open calls), one aggregate over every pending row took 28 ms a round and,
+# with due()'s scan, most of the database thread's time.
+# The earliest due time of a pending row still wanted (ix_sms_outbox_status_next).
+_NEXT_DUE = (
+    select(o.c.next_attempt_at)
+    .select_from(_outbox_calls())
+    .where(o.c.status == "pending", outbox_row_wanted())
+    .order_by(o.c.next_attempt_at)
+    .limit(1)
+)
+# The oldest claim: the rows "sending" are at most the outbox's requests in flight.
+_OLDEST_CLAIM = select(func.min(o.c.claimed_at)).where(o.c.status == "sending")
+# Whether a pending row's call no longer wants it: this one reads every pending row,
+# so the outbox asks it only now and then (SmsOutbox.UNWANTED_SWEEP).
+_ANY_UNWANTED = select(func.count()).select_from(
+    select(o.c.id)
+    .select_from(_outbox_calls())
+    .where(o.c.status == "pending", not_(outbox_row_wanted()))
+    .limit(1)
+    .subquery()
+)
 
 
 def _unclaimed() -> dict[str, Any]:
@@ -178,9 +188,11 @@ class SqlOutboxStore:
             for r in rows
         ]
 
-    async def pending_work(self) -> PendingWork:
-        row = (await self._session.execute(_PENDING_WORK)).one()
-        return PendingWork(row.next_due, int(row.unwanted or 0), row.oldest_claim)
+    async def pending_work(self, *, unwanted: bool = True) -> PendingWork:
+        next_due = await self._session.scalar(_NEXT_DUE)
+        oldest_claim = await self._session.scalar(_OLDEST_CLAIM)
+        found = int(await self._session.scalar(_ANY_UNWANTED) or 0) if unwanted else 0
+        return PendingWork(next_due, found, oldest_claim)
 
     async def release_stale_claims(self, claimed_before: datetime) -> list[Released]:
         return await self._release(o.c.claimed_at < claimed_before)
