@@ -17,7 +17,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # revision, and Alembic is not even imported: it stays in memory once loaded (about
 # 10 MB of the daemon's), and loading every migration script to find nothing to do
 # took 18 ms at each start. tests/adapters/test_migrations.py checks this is the head.
-HEAD = "0018_fleet"
+HEAD = "0019_outbox_number_index"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -227,7 +227,8 @@ sms_outbox = Table(
     Column("claimed_by", String(64), nullable=True),
     Column("requested_at", UTCDateTime, nullable=True),
     Index("ix_sms_outbox_status_next", "status", "next_attempt_at"),
-    Index("ix_sms_outbox_to_number", "to_number"),
+    # A number's message in flight on a channel: one seek (see migration 0019).
+    Index("ix_sms_outbox_number_channel_status", "to_number", "channel", "status"),
 )
 
 # Messages for devices (call updates, config), published when the broker is reachable.
