@@ -12,11 +12,13 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 from simulator.bench.figures import Figure, fmt
@@ -33,7 +35,6 @@ from simulator.bench.world import SinkProcess
 from simulator.broker import MosquittoProcess
 
 DEFAULT_OUT = Path("docs/benchmarks.md")
-BASELINE_LABEL = "Baseline: the daemon before the intake/outbox rework"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -48,7 +49,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the report (markdown)")
     parser.add_argument("--json", type=Path, help="also write the figures here, as JSON")
-    parser.add_argument("--label", default=BASELINE_LABEL, help="the report's heading")
+    parser.add_argument(
+        "--label", help="the report's heading (default: Latest, the commit and the time)"
+    )
     parser.add_argument(
         "--quiet-machine",
         action="store_true",
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         markdown(
             figures,
             about,
-            label=args.label,
+            label=args.label or default_label(began),
             not_run=not_run,
             shared=not args.quiet_machine,
             quick=args.quick,
@@ -131,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8",
         )
     return 0 if figures else 1
+
+
+def default_label(began: float) -> str:
+    """``Latest: <commit>, <UTC time>``: what the run measured, and when."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    commit = done.stdout.strip() if done.returncode == 0 else "a checkout outside git"
+    when = datetime.fromtimestamp(began, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Latest: {commit}, {when}"
 
 
 def say(text: str) -> None:

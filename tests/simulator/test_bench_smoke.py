@@ -38,6 +38,8 @@ def run_bench(tmp_path: Path, *args: str) -> dict[str, object]:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert report.is_file()
+    # Headed by what it measured and when: the commit and the time of the run.
+    assert any(line.startswith("## Latest: ") for line in report.read_text().splitlines())
     found: dict[str, object] = json.loads(figures.read_text())
     assert found["not_run"] == {}, found["not_run"]
     return found
