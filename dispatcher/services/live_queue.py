@@ -101,7 +101,9 @@ class LiveQueue(ReadsDirectory):
         self._changed = asyncio.Condition()
         self._watchers = 0
         self._poller: asyncio.Task[None] | None = None
-        self._closed = False
+        # Bumped by close(): a watch ends when it changes. A count, not a flag, so that
+        # a server started again on the same app (a restarted HTTP part) streams again.
+        self._closings = 0
 
     async def snapshot(self, viewer: Staff) -> QueueSnapshot:
         """The queue now, read afresh (a page load, a reconnect)."""
@@ -112,6 +114,7 @@ class LiveQueue(ReadsDirectory):
         """The queue now, then again at every change (or after ``heartbeat_s`` without
         one, so that a screen knows its connection is alive) until the caller stops or
         the queue is closed."""
+        closings = self._closings
         self._watchers += 1
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll(), name="live-queue")
@@ -119,9 +122,9 @@ class LiveQueue(ReadsDirectory):
             await self._refresh()
             seen = self._version
             yield self._snapshot_for(viewer)
-            while not self._closed:
-                await self._changed_since(seen, heartbeat_s)
-                if self._closed:
+            while self._closings == closings:
+                await self._changed_since(seen, heartbeat_s, closings)
+                if self._closings != closings:
                     return
                 seen = self._version
                 yield self._snapshot_for(viewer)
@@ -132,19 +135,22 @@ class LiveQueue(ReadsDirectory):
                 self._poller = None
 
     async def close(self) -> None:
-        """End every watch (the daemon is stopping): a screen's stream then ends at
-        once, and the HTTP server need not wait out its graceful timeout for it."""
+        """End every watch open now (the server is stopping): a screen's stream then
+        ends at once, and the HTTP server need not wait out its graceful timeout for
+        it. A watch begun later runs as usual."""
         async with self._changed:
-            self._closed = True
+            self._closings += 1
             self._changed.notify_all()
 
-    async def _changed_since(self, seen: int, timeout_s: float) -> None:
-        """Until the version is no longer ``seen``, the queue is closed, or
-        ``timeout_s`` has passed."""
+    async def _changed_since(self, seen: int, timeout_s: float, closings: int) -> None:
+        """Until the version is no longer ``seen``, the queue is closed since
+        ``closings``, or ``timeout_s`` has passed."""
         async with self._changed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._version != seen or self._closed),
+                    self._changed.wait_for(
+                        lambda: self._version != seen or self._closings != closings
+                    ),
                     timeout_s,
                 )
 

@@ -32,3 +32,9 @@ async def test_a_watch_sees_the_queue_and_ends_when_the_queue_is_closed(app: App
     await queue.close()
     await asyncio.wait_for(watching, 5)
     assert seen == [[ack.call_id]]  # ended, nothing more yielded
+
+    # A server started again on the same app: its screens' watches run as before.
+    later = queue.watch(app.directory.staff["wang-fang"], heartbeat_s=0.05)
+    assert [row.call_id for row in (await anext(later)).rows] == [ack.call_id]
+    assert [row.call_id for row in (await anext(later)).rows] == [ack.call_id]  # a repeat
+    await later.aclose()
