@@ -66,7 +66,7 @@ lint: venv
 	$(BIN)/lint-imports --no-cache
 
 # Two processes (pytest-xdist): the suite is mostly waiting on brokers, databases and
-# subprocesses, and takes half the time on the 2-core machine (8.5 -> 4.8 min).
+# subprocesses, and takes about half the time of one process on the 2-core machine.
 test: venv bytecode system-deps lint
 	$(BIN)/pytest -q -n 2
 

@@ -118,7 +118,9 @@ class PendingWork:
     needs its (writing) transaction at all."""
 
     next_due: datetime | None  # the earliest due time of a pending entry still wanted
-    unwanted: int  # pending entries whose call no longer wants them
+    # Pending entries whose call no longer wants them: 0 or 1 (whether there is any),
+    # and 0 on a round that did not look (see UNWANTED_SWEEP).
+    unwanted: int
     oldest_claim: datetime | None  # when the oldest entry "sending" was claimed
 
     def any_by(self, now: datetime, stale_before: datetime) -> bool:

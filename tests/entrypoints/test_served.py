@@ -6,13 +6,14 @@ from __future__ import annotations
 import httpx
 
 from dispatcher.entrypoints.http.app import create_app
+from dispatcher.entrypoints.http.served import Served
 from tests.support.fake_ops import ZHANG, sample_ops
 
 AUTH = {"Authorization": f"Bearer {ZHANG.api_token}"}
 
 
-async def calls_of(app: object) -> list[str]:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+async def calls_of(app: Served) -> list[str]:
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
         r = await c.get("/api/v1/calls", params={"state": "all"}, headers=AUTH)
     assert r.status_code == 200, r.text
