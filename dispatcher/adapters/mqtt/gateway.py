@@ -40,6 +40,7 @@ from devices.protocol import DeviceStatus, Topics
 from dispatcher.adapters.db.device_outbox_store import DeviceCommand, SqlDeviceOutboxStore
 from dispatcher.adapters.db.intake_store import SqlIntakeStore
 from dispatcher.adapters.db.transactions import Transactions
+from dispatcher.adapters.mqtt import paho_tables
 from dispatcher.adapters.mqtt.confirmed import publish_confirmed
 from dispatcher.config import IntakeQueueSettings, MqttSettings
 from dispatcher.core.intake_priority import FloodLimiter, Lane, LaneQueue, lane_of
@@ -211,6 +212,7 @@ class MqttGateway:
 
     def _client(self, inbox: _Inbox) -> aiomqtt.Client:
         s = self._settings
+        paho_tables.install()  # two Properties objects a press, their tables built once
         offline = DeviceStatus(state="offline").to_payload()
         will = aiomqtt.Will(self._topics.centre_status, offline, qos=1, retain=True)
         kwargs: dict[str, object] = {}
