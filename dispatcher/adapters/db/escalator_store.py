@@ -64,6 +64,8 @@ class SqlEscalationStore:
         # at) outbox rows not cancelled, and their active reply numbers per phone.
         self._queued: dict[str, list[tuple[str | None, int, str, datetime]]] = {}
         self._codes: dict[str, dict[str, int]] = {}
+        # New numbers for those calls: each phone read once, written together.
+        self._allocations = replycodes.Allocations(session)
         # Within deferred_writes: the rows and timeline entries still to insert.
         self._deferring = False
         self._rows: list[OutboxRow] = []
@@ -124,6 +126,8 @@ class SqlEscalationStore:
     @asynccontextmanager
     async def savepoint(self, call: Call) -> AsyncIterator[None]:
         call_id = call.id  # a rolled-back savepoint expires the call
+        await self._allocations.flush()  # what is given outside is not rolled back
+        self._allocations.immediate = True
         try:
             # One flush, when the savepoint is released: the call's update and its
             # timeline entries are not needed by the step's own queries (outbox rows
@@ -132,6 +136,7 @@ class SqlEscalationStore:
                 with self._session.no_autoflush:
                     yield
         except BaseException:
+            self._allocations.forget()  # the rollback took its numbers back
             # The savepoint's rollback undoes what was flushed; the call is read again
             # as it was before it, so that its changes made in Python go too and the
             # batch's commit leaves it as it was (still due); loaded, not expired, so
@@ -143,6 +148,8 @@ class SqlEscalationStore:
             self._entries = [e for e in self._entries if e["call_id"] != call_id]
             await self._session.refresh(call)
             raise
+        finally:
+            self._allocations.immediate = False
 
     @asynccontextmanager
     async def unflushed(self) -> AsyncIterator[None]:
@@ -156,6 +163,7 @@ class SqlEscalationStore:
         try:
             yield
             rows = self._rows
+            await self._allocations.flush()
             ahead = await self._claimable(rows, claim_ahead) if claim_ahead else []
             if ahead and claim_ahead is not None:
                 self._claimed = await self._insert_claimed([rows[n] for n in ahead], claim_ahead)
@@ -270,12 +278,15 @@ class SqlEscalationStore:
 
     async def reply_code(self, phone: str, call_id: str, now: datetime) -> int:
         codes = self._codes.get(call_id)
-        if codes is not None and phone in codes:
-            return codes[phone]
-        number = await replycodes.assign(self._session, phone, call_id, now)
-        if codes is not None:
-            codes[phone] = number
-        return number
+        if codes is None:  # a call not read ahead: the one-by-one way
+            await self._allocations.flush()
+            self._allocations.forget()
+            return await replycodes.assign(self._session, phone, call_id, now)
+        if phone not in codes:
+            codes[phone] = await self._allocations.take(phone, call_id, now)
+            if not self._deferring:
+                await self._allocations.flush()
+        return codes[phone]
 
     async def queue_notifications(self, rows: list[OutboxRow]) -> None:
         if self._deferring:
