@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from dispatcher.adapters.db import schema as db
 from dispatcher.core.escalation import Policy
+from dispatcher.services.notify import ESCALATION
 
 T = TypeVar("T")
 STEP_RE = re.compile(r"^step (\d+) ")
@@ -115,7 +116,12 @@ def escalations(url: str, until: datetime) -> Escalations:
         o = db.sms_outbox.c
         sids: dict[tuple[str, int], list[str]] = {}
         unsent: dict[tuple[str, int], int] = {}
-        for call_id, step, sid in await conn.execute(select(o.call_id, o.step, o.provider_sid)):
+        # The steps' own SMS: the watchdog's pages (a step numbering of their own, page
+        # 1 is step 0) and a step's fallbacks by another channel are not.
+        steps_sms = select(o.call_id, o.step, o.provider_sid).where(
+            o.timer == ESCALATION, o.channel == "sms"
+        )
+        for call_id, step, sid in await conn.execute(steps_sms):
             if sid:
                 sids.setdefault((call_id, step), []).append(sid)
             else:
