@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import structlog
@@ -89,11 +89,18 @@ class RebasingAsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # t
         headers = dict(headers or {})
         if auth is not None:
             headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
+        body: bytes | dict[str, object] | None = data
+        if data is not None:
+            # The form encoded here, as aiohttp's FormData would (the same bytes and
+            # type): FormData also builds a multipart writer and a random boundary it
+            # never uses, a third of each request's CPU with 10,000 open calls.
+            body = urlencode(data, doseq=True).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         return await super().request(
             method,
             self.rewrite(url),
             params=params,
-            data=data,
+            data=body,
             headers=headers,
             auth=None,
             # aiohttp takes a float as the total time for the request, connect included.
@@ -168,7 +175,8 @@ class _TwilioSender:
         if not sid:
             raise SendError(f"provider answered the {what} without a sid", permanent=False)
         status = str(getattr(resource, "status", None) or "queued")
-        log.info(f"{what}.accepted", to=to, sid=sid, status=status)
+        # The outbox logs each send with its call (sms_sent, call_placed): this is detail.
+        log.debug(f"{what}.accepted", to=to, sid=sid, status=status)
         return Receipt(sid=str(sid), status=status)
 
     async def aclose(self) -> None:
