@@ -25,12 +25,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, String, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.adapters.db import schema as db
+
+# Read a few free numbers at a time: a phone may hold thousands after a burst.
+FREE_CHUNK = 64
+
+_r, _f = db.reply_codes.c, db.reply_code_free.c
+_LOCK = select(func.pg_advisory_xact_lock(func.hashtext(bindparam("phone", type_=String))))
+_HIGHEST = select(func.max(_r.number)).where(_r.phone == bindparam("phone"), _r.active)
+_FREE_AFTER = (
+    select(_f.number)
+    .where(_f.phone == bindparam("phone"), _f.number > bindparam("after"))
+    .order_by(_f.number)
+    .limit(bindparam("chunk", type_=Integer))
+)
+_TAKE_FREE = delete(db.reply_code_free).where(
+    _f.phone == bindparam("phone"), _f.number == bindparam("number")
+)
+_DROP_FREE_FROM = delete(db.reply_code_free).where(
+    _f.phone == bindparam("phone"), _f.number >= bindparam("number")
+)
+_INSERT = insert(db.reply_codes)
 
 
 async def assign(session: AsyncSession, phone: str, call_id: str, now: datetime) -> int:
@@ -40,7 +60,7 @@ async def assign(session: AsyncSession, phone: str, call_id: str, now: datetime)
     if session.get_bind().dialect.name == "postgresql":
         # Two transactions giving the same phone a number at once would both see it
         # free; SQLite's write lock already serializes them.
-        await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(phone))))
+        await session.execute(_LOCK, {"phone": phone})
     held = (
         select(t.c.number)
         .where(t.c.call_id == call_id, t.c.phone == phone, t.c.active)
@@ -96,27 +116,6 @@ async def retire(session: AsyncSession, call_id: str) -> None:
         upsert.on_conflict_do_nothing(),
         [{"phone": str(phone), "number": int(number)} for phone, number in retired],
     )
-
-
-# Read a few free numbers at a time: a phone may hold thousands after a burst.
-FREE_CHUNK = 64
-
-_r, _f = db.reply_codes.c, db.reply_code_free.c
-_LOCK = select(func.pg_advisory_xact_lock(func.hashtext(bindparam("phone"))))
-_HIGHEST = select(func.max(_r.number)).where(_r.phone == bindparam("phone"), _r.active)
-_FREE_AFTER = (
-    select(_f.number)
-    .where(_f.phone == bindparam("phone"), _f.number > bindparam("after"))
-    .order_by(_f.number)
-    .limit(bindparam("chunk"))
-)
-_TAKE_FREE = delete(db.reply_code_free).where(
-    _f.phone == bindparam("phone"), _f.number == bindparam("number")
-)
-_DROP_FREE_FROM = delete(db.reply_code_free).where(
-    _f.phone == bindparam("phone"), _f.number >= bindparam("number")
-)
-_INSERT = insert(db.reply_codes)
 
 
 @dataclass
@@ -183,7 +182,7 @@ class Allocations:
 
     async def _load(self, phone: str) -> _Phone:
         if self.session.get_bind().dialect.name == "postgresql":
-            await self.session.execute(_LOCK, {"phone": phone})  # as assign, per phone
+            await self.session.execute(_LOCK, {"phone": phone})  # as in assign
         top = await self.session.scalar(_HIGHEST, {"phone": phone})
         state = _Phone(top=int(top or 0), free=[], read_to=0, more=True)
         self._phones[phone] = state

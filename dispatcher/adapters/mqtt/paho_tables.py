@@ -69,7 +69,3 @@ def install() -> bool:
     paho_packet.Properties = SharedTableProperties  # type: ignore[attr-defined]
     paho_client.Properties = SharedTableProperties  # type: ignore[attr-defined]
     return True
-
-
-def installed() -> bool:
-    return paho_packet.Properties is SharedTableProperties  # type: ignore[attr-defined]
